@@ -1,0 +1,20 @@
+"""utom's own extensions, registered through the same hooks as any third-party plugin."""
+
+from __future__ import annotations
+
+from utom_core.hookspecs import hookimpl
+from utom_core.networks import ResnetGenerator, UnetGenerator
+
+
+def _resnet(in_channels: int, out_channels: int, cfg) -> ResnetGenerator:
+    return ResnetGenerator(in_channels, out_channels, cfg.ngf, cfg.n_blocks, cfg.upsampling)
+
+
+def _unet(in_channels: int, out_channels: int, cfg) -> UnetGenerator:
+    return UnetGenerator(in_channels, out_channels, cfg.ngf, cfg.unet_depth, cfg.upsampling)
+
+
+@hookimpl
+def register_generators(register):
+    register("resnet", _resnet)
+    register("unet", _unet)

@@ -1,0 +1,82 @@
+"""The ``utom`` command line: a click group whose commands live in ``utom_core.commands``."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import click
+from rich.table import Table
+
+from utom_core import __version__
+from utom_core.console import console, stdout
+from utom_core.errors import UtomError
+from utom_core.plugins import get_registry
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    console.print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="utom")
+def cli() -> None:
+    """utom: unpaired, content-preserving transformation of microscopy images (UTOM)."""
+
+
+@cli.command("tasks")
+def tasks_command() -> None:
+    """List the registered tasks (built in and from installed plugins)."""
+    registry = get_registry()
+    table = Table(title="utom tasks")
+    for column in ("task", "A → B", "channels", "summary", "plugin"):
+        table.add_column(column)
+    for task in registry.tasks.values():
+        a, b = task.domain_a, task.domain_b
+        table.add_row(task.name, f"{a.name} → {b.name}", f"{a.channels} → {b.channels}",
+                      task.summary, task.plugin)
+    stdout.print(table)
+
+
+@cli.command("plugins")
+def plugins_command() -> None:
+    """List the loaded plugins, their versions and the hooks they implement."""
+    registry = get_registry()
+    table = Table(title="utom plugins")
+    for column in ("plugin", "module", "distribution", "version", "hooks"):
+        table.add_column(column)
+    for info in registry.plugins:
+        table.add_row(info.name, info.module, info.distribution, info.version,
+                      ", ".join(info.hooks))
+    stdout.print(table)
+
+
+def _add_commands() -> None:
+    from utom_core.commands import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_add_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit, no traceback."""
+    warnings.showwarning = _show_warning
+    try:
+        cli.main(args=argv, prog_name="utom", standalone_mode=False)
+    except click.exceptions.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except click.Abort:
+        console.print("[red]error:[/] interrupted")
+        sys.exit(130)
+    except click.ClickException as err:
+        console.print(f"[red]error:[/] {err.format_message()}", soft_wrap=True)
+        sys.exit(err.exit_code)
+    except UtomError as err:
+        console.print(f"error: {err}", soft_wrap=True, markup=False, style="red")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("error: interrupted", style="red")
+        sys.exit(130)

@@ -1,0 +1,3 @@
+"""Sub-commands of ``utom``, each in its own module."""
+
+COMMANDS: list = []

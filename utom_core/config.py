@@ -1,0 +1,186 @@
+"""Training configuration: one pydantic model, saved with every run; unknown keys are errors."""
+
+from __future__ import annotations
+
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from utom_core.errors import UtomError
+
+
+class Method(StrEnum):
+    """Objective: UTOM (cycle + saliency), or the CycleGAN ablations the bench compares."""
+
+    utom = "utom"
+    cyclegan = "cyclegan"
+    cyclegan_identity = "cyclegan-identity"
+
+
+class SaliencyVariant(StrEnum):
+    """Whose threshold judges the generated image in L_sc.
+
+    ``paper``: the target domain's, T_b(G(a)) as in the paper's equation (default).
+    ``authors-code``: the source domain's, T_a(G(a)), as the authors' released code does.
+    """
+
+    paper = "paper"
+    authors_code = "authors-code"
+
+
+class Budget(StrEnum):
+    """Presets of network size, tile size and iterations."""
+
+    smoke = "smoke"
+    demo = "demo"
+    full = "full"
+
+
+ThresholdSetting = float | Literal["auto", "task"]
+
+
+class TrainConfig(BaseModel):
+    """Every setting of a training run (the run directory stores it as config.json)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    method: Method = Method.utom
+    """utom, cyclegan or cyclegan-identity."""
+    generator: str = "resnet"
+    """Registered generator architecture (built in: resnet, unet)."""
+    ngf: int = Field(64, ge=1, le=512)
+    """Generator width (filters of the first layer)."""
+    n_blocks: int = Field(9, ge=0, le=32)
+    """Residual blocks of the ResNet generator (paper: 9)."""
+    unet_depth: int = Field(4, ge=1, le=8)
+    """Stride-2 levels of the U-Net generator."""
+    upsampling: Literal["transpose", "resize"] = "transpose"
+    """Transposed conv (paper) or resize-then-conv (no checkerboard texture)."""
+    ndf: int = Field(64, ge=1, le=512)
+    """Discriminator width."""
+    d_layers: int = Field(3, ge=1, le=6)
+    """PatchGAN layers (3: 70x70 patches)."""
+    tile: int = Field(256, ge=16, le=4096)
+    """Training tile size in pixels (square)."""
+    batch_size: int = Field(1, ge=1, le=1024)
+    """Tiles per domain per iteration."""
+    iterations: int = Field(20000, ge=1, le=10_000_000)
+    """Total iterations of the run (a resumed run trains up to this count)."""
+    lr: float = Field(2e-4, gt=0, le=1)
+    """Adam learning rate."""
+    betas: tuple[float, float] = (0.5, 0.999)
+    """Adam betas."""
+    lr_decay_start: float = Field(0.5, ge=0, le=1)
+    """Fraction of iterations after which the learning rate decays linearly to zero."""
+    lambda_cycle: float = Field(10.0, ge=0)
+    """Weight λ of the cycle loss (and of the saliency term through λρ)."""
+    lambda_identity: float = Field(0.5, ge=0)
+    """Identity loss weight relative to λ (cyclegan-identity only)."""
+    rho0: float = Field(5.0, ge=0)
+    """Initial saliency weight ρ₀ (λρ₀ = 50 in the authors' code)."""
+    images_per_epoch: int | None = Field(None, ge=1)
+    """Decay length of ρ = ρ₀ exp(-images_seen / images_per_epoch); None: rho_decay_fraction."""
+    rho_decay_fraction: float = Field(0.25, gt=0, le=100)
+    """images_per_epoch as a fraction of the images the whole run sees, when not given."""
+    saliency_variant: SaliencyVariant = SaliencyVariant.paper
+    """Which domain's threshold judges generated images (paper: the target's)."""
+    threshold_a: ThresholdSetting = "task"
+    """Domain A threshold in raw units, "auto" (estimated) or "task" (the task's default)."""
+    threshold_b: ThresholdSetting = "task"
+    """Domain B threshold in raw units, "auto" or "task"."""
+    threshold_method: Literal["otsu", "midpoint"] = "midpoint"
+    """Estimator for "auto" thresholds: Otsu, or the paper's background/foreground midpoint."""
+    pool_size: int = Field(50, ge=0, le=10000)
+    """Image pool of generated images shown to the discriminators."""
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    """Exponential moving average of generator weights (0 disables; EMA used for prediction)."""
+    augment: bool = True
+    """Random flips and 90° rotations of training tiles."""
+    min_content: float = Field(0.05, ge=0, le=1)
+    """A sampled tile should hold at least this fraction of content pixels (retried a few times)."""
+    sample_pixels: int = Field(1_000_000, ge=1000)
+    """Pixels sampled per domain to fit percentiles and estimate thresholds."""
+    checkpoint_every: int = Field(500, ge=1)
+    """Iterations between checkpoints (one is also written at the end and on Ctrl-C)."""
+    log_every: int = Field(10, ge=1)
+    """Iterations between loss-log flushes (per-iteration rows; one device sync per flush)."""
+    preview_every: int = Field(500, ge=1)
+    """Iterations between preview PNGs."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to train; auto picks CUDA when present."""
+    amp: bool = True
+    """bf16 autocast on CUDA (never on CPU)."""
+    seed: int = 0
+    """Seed of every random choice: a run is bit-for-bit repeatable on CPU."""
+
+    def decay_length(self) -> int:
+        """images_per_epoch of the ρ schedule, explicit or derived from the planned run."""
+        if self.images_per_epoch is not None:
+            return self.images_per_epoch
+        return max(1, round(self.rho_decay_fraction * self.iterations * self.batch_size))
+
+
+BUDGETS: dict[Budget, dict[str, Any]] = {
+    Budget.smoke: dict(
+        ngf=8, n_blocks=2, ndf=8, tile=32, iterations=6, checkpoint_every=3, log_every=2,
+        preview_every=3, sample_pixels=20_000, pool_size=4,
+    ),
+    Budget.demo: dict(
+        ngf=16, n_blocks=6, ndf=32, tile=96, iterations=1200, checkpoint_every=300,
+        preview_every=300,
+    ),
+    Budget.full: dict(ngf=64, n_blocks=9, ndf=64, tile=256, iterations=40000),
+}
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: TOML scalar or array syntax, falling back to a plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``key=value`` strings from the command line into a dict."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UtomError(f"--set {pair!r}: expected key=value")
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Settings from a TOML file (a flat table of TrainConfig keys)."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except OSError as err:
+        raise UtomError(f"{path}: cannot read config ({err.strerror or err})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UtomError(f"{path}: not valid TOML ({err})") from None
+
+
+def describe_validation_error(err: ValidationError, source: str) -> str:
+    """One line naming the offending key and the problem."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "config"
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{source}: {where}: {first['msg']}{more}"
+
+
+def build_config(*layers: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Merge setting layers (later wins) and validate them into a TrainConfig."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(layer)
+    try:
+        return TrainConfig(**merged)
+    except ValidationError as err:
+        raise UtomError(describe_validation_error(err, source)) from None
+    except TypeError as err:  # non-string keys from a fuzzed mapping
+        raise UtomError(f"{source}: {err}") from None

@@ -1,0 +1,32 @@
+"""Evaluators: named metrics computed from a prediction, an optional reference and the input."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from utom_core.saliency import SaliencyOperator
+
+
+@dataclass
+class Sample:
+    """One evaluated image. Arrays are (C, Y, X) or (C, Z, Y, X) on the [-1, 1] scale."""
+
+    prediction: np.ndarray
+    reference: np.ndarray | None = None
+    input: np.ndarray | None = None
+    input_saliency: SaliencyOperator | None = None
+    """Content operator of the input's domain."""
+    output_saliency: SaliencyOperator | None = None
+    """Content operator of the prediction's (target) domain."""
+
+
+class Evaluator(ABC):
+    """Computes named metrics; returns only the ones its inputs allow (e.g. none without reference)."""
+
+    name: str
+
+    @abstractmethod
+    def evaluate(self, sample: Sample) -> dict[str, float]: ...

@@ -1,0 +1,94 @@
+"""The paper's ResNet generator (Johnson et al. layout, as in CycleGAN and UTOM)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from utom_core.networks.base import Generator, init_weights
+from utom_core.networks.norm import InstanceNorm
+
+Upsampling = Literal["transpose", "resize"]
+
+
+def upsample_block(in_ch: int, out_ch: int, mode: Upsampling) -> list[nn.Module]:
+    """2x upsampling: the paper's transposed conv, or resize-then-conv (no checkerboard)."""
+    if mode == "transpose":
+        conv: list[nn.Module] = [
+            nn.ConvTranspose2d(in_ch, out_ch, 3, stride=2, padding=1, output_padding=1)
+        ]
+    else:
+        conv = [
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(in_ch, out_ch, 3),
+        ]
+    return [*conv, InstanceNorm(out_ch), nn.ReLU(inplace=True)]
+
+
+class ResidualBlock(nn.Module):
+    """Two reflection-padded 3x3 convs with instance norm and a skip connection."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            InstanceNorm(channels),
+            nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            InstanceNorm(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(Generator):
+    """7x7 conv, two stride-2 downsamplings, ``n_blocks`` residual blocks, two upsamplings, tanh."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        ngf: int = 64,
+        n_blocks: int = 9,
+        upsampling: Upsampling = "transpose",
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.n_blocks, self.upsampling = n_blocks, upsampling
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(in_channels, ngf, 7),
+            InstanceNorm(ngf),
+            nn.ReLU(inplace=True),
+        ]
+        for mult in (1, 2):
+            layers += [
+                nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1),
+                InstanceNorm(ngf * mult * 2),
+                nn.ReLU(inplace=True),
+            ]
+        layers += [ResidualBlock(ngf * 4) for _ in range(n_blocks)]
+        for mult in (4, 2):
+            layers += upsample_block(ngf * mult, ngf * mult // 2, upsampling)
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+        init_weights(self)
+
+    @property
+    def receptive_radius(self) -> int:
+        # 7x7 (3) + downsamplings (1 + 2) + 2 convs per block at stride 4 + upsamplings + 7x7 (3)
+        up = 4 + 2 if self.upsampling == "transpose" else 8 + 4
+        return 3 + 1 + 2 + 8 * self.n_blocks + up + 3
+
+    @property
+    def size_multiple(self) -> int:
+        return 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
