@@ -88,7 +88,9 @@ def otsu_threshold(values: np.ndarray, bins: int = 1024) -> float:
     mean0 = sum0 / np.maximum(weight0, 1)
     mean1 = (sum0[-1] - sum0) / np.maximum(weight1, 1)
     between = weight0 * weight1 * (mean0 - mean1) ** 2
-    return float(centers[int(np.argmax(between))])
+    # well-separated populations give a plateau of maxima across the empty gap: take its middle
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
+    return float((centers[best[0]] + centers[best[-1]]) / 2)
 
 
 def midpoint_threshold(values: np.ndarray, iterations: int = 100) -> float:

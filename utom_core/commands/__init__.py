@@ -1,3 +1,6 @@
 """Sub-commands of ``utom``, each in its own module."""
 
-COMMANDS: list = []
+from utom_core.commands.threshold import threshold_command
+from utom_core.commands.train import train_command
+
+COMMANDS: list = [train_command, threshold_command]

@@ -1,0 +1,86 @@
+"""Shared fixtures: CLI runner with captured output, fake installed plugins, tiny images."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from helpers import blobs
+
+from utom_core import plugins
+from utom_core.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys) -> Callable[..., CliResult]:
+    """Run ``utom ARGS…`` in-process and return exit code, stdout and stderr."""
+
+    def run(*args: object) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry():
+    """Each test sees a registry built from the environment as it is during the test."""
+    plugins._registry = None
+    yield
+    plugins._registry = None
+
+
+@pytest.fixture
+def installed_plugin(tmp_path, monkeypatch) -> Callable[[str, str, str], Path]:
+    """Fake-install a distribution: a module plus a ``*.dist-info`` with a ``utom`` entry point."""
+
+    def install(dist: str, module: str, source: str, version: str = "1.0") -> Path:
+        root = tmp_path / "site"
+        root.mkdir(exist_ok=True)
+        (root / f"{module}.py").write_text(textwrap.dedent(source))
+        info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[utom]\n{module} = {module}\n")
+        monkeypatch.syspath_prepend(str(root))
+        monkeypatch.delitem(sys.modules, module, raising=False)
+        return root
+
+    return install
+
+
+@pytest.fixture
+def blob_tiffs(tmp_path):
+    """Two unpaired uint16 images per domain: noisy blobs (A) and clean blobs (B)."""
+    import numpy as np
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    paths: dict[str, list[Path]] = {"a": [], "b": []}
+    for domain, noise in (("a", 1500), ("b", 0)):
+        for i in range(2):
+            image = 1000 + 20000 * blobs(rng) + rng.normal(0, noise or 1e-9, (96, 96))
+            path = tmp_path / f"{domain}{i}.tif"
+            tifffile.imwrite(path, image.clip(0, 65535).astype("uint16"))
+            paths[domain].append(path)
+    return paths

@@ -1,0 +1,32 @@
+"""Docs are part of the feature: every hook is documented with its exact signature."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+from utom_core import hookspecs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def hook_functions():
+    return {name: fn for name, fn in vars(hookspecs).items()
+            if inspect.isfunction(fn) and hasattr(fn, "utom_spec")}
+
+
+def test_every_hook_is_documented_with_its_signature():
+    doc = (REPO / "docs" / "plugins.md").read_text()
+    hooks = hook_functions()
+    assert {"register_tasks", "register_generators"} <= set(hooks)
+    for name, fn in hooks.items():
+        signature = f"`{name}{inspect.signature(fn)}`"
+        assert signature in doc, f"{signature} is not documented in docs/plugins.md"
+        assert fn.__doc__ in doc, f"the docstring of {name} differs from docs/plugins.md"
+
+
+def test_documented_hooks_exist():
+    doc = (REPO / "docs" / "plugins.md").read_text()
+    documented = set(re.findall(r"`(register_\w+)\(", doc))
+    assert documented == set(hook_functions())

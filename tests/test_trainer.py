@@ -1,0 +1,125 @@
+"""Training end to end at toy size: determinism, bit-exact resume, learning, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from helpers import blobs
+
+from utom_core.config import TrainConfig
+from utom_core.domain import Domain, PixelType, Polarity
+from utom_core.errors import UtomError
+from utom_core.runs import load_predictor
+from utom_core.task import Task
+from utom_core.trainer import train
+
+TINY = dict(ngf=8, n_blocks=1, ndf=8, d_layers=2, tile=32, pool_size=4, sample_pixels=5000,
+            log_every=3, preview_every=1000, checkpoint_every=1000)
+DENOISE = Task(name="toy-denoise", summary="toy",
+               domain_a=Domain(name="noisy", channels=1), domain_b=Domain(name="clean", channels=1))
+
+
+def weights(run_dir):
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    return {k: v for k, v in {**state["g_ab"], **state["ema_ba"]}.items()}
+
+
+def assert_same(w1, w2):
+    assert w1.keys() == w2.keys()
+    for key in w1:
+        assert torch.equal(w1[key], w2[key]), key
+
+
+def test_same_seed_same_weights(tmp_path, blob_tiffs):
+    cfg = TrainConfig(**TINY, iterations=4, seed=7)
+    for name in ("r1", "r2"):
+        train(DENOISE, cfg, tmp_path / name, blob_tiffs["a"], blob_tiffs["b"], show_progress=False)
+    assert_same(weights(tmp_path / "r1"), weights(tmp_path / "r2"))
+    other = TrainConfig(**TINY, iterations=4, seed=8)
+    train(DENOISE, other, tmp_path / "r3", blob_tiffs["a"], blob_tiffs["b"], show_progress=False)
+    assert not torch.equal(weights(tmp_path / "r1")["model.1.weight"],
+                           weights(tmp_path / "r3")["model.1.weight"])
+
+
+def test_resume_is_bit_exact(tmp_path, blob_tiffs):
+    cfg = TrainConfig(**TINY, iterations=20, seed=3)
+    train(DENOISE, cfg, tmp_path / "straight", blob_tiffs["a"], blob_tiffs["b"],
+          show_progress=False)
+    first = train(DENOISE, cfg, tmp_path / "resumed", blob_tiffs["a"], blob_tiffs["b"],
+                  stop_at=10, show_progress=False)
+    assert first.iteration == 10
+    second = train(DENOISE, cfg, tmp_path / "resumed", resume=True, show_progress=False)
+    assert second.iteration == 20
+    straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
+    for name in ("g_ab", "g_ba", "d_a", "d_b", "ema_ab", "ema_ba"):
+        assert_same(straight[name], resumed[name])
+    assert straight["images_seen"] == resumed["images_seen"] == 20
+    log = [json.loads(line) for line in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
+    assert [row["iteration"] for row in log] == list(range(1, 21))
+
+
+def test_resume_with_a_new_total_trains_the_difference(tmp_path, blob_tiffs):
+    cfg = TrainConfig(**TINY, iterations=3, seed=1)
+    train(DENOISE, cfg, tmp_path / "run", blob_tiffs["a"], blob_tiffs["b"], show_progress=False)
+    more = train(DENOISE, cfg, tmp_path / "run", resume=True, iterations=5, show_progress=False)
+    assert more.iteration == 5
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["iterations"] == 5 and saved["images_per_epoch"] == 1  # ρ schedule kept
+
+
+def _inverted_pair(tmp_path):
+    """Domain B is domain A inverted (bright background): a trivially learnable mapping."""
+    rng = np.random.default_rng(5)
+    a_path, b_path = tmp_path / "dark.tif", tmp_path / "bright.tif"
+    tifffile.imwrite(a_path, (20 + 200 * blobs(rng, 128, 30)).astype("uint8"))
+    tifffile.imwrite(b_path, (235 - 200 * blobs(rng, 128, 30)).astype("uint8"))
+    test = (20 + 200 * blobs(rng, 64, 8)).astype("uint8")
+    return a_path, b_path, test
+
+
+def test_training_moves_g_towards_the_target(tmp_path):
+    a_path, b_path, test = _inverted_pair(tmp_path)
+    task = Task(name="toy-invert", summary="toy",
+                domain_a=Domain(name="dark", channels=1, dtype=PixelType.uint8, threshold=80),
+                domain_b=Domain(name="bright", channels=1, dtype=PixelType.uint8,
+                                background=Polarity.bright, threshold=160))
+    cfg = TrainConfig(**{**TINY, "log_every": 10}, iterations=80, seed=0, ema_decay=0.9,
+                      rho_decay_fraction=2.0)
+
+    def error_vs_target(run_dir):
+        p = load_predictor(run_dir)
+        x = torch.from_numpy(p.source_norm.apply(test[None]))[None]
+        with torch.no_grad():
+            out = p.target_norm.invert(p.generator(x)[0].numpy()).astype(float)
+        return np.abs(out[0] - (255.0 - test)).mean()
+
+    train(task, cfg.model_copy(update={"iterations": 1}), tmp_path / "start", [a_path], [b_path],
+          show_progress=False)
+    train(task, cfg, tmp_path / "end", [a_path], [b_path], show_progress=False)
+    before, after = error_vs_target(tmp_path / "start"), error_vs_target(tmp_path / "end")
+    assert after < 0.6 * before, (before, after)
+
+
+def test_threshold_that_marks_nothing_is_refused(tmp_path, blob_tiffs):
+    cfg = TrainConfig(**TINY, iterations=2, threshold_a=65000.0)
+    with pytest.raises(UtomError, match=r"threshold 65000 marks 0\.0% of sampled pixels"):
+        train(DENOISE, cfg, tmp_path / "run", blob_tiffs["a"], blob_tiffs["b"],
+              show_progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_identity_loss_needs_equal_channels(tmp_path, blob_tiffs):
+    rgb = tmp_path / "rgb.tif"
+    tifffile.imwrite(rgb, np.full((64, 64, 3), 200, np.uint8) - (150 * blobs(
+        np.random.default_rng(0), 64)[..., None]).astype(np.uint8), photometric="rgb")
+    task = Task(name="toy-stain", summary="toy", domain_a=Domain(name="af", channels=1),
+                domain_b=Domain(name="he", channels=3, dtype=PixelType.uint8,
+                                background=Polarity.bright))
+    cfg = TrainConfig(**TINY, iterations=2, method="cyclegan-identity")
+    with pytest.raises(UtomError, match="needs equal channel counts"):
+        train(task, cfg, tmp_path / "run", blob_tiffs["a"], [rgb], show_progress=False)
