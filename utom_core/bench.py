@@ -1,0 +1,152 @@
+"""``utom bench``: every registered task × method × seed through the ``utom run`` code path.
+
+Results accumulate in OUT/bench.json as runs finish, so an interrupted bench resumes where it
+stopped; a failed run is recorded with its error and the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from utom_core import runs
+from utom_core.config import Budget, Method, build_config
+from utom_core.errors import UtomError
+from utom_core.task import Task
+from utom_core.workflow import METRICS_FILE, run_workflow
+
+BENCH_JSON = "bench.json"
+BENCH_MD = "bench.md"
+HIGHER_IS_BETTER = ("psnr", "ssim", "iou", "dice", "intersection")
+"""Metric name parts where larger values are better (others, e.g. distances, are lower-better)."""
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    task: Task
+    method: Method
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.task.name}/{self.method.value}/seed{self.seed}"
+
+
+def applicable(task: Task, method: Method) -> str | None:
+    """Why ``method`` cannot run on ``task`` (None when it can)."""
+    if method is Method.cyclegan_identity and task.domain_a.channels != task.domain_b.channels:
+        return (f"identity loss needs equal channel counts ({task.domain_a.channels} → "
+                f"{task.domain_b.channels})")
+    return None
+
+
+def load_results(out: Path) -> dict[str, dict[str, Any]]:
+    path = out / BENCH_JSON
+    if not path.exists():
+        return {}
+    try:
+        return {row["key"]: row for row in json.loads(path.read_text())["runs"]}
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise UtomError(f"{path}: not a utom bench file; choose another --out") from None
+
+
+def save_results(out: Path, results: dict[str, dict[str, Any]], budget: Budget) -> None:
+    runs.write_json(out / BENCH_JSON, {"budget": budget.value, "runs": list(results.values())})
+
+
+def run_one(run: BenchRun, budget: Budget, out: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """One bench row: the task's workflow, or the reason it failed or does not apply."""
+    row: dict[str, Any] = {"key": run.key, "task": run.task.name, "plugin": run.task.plugin,
+                           "method": run.method.value, "seed": run.seed}
+    reason = applicable(run.task, run.method)
+    if reason:
+        return {**row, "status": "not applicable", "error": reason}
+    start = time.perf_counter()
+    try:
+        cfg = build_config(*run.task.config_layers(budget), overrides,
+                           {"method": run.method, "seed": run.seed}, source="bench")
+        outcome = run_workflow(run.task, cfg, budget, out / "runs" / run.key, None,
+                               overwrite=True, show_progress=False)
+    except Exception as err:  # a failing task is recorded, not fatal
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return {**row, "status": "failed", "error": f"{type(err).__name__}: {message}",
+                "traceback": traceback.format_exc(limit=4),
+                "wall_seconds": round(time.perf_counter() - start, 1)}
+    record = outcome.metrics
+    return {**row, "status": "ok", "metrics": record["metrics"],
+            "iterations": record["iterations"], "wall_seconds": record["wall_seconds"],
+            "settings": {k: record["config"][k] for k in ("ngf", "n_blocks", "tile", "iterations")},
+            "versions": record["versions"], "machine": record["machine"],
+            "run_dir": str(out / "runs" / run.key)}
+
+
+def is_complete(row: dict[str, Any] | None, out: Path) -> bool:
+    if row is None or row["status"] == "failed":
+        return False
+    return row["status"] != "ok" or (Path(row["run_dir"]) / METRICS_FILE).exists()
+
+
+def better(metric: str) -> int:
+    """+1 when larger is better, -1 when smaller is better."""
+    return 1 if any(part in metric for part in HIGHER_IS_BETTER) else -1
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """task → method → metric → values across seeds (floor rows from the inputs' metrics)."""
+    table: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for row in results:
+        if row["status"] != "ok":
+            continue
+        methods = table.setdefault(row["task"], {})
+        for metric, value in row["metrics"].items():
+            if metric.endswith("_input"):
+                floor = methods.setdefault("input (floor)", {})
+                floor.setdefault(metric.removesuffix("_input"), []).append(value)
+            else:
+                methods.setdefault(row["method"], {}).setdefault(metric, []).append(value)
+    return table
+
+
+def cell(values: list[float]) -> str:
+    """Mean ± relative spread (std / |mean|) across seeds, e.g. ``0.71 ± 1.6%``."""
+    mean = float(np.mean(values))
+    if len(values) < 2 or mean == 0 or not np.isfinite(mean):
+        return f"{mean:.4g}"
+    return f"{mean:.4g} ± {100 * float(np.std(values)) / abs(mean):.1f}%"
+
+
+def markdown(results: list[dict[str, Any]], budget: Budget) -> str:
+    table = summarise(results)
+    lines = [f"# utom bench (budget {budget.value})", "",
+             "Mean over seeds ± relative spread (std / mean). Best method per metric in bold; "
+             "`input (floor)` scores the untransformed input against the reference.", ""]
+    for task, methods in table.items():
+        metrics = sorted({m for values in methods.values() for m in values})
+        lines += [f"## {task}", "", "| method | " + " | ".join(metrics) + " |",
+                  "|---" * (len(metrics) + 1) + "|"]
+        best = {}
+        for metric in metrics:
+            scored = {m: better(metric) * float(np.mean(v[metric]))
+                      for m, v in methods.items() if metric in v and m != "input (floor)"}
+            best[metric] = max(scored, key=scored.get) if scored else None
+        for method, values in methods.items():
+            cells = []
+            for metric in metrics:
+                text = cell(values[metric]) if metric in values else "–"
+                cells.append(f"**{text}**" if best[metric] == method else text)
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append("")
+    other = [r for r in results if r["status"] != "ok"]
+    if other:
+        lines += ["## Runs without metrics", "", "| run | status | reason |", "|---|---|---|"]
+        lines += [f"| {r['key']} | {r['status']} | {r['error']} |" for r in other]
+        lines.append("")
+    wall = sum(r.get("wall_seconds", 0) for r in results)
+    lines += [f"Total run time: {wall / 60:.1f} min over {len(results)} runs.", ""]
+    return "\n".join(lines)

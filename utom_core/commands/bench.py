@@ -1,0 +1,88 @@
+"""``utom bench``: compare methods across every registered task and several seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.live import Live
+from rich.table import Table
+
+from utom_core.bench import (
+    BENCH_MD, BenchRun, is_complete, load_results, markdown, run_one, save_results, summarise,
+)
+from utom_core.config import Budget, Method, parse_overrides
+from utom_core.console import console
+from utom_core.errors import UtomError
+from utom_core.plots import bar_plot
+from utom_core.plugins import get_registry
+from utom_core.runs import atomic_write_text
+
+
+def _names(text: str | None, known: list[str], what: str) -> list[str]:
+    if not text:
+        return known
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UtomError(f"--{what}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
+    return names
+
+
+def _live_table(rows: dict[str, dict], plan: list[BenchRun]) -> Table:
+    table = Table(title="utom bench")
+    for column in ("run", "status", "minutes", "key metrics"):
+        table.add_column(column)
+    for run in plan:
+        row = rows.get(run.key)
+        if row is None:
+            table.add_row(run.key, "pending", "", "")
+            continue
+        shown = ", ".join(f"{k} {v:.3g}" for k, v in row.get("metrics", {}).items()
+                          if k in ("psnr", "ssim", "content_iou"))
+        table.add_row(run.key, row["status"], f"{row.get('wall_seconds', 0) / 60:.1f}",
+                      shown or row.get("error", "")[:60])
+    return table
+
+
+@click.command("bench")
+@click.option("--tasks", default=None, help="Comma-separated task names (default: all).")
+@click.option("--methods", default=",".join(m.value for m in Method), show_default=True)
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--budget", type=click.Choice([b.value for b in Budget]), default="smoke",
+              show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a training setting for every run (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+def bench_command(tasks: str | None, methods: str, seeds: int, budget: str,
+                  overrides: tuple[str, ...], out: Path) -> None:
+    """Run every task × method × seed and write bench.json, bench.md and plots to --out."""
+    registry = get_registry()
+    task_names = _names(tasks, list(registry.tasks), "tasks")
+    method_names = _names(methods, [m.value for m in Method], "methods")
+    settings = parse_overrides(overrides)
+    plan = [BenchRun(registry.tasks[t], Method(m), s)
+            for t in task_names for m in method_names for s in range(seeds)]
+    out.mkdir(parents=True, exist_ok=True)
+    results = load_results(out)
+    chosen = Budget(budget)
+    with Live(_live_table(results, plan), console=console, refresh_per_second=2) as live:
+        for run in plan:
+            if is_complete(results.get(run.key), out):
+                continue
+            results[run.key] = run_one(run, chosen, out, settings)
+            save_results(out, results, chosen)
+            row = results[run.key]
+            live.console.print(f"{run.key}: {row['status']}"
+                               + (f" ({row['error']})" if "error" in row else ""))
+            live.update(_live_table(results, plan))
+    ordered = [results[run.key] for run in plan if run.key in results]
+    atomic_write_text(out / BENCH_MD, markdown(ordered, chosen))
+    table = summarise(ordered)
+    metrics = sorted({m for methods_ in table.values() for v in methods_.values() for m in v})
+    for metric in metrics:
+        groups = {task: {method: values[metric] for method, values in methods_.items()
+                         if metric in values} for task, methods_ in table.items()}
+        bar_plot(out / f"bench_{metric}.png", metric, groups)
+    failed = sum(1 for row in ordered if row["status"] == "failed")
+    console.print(f"bench: {len(ordered)} runs ({failed} failed) → {out / BENCH_MD}")

@@ -1,0 +1,73 @@
+"""report.md: what was run, on what data, with which settings, how well — for a biologist."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from utom_core.runs import atomic_write_text
+
+SETTINGS_SHOWN = ("method", "generator", "ngf", "n_blocks", "ndf", "tile", "batch_size",
+                  "iterations", "lambda_cycle", "rho0", "images_per_epoch", "saliency_variant",
+                  "ema_decay", "seed")
+
+METRIC_HELP = {
+    "psnr": "PSNR of the prediction against the reference (dB, higher is better)",
+    "psnr_input": "PSNR of the untransformed input against the reference: the floor",
+    "ssim": "SSIM against the reference (mean over channels)",
+    "ssim_input": "SSIM of the untransformed input: the floor",
+    "content_iou": "IoU of the input's and the prediction's content masks (saliency promise)",
+    "content_dice": "Dice of the same masks",
+}
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def metrics_table(metrics: dict[str, float]) -> list[str]:
+    lines = ["| metric | value | meaning |", "|---|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} | {METRIC_HELP.get(k, '')} |" for k, v in metrics.items()]
+    return lines
+
+
+def write_report(path: Path, record: dict[str, Any], out: Path) -> None:
+    cfg = record["config"]
+    lines = [
+        f"# utom run: {record['task']} ({record['method']}, budget {record['budget']})",
+        "",
+        f"{record['iterations']} iterations in {record['train_seconds'] / 60:.1f} min of training, "
+        f"{record['wall_seconds'] / 60:.1f} min in all; utom {record['versions']['utom']}, "
+        f"torch {record['versions']['torch']}, {record['machine']['cpus']} CPUs.",
+        "",
+        "## Data",
+        "",
+        *[f"- {note}" for note in record["notes"]],
+        "",
+        f"Content thresholds (raw units): A {record['thresholds']['a']:.6g}, "
+        f"B {record['thresholds']['b']:.6g}.",
+        "",
+        "## Settings",
+        "",
+        "| setting | value |", "|---|---|",
+        *[f"| {k} | {_fmt(cfg[k])} |" for k in SETTINGS_SHOWN if k in cfg],
+        "",
+        "## Metrics (mean over test images)",
+        "",
+        *metrics_table(record["metrics"]),
+        "",
+        "## Test images",
+        "",
+    ]
+    for row in record["images"]:
+        name = Path(row["test"]).name.split(".")[0]
+        panel = out / "previews" / f"{name}_panel.png"
+        lines += [f"### {Path(row['test']).name}", "",
+                  f"Prediction: `{os.path.relpath(row['prediction'], out)}`", ""]
+        if panel.exists():
+            lines += [f"![input, prediction, reference, overlay]({os.path.relpath(panel, out)})", ""]
+        lines += metrics_table(row["metrics"]) + [""]
+    lines += ["## Training", "", "Loss terms per iteration: `run/log.jsonl`; previews during "
+              "training: `run/previews/`.", ""]
+    atomic_write_text(path, "\n".join(lines))
