@@ -18,3 +18,31 @@ def _unet(in_channels: int, out_channels: int, cfg) -> UnetGenerator:
 def register_generators(register):
     register("resnet", _resnet)
     register("unet", _unet)
+
+
+@hookimpl
+def register_evaluators(register):
+    from utom_core.metrics import EVALUATORS
+
+    for evaluator in EVALUATORS:
+        register(evaluator)
+
+
+@hookimpl
+def register_readers(register):
+    from utom_core.io.omezarr import OmeZarrReader
+    from utom_core.io.png import PngReader
+    from utom_core.io.tiff import TiffReader
+
+    for reader in (TiffReader(), OmeZarrReader(), PngReader()):
+        register(reader)
+
+
+@hookimpl
+def register_writers(register):
+    from utom_core.io.omezarr import OmeZarrWriter
+    from utom_core.io.png import PngWriter
+    from utom_core.io.tiff import TiffWriter
+
+    for writer in (TiffWriter(), OmeZarrWriter(), PngWriter()):
+        register(writer)

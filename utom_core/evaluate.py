@@ -17,6 +17,9 @@ class Sample:
     prediction: np.ndarray
     reference: np.ndarray | None = None
     input: np.ndarray | None = None
+    """The input on its own domain's scale (judged by ``input_saliency``)."""
+    baseline: np.ndarray | None = None
+    """The input mapped with the target domain's normalisation: what doing nothing scores."""
     input_saliency: SaliencyOperator | None = None
     """Content operator of the input's domain."""
     output_saliency: SaliencyOperator | None = None

@@ -77,27 +77,28 @@ def _same_plane_shape(x: Path, y: Path) -> bool:
         sy.close()
 
 
-def _read_unit(path: Path, predictor: Predictor, source: bool) -> np.ndarray:
-    """A whole (small) image on the [-1, 1] scale of the source or target domain."""
+def _read_raw(path: Path) -> np.ndarray:
+    """A whole (small) image: evaluation reads held-out test regions, not whole slides."""
     image = open_image(path)
     try:
-        raw = image.read(tuple(slice(None) for _ in image.info.shape[1:]))
+        return image.read(tuple(slice(None) for _ in image.info.shape[1:]))
     finally:
         image.close()
-    norm = predictor.source_norm if source else predictor.target_norm
-    return norm.apply(raw)
 
 
 def evaluate_one(task: Task, predictor: Predictor, test: Path, prediction: Path,
                  reference: Path | None, previews: Path) -> dict[str, float]:
     """Metrics of one prediction, plus its preview panel and overlay PNGs."""
     registry = get_registry()
+    source, target = predictor.source_norm, predictor.target_norm
+    raw_input = _read_raw(test)
     sample = Sample(
-        prediction=_read_unit(prediction, predictor, source=False),
-        reference=_read_unit(reference, predictor, source=False) if reference else None,
-        input=_read_unit(test, predictor, source=True),
-        input_saliency=predictor.source.saliency(predictor.source_norm, predictor.source_threshold),
-        output_saliency=predictor.target.saliency(predictor.target_norm, predictor.target_threshold),
+        prediction=target.apply(_read_raw(prediction)),
+        reference=target.apply(_read_raw(reference)) if reference else None,
+        input=source.apply(raw_input),
+        baseline=target.apply(raw_input) if source.channels == target.channels else None,
+        input_saliency=predictor.source.saliency(source, predictor.source_threshold),
+        output_saliency=predictor.target.saliency(target, predictor.target_threshold),
     )
     metrics: dict[str, float] = {}
     for name in task.evaluators:
@@ -144,7 +145,8 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
                  data: TaskData | None, *, overwrite: bool = False,
                  show_progress: bool = True) -> RunOutcome:
     """Prepare data (demo unless given), train, predict the tests, evaluate, report."""
-    from utom_core.predict import predict_path
+    from utom_core.commands.predict import _predict_one
+    from utom_core.predict import TileOptions
 
     start = time.perf_counter()
     prepare_out_dir(out, overwrite)
@@ -161,7 +163,7 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
     rows = []
     for test, reference in zip(data.test, data.reference, strict=True):
         prediction = out / PREDICTION_DIR / f"{test.name.split('.')[0]}.tif"
-        predict_path(predictor, test, prediction, show_progress=show_progress)
+        _predict_one(test, prediction, predictor, TileOptions())
         metrics = evaluate_one(task, predictor, test, prediction, reference, out / PREVIEW_DIR)
         rows.append({"test": str(test), "reference": str(reference) if reference else None,
                      "prediction": str(prediction), "metrics": metrics})

@@ -1,0 +1,118 @@
+"""Throughput of tiled prediction against whole-image inference of the same network.
+
+The paper's ResNet-9 (ngf 64, 1→3 channels) predicts one generated uint16 image whole (one
+fully-convolutional forward pass on the padded image) and then tiled through
+``utom_core.predict`` with several settings; output megapixels per second are printed with
+their ratio to whole-image inference. Outputs are discarded (a null sink) so both sides
+measure reading, normalising, the network and stitching, not disk writes.
+
+    python benchmarks/predict_throughput.py                      # CPU, 1024², ~5 min on 2 cores
+    python benchmarks/predict_throughput.py --size 4096 --tile 1024 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from utom_core.domain import Normalisation
+from utom_core.io.base import ImageInfo
+from utom_core.networks import ResnetGenerator
+from utom_core.predict import Norm, PlanePredictor, TileOptions, predict_image
+from utom_core.tiling import TileGrid, pad_to
+
+NORM_IN = Normalisation(low=(1000.0,), high=(40000.0,), dtype="uint16")
+NORM_OUT = Normalisation(low=(0.0,) * 3, high=(255.0,) * 3, dtype="uint8")
+
+
+class ArraySource:
+    """An in-memory image behind the ImageSource interface."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.path, self.data, self.info = Path("generated"), data, ImageInfo(data.shape, data.dtype)
+
+    def read(self, region: tuple[slice, ...]) -> np.ndarray:
+        return self.data[(slice(None), *region)]
+
+    def close(self) -> None: ...
+
+
+class NullSink:
+    def write(self, region: tuple[slice, ...], data: np.ndarray) -> None: ...
+    def commit(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+def generated(size: int) -> np.ndarray:
+    y, x = np.mgrid[:size, :size].astype(np.float32)
+    image = 20000 + 15000 * np.sin(x / 97.0) * np.cos(y / 131.0)
+    return image.clip(0, 65535).astype(np.uint16)[None]
+
+
+def whole_image(generator: ResnetGenerator, data: np.ndarray, device: torch.device) -> float:
+    """Seconds for one forward pass over the whole (padded) image, incl. normalisation."""
+    start = time.perf_counter()
+    grid = TileGrid(data.shape[1:], max(data.shape), multiple=generator.size_multiple)
+    unit = NORM_IN.apply(pad_to(data, *grid.padded_shape))
+    with torch.inference_mode():
+        out = generator(torch.from_numpy(unit[None]).to(device))
+        NORM_OUT.invert(out[0, :, :data.shape[1], :data.shape[2]].float().cpu().numpy())
+    return time.perf_counter() - start
+
+
+def timed(generator: ResnetGenerator, data: np.ndarray, options: TileOptions) -> float:
+    start = time.perf_counter()
+    predict_image(ArraySource(data), generator, NORM_IN, NORM_OUT, NullSink(), options)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1024, help="Image side in pixels.")
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--ngf", type=int, default=64)
+    parser.add_argument("--blocks", type=int, default=9)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="Only the paper setting.")
+    parser.add_argument("--repeat", type=int, default=2, help="Best of N runs (shared CPUs).")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    generator = ResnetGenerator(1, 3, args.ngf, args.blocks).eval().to(device)
+    data = generated(args.size)
+    mp = args.size**2 / 1e6
+    with torch.inference_mode():  # warm-up (allocator, kernels)
+        generator(torch.zeros(1, 1, 256, 256, device=device))
+    base = mp / min(whole_image(generator, data, device) for _ in range(args.repeat))
+    print(f"ResNet-{args.blocks} ngf {args.ngf} on {device} ({torch.get_num_threads()} threads), "
+          f"{args.size}² image ({mp:.2f} MP)")
+    print(f"{'whole image (one forward pass)':56s} {base:8.3f} MP/s  1.00x")
+    t = args.tile
+    settings = [
+        ("paper: tiles, overlap 0.25, per-tile norm, batch 1", TileOptions(
+            tile=t, overlap=0.25, norm=Norm.tile, batch=1)),
+        ("tiles, overlap 0.25, per-tile norm, batch 4", TileOptions(
+            tile=t, overlap=0.25, norm=Norm.tile, batch=4)),
+        ("tiles, overlap 0.25, per-tile norm, channels_last", TileOptions(
+            tile=t, overlap=0.25, norm=Norm.tile, batch=4, channels_last=True)),
+        ("tiles, overlap 0.25, image norm (sampled stats)", TileOptions(
+            tile=t, overlap=0.25, norm=Norm.image, max_pixels=t * t)),
+        ("tiles, overlap 0.125, image norm (sampled stats)", TileOptions(
+            tile=t, overlap=0.125, norm=Norm.image, max_pixels=t * t)),
+        ("default (image norm: whole up to 4 tiles, else tiles)", TileOptions(tile=t)),
+    ]
+    for label, options in settings[:1] if args.quick else settings:
+        grid = PlanePredictor(generator, NORM_IN, options).grid(data.shape[1:])
+        rate = mp / min(timed(generator, data, options) for _ in range(args.repeat))
+        computed = grid.computed_pixels() / args.size**2
+        print(f"{label:56s} {rate:8.3f} MP/s  {rate / base:.2f}x  "
+              f"({len(grid)} tiles of {grid.tile_shape[0]}², {computed:.2f} px computed per px)")
+        generator.to(memory_format=torch.contiguous_format)
+
+
+if __name__ == "__main__":
+    main()

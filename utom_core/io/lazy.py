@@ -1,0 +1,88 @@
+"""A lazy source over any indexable array with a file axis string, read in canonical order.
+
+TIFF and OME-Zarr files store axes in many orders (``TZCYX``, ``YXS``, ``QYX``, …). Readers
+wrap their lazy array here: channel-like axes (C, S) become C, every other non-spatial axis
+(Z, T, I, Q, …) becomes one Z-like stack of planes, and regions are read on demand.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from utom_core.errors import InputError
+from utom_core.io.base import ImageInfo
+
+CHANNEL_AXES = "CS"
+"""File axes that hold channels (S: samples of an RGB pixel)."""
+
+
+class ArraySource:
+    """An ImageSource over ``array`` (numpy-style basic indexing) whose axes are ``axes``."""
+
+    def __init__(self, path: Path, array: Any, axes: str, pixel_size: dict[str, float],
+                 unit: str = "micrometer") -> None:
+        axes = axes.upper()
+        if len(axes) != len(array.shape) or "Y" not in axes or "X" not in axes:
+            raise InputError(path, f"cannot interpret axes {axes!r} of an image shaped "
+                                   f"{tuple(array.shape)}")
+        self.path, self._array, self._axes = path, array, axes
+        self._channel = [i for i, a in enumerate(axes) if a in CHANNEL_AXES]
+        self._stack = [i for i, a in enumerate(axes)
+                       if a not in CHANNEL_AXES + "YX" and array.shape[i] > 1]
+        self._singleton = [i for i, a in enumerate(axes)
+                           if a not in CHANNEL_AXES + "YX" and array.shape[i] == 1]
+        self._yx = [axes.index("Y"), axes.index("X")]
+        channels = math.prod(array.shape[i] for i in self._channel)
+        spatial = tuple(array.shape[i] for i in self._yx)
+        if self._stack:
+            spatial = (math.prod(array.shape[i] for i in self._stack), *spatial)
+        else:
+            pixel_size = {k: v for k, v in pixel_size.items() if k != "z"}
+        self.info = ImageInfo((channels, *spatial), np.dtype(array.dtype), pixel_size, unit)
+
+    def read(self, region: tuple[slice, ...]) -> np.ndarray:
+        """Pixels of ``region`` as (C, …); floats are checked for NaN/Inf."""
+        try:
+            data = self._read(region)
+        except InputError:
+            raise
+        except Exception as err:  # decoder errors of corrupt or truncated files
+            raise InputError(self.path, f"cannot read pixels ({type(err).__name__}: {err})"
+                             ) from None
+        if data.dtype.kind == "f" and not np.isfinite(data).all():
+            raise InputError(self.path, "image contains NaN or infinite values")
+        return data
+
+    def _read(self, region: tuple[slice, ...]) -> np.ndarray:
+        *zs, ys, xs = region
+        index: list[Any] = [slice(None)] * len(self._axes)
+        for i in self._singleton:
+            index[i] = 0
+        index[self._yx[0]], index[self._yx[1]] = ys, xs
+        kept = [i for i in range(len(self._axes)) if i not in self._singleton]
+        if not self._stack:
+            return self._canonical(self._array[tuple(index)], kept, [])
+        if len(self._stack) == 1:
+            index[self._stack[0]] = zs[0]
+            return self._canonical(self._array[tuple(index)], kept, self._stack)
+        planes = []
+        stack_shape = [self._array.shape[i] for i in self._stack]
+        for z in range(*zs[0].indices(self.info.shape[1])):
+            for i, position in zip(self._stack, np.unravel_index(z, stack_shape), strict=True):
+                index[i] = int(position)
+            plane = self._array[tuple(index)]
+            planes.append(self._canonical(plane, [k for k in kept if k not in self._stack], []))
+        return np.stack(planes, axis=1)
+
+    def _canonical(self, data: np.ndarray, kept: list[int], stack: list[int]) -> np.ndarray:
+        """Reorder a read block (axes ``kept`` of the file) to (C, [Z], Y, X)."""
+        order = [kept.index(i) for i in (*self._channel, *stack, *self._yx)]
+        data = np.asarray(data).transpose(order)
+        return np.ascontiguousarray(data.reshape(-1, *data.shape[len(self._channel):]))
+
+    def close(self) -> None:
+        self._array = None
