@@ -30,8 +30,8 @@ import torch
 from utom_core.domain import Domain, Normalisation, fit_normalisation
 from utom_core.io import open_image
 from utom_core.networks import ResnetGenerator, frozen_norm_statistics
-from utom_core.predict import Norm, TileOptions, pooled_norm_statistics, predict_image
-from utom_core.tiling import Stitch, TileGrid, pad_to
+from utom_core.predict import Norm, TileOptions, predict_image
+from utom_core.tiling import Stitch, TileGrid, pad_to, padded_length
 
 IMAGE = Path(__file__).resolve().parents[1] / "../shared/data/utom-colorectal/AF_8.png"
 
@@ -74,7 +74,7 @@ def thumbnail_reference(raw: np.ndarray, norm: Normalisation, pixels: int,
     """The rejected alternative to sampled crops: the whole plane read with a stride."""
     step = math.ceil(math.sqrt(raw.shape[1] * raw.shape[2] / pixels))
     thumb = raw[:, ::step, ::step]
-    size = [math.ceil(n / multiple) * multiple for n in thumb.shape[1:]]
+    size = [padded_length(n, multiple) for n in thumb.shape[1:]]
     return torch.from_numpy(norm.apply(pad_to(thumb, *size))[None])
 
 
@@ -125,10 +125,10 @@ def main() -> None:
         ("per-tile norm + blend", TileOptions(**tiled, norm=Norm.tile, stitch=Stitch.blend),
          contextlib.nullcontext()),
         ("frozen whole-image statistics + crop", TileOptions(**tiled, norm=Norm.tile),
-         pooled_norm_statistics(generator, whole_reference)),
+         frozen_norm_statistics(generator, whole_reference)),
         ("frozen whole-image statistics + blend",
          TileOptions(**tiled, norm=Norm.tile, stitch=Stitch.blend),
-         pooled_norm_statistics(generator, whole_reference)),
+         frozen_norm_statistics(generator, whole_reference)),
         (f"image norm, sampled crops ({budget} px) + crop (default)",
          TileOptions(**tiled, max_pixels=budget), contextlib.nullcontext()),
         (f"image norm, sampled crops ({budget} px) + blend",

@@ -76,8 +76,9 @@ def main() -> None:
     step = float(np.median(times))
     achieved = flops / step / 1e9
     print(f"threads               {torch.get_num_threads()}")
-    print(f"step                  ResNet-{args.blocks} ngf {args.ngf}, {args.tile}x{args.tile}, 1 → 1"
-          f"{', channels_last' if args.channels_last else ''}")
+    layout = ", channels_last" if args.channels_last else ""
+    print(f"step                  ResNet-{args.blocks} ngf {args.ngf}, "
+          f"{args.tile}x{args.tile}, 1 → 1{layout}")
     print(f"FLOP per step         {flops / 1e9:.1f} GFLOP")
     print(f"seconds per iteration {step:.3f} (median of {args.steps}; min {min(times):.3f})")
     print(f"achieved              {achieved:.1f} GFLOP/s")

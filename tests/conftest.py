@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from collections.abc import Callable
@@ -9,13 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import blobs
 
 from utom_core import plugins
 from utom_core.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# Tiny test networks run fastest on one thread, and a second thread spin-waits badly whenever
+# the machine's other core is busy (7x slower measured on 2 cores); subprocesses inherit this.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 
 @dataclass

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_PLUGIN = REPO / "plugins" / "utom-example-task"
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def blobs(rng, size: int = 96, count: int = 12) -> np.ndarray:

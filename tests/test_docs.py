@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import inspect
 import re
-from pathlib import Path
+
+from helpers import REPO
 
 from utom_core import hookspecs
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def hook_functions():

@@ -16,7 +16,6 @@ from utom_core.predict import (
     Norm,
     TileOptions,
     output_info,
-    pooled_norm_statistics,
     predict_image,
     sample_windows,
 )
@@ -120,7 +119,7 @@ def test_tiles_with_frozen_statistics_equal_whole_image_inference(resnet, stitch
     # crop keeps overlap/2 from inner tile edges, blend overlap/4: both must reach the radius
     tile, margin = (96, 2) if stitch is Stitch.crop else (128, 4)
     overlap = margin * resnet.receptive_radius / tile + 0.01
-    with pooled_norm_statistics(resnet, torch.from_numpy(data[None])):  # whole-image statistics
+    with frozen_norm_statistics(resnet, torch.from_numpy(data[None])):  # whole-image statistics
         out = _predict(data, resnet, unit, Normalisation(low=(-1.0,) * 2, high=(1.0,) * 2,
                                                          dtype="float32"),
                        tile=tile, overlap=overlap, stitch=stitch, norm=Norm.tile, batch=2)
@@ -166,14 +165,14 @@ def test_sample_windows_at_grid_centres():
     assert sorted({w[0].start for w in windows}) == [218, 718]  # centred in 2 × 2 cells
 
 
-def test_pooled_statistics_of_one_image_equal_its_own_statistics(resnet):
+def test_frozen_statistics_of_one_image_equal_its_own_statistics(resnet):
     x = torch.from_numpy(np.random.default_rng(3).uniform(-1, 1, (1, 1, 64, 48)).astype(
         np.float32))
-    with pooled_norm_statistics(resnet, x), torch.no_grad():
-        pooled = resnet(x)
+    with torch.no_grad():
+        own = resnet(x)
     with frozen_norm_statistics(resnet, x), torch.no_grad():
         frozen = resnet(x)
-    np.testing.assert_allclose(pooled.numpy(), frozen.numpy(), atol=1e-5)
+    np.testing.assert_allclose(frozen.numpy(), own.numpy(), atol=1e-5)
     assert all(m.frozen is None for m in resnet.modules() if hasattr(m, "frozen"))
 
 

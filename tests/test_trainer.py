@@ -59,7 +59,8 @@ def test_resume_is_bit_exact(tmp_path, blob_tiffs):
     for name in ("g_ab", "g_ba", "d_a", "d_b", "ema_ab", "ema_ba"):
         assert_same(straight[name], resumed[name])
     assert straight["images_seen"] == resumed["images_seen"] == 20
-    log = [json.loads(line) for line in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
+    log_text = (tmp_path / "resumed" / "log.jsonl").read_text()
+    log = [json.loads(line) for line in log_text.splitlines()]
     assert [row["iteration"] for row in log] == list(range(1, 21))
 
 

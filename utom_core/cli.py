@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 
@@ -61,22 +62,49 @@ def _add_commands() -> None:
 _add_commands()
 
 
+def _quiet_library_logs() -> None:
+    """Libraries' log records (tifffile describing a corrupt file, …) are not shown: utom's own
+    error names the file and the problem in one line. Logging configured by the caller wins."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())
+
+
+def one_line(message: object) -> str:
+    """An error message as one line (messages quoting library errors may hold newlines)."""
+    return " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+
+
+def _error(message: object) -> None:
+    console.print(f"error: {one_line(message)}", soft_wrap=True, markup=False, style="red")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit, no traceback."""
     warnings.showwarning = _show_warning
+    _quiet_library_logs()
     try:
         cli.main(args=argv, prog_name="utom", standalone_mode=False)
     except click.exceptions.Exit as exit_:
         sys.exit(exit_.exit_code)
     except click.Abort:
-        console.print("[red]error:[/] interrupted")
+        _error("interrupted")
         sys.exit(130)
-    except click.ClickException as err:
-        console.print(f"[red]error:[/] {err.format_message()}", soft_wrap=True)
+    except click.ClickException as err:  # user text in it is not rich markup
+        _error(err.format_message())
         sys.exit(err.exit_code)
     except UtomError as err:
-        console.print(f"error: {err}", soft_wrap=True, markup=False, style="red")
+        _error(err)
         sys.exit(2)
     except KeyboardInterrupt:
-        console.print("error: interrupted", style="red")
+        _error("interrupted")
         sys.exit(130)
+    except OSError as err:  # disk full, read-only or missing folders, permissions
+        where = f"{err.filename}: " if err.filename else ""
+        _error(f"{where}{err.strerror or err}")
+        sys.exit(1)
+    except Exception as err:
+        if not isinstance(err, MemoryError) and type(err).__name__ != "OutOfMemoryError":
+            raise  # a bug: the traceback is what a report needs
+        _error("out of memory; use smaller tiles, batches or networks")
+        sys.exit(1)

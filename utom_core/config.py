@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -40,12 +40,13 @@ class Budget(StrEnum):
 
 
 ThresholdSetting = float | Literal["auto", "task"]
+Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
 class TrainConfig(BaseModel):
     """Every setting of a training run (the run directory stores it as config.json)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     method: Method = Method.utom
     """utom, cyclegan or cyclegan-identity."""
@@ -71,7 +72,7 @@ class TrainConfig(BaseModel):
     """Total iterations of the run (a resumed run trains up to this count)."""
     lr: float = Field(2e-4, gt=0, le=1)
     """Adam learning rate."""
-    betas: tuple[float, float] = (0.5, 0.999)
+    betas: tuple[Beta, Beta] = (0.5, 0.999)
     """Adam betas."""
     lr_decay_start: float = Field(0.5, ge=0, le=1)
     """Fraction of iterations after which the learning rate decays linearly to zero."""
@@ -101,7 +102,7 @@ class TrainConfig(BaseModel):
     """Random flips and 90° rotations of training tiles."""
     min_content: float = Field(0.05, ge=0, le=1)
     """A sampled tile should hold at least this fraction of content pixels (retried a few times)."""
-    sample_pixels: int = Field(1_000_000, ge=1000)
+    sample_pixels: int = Field(1_000_000, ge=1000, le=100_000_000)
     """Pixels sampled per domain to fit percentiles and estimate thresholds."""
     checkpoint_every: int = Field(500, ge=1)
     """Iterations between checkpoints (one is also written at the end and on Ctrl-C)."""
@@ -113,7 +114,7 @@ class TrainConfig(BaseModel):
     """Where to train; auto picks CUDA when present."""
     amp: bool = True
     """bf16 autocast on CUDA (never on CPU)."""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**63 - 1)
     """Seed of every random choice: a run is bit-for-bit repeatable on CPU."""
 
     def decay_length(self) -> int:
@@ -129,8 +130,8 @@ BUDGETS: dict[Budget, dict[str, Any]] = {
         preview_every=3, sample_pixels=20_000, pool_size=4,
     ),
     Budget.demo: dict(
-        ngf=16, n_blocks=6, ndf=32, tile=96, iterations=1200, checkpoint_every=300,
-        preview_every=300,
+        ngf=24, n_blocks=6, ndf=32, tile=96, iterations=1500, checkpoint_every=500,
+        preview_every=500,
     ),
     Budget.full: dict(ngf=64, n_blocks=9, ndf=64, tile=256, iterations=40000),
 }
@@ -140,7 +141,7 @@ def parse_value(text: str) -> Any:
     """A --set value: TOML scalar or array syntax, falling back to a plain string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):  # RecursionError: absurdly deep arrays
         return text
 
 
@@ -163,6 +164,8 @@ def load_config_file(path: Path) -> dict[str, Any]:
         raise UtomError(f"{path}: cannot read config ({err.strerror or err})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise UtomError(f"{path}: not valid TOML ({err})") from None
+    except RecursionError:
+        raise UtomError(f"{path}: not valid TOML (nested too deeply)") from None
 
 
 def describe_validation_error(err: ValidationError, source: str) -> str:

@@ -5,9 +5,12 @@ Under ``torchrun`` only rank 0 talks; other ranks stay quiet so logs are not dup
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 from rich.console import Console
+from rich.progress import Progress
 
 
 def is_main_process() -> bool:
@@ -18,3 +21,17 @@ def is_main_process() -> bool:
 console = Console(stderr=True, quiet=not is_main_process(), highlight=False)
 stdout = Console(highlight=False)
 """Listings and results that a user may pipe."""
+
+
+@contextlib.contextmanager
+def progress_display(progress: Progress) -> Iterator[Progress]:
+    """Show ``progress`` while the block runs; if the block fails, the bar is cleared, so the
+    error message is the only line the failure leaves on the terminal or in a log."""
+    progress.start()
+    try:
+        yield progress
+    except BaseException:
+        progress.live.transient = True
+        progress.live.stop()  # not progress.stop(), which adds a blank line to logs
+        raise
+    progress.stop()

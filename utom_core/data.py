@@ -41,13 +41,20 @@ class DomainImages:
 
     def __init__(self, paths: list[Path], domain: Domain, cut_axes: tuple[str, ...] = ("z",)):
         self.domain = domain
-        self.sources: list[ImageSource] = [open_image(p) for p in list_images(paths)]
+        self.sources: list[ImageSource] = []
         self.planes: list[Plane] = []
-        for i, src in enumerate(self.sources):
-            if src.info.channels != domain.channels:
-                raise InputError(src.path, f"has {src.info.channels} channel(s), the "
-                                 f"{domain.name} domain expects {domain.channels}")
-            self.planes += _planes_of(i, src.info.shape[1:], cut_axes)
+        try:
+            for path in list_images(paths):
+                self.sources.append(open_image(path))
+                src = self.sources[-1]
+                if src.info.channels != domain.channels:
+                    raise InputError(src.path, f"has {src.info.channels} channel(s), the "
+                                     f"{domain.name} domain expects {domain.channels}")
+                check_planes(src, cut_axes, domain.name)
+                self.planes += _planes_of(len(self.sources) - 1, src.info.shape[1:], cut_axes)
+        except BaseException:
+            self.close()
+            raise
         self._weights = np.array([p.shape[0] * p.shape[1] for p in self.planes], dtype=np.float64)
         self._weights /= self._weights.sum()
 
@@ -86,6 +93,20 @@ class DomainImages:
             pixels.append(patch)
             total += patch.shape[1]
         return np.concatenate(pixels, axis=1)[:, :count]
+
+
+def check_planes(source: ImageSource, cut_axes: tuple[str, ...], domain: str) -> None:
+    """XZ/YZ planes need a volume: refuse 2D images, and stacks whose planes are not one z
+    axis (e.g. time × z), where a "z" column would run across time points."""
+    if "z" in cut_axes:
+        return  # XY planes: any stack of planes (z, time, positions) will do
+    if len(source.info.shape) != 4:
+        raise InputError(source.path, f"is a 2D image; the {domain} domain is read as XZ/YZ "
+                                      "planes of volumes (ZYX)")
+    stacked = getattr(source, "stacked_axes", "Z")
+    if len(stacked) > 1:
+        raise InputError(source.path, f"stacks axes {stacked} into one z axis; the {domain} "
+                                      "domain needs volumes with a single z axis")
 
 
 def _planes_of(source: int, spatial: tuple[int, ...], cut_axes: tuple[str, ...]) -> list[Plane]:

@@ -98,7 +98,8 @@ class Normalisation(BaseModel):
     def _valid_range(self) -> Normalisation:
         if len(self.low) != len(self.high) or not self.low:
             raise ValueError("low and high need one value per channel")
-        if any(h <= lo for lo, h in zip(self.low, self.high, strict=True)):
+        # compared as float32, the precision ``apply`` computes in (else x / 0: NaN pixels)
+        if any(np.float32(h) <= np.float32(lo) for lo, h in zip(self.low, self.high, strict=True)):
             raise ValueError(f"empty intensity range: low {self.low}, high {self.high}")
         return self
 
@@ -120,7 +121,8 @@ class Normalisation(BaseModel):
     def apply(self, raw: np.ndarray, channel_axis: int = 0) -> np.ndarray:
         """Raw pixels (any dtype) → float32 in [-1, 1] (clipped)."""
         low, high = self._params(raw, channel_axis)
-        unit = 2.0 * (raw.astype(np.float32) - low) / (high - low) - 1.0
+        with np.errstate(over="ignore"):  # values far outside float32's range clip to ±1
+            unit = 2.0 * (raw.astype(np.float32) - low) / (high - low) - 1.0
         return np.clip(unit, -1.0, 1.0)
 
     def invert(self, unit: np.ndarray, channel_axis: int = 0) -> np.ndarray:
@@ -146,7 +148,7 @@ class Normalisation(BaseModel):
 
 
 def fit_normalisation(samples: np.ndarray, domain: Domain) -> Normalisation:
-    """Fit a domain's percentile range on a (C, N) sample of raw pixels drawn from all its images."""
+    """Fit a domain's percentile range on a (C, N) sample of raw pixels from all its images."""
     samples = np.asarray(samples, dtype=np.float64)
     if samples.ndim != 2 or samples.shape[0] != domain.channels:
         raise ValueError(f"expected a ({domain.channels}, N) sample, got {samples.shape}")
@@ -159,7 +161,7 @@ def fit_normalisation(samples: np.ndarray, domain: Domain) -> Normalisation:
     else:
         low = np.full(domain.channels, np.percentile(samples, p_low))
         high = np.full(domain.channels, np.percentile(samples, p_high))
-    if np.any(high <= low):
+    if np.any(high.astype(np.float32) <= low.astype(np.float32)):  # float32: see Normalisation
         raise ValueError(
             f"all sampled pixels lie in one value ({float(low.min()):g}): "
             "the image has no contrast to learn from"

@@ -27,7 +27,7 @@ class Sample:
 
 
 class Evaluator(ABC):
-    """Computes named metrics; returns only the ones its inputs allow (e.g. none without reference)."""
+    """Computes named metrics; returns only those its inputs allow (none without a reference)."""
 
     name: str
 

@@ -3,8 +3,9 @@
 All arrays are (C, Y, X) or (C, Z, Y, X) on the [-1, 1] scale (see ``evaluate.Sample``).
 PSNR and SSIM use ``data_range = 2`` on that scale, which gives exactly the values the same
 images would score on [0, 1] with ``data_range = 1`` (both are invariant to an affine rescaling
-of the pair together with its range). ``*_input`` keys compare the untransformed input (``Sample.baseline``) with the
-reference — the "before" figure — where both have the same shape.
+of the pair together with its range). ``*_input`` keys compare the untransformed input
+(``Sample.baseline``) with the reference — the "before" figure — where both have the same
+shape.
 """
 
 from __future__ import annotations

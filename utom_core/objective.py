@@ -52,7 +52,9 @@ class SaliencyPair:
     fake_a: SaliencyOperator
 
 
-def saliency_pair(t_a: SigmoidSaliency, t_b: SigmoidSaliency, variant: SaliencyVariant) -> SaliencyPair:
+def saliency_pair(
+    t_a: SigmoidSaliency, t_b: SigmoidSaliency, variant: SaliencyVariant
+) -> SaliencyPair:
     """Paper: T_b judges G(a). Authors' code: the source threshold judges the generated image
     (with the generated domain's polarity, so content still maps to 1)."""
     if variant is SaliencyVariant.paper:

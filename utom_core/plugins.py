@@ -151,9 +151,8 @@ def _adders(registry: Registry) -> dict[str, Callable[..., None]]:
         task = task if isinstance(task, Task) else Task.model_validate(task)
         task = task.model_copy(update={"plugin": f"{info.distribution} {info.version}"})
         if task.name in registry.tasks:
-            raise ValueError(
-                f"task name {task.name!r} is already registered by {registry.tasks[task.name].plugin}"
-            )
+            owner = registry.tasks[task.name].plugin
+            raise ValueError(f"task name {task.name!r} is already registered by {owner}")
         registry.tasks[task.name] = task
 
     def add_generator(info: PluginInfo, name: str, factory: Callable[..., Any]) -> None:

@@ -34,9 +34,9 @@ from utom_core.domain import Normalisation
 from utom_core.errors import InputError
 from utom_core.io.base import ImageInfo, ImageSink, ImageSource
 from utom_core.networks.base import Generator
-from utom_core.networks.norm import InstanceNorm
+from utom_core.networks.norm import frozen_norm_statistics
 from utom_core.task import Slicing
-from utom_core.tiling import Stitch, Stitcher, TileGrid, pad_to
+from utom_core.tiling import Stitch, Stitcher, TileGrid, pad_to, padded_length
 
 Reader = Callable[[slice, slice], np.ndarray]
 """Raw pixels (C, rows, cols) of one 2D plane."""
@@ -78,7 +78,7 @@ class TileOptions:
 
 
 class TileRunner:
-    """Runs lists of normalised tiles through the generator in batches."""
+    """Runs batches of normalised tiles through the generator on its device."""
 
     def __init__(self, generator: Generator, options: TileOptions) -> None:
         self.generator, self.options = generator, options
@@ -111,12 +111,6 @@ def check_channels(source: ImageSource, generator: Generator) -> None:
                                       f"found {found} (shape {source.info.shape})")
 
 
-def grid_size(rows: slice, cols: slice, multiple: int) -> tuple[int, int]:
-    """A window's size padded up to a multiple the generator accepts."""
-    return tuple(max(math.ceil((s.stop - s.start) / multiple), 2) * multiple
-                 for s in (rows, cols))
-
-
 def sample_windows(shape: tuple[int, int], budget: int, side: int, multiple: int
                    ) -> list[tuple[slice, slice]]:
     """Square crops of about ``side`` pixels centred on the cells of a regular grid over a plane
@@ -129,35 +123,6 @@ def sample_windows(shape: tuple[int, int], budget: int, side: int, multiple: int
     ys = [int((i + 0.5) * height / ny) - side // 2 for i in range(ny)]
     xs = [int((i + 0.5) * width / nx) - side // 2 for i in range(nx)]
     return [(slice(y, y + side), slice(x, x + side)) for y in ys for x in xs]
-
-
-@contextlib.contextmanager
-def pooled_norm_statistics(model: torch.nn.Module, crops: torch.Tensor) -> Iterator[None]:
-    """Freeze every InstanceNorm at the statistics of ``crops`` taken together as one image.
-
-    Unlike ``networks.norm.frozen_norm_statistics``, which averages per-image statistics,
-    each layer pools over all crops and pixels and normalises with the pooled values at once,
-    so deeper layers see inputs normalised as the whole image would be (one forward pass). For
-    a single image the two agree.
-    """
-    norms = [m for m in model.modules() if isinstance(m, InstanceNorm)]
-
-    def record(norm: InstanceNorm, args: tuple[torch.Tensor, ...]) -> None:
-        var, mean = torch.var_mean(args[0], dim=(0, 2, 3), keepdim=True, correction=0)
-        norm.frozen = (mean, var)
-
-    hooks = [norm.register_forward_pre_hook(record) for norm in norms]
-    try:
-        try:
-            with torch.no_grad():
-                model(crops)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        yield
-    finally:
-        for norm in norms:
-            norm.frozen = None
 
 
 class PlanePredictor:
@@ -186,12 +151,13 @@ class PlanePredictor:
         """Freeze norm statistics of a sample of the plane for all its tiles (if tiled)."""
         if self.options.norm is Norm.tile or len(grid) == 1:
             return contextlib.nullcontext()
-        crops = [pad_to(read(rows, cols), *grid_size(rows, cols, self.generator.size_multiple))
-                 for rows, cols in sample_windows(grid.shape, self.max_pixels,
-                                                  self.options.tile // 4,
-                                                  self.generator.size_multiple)]
+        multiple = self.generator.size_multiple
+        windows = sample_windows(grid.shape, self.max_pixels, self.options.tile // 4, multiple)
+        crops = [pad_to(read(rows, cols), padded_length(rows.stop - rows.start, multiple),
+                        padded_length(cols.stop - cols.start, multiple))
+                 for rows, cols in windows]
         reference = self.source_norm.apply(np.stack(crops), channel_axis=1)
-        return pooled_norm_statistics(self.generator, self.runner.tensor(reference))
+        return frozen_norm_statistics(self.generator, self.runner.tensor(reference))
 
     def __call__(self, read: Reader, shape: tuple[int, int], write: Writer) -> None:
         grid = self.grid(shape)

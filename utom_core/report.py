@@ -19,7 +19,19 @@ METRIC_HELP = {
     "ssim_input": "SSIM of the untransformed input: the floor",
     "content_iou": "IoU of the input's and the prediction's content masks (saliency promise)",
     "content_dice": "Dice of the same masks",
+    "content_iou_ref": "IoU of the prediction's and the reference's content masks",
+    "content_dice_ref": "Dice of the prediction's and the reference's content masks",
+    "color_emd": "colour histogram distance to the reference (8-bit levels, lower is better)",
+    "color_emd_tissue": "the same, in tissue (content) pixels",
+    "color_emd_background": "the same, in background pixels",
 }
+
+
+def metric_help(name: str) -> str:
+    """What a metric means; per-channel SSIM keys (ssim_c0, …) are described by pattern."""
+    if name.startswith("ssim_c"):
+        return f"SSIM of channel {name.removeprefix('ssim_c')} against the reference"
+    return METRIC_HELP.get(name, "")
 
 
 def _fmt(value: Any) -> str:
@@ -28,7 +40,7 @@ def _fmt(value: Any) -> str:
 
 def metrics_table(metrics: dict[str, float]) -> list[str]:
     lines = ["| metric | value | meaning |", "|---|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} | {METRIC_HELP.get(k, '')} |" for k, v in metrics.items()]
+    lines += [f"| {k} | {_fmt(v)} | {metric_help(k)} |" for k, v in metrics.items()]
     return lines
 
 
@@ -66,8 +78,9 @@ def write_report(path: Path, record: dict[str, Any], out: Path) -> None:
         lines += [f"### {Path(row['test']).name}", "",
                   f"Prediction: `{os.path.relpath(row['prediction'], out)}`", ""]
         if panel.exists():
-            lines += [f"![input, prediction, reference, overlay]({os.path.relpath(panel, out)})", ""]
-        lines += metrics_table(row["metrics"]) + [""]
+            picture = os.path.relpath(panel, out)
+            lines += [f"![input, prediction, reference, overlay]({picture})", ""]
+        lines += [*metrics_table(row["metrics"]), ""]
     lines += ["## Training", "", "Loss terms per iteration: `run/log.jsonl`; previews during "
               "training: `run/previews/`.", ""]
     atomic_write_text(path, "\n".join(lines))

@@ -41,6 +41,11 @@ class Span:
         return self.start + self.size
 
 
+def padded_length(length: int, multiple: int) -> int:
+    """``length`` rounded up to a multiple (at least two: networks need two cells or more)."""
+    return max(math.ceil(length / multiple), 2) * multiple
+
+
 def fit_spans(length: int, tile: int, overlap: float, multiple: int) -> list[Span]:
     """Fewest tiles of at most ``tile`` pixels covering ``length`` (padded up to a multiple).
 
@@ -48,8 +53,8 @@ def fit_spans(length: int, tile: int, overlap: float, multiple: int) -> list[Spa
     need; then the tiles shrink until they just cover the image, which wastes less computation
     than shortening the stride (e.g. 1000 px, tile 512, 25%: 3 tiles of 420, not of 512).
     """
-    padded = max(math.ceil(length / multiple), 2) * multiple
-    tile = min(max(tile // multiple, 2) * multiple, padded)  # networks need 2 cells or more
+    padded = padded_length(length, multiple)
+    tile = min(max(tile // multiple, 2) * multiple, padded)
     if tile == padded:
         return [Span(0, tile)]
     shared = overlap * tile
@@ -62,6 +67,7 @@ def fit_spans(length: int, tile: int, overlap: float, multiple: int) -> list[Spa
         size += multiple
     size = min(size, tile)
     steps = (padded - size) // multiple
+    count = min(count, steps + 1)  # more tiles than aligned starts would only repeat tiles
     return [Span(round(i * steps / (count - 1)) * multiple, size) for i in range(count)]
 
 

@@ -21,12 +21,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from utom_core import runs
 from utom_core.config import Method, TrainConfig
-from utom_core.console import console
+from utom_core.console import console, progress_display
 from utom_core.data import DomainImages, TileSampler, fit_domain
-from utom_core.errors import UtomError
+from utom_core.errors import InputError, UtomError
 from utom_core.networks import PatchGAN
 from utom_core.objective import (
-    LOSS_TERMS, discriminator_loss, generator_terms, lr_factor, rho, saliency_pair,
+    LOSS_TERMS,
+    discriminator_loss,
+    generator_terms,
+    lr_factor,
+    rho,
+    saliency_pair,
 )
 from utom_core.pool import ImagePool
 from utom_core.task import Slicing, Task
@@ -66,8 +71,19 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         axes_a, axes_b = cut_axes(task)
         self.images_a = DomainImages(a_paths, task.domain_a, axes_a)
-        self.images_b = DomainImages(b_paths, task.domain_b, axes_b)
-        if cfg.method is Method.cyclegan_identity and task.domain_a.channels != task.domain_b.channels:
+        try:
+            self.images_b = DomainImages(b_paths, task.domain_b, axes_b)
+            self._setup(task, cfg, a_paths, b_paths, meta)
+        except BaseException:
+            self.images_a.close()
+            if hasattr(self, "images_b"):
+                self.images_b.close()
+            raise
+
+    def _setup(self, task: Task, cfg: TrainConfig, a_paths: list[Path], b_paths: list[Path],
+               meta: runs.RunMeta | None) -> None:
+        a_channels, b_channels = task.domain_a.channels, task.domain_b.channels
+        if cfg.method is Method.cyclegan_identity and a_channels != b_channels:
             raise UtomError(
                 f"method cyclegan-identity needs equal channel counts; task {task.name} maps "
                 f"{task.domain_a.channels} → {task.domain_b.channels} channels"
@@ -85,16 +101,19 @@ class Trainer:
         self.sampler_b = TileSampler(self.images_b, meta.normalisation_b, t_b, cfg.tile,
                                      cfg.min_content, cfg.augment)
         self._build_networks()
+        self._check_tile()
         self.iteration = 0
         self.images_seen = 0
         self.stop_requested = False
+        self.saved_at: int | None = None
+        """Iteration of the last complete checkpoint on disk."""
 
     def _fit(self, cfg: TrainConfig, a_paths: list[Path], b_paths: list[Path]) -> runs.RunMeta:
         fit_rng = np.random.default_rng([cfg.seed, 1])
         norm_a, thr_a = fit_domain(self.images_a, fit_rng, cfg.sample_pixels, cfg.threshold_a,
-                                   cfg.threshold_method, f"domain A ({self.task.domain_a.name})")
+                                   cfg.threshold_method, _where("A", self.images_a))
         norm_b, thr_b = fit_domain(self.images_b, fit_rng, cfg.sample_pixels, cfg.threshold_b,
-                                   cfg.threshold_method, f"domain B ({self.task.domain_b.name})")
+                                   cfg.threshold_method, _where("B", self.images_b))
         return runs.RunMeta(
             task=self.task.name, domain_a=self.task.domain_a, domain_b=self.task.domain_b,
             slicing=self.task.slicing, normalisation_a=norm_a, normalisation_b=norm_b,
@@ -117,6 +136,24 @@ class Trainer:
         self.opt_g = torch.optim.Adam(g_params, lr=cfg.lr, betas=cfg.betas)
         self.opt_d = torch.optim.Adam(d_params, lr=cfg.lr, betas=cfg.betas)
         self.pool_a, self.pool_b = ImagePool(cfg.pool_size), ImagePool(cfg.pool_size)
+
+    def _check_tile(self) -> None:
+        """Refuse a tile size the networks cannot process, before anything is written."""
+        cfg, multiple = self.cfg, self.g_ab.size_multiple
+        if cfg.tile % multiple:
+            raise UtomError(f"tile {cfg.tile}: the {cfg.generator} generator needs a multiple "
+                            f"of {multiple} pixels")
+        x = torch.zeros(1, self.task.domain_a.channels, cfg.tile, cfg.tile, device=self.device)
+        try:  # one dry forward pass through G and D; the RNG is left as it was
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                self.d_b(self.g_ab(x))
+        except (RuntimeError, ValueError) as err:
+            if type(err).__name__ == "OutOfMemoryError":
+                raise
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UtomError(f"tile {cfg.tile}: too small for these networks (generator "
+                            f"{cfg.generator}, d_layers {cfg.d_layers}): {first[:160]}; use a "
+                            "larger tile or shallower networks") from None
 
     # -- state -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -151,11 +188,13 @@ class Trainer:
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.iteration, self.images_seen = int(state["iteration"]), int(state["images_seen"])
+        self.saved_at = self.iteration
 
     def save(self) -> None:
         """Checkpoint (full state) and model file, each replaced atomically."""
         runs.atomic_torch_save(self.state_dict(), self.run_dir / runs.CHECKPOINT_FILE)
         runs.atomic_torch_save(self.model_state(), self.run_dir / runs.MODEL_FILE)
+        self.saved_at = self.iteration
 
     # -- one iteration -----------------------------------------------------------------
     def _autocast(self):
@@ -262,32 +301,46 @@ class Trainer:
             TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
             console=console, disable=not show_progress, transient=False,
         )
-        with progress, _stop_on_sigint(self):
-            bar = progress.add_task("train", total=cfg.iterations, completed=self.iteration,
-                                    losses="")
-            while self.iteration < end and not self.stop_requested:
-                rho_now = rho(self.images_seen, cfg.rho0, self.meta.images_per_epoch)
-                lr = cfg.lr * lr_factor(self.iteration, cfg.iterations, cfg.lr_decay_start)
-                terms = self.step()
-                rows.append((self.iteration, rho_now, lr, terms))
-                done = self.iteration
-                if done % cfg.log_every == 0 or done == end:
+        try:
+            with progress_display(progress), _stop_on_sigint(self):
+                bar = progress.add_task("train", total=cfg.iterations, completed=self.iteration,
+                                        losses="")
+                while self.iteration < end and not self.stop_requested:
+                    rho_now = rho(self.images_seen, cfg.rho0, self.meta.images_per_epoch)
+                    lr = cfg.lr * lr_factor(self.iteration, cfg.iterations, cfg.lr_decay_start)
+                    terms = self.step()
+                    rows.append((self.iteration, rho_now, lr, terms))
+                    done = self.iteration
+                    if done % cfg.log_every == 0 or done == end:
+                        losses = self._flush(rows)
+                        rows.clear()
+                        progress.update(bar, completed=done, losses=_summary(losses, rho_now))
+                    else:
+                        progress.update(bar, completed=done)
+                    if done % cfg.preview_every == 0 or done == end:
+                        self.preview()
+                    if done % cfg.checkpoint_every == 0 or done == end:
+                        self.save()
+                if rows:
                     losses = self._flush(rows)
-                    rows.clear()
-                    progress.update(bar, completed=done, losses=_summary(losses, rho_now))
-                else:
-                    progress.update(bar, completed=done)
-                if done % cfg.preview_every == 0 or done == end:
-                    self.preview()
-                if done % cfg.checkpoint_every == 0 or done == end:
+                if self.stop_requested:
                     self.save()
-            if rows:
-                losses = self._flush(rows)
-            if self.stop_requested:
-                self.save()
-        self.images_a.close()
-        self.images_b.close()
+        except OSError as err:  # disk full, read-only folder: the last checkpoint stays intact
+            kept = (f"the checkpoint of iteration {self.saved_at} is intact (--resume)"
+                    if self.saved_at is not None else "no checkpoint was written yet")
+            raise UtomError(f"{err.filename or self.run_dir}: {err.strerror or err}; training "
+                            f"stopped at iteration {self.iteration}; {kept}") from None
+        finally:
+            self.images_a.close()
+            self.images_b.close()
         return TrainResult(self.run_dir, self.iteration, self.stop_requested, losses)
+
+
+def _where(side: str, images: DomainImages) -> str:
+    """``domain A (name: file, …)``: what a message about a whole domain refers to."""
+    names = [src.path.name for src in images.sources]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"domain {side} ({images.domain.name}: {shown})"
 
 
 def _summary(losses: dict[str, float], rho_now: float) -> str:
@@ -297,9 +350,14 @@ def _summary(losses: dict[str, float], rho_now: float) -> str:
     return f"G {losses['generator']:.3f} D {disc:.3f} cyc {cycle:.3f} sal {sal:.3f} ρ {rho_now:.3f}"
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""Ctrl-C, and the SIGTERM a batch scheduler sends before it kills a job at its time limit."""
+
+
 @contextlib.contextmanager
 def _stop_on_sigint(trainer: Trainer):
-    """Ctrl-C asks the loop to stop after the current iteration and save a checkpoint."""
+    """Ctrl-C (or SIGTERM) asks the loop to stop after the current iteration and save a
+    checkpoint; a second one stops at once (the last complete checkpoint stays intact)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -310,11 +368,12 @@ def _stop_on_sigint(trainer: Trainer):
         trainer.stop_requested = True
         console.print("interrupt: saving a checkpoint after this iteration (Ctrl-C again to abort)")
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _truncate_log(run_dir: Path, iteration: int) -> None:
@@ -322,9 +381,16 @@ def _truncate_log(run_dir: Path, iteration: int) -> None:
     log = run_dir / runs.LOG_FILE
     if not log.exists():
         return
-    kept = [line for line in log.read_text().splitlines()
-            if line.strip() and json.loads(line)["iteration"] <= iteration]
+    kept = [line for line in log.read_text().splitlines() if _logged_at(line) <= iteration]
     runs.atomic_write_text(log, "".join(line + "\n" for line in kept))
+
+
+def _logged_at(line: str) -> float:
+    """A log row's iteration; a row torn by a killed process counts as past every checkpoint."""
+    try:
+        return int(json.loads(line)["iteration"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
 
 
 def train(
@@ -338,11 +404,10 @@ def train(
     iteration with a checkpoint, as an interruption would.
     """
     run_dir = Path(run_dir)
-    runs.prepare_run_dir(run_dir, resume, overwrite)
+    runs.check_run_dir(run_dir, resume, overwrite)
     if resume:
-        state = runs.load_torch(run_dir / runs.CHECKPOINT_FILE)
-        saved = TrainConfig(**state["config"])
-        meta = runs.RunMeta(**state["meta"])
+        checkpoint = run_dir / runs.CHECKPOINT_FILE
+        saved, meta, state = runs.load_run(checkpoint)
         if meta.task != task.name:
             raise UtomError(f"{run_dir}: was trained for task {meta.task!r}, not {task.name!r}")
         if iterations is not None:
@@ -350,17 +415,20 @@ def train(
         trainer = Trainer(task, saved, run_dir,
                           a_paths or [Path(p) for p in meta.inputs_a],
                           b_paths or [Path(p) for p in meta.inputs_b], meta)
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except (KeyError, RuntimeError, TypeError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(checkpoint, f"cannot resume from it ({first[:200]})") from None
+        runs.prepare_run_dir(run_dir, resume, overwrite)
         _truncate_log(run_dir, trainer.iteration)
     else:
         if not a_paths or not b_paths:
             raise UtomError("training needs images for both domains (--a and --b)")
-        try:
-            trainer = Trainer(task, cfg, run_dir, a_paths, b_paths)
-        except BaseException:
-            if not any(run_dir.iterdir()):
-                run_dir.rmdir()
-            raise
+        # inputs, settings and networks are checked before the directory is created (or an
+        # old run replaced): a refused run changes nothing on disk
+        trainer = Trainer(task, cfg, run_dir, a_paths, b_paths)
+        runs.prepare_run_dir(run_dir, resume, overwrite)
     runs.write_json(run_dir / runs.CONFIG_FILE, trainer.cfg.model_dump(mode="json"))
     runs.write_json(run_dir / runs.META_FILE, trainer.meta.model_dump(mode="json"))
     return trainer.fit(stop_at=stop_at, show_progress=show_progress)

@@ -17,9 +17,10 @@ import numpy as np
 
 from utom_core import __version__, runs
 from utom_core.config import Budget, TrainConfig
-from utom_core.errors import UtomError
+from utom_core.errors import InputError, UtomError
 from utom_core.evaluate import Sample
 from utom_core.io import list_images, open_image
+from utom_core.io.atomic import temporary_sibling
 from utom_core.plugins import get_registry
 from utom_core.previews import magenta_green_overlay, save_panel
 from utom_core.report import write_report
@@ -131,14 +132,43 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([row[k] for row in rows if k in row])) for k in keys}
 
 
-def prepare_out_dir(out: Path, overwrite: bool) -> None:
+def prepare_out_dir(out: Path, overwrite: bool) -> Path | None:
+    """Create ``out``. An old output that --overwrite replaces is moved aside and returned:
+    it is deleted once the new run has trained, and put back if the new run fails before."""
+    aside = None
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise UtomError(f"{out}: already exists; use --overwrite to replace it")
         if not (out / RUN_SUBDIR).exists() and not (out / METRICS_FILE).exists():
             raise UtomError(f"{out}: --overwrite refused: not a utom run output")
-        shutil.rmtree(out)
+        aside = temporary_sibling(out)
+        out.rename(aside)
     out.mkdir(parents=True, exist_ok=True)
+    return aside
+
+
+def check_user_data(task: Task, data: TaskData, out: Path) -> None:
+    """Refuse an --out that is or holds an input; open every test image and reference before
+    anything is trained, so a bad one is refused in seconds, not after the training."""
+    root = out.resolve()
+    for path in [*data.a, *data.b, *data.test, *(r for r in data.reference if r)]:
+        if root == path.resolve() or root in path.resolve().parents:
+            raise UtomError(f"{out}: holds the input {path}; choose another --out")
+    for test, reference in zip(data.test, data.reference, strict=True):
+        source = open_image(test)
+        shape = source.info.shape
+        source.close()
+        if shape[0] != task.domain_a.channels:
+            raise InputError(test, f"has {shape[0]} channel(s), the {task.domain_a.name} "
+                                   f"domain expects {task.domain_a.channels}")
+        if reference is None:
+            continue
+        source = open_image(reference)
+        found = source.info.shape
+        source.close()
+        if found != (task.domain_b.channels, *shape[1:]):
+            raise InputError(reference, f"shape {found} does not fit test image {test.name} "
+                                        f"(expected {(task.domain_b.channels, *shape[1:])})")
 
 
 def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
@@ -149,12 +179,28 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
     from utom_core.predict import TileOptions
 
     start = time.perf_counter()
-    prepare_out_dir(out, overwrite)
-    if data is None:
-        if task.demo_data is None:
-            raise UtomError(f"task {task.name} has no demo data: give --a and --b")
-        data = task.demo_data(out / DATA_SUBDIR, cfg.seed)
-    result = train(task, cfg, out / RUN_SUBDIR, data.a, data.b, show_progress=show_progress)
+    if data is not None:
+        check_user_data(task, data, out)
+    existed = out.exists()
+    aside = prepare_out_dir(out, overwrite)
+    try:
+        if data is None:
+            if task.demo_data is None:
+                raise UtomError(f"task {task.name} has no demo data: give --a and --b")
+            data = task.demo_data(out / DATA_SUBDIR, cfg.seed)
+        result = train(task, cfg, out / RUN_SUBDIR, data.a, data.b, show_progress=show_progress)
+    except BaseException:
+        if not (out / RUN_SUBDIR / runs.CHECKPOINT_FILE).exists():  # nothing trained: undo
+            shutil.rmtree(out)
+            if aside is not None:
+                aside.rename(out)
+            elif existed:
+                out.mkdir()
+            aside = None
+        raise
+    finally:
+        if aside is not None:
+            shutil.rmtree(aside)
     if result.interrupted:
         raise UtomError(f"{out}: training interrupted at iteration {result.iteration}; "
                         f"continue with `utom train {task.name} --resume --out {out / RUN_SUBDIR}`")

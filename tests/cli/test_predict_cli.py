@@ -85,6 +85,14 @@ def test_refuses_to_clobber_without_overwrite(cli, run_dir, af_image, tmp_path):
     assert open_image(tmp_path / "he.tif").info.channels == 3
 
 
+def test_overwrites_an_existing_ome_zarr_output(cli, run_dir, af_image, tmp_path):
+    out = tmp_path / "he.ome.zarr"
+    for _ in range(2):
+        assert cli("predict", run_dir, af_image, "--out", out, "--overwrite").code == 0
+    assert open_image(out).info.shape == (3, 75, 90)
+    assert not (out / "he.ome.zarr").exists()
+
+
 def test_refuses_output_equal_to_input(cli, run_dir, af_image):
     result = cli("predict", run_dir, af_image, "--out", af_image, "--overwrite")
     assert result.code != 0 and "would overwrite its input" in result.err

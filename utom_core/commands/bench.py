@@ -9,7 +9,14 @@ from rich.live import Live
 from rich.table import Table
 
 from utom_core.bench import (
-    BENCH_MD, BenchRun, is_complete, load_results, markdown, run_one, save_results, summarise,
+    BENCH_MD,
+    BenchRun,
+    is_complete,
+    load_results,
+    markdown,
+    run_one,
+    save_results,
+    summarise,
 )
 from utom_core.config import Budget, Method, parse_overrides
 from utom_core.console import console

@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from utom_core.config import Budget, Method, TrainConfig, build_config, load_config_file, parse_overrides
+from utom_core.config import (
+    Budget,
+    Method,
+    TrainConfig,
+    build_config,
+    load_config_file,
+    parse_overrides,
+)
 from utom_core.task import Task
 
 PATHS = click.Path(path_type=Path)
@@ -50,7 +57,8 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def assemble_config(task: Task, budget: str, method: str | None, iterations: int | None,
                     seed: int | None, config_file: Path | None, overrides: tuple[str, ...],
-                    threshold_a: float | str | None, threshold_b: float | str | None) -> TrainConfig:
+                    threshold_a: float | str | None,
+                    threshold_b: float | str | None) -> TrainConfig:
     """Budget preset < task defaults < config file < --set < explicit options."""
     explicit = {key: value for key, value in dict(
         method=method, iterations=iterations, seed=seed,

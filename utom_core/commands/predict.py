@@ -16,10 +16,12 @@ from rich.progress import (
 )
 
 from utom_core.commands.common import PATHS
-from utom_core.console import console
+from utom_core.console import console, progress_display
+from utom_core.data import check_planes
 from utom_core.errors import UtomError
 from utom_core.io import image_stem, is_image, list_images, open_image, writer_for
 from utom_core.predict import Norm, TileOptions, check_channels, output_info, predict_image
+from utom_core.task import Slicing
 from utom_core.tiling import Stitch
 
 FORMATS = {"tiff": ".tif", "zarr": ".ome.zarr"}
@@ -41,7 +43,7 @@ def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool
 
     ``out`` is a file when it has an image suffix (one input only), else a folder.
     """
-    if is_image(out) and not out.is_dir():
+    if is_image(out):
         if len(inputs) > 1:
             raise UtomError(f"--out {out}: several inputs need a folder, not an image path")
         if fmt and not out.name.lower().endswith(FORMATS[fmt]) and not (
@@ -49,6 +51,8 @@ def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool
             raise UtomError(f"--out {out} does not match --format {fmt}")
         outputs = [out]
     else:
+        if out.suffix and not out.is_dir():  # "x.jpg" is a file name, not a folder
+            writer_for(out)
         outputs = [out / (image_stem(p) + FORMATS[fmt or ("zarr" if _pixels(p) > LARGE_PIXELS
                                                     else "tiff")]) for p in inputs]
     if len(set(outputs)) != len(outputs):
@@ -109,9 +113,17 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction:
     batch = batch or (4 if torch_device.type == "cuda" else 1)
     options = TileOptions(tile=tile, overlap=overlap, stitch=Stitch(stitch), batch=batch,
                           norm=Norm(norm))
-    for image, output in zip(images, outputs, strict=True):
-        _predict_one(image, output, predictor, options)
-        console.print(f"{image} → {output}")
+    folder = outputs[0].parent
+    new_folders = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    try:
+        for image, output in zip(images, outputs, strict=True):
+            _predict_one(image, output, predictor, options)
+            console.print(f"{image} → {output}")
+    except BaseException:
+        for path in new_folders:  # a failed first prediction leaves no empty folders
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        raise
 
 
 def _predict_one(image: Path, output: Path, predictor, options: TileOptions) -> None:
@@ -119,12 +131,14 @@ def _predict_one(image: Path, output: Path, predictor, options: TileOptions) -> 
     source = open_image(image)
     try:
         check_channels(source, predictor.generator)
+        if predictor.slicing is Slicing.xz_yz and len(source.info.shape) == 4:
+            check_planes(source, ("y", "x"), predictor.source.name)
         info = output_info(source.info, predictor.generator.out_channels,
                            predictor.target_norm.dtype.value)
         output.parent.mkdir(parents=True, exist_ok=True)
         sink = writer_for(output).create(output, info, chunk=options.tile)
         try:
-            with _progress() as progress:
+            with progress_display(_progress()) as progress:
                 task = progress.add_task(image.name, total=None, rate="")
                 start, pixels = time.perf_counter(), 0
 
@@ -136,9 +150,12 @@ def _predict_one(image: Path, output: Path, predictor, options: TileOptions) -> 
 
                 predict_image(source, predictor.generator, predictor.source_norm,
                               predictor.target_norm, sink, options, predictor.slicing, advance)
-            sink.commit()
-        except BaseException:
+                sink.commit()  # inside: a failing commit clears the bar like any failure
+        except BaseException as err:
             sink.abort()
+            if isinstance(err, OSError):  # disk full, read-only folder, …
+                raise UtomError(f"{err.filename or output}: cannot write ({err.strerror or err})"
+                                f"; nothing was written to {output}") from None
             raise
     finally:
         source.close()

@@ -46,4 +46,4 @@ def run_command(task_name: str, a_paths, b_paths, test_paths, reference_paths, o
     if out is None:
         out = Path("utom-runs") / f"{task.name}-{budget}-{time.strftime('%Y%m%d-%H%M%S')}"
     outcome = run_workflow(task, cfg, Budget(budget), out, data, overwrite=overwrite)
-    console.print(outcome.summary, soft_wrap=True)
+    console.print(outcome.summary, soft_wrap=True, markup=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -10,9 +11,9 @@ import numpy as np
 from utom_core.commands.common import PATHS
 from utom_core.console import stdout
 from utom_core.data import DomainImages, check_threshold, content_fraction, estimate_threshold
+from utom_core.domain import Polarity, fit_normalisation
 from utom_core.errors import UtomError
 from utom_core.plugins import get_registry
-from utom_core.domain import Polarity
 from utom_core.previews import save_panel, to_display
 
 PREVIEW_MAX = 4096
@@ -33,11 +34,17 @@ def threshold_command(image: Path, task_name: str, domain: str, method: str, val
     """Estimate (or check) the content threshold of IMAGE in raw units."""
     task = get_registry().task(task_name)
     spec = task.domain_a if domain == "a" else task.domain_b
+    if value is not None and not math.isfinite(value):
+        raise UtomError(f"--value {value}: the threshold must be a finite number")
     images = DomainImages([image], spec)
     try:
         samples = images.sample_pixels(np.random.default_rng(seed), 1_000_000)
         if not np.isfinite(samples).all():
             raise UtomError(f"{image}: contains NaN or infinite values")
+        try:  # the same check training makes: an image without contrast has no threshold
+            fit_normalisation(samples, spec)
+        except ValueError as err:
+            raise UtomError(f"{image}: {err}") from None
         threshold = estimate_threshold(samples, method) if value is None else value
         fraction = content_fraction(samples, threshold, spec.background)
         source = "given" if value is not None else method

@@ -43,6 +43,8 @@ class ArraySource:
         else:
             pixel_size = {k: v for k, v in pixel_size.items() if k != "z"}
         self.info = ImageInfo((channels, *spatial), np.dtype(array.dtype), pixel_size, unit)
+        self.stacked_axes = "".join(axes[i] for i in self._stack)
+        """File axes folded into the canonical z axis ("" for 2D, "Z", or e.g. "TZ")."""
 
     def read(self, region: tuple[slice, ...]) -> np.ndarray:
         """Pixels of ``region`` as (C, …); floats are checked for NaN/Inf."""

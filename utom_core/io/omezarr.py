@@ -44,6 +44,23 @@ def _scale(transforms: list[dict[str, Any]], n: int) -> list[float]:
     return scale
 
 
+def _check_complete(path: Path, array: zarr.Array, name: str) -> None:
+    """Refuse a store with chunks missing: zarr would silently read them as the fill value.
+
+    An interrupted copy or download looks exactly like that; utom writes every chunk, so its
+    own outputs always pass. (Stores written with empty chunks omitted are refused too.)
+    """
+    try:
+        stored, total = array.nchunks_initialized, array.nchunks
+    except Exception as err:
+        raise InputError(path, f"cannot list the chunks of array {name!r} "
+                               f"({type(err).__name__}: {err})") from None
+    if stored < total:
+        raise InputError(path, f"{total - stored} of {total} chunks of array {name!r} are "
+                               "missing (an incomplete copy?); they would read as "
+                               f"{array.fill_value}, so the image is refused")
+
+
 class OmeZarrSource(ArraySource):
     """Level 0 of an OME-Zarr multiscale image."""
 
@@ -58,6 +75,7 @@ class OmeZarrSource(ArraySource):
         except Exception as err:
             raise InputError(path, f"invalid OME-Zarr metadata ({type(err).__name__}: {err})"
                              ) from None
+        _check_complete(path, array, dataset["path"])
         axes = [a if isinstance(a, dict) else {"name": str(a)} for a in axes]  # 0.3: names only
         names = [a["name"].lower() for a in axes]
         letters = "".join("C" if a.get("type", AXIS_TYPES.get(n)) == "channel" else n.upper()
@@ -97,16 +115,17 @@ class OmeZarrSink:
         self.path, self.partial, self.info, self.chunk = path, temporary_sibling(path), info, chunk
         self.names = ["c", *info.spatial_axes]
         self.group = zarr.create_group(str(self.partial), zarr_format=3)
-        self._create_level(0, info.shape)
+        self._level0 = self._create_level(0, info.shape)  # keeps its write config
 
     def _create_level(self, level: int, shape: tuple[int, ...]) -> zarr.Array:
         chunks = (shape[0], *([1] if len(shape) == 4 else []),
                   min(self.chunk, shape[-2]), min(self.chunk, shape[-1]))
         return self.group.create_array(str(level), shape=shape, dtype=self.info.dtype,
-                                       chunks=chunks, fill_value=0, dimension_names=self.names)
+                                       chunks=chunks, fill_value=0, dimension_names=self.names,
+                                       config={"write_empty_chunks": True})  # see _check_complete
 
     def write(self, region: tuple[slice, ...], data: np.ndarray) -> None:
-        self.group["0"][(slice(None), *region)] = data
+        self._level0[(slice(None), *region)] = data
 
     def _pyramid(self) -> int:
         """Write levels 1, 2, … until the image fits one chunk; returns the number of levels."""

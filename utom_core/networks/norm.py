@@ -1,8 +1,8 @@
 """Instance normalisation whose statistics can be frozen, so tiles normalise like the whole image.
 
 Per-tile instance norm gives every tile its own brightness and leaves seams. Recording the
-statistics once on the whole image (or a thumbnail of it) and reusing them for every tile
-makes tiled inference match whole-image inference.
+statistics once on the whole image (or on crops sampled across it, pooled together) and reusing
+them for every tile makes tiled inference match whole-image inference.
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from torch import nn
 
 
 class InstanceNorm(nn.Module):
-    """``nn.InstanceNorm2d(affine=False)`` plus optional recorded, frozen statistics."""
+    """``nn.InstanceNorm2d(affine=False)`` that uses ``frozen`` (mean, var) when they are set."""
 
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.channels = channels
         self.eps = eps
-        self.recording = False
         self.frozen: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -29,33 +28,32 @@ class InstanceNorm(nn.Module):
             mean, var = self.frozen
         else:
             var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
-            if self.recording:
-                self.frozen_candidate = (mean.mean(0, keepdim=True), var.mean(0, keepdim=True))
         return (x - mean) * torch.rsqrt(var + self.eps)
 
 
-def _norms(model: nn.Module) -> list[InstanceNorm]:
-    return [m for m in model.modules() if isinstance(m, InstanceNorm)]
-
-
 @contextmanager
-def frozen_norm_statistics(model: nn.Module, reference: torch.Tensor) -> Iterator[None]:
-    """Record every InstanceNorm's statistics on ``reference`` and use them inside the block.
+def frozen_norm_statistics(model: nn.Module, crops: torch.Tensor) -> Iterator[None]:
+    """Freeze every InstanceNorm at the statistics of ``crops`` taken together as one image.
 
-    ``reference`` is the whole image when it fits, otherwise a downscaled thumbnail of it.
+    Each layer pools over all crops and pixels and normalises with the pooled values at once,
+    so deeper layers see inputs normalised as the whole image would be (one forward pass).
+    ``crops`` is the whole image when it fits, else crops sampled across it.
     """
-    norms = _norms(model)
-    for norm in norms:
-        norm.recording = True
+    norms = [m for m in model.modules() if isinstance(m, InstanceNorm)]
+
+    def record(norm: InstanceNorm, args: tuple[torch.Tensor, ...]) -> None:
+        var, mean = torch.var_mean(args[0], dim=(0, 2, 3), keepdim=True, correction=0)
+        norm.frozen = (mean, var)
+
+    hooks = [norm.register_forward_pre_hook(record) for norm in norms]
     try:
-        with torch.no_grad():
-            model(reference)
-        for norm in norms:
-            norm.frozen = norm.frozen_candidate
-            norm.recording = False
-            del norm.frozen_candidate
+        try:
+            with torch.no_grad():
+                model(crops)
+        finally:
+            for hook in hooks:
+                hook.remove()
         yield
     finally:
         for norm in norms:
-            norm.recording = False
             norm.frozen = None

@@ -24,7 +24,7 @@ def double_conv(in_ch: int, out_ch: int) -> nn.Sequential:
 
 
 class UnetGenerator(Generator):
-    """Encoder-decoder with skip connections; ``depth`` stride-2 levels, width doubling per level."""
+    """Encoder-decoder with skip connections; ``depth`` stride-2 levels, widths doubling."""
 
     def __init__(
         self,

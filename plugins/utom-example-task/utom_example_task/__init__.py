@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from utom_core.domain import Domain, PixelType
+from utom_core.domain import Domain
 from utom_core.hookspecs import hookimpl
 from utom_core.task import Task, TaskData
 

@@ -1,0 +1,213 @@
+"""Interruptions lose at most the work since the last checkpoint, and never a finished file.
+
+Real processes are killed here (SIGKILL cannot be caught: it is the power cut, the OOM killer,
+``kill -9``); SIGINT/SIGTERM are sent both to real processes and in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from reliability.checks import CLI, ONE_THREAD, TINY, Data, leftovers, snapshot
+
+from utom_core import runs
+from utom_core.trainer import Trainer
+
+CHECKPOINT = runs.CHECKPOINT_FILE
+
+
+def spawn(args: list, cwd: Path, **env: str) -> subprocess.Popen:
+    """``utom ARGS`` in a fresh process, stdout and stderr to files in ``cwd``."""
+    return subprocess.Popen(
+        [*CLI, *map(str, args)], cwd=cwd, env={**os.environ, **ONE_THREAD, **env},
+        stdout=open(cwd / "stdout.txt", "wb"), stderr=open(cwd / "stderr.txt", "wb"))
+
+
+def wait_for(condition: Callable[[], object], proc: subprocess.Popen, timeout: float = 90):
+    """Poll until ``condition()`` is truthy; fail if the process ends or time runs out first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc.poll() is not None:
+            err = (Path(proc.args[0]).parent, proc.returncode)
+            pytest.fail(f"process ended early ({err}) before the awaited state")
+        time.sleep(0.02)
+    pytest.fail("timed out waiting for the process")
+
+
+def temporaries(folder: Path) -> list[Path]:
+    return sorted(folder.glob(f".*{runs.TEMP_SUFFIX}"))
+
+
+def iterations_logged(run: Path) -> list[int]:
+    return [json.loads(line)["iteration"] for line in
+            (run / runs.LOG_FILE).read_text().splitlines()]
+
+
+def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one_and_resume_finishes(
+        tmp_path, data: Data, cli):
+    run = tmp_path / "run"
+    proc = spawn(["train", "denoise", "--a", data.a[0], "--b", data.b[0], "--out", run, *TINY,
+                  "--iterations", "6", "--set", "checkpoint_every=2", "--set", "log_every=1"],
+                 tmp_path, **{runs.STALL_ENV: "1.5"})
+    checkpoint = run / CHECKPOINT
+    try:
+        wait_for(checkpoint.exists, proc)  # the first checkpoint (iteration 2) is in place
+        # the second one is written to a temp file and stalls before its rename: kill it there
+        stray = wait_for(lambda: temporaries(checkpoint.parent), proc)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(30) == -signal.SIGKILL
+    finally:
+        proc.kill()
+    assert [p.name for p in temporaries(checkpoint.parent)] == [p.name for p in stray]
+    state = torch.load(checkpoint, weights_only=True)  # complete and safe to load
+    assert state["iteration"] == 2
+    assert torch.load(run / runs.MODEL_FILE, weights_only=True)["iteration"] == 2
+    with open(run / runs.LOG_FILE, "a") as log:  # a row torn by the kill
+        log.write('{"iteration": 5, "rho": 0.')
+
+    result = cli("train", "denoise", "--resume", "--out", run)
+    assert result.code == 0, result.err
+    assert "finished iteration 6" in result.err
+    assert torch.load(checkpoint, weights_only=True)["iteration"] == 6
+    assert leftovers(run) == []  # the stray temp file was removed, never read
+    assert iterations_logged(run) == [1, 2, 3, 4, 5, 6]
+
+
+def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path, data: Data):
+    run = tmp_path / "run"
+    proc = spawn(["train", "denoise", "--a", data.a[0], "--b", data.b[0], "--out", run, *TINY,
+                  "--iterations", "5000", "--set", "checkpoint_every=100000",
+                  "--set", "log_every=1"], tmp_path)
+    try:
+        wait_for(lambda: (run / runs.LOG_FILE).exists()
+                 and len(iterations_logged(run)) >= 2, proc)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(60)
+    finally:
+        proc.kill()
+    err = (tmp_path / "stderr.txt").read_text()
+    assert code == 130, err
+    assert "Traceback" not in err
+    stopped = int(err.split("interrupted at iteration ")[1].split(";")[0])
+    assert 2 <= stopped < 5000
+    assert torch.load(run / CHECKPOINT, weights_only=True)["iteration"] == stopped
+    assert torch.load(run / runs.MODEL_FILE, weights_only=True)["iteration"] == stopped
+    assert iterations_logged(run) == list(range(1, stopped + 1))
+    assert leftovers(run) == []
+
+
+def _signal_at(monkeypatch, iteration: int, *signals: int) -> None:
+    """Send ``signals`` to this process right after training step ``iteration``."""
+    step = Trainer.step
+
+    def patched(self):
+        terms = step(self)
+        if self.iteration == iteration:
+            for sig in signals:
+                os.kill(os.getpid(), sig)
+        return terms
+
+    monkeypatch.setattr(Trainer, "step", patched)
+
+
+@pytest.fixture
+def guarded_signals():
+    """If utom failed to handle a signal, the test fails instead of pytest being killed."""
+    def fail(signum, frame):
+        raise AssertionError(f"signal {signum} reached the test's handler, not utom's")
+
+    previous = {sig: signal.signal(sig, fail) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def test_sigterm_from_a_scheduler_checkpoints_like_ctrl_c(cli, tmp_path, data: Data,
+                                                          monkeypatch, guarded_signals):
+    _signal_at(monkeypatch, 3, signal.SIGTERM)
+    run = tmp_path / "run"
+    result = cli("train", "denoise", "--a", data.a[0], "--b", data.b[0], "--out", run, *TINY,
+                 "--iterations", "50", "--set", "checkpoint_every=100")
+    assert result.code == 130, result.err
+    assert "interrupted at iteration 3" in result.err
+    assert torch.load(run / CHECKPOINT, weights_only=True)["iteration"] == 3
+    assert signal.getsignal(signal.SIGTERM).__name__ == "fail"  # handler restored
+
+
+def test_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(cli, tmp_path, data: Data,
+                                                                     monkeypatch,
+                                                                     guarded_signals):
+    _signal_at(monkeypatch, 5, signal.SIGINT, signal.SIGINT)
+    run = tmp_path / "run"
+    result = cli("train", "denoise", "--a", data.a[0], "--b", data.b[0], "--out", run, *TINY,
+                 "--iterations", "50", "--set", "checkpoint_every=2")
+    assert result.code == 130
+    assert "Traceback" not in result.err and result.err.rstrip().endswith("error: interrupted")
+    assert torch.load(run / CHECKPOINT, weights_only=True)["iteration"] == 4
+    assert leftovers(run) == []
+    monkeypatch.undo()
+    resumed = cli("train", "denoise", "--resume", "--out", run, "--iterations", "6")
+    assert resumed.code == 0, resumed.err
+    assert torch.load(run / CHECKPOINT, weights_only=True)["iteration"] == 6
+
+
+def test_sigkill_mid_prediction_leaves_the_old_output_untouched(tmp_path, data: Data, cli):
+    image = tmp_path / "large.tif"
+    tifffile.imwrite(image, np.random.default_rng(0).integers(0, 20000, (1536, 1536), np.uint16))
+    out = tmp_path / "pred.tif"
+    out.write_bytes(b"yesterday's result")
+    before = snapshot(data.root)
+    proc = spawn(["predict", data.model, image, "--out", out, "--overwrite", "--tile", "32",
+                  "--norm", "tile"], tmp_path)
+    try:
+        partial = wait_for(lambda: list(tmp_path.glob(".pred.tif.*.partial")), proc)
+        time.sleep(0.5)  # thousands of tiles to go: it is mid-way
+        assert proc.poll() is None, "prediction finished before it could be interrupted"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        proc.kill()
+    assert out.read_bytes() == b"yesterday's result"
+    assert partial[0].stat().st_size > 0  # what was killed lies beside it, hidden, never at it
+    assert snapshot(data.root) == before
+
+    small = tmp_path / "small.tif"
+    tifffile.imwrite(small, np.random.default_rng(1).integers(0, 20000, (40, 40), np.uint16))
+    result = cli("predict", data.model, small, "--out", out, "--overwrite")
+    assert result.code == 0, result.err
+    assert tifffile.imread(out).shape == (40, 40)
+
+
+def test_ctrl_c_mid_prediction_removes_its_partial_output(cli, tmp_path, data: Data,
+                                                           monkeypatch):
+    from utom_core.io.tiff import TiffSink
+
+    calls = []
+
+    def write(self, region, block):
+        calls.append(region)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(TiffSink, "write", write)
+    image = tmp_path / "in.tif"
+    tifffile.imwrite(image, np.random.default_rng(0).integers(0, 20000, (64, 200), np.uint16))
+    result = cli("predict", data.model, image, "--out", tmp_path / "out.tif", "--tile", "32",
+                 "--norm", "tile")
+    assert result.code == 130
+    assert [line for line in result.err.splitlines() if line.strip()] == ["error: interrupted"]
+    assert not (tmp_path / "out.tif").exists()
+    assert leftovers(tmp_path) == []
