@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -29,12 +30,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import zarr
+from rich import progress as bar
 
+from utom_core.console import console, progress_display
+from utom_core.data import check_planes
 from utom_core.domain import Normalisation
-from utom_core.errors import InputError
+from utom_core.errors import InputError, UtomError
+from utom_core.io import open_image, writer_for
 from utom_core.io.base import ImageInfo, ImageSink, ImageSource
 from utom_core.networks.base import Generator
 from utom_core.networks.norm import frozen_norm_statistics
+from utom_core.runs import Predictor
 from utom_core.task import Slicing
 from utom_core.tiling import Stitch, Stitcher, TileGrid, pad_to, padded_length
 
@@ -278,3 +284,47 @@ def _predict_xz_yz(source: ImageSource, predictor: PlanePredictor, target_norm: 
         for xs in _slabs(width):
             average = (xz[:, :, :, xs] + _slab(source, predictor, "x", xs)) / 2
             sink.write((slice(0, depth), slice(0, height), xs), target_norm.invert(average))
+
+
+def _progress(show: bool) -> bar.Progress:
+    """Tiles done of total, and output megapixels per second."""
+    return bar.Progress(
+        bar.TextColumn("{task.description}"), bar.BarColumn(), bar.MofNCompleteColumn(),
+        bar.TextColumn("tiles {task.fields[rate]}"), bar.TimeElapsedColumn(),
+        bar.TimeRemainingColumn(), console=console, disable=not show)
+
+
+def predict_file(image: Path, output: Path, predictor: Predictor, options: TileOptions,
+                 show_progress: bool = True) -> None:
+    """Predict one file into a temporary output that is moved into place only when complete."""
+    source = open_image(image)
+    try:
+        check_channels(source, predictor.generator)
+        if predictor.slicing is Slicing.xz_yz and len(source.info.shape) == 4:
+            check_planes(source, ("y", "x"), predictor.source.name)
+        info = output_info(source.info, predictor.generator.out_channels,
+                           predictor.target_norm.dtype.value)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        sink = writer_for(output).create(output, info, chunk=options.tile)
+        try:
+            with progress_display(_progress(show_progress)) as progress:
+                task = progress.add_task(image.name, total=None, rate="")
+                start, pixels = time.perf_counter(), 0
+
+                def advance(tiles: int, total: int, done: int) -> None:
+                    nonlocal pixels
+                    pixels += done
+                    rate = pixels / 1e6 / max(time.perf_counter() - start, 1e-9)
+                    progress.update(task, advance=tiles, total=total, rate=f"{rate:.2f} MP/s")
+
+                predict_image(source, predictor.generator, predictor.source_norm,
+                              predictor.target_norm, sink, options, predictor.slicing, advance)
+                sink.commit()  # inside: a failing commit clears the bar like any failure
+        except BaseException as err:
+            sink.abort()
+            if isinstance(err, OSError):  # disk full, read-only folder, …
+                raise UtomError(f"{err.filename or output}: cannot write ({err.strerror or err})"
+                                f"; nothing was written to {output}") from None
+            raise
+    finally:
+        source.close()

@@ -22,6 +22,7 @@ from utom_core.evaluate import Sample
 from utom_core.io import list_images, open_image
 from utom_core.io.atomic import temporary_sibling
 from utom_core.plugins import get_registry
+from utom_core.predict import TileOptions, predict_file
 from utom_core.previews import magenta_green_overlay, save_panel
 from utom_core.report import write_report
 from utom_core.runs import Predictor, load_predictor
@@ -175,8 +176,6 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
                  data: TaskData | None, *, overwrite: bool = False,
                  show_progress: bool = True) -> RunOutcome:
     """Prepare data (demo unless given), train, predict the tests, evaluate, report."""
-    from utom_core.commands.predict import _predict_one
-    from utom_core.predict import TileOptions
 
     start = time.perf_counter()
     if data is not None:
@@ -209,7 +208,7 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
     rows = []
     for test, reference in zip(data.test, data.reference, strict=True):
         prediction = out / PREDICTION_DIR / f"{test.name.split('.')[0]}.tif"
-        _predict_one(test, prediction, predictor, TileOptions())
+        predict_file(test, prediction, predictor, TileOptions(), show_progress=show_progress)
         metrics = evaluate_one(task, predictor, test, prediction, reference, out / PREVIEW_DIR)
         rows.append({"test": str(test), "reference": str(reference) if reference else None,
                      "prediction": str(prediction), "metrics": metrics})

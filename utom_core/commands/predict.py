@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from utom_core.commands.common import PATHS
-from utom_core.console import console, progress_display
-from utom_core.data import check_planes
+from utom_core.console import console
 from utom_core.errors import UtomError
 from utom_core.io import image_stem, is_image, list_images, open_image, writer_for
-from utom_core.predict import Norm, TileOptions, check_channels, output_info, predict_image
-from utom_core.task import Slicing
+from utom_core.predict import Norm, TileOptions, predict_file
 from utom_core.tiling import Stitch
 
 FORMATS = {"tiff": ".tif", "zarr": ".ome.zarr"}
@@ -67,13 +56,6 @@ def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool
     return outputs
 
 
-def _progress() -> Progress:
-    """Tiles done of total, and output megapixels per second."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("tiles {task.fields[rate]}"), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=console)
-
-
 @click.command("predict")
 @click.argument("model", type=PATHS)
 @click.argument("inputs", nargs=-1, required=True, type=PATHS)
@@ -117,45 +99,10 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction:
     new_folders = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     try:
         for image, output in zip(images, outputs, strict=True):
-            _predict_one(image, output, predictor, options)
+            predict_file(image, output, predictor, options)
             console.print(f"{image} → {output}")
     except BaseException:
         for path in new_folders:  # a failed first prediction leaves no empty folders
             if path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
         raise
-
-
-def _predict_one(image: Path, output: Path, predictor, options: TileOptions) -> None:
-    """Predict one file into a temporary output that is moved into place only when complete."""
-    source = open_image(image)
-    try:
-        check_channels(source, predictor.generator)
-        if predictor.slicing is Slicing.xz_yz and len(source.info.shape) == 4:
-            check_planes(source, ("y", "x"), predictor.source.name)
-        info = output_info(source.info, predictor.generator.out_channels,
-                           predictor.target_norm.dtype.value)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        sink = writer_for(output).create(output, info, chunk=options.tile)
-        try:
-            with progress_display(_progress()) as progress:
-                task = progress.add_task(image.name, total=None, rate="")
-                start, pixels = time.perf_counter(), 0
-
-                def advance(tiles: int, total: int, done: int) -> None:
-                    nonlocal pixels
-                    pixels += done
-                    rate = pixels / 1e6 / max(time.perf_counter() - start, 1e-9)
-                    progress.update(task, advance=tiles, total=total, rate=f"{rate:.2f} MP/s")
-
-                predict_image(source, predictor.generator, predictor.source_norm,
-                              predictor.target_norm, sink, options, predictor.slicing, advance)
-                sink.commit()  # inside: a failing commit clears the bar like any failure
-        except BaseException as err:
-            sink.abort()
-            if isinstance(err, OSError):  # disk full, read-only folder, …
-                raise UtomError(f"{err.filename or output}: cannot write ({err.strerror or err})"
-                                f"; nothing was written to {output}") from None
-            raise
-    finally:
-        source.close()
