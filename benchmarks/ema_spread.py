@@ -18,18 +18,10 @@ import numpy as np
 import torch
 
 from utom_core.config import Budget, build_config
-from utom_core.io import open_image
+from utom_core.io import read_image
 from utom_core.metrics import psnr
 from utom_core.trainer import Trainer
 from utom_tasks.denoise import TASK
-
-
-def read(path: Path) -> np.ndarray:
-    source = open_image(path)
-    try:
-        return source.read(tuple(slice(None) for _ in source.info.shape[1:]))
-    finally:
-        source.close()
 
 
 def score(generator: torch.nn.Module, trainer: Trainer, tests: list[tuple[np.ndarray, np.ndarray]]
@@ -59,7 +51,8 @@ def main() -> None:
         cfg = build_config(*TASK.config_layers(Budget(args.budget)),
                            {"iterations": args.iterations, "seed": args.seed})
         trainer = Trainer(TASK, cfg, Path(tmp) / "run", data.a, data.b)
-        tests = [(read(t), read(r)) for t, r in zip(data.test, data.reference, strict=True)]
+        pairs = zip(data.test, data.reference, strict=True)
+        tests = [(read_image(test), read_image(reference)) for test, reference in pairs]
         raw, ema = [], []
         while trainer.iteration < args.iterations:
             trainer.step()

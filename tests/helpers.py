@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from utom_core.io.base import ImageInfo
+from utom_core.networks import Generator
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PLUGIN = REPO / "plugins" / "utom-example-task"
@@ -18,3 +22,44 @@ def blobs(rng, size: int = 96, count: int = 12) -> np.ndarray:
     for y, x in rng.uniform(0, size, (count, 2)):
         image += np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 30)
     return image.clip(0, 1)
+
+
+class Identity(Generator):
+    """Returns its input: tiled prediction must then reproduce the image exactly."""
+
+    def __init__(self, channels: int, multiple: int = 4) -> None:
+        super().__init__()
+        self.in_channels = self.out_channels = channels
+        self._multiple = multiple
+
+    @property
+    def receptive_radius(self) -> int:
+        return 0
+
+    @property
+    def size_multiple(self) -> int:
+        return self._multiple
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class Memory:
+    """An in-memory ImageSource and ImageSink that records every region read and written."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.path, self.data = Path("memory.tif"), data
+        self.info = ImageInfo(data.shape, data.dtype)
+        self.log: list[tuple[str, tuple[slice, ...]]] = []
+
+    def read(self, region: tuple[slice, ...]) -> np.ndarray:
+        self.log.append(("read", region))
+        return self.data[(slice(None), *region)].copy()
+
+    def write(self, region: tuple[slice, ...], data: np.ndarray) -> None:
+        self.log.append(("write", region))
+        self.data[(slice(None), *region)] = data
+
+    def close(self) -> None: ...
+    def commit(self) -> None: ...
+    def abort(self) -> None: ...

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from helpers import Identity, Memory
 
 from utom_core.domain import Normalisation
 from utom_core.errors import InputError
-from utom_core.io import ImageInfo, open_image, writer_for
+from utom_core.io import open_image, writer_for
 from utom_core.networks import Generator, ResnetGenerator, frozen_norm_statistics
 from utom_core.predict import (
     Norm,
@@ -21,47 +20,6 @@ from utom_core.predict import (
 )
 from utom_core.task import Slicing
 from utom_core.tiling import Stitch
-
-
-class Identity(Generator):
-    """Returns its input: tiled prediction must then reproduce the image exactly."""
-
-    def __init__(self, channels: int, multiple: int = 4) -> None:
-        super().__init__()
-        self.in_channels = self.out_channels = channels
-        self._multiple = multiple
-
-    @property
-    def receptive_radius(self) -> int:
-        return 0
-
-    @property
-    def size_multiple(self) -> int:
-        return self._multiple
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-
-class Memory:
-    """An in-memory ImageSource and ImageSink that records every region read and written."""
-
-    def __init__(self, data: np.ndarray) -> None:
-        self.path, self.data = Path("memory.tif"), data
-        self.info = ImageInfo(data.shape, data.dtype)
-        self.log: list[tuple[str, tuple[slice, ...]]] = []
-
-    def read(self, region: tuple[slice, ...]) -> np.ndarray:
-        self.log.append(("read", region))
-        return self.data[(slice(None), *region)].copy()
-
-    def write(self, region: tuple[slice, ...], data: np.ndarray) -> None:
-        self.log.append(("write", region))
-        self.data[(slice(None), *region)] = data
-
-    def close(self) -> None: ...
-    def commit(self) -> None: ...
-    def abort(self) -> None: ...
 
 
 def _full_range(dtype: str, channels: int) -> Normalisation:

@@ -19,7 +19,7 @@ from utom_core import __version__, runs
 from utom_core.config import Budget, TrainConfig
 from utom_core.errors import InputError, UtomError
 from utom_core.evaluate import Sample
-from utom_core.io import list_images, open_image
+from utom_core.io import list_images, open_image, read_image
 from utom_core.io.atomic import temporary_sibling
 from utom_core.plugins import get_registry
 from utom_core.predict import TileOptions, predict_file
@@ -79,24 +79,15 @@ def _same_plane_shape(x: Path, y: Path) -> bool:
         sy.close()
 
 
-def _read_raw(path: Path) -> np.ndarray:
-    """A whole (small) image: evaluation reads held-out test regions, not whole slides."""
-    image = open_image(path)
-    try:
-        return image.read(tuple(slice(None) for _ in image.info.shape[1:]))
-    finally:
-        image.close()
-
-
 def evaluate_one(task: Task, predictor: Predictor, test: Path, prediction: Path,
                  reference: Path | None, previews: Path) -> dict[str, float]:
     """Metrics of one prediction, plus its preview panel and overlay PNGs."""
     registry = get_registry()
     source, target = predictor.source_norm, predictor.target_norm
-    raw_input = _read_raw(test)
+    raw_input = read_image(test)
     sample = Sample(
-        prediction=target.apply(_read_raw(prediction)),
-        reference=target.apply(_read_raw(reference)) if reference else None,
+        prediction=target.apply(read_image(prediction)),
+        reference=target.apply(read_image(reference)) if reference else None,
         input=source.apply(raw_input),
         baseline=target.apply(raw_input) if source.channels == target.channels else None,
         input_saliency=predictor.source.saliency(source, predictor.source_threshold),

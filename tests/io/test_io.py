@@ -11,7 +11,7 @@ import tifffile
 from PIL import Image
 
 from utom_core.errors import InputError, UtomError
-from utom_core.io import ImageInfo, list_images, open_image, writer_for
+from utom_core.io import ImageInfo, list_images, open_image, read_image, writer_for
 
 ALL = (slice(None), slice(None))
 RNG = np.random.default_rng(0)
@@ -28,12 +28,7 @@ def _write(path: Path, data: np.ndarray, info: ImageInfo) -> Path:
     return path
 
 
-def _read_all(path: Path) -> np.ndarray:
-    source = open_image(path)
-    try:
-        return source.read(tuple(slice(None) for _ in source.info.shape[1:]))
-    finally:
-        source.close()
+
 
 
 @pytest.mark.parametrize(("kwargs", "axes_shape", "expected"), [
@@ -48,7 +43,7 @@ def test_tiff_layouts_become_canonical(tmp_path, kwargs, axes_shape, expected):
     tifffile.imwrite(tmp_path / "in.tif", data, **kwargs)
     source = open_image(tmp_path / "in.tif")
     assert source.info.shape == expected
-    whole = _read_all(tmp_path / "in.tif")
+    whole = read_image(tmp_path / "in.tif")
     canonical = np.moveaxis(data, -1, 0) if axes_shape[-1] == 3 else data[None]
     np.testing.assert_array_equal(whole, canonical)
     region = (slice(2, 9), slice(5, 30, 4))
@@ -72,12 +67,12 @@ def test_pixel_size_survives_tiff_omezarr_tiff(tmp_path):
                      metadata={"axes": "ZYX", "spacing": 2.0, "unit": "um"})
     info = open_image(tmp_path / "a.tif").info
     assert info.pixel_size == pytest.approx({"x": 0.25, "y": 0.25, "z": 2.0})
-    _write(tmp_path / "b.ome.zarr", _read_all(tmp_path / "a.tif"), info)
+    _write(tmp_path / "b.ome.zarr", read_image(tmp_path / "a.tif"), info)
     middle = open_image(tmp_path / "b.ome.zarr").info
     assert middle.pixel_size == pytest.approx(info.pixel_size)
-    _write(tmp_path / "c.tif", _read_all(tmp_path / "b.ome.zarr"), middle)
+    _write(tmp_path / "c.tif", read_image(tmp_path / "b.ome.zarr"), middle)
     assert open_image(tmp_path / "c.tif").info.pixel_size == pytest.approx(info.pixel_size)
-    np.testing.assert_array_equal(_read_all(tmp_path / "c.tif")[0], data)
+    np.testing.assert_array_equal(read_image(tmp_path / "c.tif")[0], data)
 
 
 def test_ome_tiff_pixel_size(tmp_path):
@@ -106,24 +101,24 @@ def test_omezarr_is_ome_0_5(tmp_path):
     for dataset in multiscale["datasets"]:
         array = json.loads((path / dataset["path"] / "zarr.json").read_text())
         assert array["dimension_names"] == ["c", "z", "y", "x"]
-    np.testing.assert_array_equal(_read_all(path), data)
+    np.testing.assert_array_equal(read_image(path), data)
 
 
 @pytest.mark.parametrize("shape", [(1, 20, 30), (3, 20, 30)])
 def test_png_round_trip_and_alpha_dropped(tmp_path, shape):
     data = RNG.integers(0, 255, shape, dtype=np.uint8)
-    np.testing.assert_array_equal(_read_all(_write(tmp_path / "a.png", data,
+    np.testing.assert_array_equal(read_image(_write(tmp_path / "a.png", data,
                                                    ImageInfo(shape, data.dtype))), data)
     if shape[0] == 3:
         rgba = np.dstack([np.moveaxis(data, 0, -1), np.full(shape[1:], 7, np.uint8)])
         Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
-        np.testing.assert_array_equal(_read_all(tmp_path / "rgba.png"), data)
+        np.testing.assert_array_equal(read_image(tmp_path / "rgba.png"), data)
 
 
 def test_png_16_bit(tmp_path):
     data = _u16(1, 20, 30)
     Image.fromarray(data[0]).save(tmp_path / "a.png")
-    out = _read_all(tmp_path / "a.png")
+    out = read_image(tmp_path / "a.png")
     assert out.dtype == np.uint16
     np.testing.assert_array_equal(out, data)
 
@@ -142,7 +137,7 @@ def test_commit_replaces_existing_folder(tmp_path):
     info = ImageInfo((1, 8, 8), np.dtype("uint8"))
     for value in (1, 2):
         _write(tmp_path / "a.zarr", np.full(info.shape, value, np.uint8), info)
-    assert (_read_all(tmp_path / "a.zarr") == 2).all()
+    assert (read_image(tmp_path / "a.zarr") == 2).all()
     assert [p.name for p in tmp_path.iterdir()] == ["a.zarr"]
 
 
@@ -201,7 +196,7 @@ def _bad_png(tmp_path: Path) -> Path:
 def test_bad_inputs_are_one_line_input_errors(tmp_path, make, problem):
     path = make(tmp_path)
     with pytest.raises(InputError, match=problem) as caught:
-        _read_all(path)
+        read_image(path)
     assert caught.value.path == path and "\n" not in str(caught.value)
     assert str(caught.value).startswith(str(path))
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
-import torch
+from helpers import Identity, Memory
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -23,51 +22,12 @@ from utom_core.config import (
 from utom_core.domain import Domain, Normalisation, fit_normalisation
 from utom_core.errors import UtomError
 from utom_core.io import ImageInfo
-from utom_core.networks.base import Generator
 from utom_core.predict import Norm, TileOptions, output_info, predict_image
 from utom_core.task import Slicing
 from utom_core.tiling import Stitch, Stitcher, TileGrid, pad_to
 
 FUZZ = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-
-
-class Identity(Generator):
-    """G(x) = x with a given size multiple: a tiled prediction must give back its input."""
-
-    def __init__(self, channels: int, multiple: int) -> None:
-        super().__init__()
-        self.in_channels = self.out_channels = channels
-        self._multiple = multiple
-
-    @property
-    def receptive_radius(self) -> int:
-        return 0
-
-    @property
-    def size_multiple(self) -> int:
-        return self._multiple
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-
-class Memory:
-    """An in-memory ImageSource and ImageSink."""
-
-    def __init__(self, data: np.ndarray) -> None:
-        self.path, self.data, self.info = Path("memory.tif"), data, ImageInfo(data.shape,
-                                                                              data.dtype)
-
-    def read(self, region: tuple[slice, ...]) -> np.ndarray:
-        return self.data[(slice(None), *region)].copy()
-
-    def write(self, region: tuple[slice, ...], data: np.ndarray) -> None:
-        self.data[(slice(None), *region)] = data
-
-    def close(self) -> None: ...
-    def commit(self) -> None: ...
-    def abort(self) -> None: ...
 
 
 # -- tiling ------------------------------------------------------------------------------------

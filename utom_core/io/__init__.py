@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from utom_core.errors import InputError, UtomError
 from utom_core.io.base import ImageInfo, ImageReader, ImageSink, ImageSource, ImageWriter
 
@@ -21,6 +23,7 @@ __all__ = [
     "is_image",
     "list_images",
     "open_image",
+    "read_image",
     "writer_for",
 ]
 
@@ -59,6 +62,15 @@ def open_image(path: Path) -> ImageSource:
         source.close()
         raise InputError(path, f"image is empty (shape {source.info.shape})")
     return source
+
+
+def read_image(path: Path) -> np.ndarray:
+    """A whole image in canonical (C, …) order: for small images only (tests, evaluation)."""
+    source = open_image(path)
+    try:
+        return source.read(tuple(slice(None) for _ in source.info.shape[1:]))
+    finally:
+        source.close()
 
 
 def is_image(path: Path) -> bool:
