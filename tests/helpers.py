@@ -9,6 +9,7 @@ import torch
 
 from utom_core.io.base import ImageInfo
 from utom_core.networks import Generator
+from utom_core.tiling import Stitcher, TileGrid, pad_to
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PLUGIN = REPO / "plugins" / "utom-example-task"
@@ -63,3 +64,19 @@ class Memory:
     def close(self) -> None: ...
     def commit(self) -> None: ...
     def abort(self) -> None: ...
+
+
+def stitch_identity(image: np.ndarray, grid: TileGrid) -> np.ndarray:
+    """Cut ``image`` into the grid's tiles and stitch them back, row by row."""
+    height, width = grid.padded_shape
+    padded = pad_to(image, height, width)
+    stitcher, out = Stitcher(grid, image.shape[0]), np.full(image.shape, np.nan, np.float32)
+    for row in grid.rows:
+        for i, col in enumerate(grid.cols):
+            stitcher.add(i, padded[:, row.start:row.stop, col.start:col.stop])
+        finished = stitcher.end_row()
+        if finished is not None:
+            rows, data = finished
+            assert np.isnan(out[:, rows]).all(), "a row was released twice"
+            out[:, rows] = data
+    return out

@@ -6,26 +6,11 @@ import itertools
 
 import numpy as np
 import pytest
+from helpers import stitch_identity
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utom_core.tiling import Stitch, Stitcher, TileGrid, fit_spans, pad_to
-
-
-def _stitch_identity(image: np.ndarray, grid: TileGrid) -> np.ndarray:
-    """Cut ``image`` into the grid's tiles and stitch them back, row by row."""
-    height, width = grid.padded_shape
-    padded = pad_to(image, height, width)
-    stitcher, out = Stitcher(grid, image.shape[0]), np.full(image.shape, np.nan, np.float32)
-    for row in grid.rows:
-        for i, col in enumerate(grid.cols):
-            stitcher.add(i, padded[:, row.start:row.stop, col.start:col.stop])
-        finished = stitcher.end_row()
-        if finished is not None:
-            rows, data = finished
-            assert np.isnan(out[:, rows]).all(), "a row was released twice"
-            out[:, rows] = data
-    return out
+from utom_core.tiling import Stitch, Stitcher, TileGrid, fit_spans
 
 
 @pytest.mark.parametrize(("length", "tile", "overlap", "multiple"), [
@@ -52,7 +37,7 @@ def test_tiles_shrink_to_fit_rather_than_stride():
 def test_identity_stitch_is_exact(stitch, shape):
     image = np.random.default_rng(1).random((2, *shape), dtype=np.float32)
     grid = TileGrid(shape, tile=32, overlap=0.25, multiple=4, stitch=stitch)
-    np.testing.assert_allclose(_stitch_identity(image, grid), image, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(stitch_identity(image, grid), image, rtol=0, atol=1e-6)
 
 
 def test_crop_weights_are_indicators_and_blend_weights_feather():
@@ -76,4 +61,4 @@ def test_stitcher_holds_one_tile_row_only():
 def test_any_grid_stitches_identity_back(height, width, tile, overlap, multiple, stitch):
     image = np.random.default_rng(height * width).random((1, height, width), dtype=np.float32)
     grid = TileGrid((height, width), tile, overlap, multiple, stitch)
-    np.testing.assert_allclose(_stitch_identity(image, grid), image, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(stitch_identity(image, grid), image, rtol=0, atol=1e-6)

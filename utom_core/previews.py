@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from utom_core.runs import atomic_write_bytes
 
 LABEL_HEIGHT = 14
 """Pixels above each panel image reserved for its label (Pillow's default bitmap font)."""
@@ -97,13 +97,5 @@ def save_panel(
             draw.text((x + 2, 1), labels[index], fill="black")
         x += tile.shape[1] + gap
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            canvas.save(handle, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, lambda handle: canvas.save(handle, format="PNG"))
     return path
