@@ -2,7 +2,9 @@
 
 A full-size UTOM step (ResNet-9 ngf 64 generators, 70x70 PatchGANs, 128x128 tiles, 1 → 1
 channels) is run through the real Trainer — data sampling included — and its FLOPs are
-counted with torch's FlopCounterMode. The peak is a large fp32 matmul in the same process.
+counted with torch's FlopCounterMode. The peak is a large fp32 matmul in the same process. A profiled step splits the time into
+the convolution kernels (oneDNN, forward and backward) and everything else, so the report says
+how much of the gap to peak is the kernels' own and how much is ours.
 
     python benchmarks/train_speed.py [--tile 128] [--ngf 64] [--blocks 9] [--steps 5]
 """
@@ -37,6 +39,20 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / best / 1e9
 
 
+CONV_KERNELS = ("aten::mkldnn_convolution", "aten::convolution_backward",
+                "aten::_slow_conv2d_forward", "aten::_slow_conv2d_backward")
+
+
+def conv_share(trainer: Trainer) -> float:
+    """Fraction of a profiled step's CPU time spent inside convolution kernels."""
+    with torch.profiler.profile() as prof:
+        trainer.step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    conv = sum(e.self_cpu_time_total for e in events if e.key in CONV_KERNELS)
+    return conv / total
+
+
 def make_trainer(workdir: Path, tile: int, ngf: int, blocks: int, channels_last: bool) -> Trainer:
     rng = np.random.default_rng(0)
     for name in ("a", "b"):
@@ -67,6 +83,9 @@ def main() -> None:
         with FlopCounterMode(display=False) as counter:
             trainer.step()
         flops = counter.get_total_flops()
+        conv_flops = sum(count for op, count in counter.get_flop_counts()["Global"].items()
+                         if "convolution" in str(op))
+        share = conv_share(trainer)
         times = []
         for _ in range(args.steps):
             start = time.perf_counter()
@@ -84,6 +103,11 @@ def main() -> None:
     print(f"achieved              {achieved:.1f} GFLOP/s")
     print(f"fp32 matmul peak      {peak:.1f} GFLOP/s")
     print(f"fraction of peak      {achieved / peak:.1%}")
+    conv_rate = conv_flops / (share * step) / 1e9
+    print(f"in conv kernels       {share:.1%} of the step, {conv_flops / flops:.1%} of its FLOPs, "
+          f"{conv_rate:.1f} GFLOP/s = {conv_rate / peak:.1%} of peak")
+    print(f"outside conv kernels  {(1 - share) * step:.3f} s per iteration (norms, pads, "
+          "losses, Adam, EMA, data)")
 
 
 if __name__ == "__main__":

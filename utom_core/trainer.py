@@ -133,8 +133,8 @@ class Trainer:
         self.ema_ba = copy.deepcopy(self.g_ba).requires_grad_(False)
         g_params = [*self.g_ab.parameters(), *self.g_ba.parameters()]
         d_params = [*self.d_a.parameters(), *self.d_b.parameters()]
-        self.opt_g = torch.optim.Adam(g_params, lr=cfg.lr, betas=cfg.betas)
-        self.opt_d = torch.optim.Adam(d_params, lr=cfg.lr, betas=cfg.betas)
+        self.opt_g = torch.optim.Adam(g_params, lr=cfg.lr, betas=cfg.betas, foreach=True)
+        self.opt_d = torch.optim.Adam(d_params, lr=cfg.lr, betas=cfg.betas, foreach=True)
         self.pool_a, self.pool_b = ImagePool(cfg.pool_size), ImagePool(cfg.pool_size)
 
     def _check_tile(self) -> None:
