@@ -77,3 +77,35 @@ def test_a_task_that_raises_is_recorded_not_fatal(cli, tmp_path, monkeypatch):
     assert "demo data exploded" in rows["sr/utom/seed0"]["error"]
     assert rows["denoise/utom/seed0"]["status"] == "ok"
     assert "sr/utom/seed0 | failed" in (out / "bench.md").read_text()
+
+
+def test_parallel_jobs_give_the_same_rows_as_one_process(cli, tmp_path):
+    """--jobs runs each (task, method, seed) in a worker process with the same thread count
+    as here (1 in the tests), so its metrics must equal the in-process run's bit for bit."""
+    args = ("bench", "--tasks", "denoise,sr", "--methods", "utom,cyclegan", "--seeds", "1",
+            "--budget", "smoke", "--set", "iterations=2")
+    assert cli(*args, "--out", tmp_path / "inline").code == 0
+    result = cli(*args, "--jobs", "2", "--out", tmp_path / "parallel")
+    assert result.code == 0, result.err
+
+    def metrics(out):
+        rows = json.loads((out / "bench.json").read_text())["runs"]
+        return {row["key"]: (row["status"], row.get("metrics")) for row in rows}
+
+    parallel = metrics(tmp_path / "parallel")
+    assert set(parallel) == {"denoise/utom/seed0", "denoise/cyclegan/seed0",
+                             "sr/utom/seed0", "sr/cyclegan/seed0"}
+    assert parallel == metrics(tmp_path / "inline")
+    assert (tmp_path / "parallel" / "bench.md").exists()
+
+
+def test_the_bench_budget_fits_each_tasks_data():
+    """One preset for all tasks, adjusted where a task's planes are smaller than its tile."""
+    from utom_core.config import Budget, build_config
+
+    tasks = {task.name: task for task in BUILTIN_TASKS}
+    tile = {name: build_config(*task.config_layers(Budget.bench)).tile
+            for name, task in tasks.items()}
+    assert tile["isotropic"] == 40 and tile["stain-he"] == 64
+    assert all(build_config(*t.config_layers(Budget.bench)).iterations == 500
+               for t in tasks.values())

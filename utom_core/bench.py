@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from utom_core import runs
 from utom_core.config import Budget, Method, build_config
@@ -23,6 +24,8 @@ from utom_core.workflow import METRICS_FILE, run_workflow
 
 BENCH_JSON = "bench.json"
 BENCH_MD = "bench.md"
+BENCH_SETTINGS = ("ngf", "n_blocks", "ndf", "tile", "iterations", "residual")
+"""Training settings recorded with every bench row."""
 HIGHER_IS_BETTER = ("psnr", "ssim", "iou", "dice", "intersection")
 """Metric name parts where larger values are better (others, e.g. distances, are lower-better)."""
 
@@ -60,10 +63,22 @@ def save_results(out: Path, results: dict[str, dict[str, Any]], budget: Budget) 
     runs.write_json(out / BENCH_JSON, {"budget": budget.value, "runs": list(results.values())})
 
 
+def _base_row(run: BenchRun) -> dict[str, Any]:
+    return {"key": run.key, "task": run.task.name, "plugin": run.task.plugin,
+            "method": run.method.value, "seed": run.seed}
+
+
+def failed_row(run: BenchRun, err: BaseException, seconds: float) -> dict[str, Any]:
+    """The bench row of a run that raised: the first line of its error and a short trace."""
+    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return {**_base_row(run), "status": "failed", "error": f"{type(err).__name__}: {message}",
+            "traceback": "".join(traceback.format_exception(err, limit=4)),
+            "wall_seconds": round(seconds, 1)}
+
+
 def run_one(run: BenchRun, budget: Budget, out: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     """One bench row: the task's workflow, or the reason it failed or does not apply."""
-    row: dict[str, Any] = {"key": run.key, "task": run.task.name, "plugin": run.task.plugin,
-                           "method": run.method.value, "seed": run.seed}
+    row = _base_row(run)
     reason = applicable(run.task, run.method)
     if reason:
         return {**row, "status": "not applicable", "error": reason}
@@ -74,16 +89,25 @@ def run_one(run: BenchRun, budget: Budget, out: Path, overrides: dict[str, Any])
         outcome = run_workflow(run.task, cfg, budget, out / "runs" / run.key, None,
                                overwrite=True, show_progress=False)
     except Exception as err:  # a failing task is recorded, not fatal
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return {**row, "status": "failed", "error": f"{type(err).__name__}: {message}",
-                "traceback": traceback.format_exc(limit=4),
-                "wall_seconds": round(time.perf_counter() - start, 1)}
+        return failed_row(run, err, time.perf_counter() - start)
     record = outcome.metrics
     return {**row, "status": "ok", "metrics": record["metrics"],
             "iterations": record["iterations"], "wall_seconds": record["wall_seconds"],
-            "settings": {k: record["config"][k] for k in ("ngf", "n_blocks", "tile", "iterations")},
+            "settings": {k: record["config"][k] for k in BENCH_SETTINGS},
+            "threads": torch.get_num_threads(),
             "versions": record["versions"], "machine": record["machine"],
             "run_dir": str(out / "runs" / run.key)}
+
+
+def run_in_worker(task: str, method: str, seed: int, budget: Budget, out: Path,
+                  overrides: dict[str, Any], threads: int) -> dict[str, Any]:
+    """``run_one`` in a fresh worker process (``--jobs``): the task is looked up by name in the
+    worker's own plugin registry, and torch gets its share of the cores."""
+    from utom_core.plugins import get_registry
+
+    torch.set_num_threads(threads)
+    run = BenchRun(get_registry().tasks[task], Method(method), seed)
+    return run_one(run, budget, out, overrides)
 
 
 def is_complete(row: dict[str, Any] | None, out: Path) -> bool:

@@ -7,11 +7,13 @@ from utom_core.networks import ResnetGenerator, UnetGenerator
 
 
 def _resnet(in_channels: int, out_channels: int, cfg) -> ResnetGenerator:
-    return ResnetGenerator(in_channels, out_channels, cfg.ngf, cfg.n_blocks, cfg.upsampling)
+    return ResnetGenerator(in_channels, out_channels, cfg.ngf, cfg.n_blocks, cfg.upsampling,
+                           cfg.residual)
 
 
 def _unet(in_channels: int, out_channels: int, cfg) -> UnetGenerator:
-    return UnetGenerator(in_channels, out_channels, cfg.ngf, cfg.unet_depth, cfg.upsampling)
+    return UnetGenerator(in_channels, out_channels, cfg.ngf, cfg.unet_depth, cfg.upsampling,
+                          cfg.residual)
 
 
 @hookimpl

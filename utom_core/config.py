@@ -35,6 +35,7 @@ class Budget(StrEnum):
     """Presets of network size, tile size and iterations."""
 
     smoke = "smoke"
+    bench = "bench"
     demo = "demo"
     full = "full"
 
@@ -60,6 +61,8 @@ class TrainConfig(BaseModel):
     """Stride-2 levels of the U-Net generator."""
     upsampling: Literal["transpose", "resize"] = "transpose"
     """Transposed conv (paper) or resize-then-conv (no checkerboard texture)."""
+    residual: bool = False
+    """Generators learn a correction to their input (identity at start; equal channels only)."""
     ndf: int = Field(64, ge=1, le=512)
     """Discriminator width."""
     d_layers: int = Field(3, ge=1, le=6)
@@ -128,6 +131,10 @@ BUDGETS: dict[Budget, dict[str, Any]] = {
     Budget.smoke: dict(
         ngf=8, n_blocks=2, ndf=8, tile=32, iterations=6, checkpoint_every=3, log_every=2,
         preview_every=3, sample_pixels=20_000, pool_size=4,
+    ),
+    Budget.bench: dict(  # every task x method x 3 seeds in about an hour on 2 CPU cores
+        ngf=24, n_blocks=6, ndf=32, tile=64, iterations=500, checkpoint_every=250,
+        preview_every=250,
     ),
     Budget.demo: dict(
         ngf=24, n_blocks=6, ndf=32, tile=96, iterations=1500, checkpoint_every=500,

@@ -8,9 +8,9 @@ from typing import Any
 
 from utom_core.runs import atomic_write_text
 
-SETTINGS_SHOWN = ("method", "generator", "ngf", "n_blocks", "ndf", "tile", "batch_size",
-                  "iterations", "lambda_cycle", "rho0", "images_per_epoch", "saliency_variant",
-                  "ema_decay", "seed")
+SETTINGS_SHOWN = ("method", "generator", "residual", "upsampling", "ngf", "n_blocks", "ndf",
+                  "tile", "batch_size", "iterations", "lambda_cycle", "rho0", "images_per_epoch",
+                  "saliency_variant", "ema_decay", "seed")
 
 METRIC_HELP = {
     "psnr": "PSNR of the prediction against the reference (dB, higher is better)",

@@ -198,6 +198,9 @@ def build_generator(cfg: TrainConfig, in_channels: int, out_channels: int) -> Ge
     if cfg.generator not in factories:
         raise UtomError(f"unknown generator {cfg.generator!r} (registered: "
                         f"{', '.join(sorted(factories))})")
+    if cfg.residual and in_channels != out_channels:
+        raise UtomError(f"residual generators need equal channel counts, not {in_channels} → "
+                        f"{out_channels}; remove residual=true")
     return factories[cfg.generator](in_channels, out_channels, cfg)
 
 

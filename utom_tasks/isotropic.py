@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from utom_core.config import Budget
 from utom_core.domain import Domain, PixelType
 from utom_core.task import Slicing, Task, TaskData
 from utom_tasks.demo import DemoWriter, bands, bundled, region
@@ -60,6 +61,8 @@ TASK = Task(
     domain_a=Domain(name="axial planes (XZ/YZ)", channels=1, axes="zyx", dtype=PixelType.uint16),
     domain_b=Domain(name="lateral planes (XY)", channels=1, axes="zyx", dtype=PixelType.uint16),
     slicing=Slicing.xz_yz,
+    training={"residual": True},
+    budgets={Budget.bench: {"tile": 40}, Budget.demo: {"tile": 40, "iterations": 3000}},
     demo_data=demo_data,
     evaluators=["psnr", "ssim", "content"],
 )

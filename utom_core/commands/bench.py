@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 import click
+import torch
 from rich.live import Live
 from rich.table import Table
 
 from utom_core.bench import (
     BENCH_MD,
     BenchRun,
+    failed_row,
     is_complete,
     load_results,
     markdown,
+    run_in_worker,
     run_one,
     save_results,
     summarise,
@@ -52,17 +60,47 @@ def _live_table(rows: dict[str, dict], plan: list[BenchRun]) -> Table:
     return table
 
 
+def _finished_runs(plan: list[BenchRun], budget: Budget, out: Path, settings: dict[str, Any],
+                   jobs: int) -> Iterator[tuple[BenchRun, dict[str, Any]]]:
+    """Each run with its row, as runs finish. With ``jobs`` > 1 the runs go to worker processes
+    that share the cores: small networks use two single-thread processes better than one
+    two-thread process."""
+    if jobs == 1:
+        for run in plan:
+            yield run, run_one(run, budget, out, settings)
+        return
+    threads = max(1, torch.get_num_threads() // jobs)
+    context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        started = time.perf_counter()
+        futures = {pool.submit(run_in_worker, run.task.name, run.method.value, run.seed,
+                               budget, out, settings, threads): run for run in plan}
+        try:
+            for future in as_completed(futures):
+                run = futures[future]
+                try:
+                    row = future.result()
+                except Exception as err:  # the worker died (killed, out of memory): recorded
+                    row = failed_row(run, err, time.perf_counter() - started)
+                yield run, row
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+
+
 @click.command("bench")
 @click.option("--tasks", default=None, help="Comma-separated task names (default: all).")
 @click.option("--methods", default=",".join(m.value for m in Method), show_default=True)
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--budget", type=click.Choice([b.value for b in Budget]), default="smoke",
+@click.option("--budget", type=click.Choice([b.value for b in Budget]), default="bench",
               show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a training setting for every run (repeatable).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs at once, each in its own process with an equal share of the threads.")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 def bench_command(tasks: str | None, methods: str, seeds: int, budget: str,
-                  overrides: tuple[str, ...], out: Path) -> None:
+                  overrides: tuple[str, ...], jobs: int, out: Path) -> None:
     """Run every task × method × seed and write bench.json, bench.md and plots to --out."""
     registry = get_registry()
     task_names = _names(tasks, list(registry.tasks), "tasks")
@@ -73,13 +111,11 @@ def bench_command(tasks: str | None, methods: str, seeds: int, budget: str,
     out.mkdir(parents=True, exist_ok=True)
     results = load_results(out)
     chosen = Budget(budget)
+    todo = [run for run in plan if not is_complete(results.get(run.key), out)]
     with Live(_live_table(results, plan), console=console, refresh_per_second=2) as live:
-        for run in plan:
-            if is_complete(results.get(run.key), out):
-                continue
-            results[run.key] = run_one(run, chosen, out, settings)
+        for run, row in _finished_runs(todo, chosen, out, settings, jobs):
+            results[run.key] = row
             save_results(out, results, chosen)
-            row = results[run.key]
             live.console.print(f"{run.key}: {row['status']}"
                                + (f" ({row['error']})" if "error" in row else ""))
             live.update(_live_table(results, plan))

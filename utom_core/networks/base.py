@@ -32,6 +32,21 @@ class Generator(nn.Module, ABC):
     def forward(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
+RESIDUAL_LIMIT = 0.999
+"""Inputs are clamped to ±this before atanh, which is infinite at ±1."""
+
+
+def tanh_output(pre: torch.Tensor, x: torch.Tensor, residual: bool) -> torch.Tensor:
+    """The generator's tanh output; ``residual`` adds atanh(input) before it.
+
+    A residual generator learns a correction to its input (it is the identity at
+    initialisation), which suits restoration tasks whose output lives on the input's scale.
+    """
+    if residual:
+        pre = pre + torch.atanh(x.clamp(-RESIDUAL_LIMIT, RESIDUAL_LIMIT))
+    return torch.tanh(pre)
+
+
 def init_weights(module: nn.Module, gain: float = 0.02) -> None:
     """The CycleGAN initialisation: conv weights ~ N(0, gain), biases 0."""
     for layer in module.modules():

@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from utom_core.networks.base import Generator, init_weights
+from utom_core.networks.base import Generator, init_weights, tanh_output
 from utom_core.networks.norm import InstanceNorm
 
 Upsampling = Literal["transpose", "resize"]
@@ -57,10 +57,11 @@ class ResnetGenerator(Generator):
         ngf: int = 64,
         n_blocks: int = 9,
         upsampling: Upsampling = "transpose",
+        residual: bool = False,
     ) -> None:
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.n_blocks, self.upsampling = n_blocks, upsampling
+        self.n_blocks, self.upsampling, self.residual = n_blocks, upsampling, residual
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
             nn.Conv2d(in_channels, ngf, 7),
@@ -76,7 +77,7 @@ class ResnetGenerator(Generator):
         layers += [ResidualBlock(ngf * 4) for _ in range(n_blocks)]
         for mult in (4, 2):
             layers += upsample_block(ngf * mult, ngf * mult // 2, upsampling)
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7)]
         self.model = nn.Sequential(*layers)
         init_weights(self)
 
@@ -91,4 +92,4 @@ class ResnetGenerator(Generator):
         return 4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return tanh_output(self.model(x), x, self.residual)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from utom_core.networks.base import Generator, init_weights
+from utom_core.networks.base import Generator, init_weights, tanh_output
 from utom_core.networks.norm import InstanceNorm
 from utom_core.networks.resnet import Upsampling, upsample_block
 
@@ -33,9 +33,11 @@ class UnetGenerator(Generator):
         ngf: int = 64,
         depth: int = 4,
         upsampling: Upsampling = "resize",
+        residual: bool = False,
     ) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.depth = in_channels, out_channels, depth
+        self.residual = residual
         widths = [ngf * 2 ** min(level, 3) for level in range(depth + 1)]
         self.encoders = nn.ModuleList([double_conv(in_channels, widths[0])])
         self.encoders.extend(double_conv(widths[i], widths[i + 1]) for i in range(depth))
@@ -45,7 +47,7 @@ class UnetGenerator(Generator):
             for i in range(depth)
         )
         self.decoders = nn.ModuleList(double_conv(2 * widths[i], widths[i]) for i in range(depth))
-        self.head = nn.Sequential(nn.Conv2d(widths[0], out_channels, 1), nn.Tanh())
+        self.head = nn.Sequential(nn.Conv2d(widths[0], out_channels, 1))
         init_weights(self)
 
     @property
@@ -58,11 +60,11 @@ class UnetGenerator(Generator):
         return 2**self.depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
+        image, skips = x, []
         for level, encoder in enumerate(self.encoders):
             x = encoder(x if level == 0 else self.pool(x))
             skips.append(x)
         x = skips.pop()
         for level in reversed(range(self.depth)):
             x = self.decoders[level](torch.cat([self.ups[level](x), skips.pop()], dim=1))
-        return self.head(x)
+        return tanh_output(self.head(x), image, self.residual)
