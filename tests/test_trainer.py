@@ -114,13 +114,33 @@ def test_threshold_that_marks_nothing_is_refused(tmp_path, blob_tiffs):
     assert not (tmp_path / "run").exists()
 
 
-def test_identity_loss_needs_equal_channels(tmp_path, blob_tiffs):
+@pytest.mark.parametrize("setting", [{"method": "cyclegan-identity"}, {"shared_range": True}])
+def test_settings_that_need_equal_channels_are_refused(tmp_path, blob_tiffs, setting):
     rgb = tmp_path / "rgb.tif"
     tifffile.imwrite(rgb, np.full((64, 64, 3), 200, np.uint8) - (150 * blobs(
         np.random.default_rng(0), 64)[..., None]).astype(np.uint8), photometric="rgb")
     task = Task(name="toy-stain", summary="toy", domain_a=Domain(name="af", channels=1),
                 domain_b=Domain(name="he", channels=3, dtype=PixelType.uint8,
                                 background=Polarity.bright))
-    cfg = TrainConfig(**TINY, iterations=2, method="cyclegan-identity")
+    cfg = TrainConfig(**TINY, iterations=2, **setting)
     with pytest.raises(UtomError, match="needs equal channel counts"):
         train(task, cfg, tmp_path / "run", blob_tiffs["a"], [rgb], show_progress=False)
+
+
+def test_a_shared_range_is_fitted_on_both_domains(tmp_path, blob_tiffs):
+    """Dim A and bright B in the same units: each domain's own range maps both to [-1, 1]
+    (hiding the difference); a shared range keeps B brighter than A after normalisation."""
+    dim = []
+    for i, path in enumerate(blob_tiffs["a"]):
+        dim.append(tmp_path / f"dim{i}.tif")
+        tifffile.imwrite(dim[-1], (tifffile.imread(path) // 4).astype(np.uint16))
+    own = train(DENOISE, TrainConfig(**TINY, iterations=1), tmp_path / "own", dim,
+                blob_tiffs["b"], show_progress=False)
+    shared = train(DENOISE, TrainConfig(**TINY, iterations=1, shared_range=True),
+                   tmp_path / "shared", dim, blob_tiffs["b"], show_progress=False)
+    meta_own, meta_shared = (json.loads((r.run_dir / "run.json").read_text())
+                             for r in (own, shared))
+    assert meta_own["normalisation_a"]["high"] < meta_own["normalisation_b"]["high"]
+    assert meta_shared["normalisation_a"] == meta_shared["normalisation_b"]
+    assert meta_own["normalisation_a"]["high"] < meta_shared["normalisation_a"]["high"]
+    assert meta_own["threshold_a"] == meta_shared["threshold_a"]  # thresholds stay per domain

@@ -63,6 +63,9 @@ class TrainConfig(BaseModel):
     """Transposed conv (paper) or resize-then-conv (no checkerboard texture)."""
     residual: bool = False
     """Generators learn a correction to their input (identity at start; equal channels only)."""
+    shared_range: bool = False
+    """Fit one intensity range on both domains together (equal channels only): for domains
+    in the same units whose training sets differ in brightness (restoration tasks)."""
     ndf: int = Field(64, ge=1, le=512)
     """Discriminator width."""
     d_layers: int = Field(3, ge=1, le=6)

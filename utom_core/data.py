@@ -182,23 +182,32 @@ class TileSampler:
         return np.ascontiguousarray(best, dtype=np.float32)
 
 
-def fit_domain(
-    images: DomainImages, rng: np.random.Generator, count: int, setting: float | str,
-    method: str, where: str,
-) -> tuple[Normalisation, float]:
-    """Fit a domain's normalisation and resolve its threshold (raw units), checked for sanity."""
+def domain_samples(
+    images: DomainImages, rng: np.random.Generator, count: int, where: str
+) -> np.ndarray:
+    """A (C, N) sample of a domain's raw pixels from all its images, checked to be finite."""
     samples = images.sample_pixels(rng, count)
     if not np.isfinite(samples).all():
         raise UtomError(f"{where}: images contain NaN or infinite values")
+    return samples
+
+
+def fit_domain(
+    samples: np.ndarray, domain: Domain, setting: float | str, method: str, where: str,
+    range_samples: np.ndarray | None = None,
+) -> tuple[Normalisation, float]:
+    """Fit a domain's normalisation (on ``range_samples`` when given: a range shared with the
+    other domain) and resolve its threshold (raw units), checked for sanity."""
     try:
-        normalisation = fit_normalisation(samples, images.domain)
+        normalisation = fit_normalisation(
+            samples if range_samples is None else range_samples, domain)
     except ValueError as err:
         raise UtomError(f"{where}: {err}") from None
-    if setting == "auto" or (setting == "task" and images.domain.threshold is None):
+    if setting == "auto" or (setting == "task" and domain.threshold is None):
         threshold = estimate_threshold(samples, method)
     elif setting == "task":
-        threshold = float(images.domain.threshold)  # type: ignore[arg-type]
+        threshold = float(domain.threshold)  # type: ignore[arg-type]
     else:
         threshold = float(setting)
-    check_threshold(samples, threshold, images.domain, where)
+    check_threshold(samples, threshold, domain, where)
     return normalisation, threshold

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from utom_core import runs
 from utom_core.config import Method, TrainConfig
 from utom_core.console import console, progress_display
-from utom_core.data import DomainImages, TileSampler, fit_domain
+from utom_core.data import DomainImages, TileSampler, domain_samples, fit_domain
 from utom_core.errors import InputError, UtomError
 from utom_core.networks import PatchGAN
 from utom_core.objective import (
@@ -88,6 +88,9 @@ class Trainer:
                 f"method cyclegan-identity needs equal channel counts; task {task.name} maps "
                 f"{task.domain_a.channels} → {task.domain_b.channels} channels"
             )
+        if cfg.shared_range and a_channels != b_channels:
+            raise UtomError(f"shared_range needs equal channel counts; task {task.name} maps "
+                            f"{a_channels} → {b_channels} channels")
         if meta is None:
             meta = self._fit(cfg, a_paths, b_paths)
         self.meta = meta
@@ -110,10 +113,14 @@ class Trainer:
 
     def _fit(self, cfg: TrainConfig, a_paths: list[Path], b_paths: list[Path]) -> runs.RunMeta:
         fit_rng = np.random.default_rng([cfg.seed, 1])
-        norm_a, thr_a = fit_domain(self.images_a, fit_rng, cfg.sample_pixels, cfg.threshold_a,
-                                   cfg.threshold_method, _where("A", self.images_a))
-        norm_b, thr_b = fit_domain(self.images_b, fit_rng, cfg.sample_pixels, cfg.threshold_b,
-                                   cfg.threshold_method, _where("B", self.images_b))
+        where_a, where_b = _where("A", self.images_a), _where("B", self.images_b)
+        samples_a = domain_samples(self.images_a, fit_rng, cfg.sample_pixels, where_a)
+        samples_b = domain_samples(self.images_b, fit_rng, cfg.sample_pixels, where_b)
+        both = np.concatenate([samples_a, samples_b], axis=1) if cfg.shared_range else None
+        norm_a, thr_a = fit_domain(samples_a, self.task.domain_a, cfg.threshold_a,
+                                   cfg.threshold_method, where_a, both)
+        norm_b, thr_b = fit_domain(samples_b, self.task.domain_b, cfg.threshold_b,
+                                   cfg.threshold_method, where_b, both)
         return runs.RunMeta(
             task=self.task.name, domain_a=self.task.domain_a, domain_b=self.task.domain_b,
             slicing=self.task.slicing, normalisation_a=norm_a, normalisation_b=norm_b,

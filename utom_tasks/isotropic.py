@@ -61,7 +61,7 @@ TASK = Task(
     domain_a=Domain(name="axial planes (XZ/YZ)", channels=1, axes="zyx", dtype=PixelType.uint16),
     domain_b=Domain(name="lateral planes (XY)", channels=1, axes="zyx", dtype=PixelType.uint16),
     slicing=Slicing.xz_yz,
-    training={"residual": True},
+    training={"residual": True, "shared_range": True},
     budgets={Budget.bench: {"tile": 40}, Budget.demo: {"tile": 40, "iterations": 3000}},
     demo_data=demo_data,
     evaluators=["psnr", "ssim", "content"],
