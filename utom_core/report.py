@@ -80,6 +80,10 @@ def write_report(path: Path, record: dict[str, Any], out: Path) -> None:
         if panel.exists():
             picture = os.path.relpath(panel, out)
             lines += [f"![input, prediction, reference, overlay]({picture})", ""]
+        line_profile = panel.with_name(f"{name}_profile.png")
+        if line_profile.exists():
+            lines += ["Intensity along a line through the reference's finest bright structure:",
+                      "", f"![line profile]({os.path.relpath(line_profile, out)})", ""]
         lines += [*metrics_table(row["metrics"]), ""]
     lines += ["## Training", "", "Loss terms per iteration: `run/log.jsonl`; previews during "
               "training: `run/previews/`.", ""]

@@ -24,6 +24,7 @@ from utom_core.io.atomic import temporary_sibling
 from utom_core.plugins import get_registry
 from utom_core.predict import TileOptions, predict_file
 from utom_core.previews import magenta_green_overlay, save_panel
+from utom_core.profiles import fine_structure_line, profile, save_profile_plot
 from utom_core.report import write_report
 from utom_core.runs import Predictor, load_predictor
 from utom_core.task import Task, TaskData
@@ -116,7 +117,20 @@ def _previews(sample: Sample, stem: Path) -> None:
         reference = _display_plane(sample.reference)
         views += [reference, magenta_green_overlay(_display_plane(sample.prediction), reference)]
         labels += ["reference", "overlay (prediction magenta, reference green)"]
+        _line_profile(sample, reference, stem.with_name(stem.name + "_profile.png"))
     save_panel(stem.with_name(stem.name + "_panel.png"), views, labels)
+
+
+def _line_profile(sample: Sample, reference: np.ndarray, path: Path) -> None:
+    """Input (on the target's scale, where it has one), prediction and reference along a line
+    through the reference's finest bright structure."""
+    row, columns = fine_structure_line(reference)
+    planes = {"input": sample.baseline, "prediction": sample.prediction}
+    curves = {name: profile(_display_plane(image), row, columns)
+              for name, image in planes.items() if image is not None}
+    curves["reference"] = profile(reference, row, columns)
+    save_profile_plot(path, curves, f"line profile: row {row}, columns "
+                                    f"{columns.start}–{columns.stop - 1}")
 
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:

@@ -32,8 +32,11 @@ def test_smoke_run_produces_report_metrics_predictions(cli, tmp_path, task):
         prediction = tifffile.imread(row["prediction"])
         assert prediction.dtype == spec.domain_b.dtype.value
     assert list((out / "previews").glob("*_panel.png"))
+    profiles = list((out / "previews").glob("*_profile.png"))
+    assert len(profiles) == len(record["images"])  # every demo test image has a reference
     report = (out / "report.md").read_text()
     assert "## Metrics" in report and record["notes"][0][:40] in report
+    assert f"previews/{profiles[0].name}" in report
     assert f"{task} [utom]:" in result.err
 
 
