@@ -42,12 +42,15 @@ def test_bench_covers_every_task_method_and_seed_and_resumes(cli, tmp_path, exam
     status = {row["key"]: row["status"] for row in rows}
     assert status["stain-he/cyclegan-identity/seed0"] == "not applicable"
     assert status["label/cyclegan-identity/seed1"] == "not applicable"
+    assert status["example-spots/supervised/seed0"] == "not applicable"  # no aligned pairs
+    assert all(status[f"{t.name}/supervised/seed1"] == "ok" for t in BUILTIN_TASKS)
     failed = [row for row in rows if row["status"] == "failed"]
     assert not failed, failed[0]["error"]
     spots = next(r for r in rows if r["key"] == "example-spots/utom/seed0")
     assert "psnr" in spots["metrics"] and "ssim" in spots["metrics"]
     table = (out / "bench.md").read_text()
     assert "## example-spots" in table and "input (floor)" in table and "**" in table
+    assert "| supervised (ceiling) |" in table
     assert (out / "bench_psnr.png").stat().st_size > 0
 
     before = {row["key"]: row["wall_seconds"] for row in rows if "wall_seconds" in row}

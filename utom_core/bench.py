@@ -19,11 +19,14 @@ import torch
 from utom_core import runs
 from utom_core.config import Budget, Method, build_config
 from utom_core.errors import UtomError
+from utom_core.supervised import NoPairs
 from utom_core.task import Task
 from utom_core.workflow import METRICS_FILE, run_workflow
 
 BENCH_JSON = "bench.json"
 BENCH_MD = "bench.md"
+FLOOR, CEILING = "input (floor)", "supervised (ceiling)"
+"""Reference rows of the table, never marked best."""
 BENCH_SETTINGS = ("ngf", "n_blocks", "ndf", "tile", "iterations", "residual")
 """Training settings recorded with every bench row."""
 HIGHER_IS_BETTER = ("psnr", "ssim", "iou", "dice", "intersection")
@@ -88,6 +91,8 @@ def run_one(run: BenchRun, budget: Budget, out: Path, overrides: dict[str, Any])
                            {"method": run.method, "seed": run.seed}, source="bench")
         outcome = run_workflow(run.task, cfg, budget, out / "runs" / run.key, None,
                                overwrite=True, show_progress=False)
+    except NoPairs as err:
+        return {**row, "status": "not applicable", "error": str(err)}
     except Exception as err:  # a failing task is recorded, not fatal
         return failed_row(run, err, time.perf_counter() - start)
     record = outcome.metrics
@@ -130,10 +135,11 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, li
         methods = table.setdefault(row["task"], {})
         for metric, value in row["metrics"].items():
             if metric.endswith("_input"):
-                floor = methods.setdefault("input (floor)", {})
+                floor = methods.setdefault(FLOOR, {})
                 floor.setdefault(metric.removesuffix("_input"), []).append(value)
             else:
-                methods.setdefault(row["method"], {}).setdefault(metric, []).append(value)
+                name = CEILING if row["method"] == Method.supervised.value else row["method"]
+                methods.setdefault(name, {}).setdefault(metric, []).append(value)
     return table
 
 
@@ -148,8 +154,10 @@ def cell(values: list[float]) -> str:
 def markdown(results: list[dict[str, Any]], budget: Budget) -> str:
     table = summarise(results)
     lines = [f"# utom bench (budget {budget.value})", "",
-             "Mean over seeds ± relative spread (std / mean). Best method per metric in bold; "
-             "`input (floor)` scores the untransformed input against the reference.", ""]
+             "Mean over seeds ± relative spread (std / mean). Best unpaired method per metric in "
+             f"bold; `{FLOOR}` scores the untransformed input against the reference; "
+             f"`{CEILING}` is a U-Net trained with L1 on aligned pairs of the training region "
+             "with the same budget.", ""]
     for task, methods in table.items():
         metrics = sorted({m for values in methods.values() for m in values})
         lines += [f"## {task}", "", "| method | " + " | ".join(metrics) + " |",
@@ -157,7 +165,7 @@ def markdown(results: list[dict[str, Any]], budget: Budget) -> str:
         best = {}
         for metric in metrics:
             scored = {m: better(metric) * float(np.mean(v[metric]))
-                      for m, v in methods.items() if metric in v and m != "input (floor)"}
+                      for m, v in methods.items() if metric in v and m not in (FLOOR, CEILING)}
             best[metric] = max(scored, key=scored.get) if scored else None
         for method, values in methods.items():
             cells = []

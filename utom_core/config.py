@@ -13,11 +13,13 @@ from utom_core.errors import UtomError
 
 
 class Method(StrEnum):
-    """Objective: UTOM (cycle + saliency), or the CycleGAN ablations the bench compares."""
+    """Objective: UTOM (cycle + saliency), the CycleGAN ablations the bench compares, or the
+    supervised ceiling (a U-Net with L1 on aligned pairs, where a task can build them)."""
 
     utom = "utom"
     cyclegan = "cyclegan"
     cyclegan_identity = "cyclegan-identity"
+    supervised = "supervised"
 
 
 class SaliencyVariant(StrEnum):

@@ -79,10 +79,15 @@ class DomainImages:
             window = np.pad(window, pad, mode="symmetric")
         return window
 
-    def random_window(self, rng: np.random.Generator, size: int) -> np.ndarray:
+    def random_position(self, rng: np.random.Generator, size: int) -> tuple[Plane, int, int]:
+        """A plane (chosen in proportion to its area) and the corner of a window in it."""
         plane = self.planes[rng.choice(len(self.planes), p=self._weights)]
         y = int(rng.integers(0, max(1, plane.shape[0] - size + 1)))
         x = int(rng.integers(0, max(1, plane.shape[1] - size + 1)))
+        return plane, y, x
+
+    def random_window(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        plane, y, x = self.random_position(rng, size)
         return self.read(plane, y, x, size)
 
     def sample_pixels(self, rng: np.random.Generator, count: int, window: int = 128) -> np.ndarray:

@@ -36,6 +36,9 @@ class TaskData(BaseModel):
     """Ground truth or reference per test image (None where there is none)."""
     notes: list[str] = []
     """What the data is and how it was made (shown in the report)."""
+    pairs: list[tuple[Path, Path]] = []
+    """Aligned (domain A image, its domain B ground truth) pairs from the training region, for
+    the supervised ceiling only; unpaired methods never see them. Empty: no ceiling."""
 
 
 DataBuilder = Callable[[Path, int], TaskData]

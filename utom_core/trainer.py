@@ -62,6 +62,39 @@ def cut_axes(task: Task) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return ("z",), ("z",)
 
 
+def fit_run_meta(task: Task, cfg: TrainConfig, images_a: DomainImages,
+                 images_b: DomainImages) -> runs.RunMeta:
+    """Normalisations and thresholds of both domains, fitted once on sampled pixels."""
+    fit_rng = np.random.default_rng([cfg.seed, 1])
+    where_a, where_b = _where("A", images_a), _where("B", images_b)
+    samples_a = domain_samples(images_a, fit_rng, cfg.sample_pixels, where_a)
+    samples_b = domain_samples(images_b, fit_rng, cfg.sample_pixels, where_b)
+    both = np.concatenate([samples_a, samples_b], axis=1) if cfg.shared_range else None
+    norm_a, thr_a = fit_domain(samples_a, task.domain_a, cfg.threshold_a, cfg.threshold_method,
+                               where_a, both)
+    norm_b, thr_b = fit_domain(samples_b, task.domain_b, cfg.threshold_b, cfg.threshold_method,
+                               where_b, both)
+    return runs.RunMeta(
+        task=task.name, domain_a=task.domain_a, domain_b=task.domain_b, slicing=task.slicing,
+        normalisation_a=norm_a, normalisation_b=norm_b, threshold_a=thr_a, threshold_b=thr_b,
+        inputs_a=[str(src.path) for src in images_a.sources],
+        inputs_b=[str(src.path) for src in images_b.sources],
+        images_per_epoch=cfg.decay_length(),
+    )
+
+
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float,
+               iteration: int) -> None:
+    """Move ``ema``'s weights towards ``model``'s; the decay warms up over the first
+    iterations so the average does not keep the random initialisation."""
+    if decay == 0:
+        ema.load_state_dict(model.state_dict())
+        return
+    decay = min(decay, (1 + iteration) / (10 + iteration))
+    with torch.no_grad():
+        torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay)
+
+
 class Trainer:
     """One training run in one run directory."""
 
@@ -73,26 +106,28 @@ class Trainer:
         self.images_a = DomainImages(a_paths, task.domain_a, axes_a)
         try:
             self.images_b = DomainImages(b_paths, task.domain_b, axes_b)
-            self._setup(task, cfg, a_paths, b_paths, meta)
+            self._setup(task, cfg, meta)
         except BaseException:
             self.images_a.close()
             if hasattr(self, "images_b"):
                 self.images_b.close()
             raise
 
-    def _setup(self, task: Task, cfg: TrainConfig, a_paths: list[Path], b_paths: list[Path],
-               meta: runs.RunMeta | None) -> None:
+    def _setup(self, task: Task, cfg: TrainConfig, meta: runs.RunMeta | None) -> None:
         a_channels, b_channels = task.domain_a.channels, task.domain_b.channels
         if cfg.method is Method.cyclegan_identity and a_channels != b_channels:
             raise UtomError(
                 f"method cyclegan-identity needs equal channel counts; task {task.name} maps "
                 f"{task.domain_a.channels} → {task.domain_b.channels} channels"
             )
+        if cfg.method is Method.supervised:
+            raise UtomError("method supervised trains on aligned pairs: use `utom run "
+                            f"{task.name} --method supervised` (the bench's ceiling)")
         if cfg.shared_range and a_channels != b_channels:
             raise UtomError(f"shared_range needs equal channel counts; task {task.name} maps "
                             f"{a_channels} → {b_channels} channels")
         if meta is None:
-            meta = self._fit(cfg, a_paths, b_paths)
+            meta = fit_run_meta(task, cfg, self.images_a, self.images_b)
         self.meta = meta
         self.cfg = cfg.model_copy(update={"images_per_epoch": meta.images_per_epoch})
         self.rng = np.random.default_rng(cfg.seed)
@@ -110,24 +145,6 @@ class Trainer:
         self.stop_requested = False
         self.saved_at: int | None = None
         """Iteration of the last complete checkpoint on disk."""
-
-    def _fit(self, cfg: TrainConfig, a_paths: list[Path], b_paths: list[Path]) -> runs.RunMeta:
-        fit_rng = np.random.default_rng([cfg.seed, 1])
-        where_a, where_b = _where("A", self.images_a), _where("B", self.images_b)
-        samples_a = domain_samples(self.images_a, fit_rng, cfg.sample_pixels, where_a)
-        samples_b = domain_samples(self.images_b, fit_rng, cfg.sample_pixels, where_b)
-        both = np.concatenate([samples_a, samples_b], axis=1) if cfg.shared_range else None
-        norm_a, thr_a = fit_domain(samples_a, self.task.domain_a, cfg.threshold_a,
-                                   cfg.threshold_method, where_a, both)
-        norm_b, thr_b = fit_domain(samples_b, self.task.domain_b, cfg.threshold_b,
-                                   cfg.threshold_method, where_b, both)
-        return runs.RunMeta(
-            task=self.task.name, domain_a=self.task.domain_a, domain_b=self.task.domain_b,
-            slicing=self.task.slicing, normalisation_a=norm_a, normalisation_b=norm_b,
-            threshold_a=thr_a, threshold_b=thr_b,
-            inputs_a=[str(p) for p in a_paths], inputs_b=[str(p) for p in b_paths],
-            images_per_epoch=cfg.decay_length(),
-        )
 
     def _build_networks(self) -> None:
         cfg, a, b = self.cfg, self.task.domain_a.channels, self.task.domain_b.channels
@@ -254,15 +271,8 @@ class Trainer:
         return torch.stack([terms[name].detach().float() for name in LOSS_TERMS])
 
     def _update_ema(self) -> None:
-        if self.cfg.ema_decay == 0:
-            self.ema_ab.load_state_dict(self.g_ab.state_dict())
-            self.ema_ba.load_state_dict(self.g_ba.state_dict())
-            return
-        decay = min(self.cfg.ema_decay, (1 + self.iteration) / (10 + self.iteration))
-        with torch.no_grad():
-            for ema, model in ((self.ema_ab, self.g_ab), (self.ema_ba, self.g_ba)):
-                torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()),
-                                     1.0 - decay)
+        update_ema(self.ema_ab, self.g_ab, self.cfg.ema_decay, self.iteration)
+        update_ema(self.ema_ba, self.g_ba, self.cfg.ema_decay, self.iteration)
 
     # -- logging and previews ----------------------------------------------------------
     def _flush(self, rows: list[tuple[int, float, float, torch.Tensor]]) -> dict[str, float]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from utom_core import __version__, runs
-from utom_core.config import Budget, TrainConfig
+from utom_core.config import Budget, Method, TrainConfig
 from utom_core.errors import InputError, UtomError
 from utom_core.evaluate import Sample
 from utom_core.io import list_images, open_image, read_image
@@ -27,6 +27,7 @@ from utom_core.previews import magenta_green_overlay, save_panel
 from utom_core.profiles import fine_structure_line, profile, save_profile_plot
 from utom_core.report import write_report
 from utom_core.runs import Predictor, load_predictor
+from utom_core.supervised import train_supervised
 from utom_core.task import Task, TaskData
 from utom_core.trainer import train
 
@@ -185,6 +186,9 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
     start = time.perf_counter()
     if data is not None:
         check_user_data(task, data, out)
+        if cfg.method is Method.supervised:  # user_data keeps one side of any aligned pair
+            raise UtomError("--method supervised trains on a task's demo pairs; it does not "
+                            "take --a/--b")
     existed = out.exists()
     aside = prepare_out_dir(out, overwrite)
     try:
@@ -192,7 +196,12 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
             if task.demo_data is None:
                 raise UtomError(f"task {task.name} has no demo data: give --a and --b")
             data = task.demo_data(out / DATA_SUBDIR, cfg.seed)
-        result = train(task, cfg, out / RUN_SUBDIR, data.a, data.b, show_progress=show_progress)
+        if cfg.method is Method.supervised:
+            result = train_supervised(task, cfg, out / RUN_SUBDIR, data.pairs,
+                                      show_progress=show_progress)
+        else:
+            result = train(task, cfg, out / RUN_SUBDIR, data.a, data.b,
+                           show_progress=show_progress)
     except BaseException:
         if not (out / RUN_SUBDIR / runs.CHECKPOINT_FILE).exists():  # nothing trained: undo
             shutil.rmtree(out)

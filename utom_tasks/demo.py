@@ -75,6 +75,7 @@ class DemoWriter:
         self.records: dict[str, _Record] = {}
         self.paths: dict[str, list[Path]] = {"a": [], "b": [], "test": []}
         self.references: list[Path | None] = []
+        self.pairs: list[tuple[Path, Path]] = []
 
     def _write(self, name: str, array: np.ndarray, axes: str, role: str, specimen: str,
                where: Region, pixel_size: PixelSize | None) -> Path:
@@ -93,10 +94,18 @@ class DemoWriter:
         return path
 
     def train(self, domain: str, name: str, array: np.ndarray, axes: str, specimen: str,
-              where: Region, pixel_size: PixelSize | None = None) -> None:
-        """One training image of domain "a" or "b", cut from ``where`` of ``specimen``."""
-        self.paths[domain].append(self._write(name, array, axes, domain, specimen, where,
-                                              pixel_size))
+              where: Region, pixel_size: PixelSize | None = None,
+              truth: np.ndarray | None = None, truth_axes: str | None = None) -> None:
+        """One training image of domain "a" or "b", cut from ``where`` of ``specimen``.
+
+        ``truth``: the domain B image of the same region, for the supervised ceiling's pairs
+        (written beside it; unpaired training never reads it)."""
+        path = self._write(name, array, axes, domain, specimen, where, pixel_size)
+        self.paths[domain].append(path)
+        if truth is not None:
+            truth_path = self._write(name.replace(".tif", "_truth.tif"), truth,
+                                     truth_axes or axes, "truth", specimen, where, pixel_size)
+            self.pairs.append((path, truth_path))
 
     def test(self, name: str, array: np.ndarray, axes: str, specimen: str, where: Region,
              reference: np.ndarray | None = None, reference_axes: str | None = None,
@@ -118,7 +127,7 @@ class DemoWriter:
             for other_name, other in records[i + 1:]:
                 roles = {one.role, other.role}
                 forbidden = roles == {"a", "b"} or (roles & {"test", "reference"}
-                                                    and roles & {"a", "b"})
+                                                    and roles & {"a", "b", "truth"})
                 if (forbidden and one.specimen == other.specimen
                         and _overlap(one.region, other.region)):
                     raise AssertionError(f"{name} ({one.role}) overlaps {other_name} "
@@ -131,4 +140,4 @@ class DemoWriter:
                   for name, r in self.records.items()}
         (self.workdir / REGIONS_FILE).write_text(json.dumps(layout, indent=1), encoding="utf-8")
         return TaskData(a=self.paths["a"], b=self.paths["b"], test=self.paths["test"],
-                        reference=self.references, notes=notes)
+                        reference=self.references, notes=notes, pairs=self.pairs)

@@ -87,7 +87,8 @@ def simulated_noise_data(workdir: Path, seed: int) -> TaskData:
     every = (slice(None), slice(None))
     writer = DemoWriter(workdir)
     writer.train("a", "noisy_slices_a.tif", noisy(volume[:, :, cut_a]), "ZYX", specimen,
-                 region(*every, cut_a, shape=volume.shape), pixel_size=NUCLEI_PIXEL)
+                 region(*every, cut_a, shape=volume.shape), pixel_size=NUCLEI_PIXEL,
+                 truth=volume[:, :, cut_a])
     writer.train("b", "clean_slices_b.tif", volume[:, :, cut_b], "ZYX", specimen,
                  region(*every, cut_b, shape=volume.shape), pixel_size=NUCLEI_PIXEL)
     for z in TEST_SLICES:

@@ -35,7 +35,8 @@ def demo_data(workdir: Path, seed: int) -> TaskData:
     specimen = "confocal nuclei (nuclei.tif)"
     writer = DemoWriter(workdir)
     writer.train("a", "axial_a.tif", degraded[:, cut_a], "ZYX", specimen,
-                 region(z, cut_a, x, shape=original.shape), pixel_size=VOXEL)
+                 region(z, cut_a, x, shape=original.shape), pixel_size=VOXEL,
+                 truth=original[:, cut_a])
     writer.train("b", "lateral_b.tif", degraded[:, cut_b], "ZYX", specimen,
                  region(z, cut_b, x, shape=original.shape), pixel_size=VOXEL)
     writer.test("anisotropic_test.tif", degraded[:, cut_test], "ZYX", specimen,

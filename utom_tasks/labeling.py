@@ -42,8 +42,10 @@ def demo_data(workdir: Path, seed: int) -> TaskData:
     rows = slice(None)
     writer = DemoWriter(workdir)
     a = np.stack([phase(labels(volume[z, :, cut_a])) for z in range(volume.shape[0])[SLICES]])
+    a_truth = np.stack([labels(volume[z, :, cut_a]) for z in range(volume.shape[0])[SLICES]])
     writer.train("a", "phase_a.tif", a, "ZYX", specimen,
-                 region(SLICES, rows, cut_a, shape=volume.shape), pixel_size=PIXEL)
+                 region(SLICES, rows, cut_a, shape=volume.shape), pixel_size=PIXEL,
+                 truth=to_uint16(a_truth), truth_axes="ZCYX")
     b = np.stack([labels(volume[z, :, cut_b]) for z in range(volume.shape[0])[SLICES]])
     writer.train("b", "labels_b.tif", to_uint16(b), "ZCYX", specimen,
                  region(SLICES, rows, cut_b, shape=volume.shape), pixel_size=PIXEL)

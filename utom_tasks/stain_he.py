@@ -91,7 +91,8 @@ def standin_data(workdir: Path, seed: int) -> TaskData:
         return to_uint16(poisson_gaussian(signal[:, cut], STANDIN_PHOTONS, 2.0, rng, peak=peak))
 
     writer = DemoWriter(workdir)
-    writer.train("a", "pseudo_af_a.tif", noisy(cut_a), "YX", specimen, where["a"])
+    writer.train("a", "pseudo_af_a.tif", noisy(cut_a), "YX", specimen, where["a"],
+                 truth=skin[:, cut_a], truth_axes="YXS")
     writer.train("b", "he_b_skin.tif", skin[:, cut_b], "YXS", specimen, where["b"])
     writer.train("b", "he_b_target.tif", target, "YXS", "tumour H&E (he_target.png)",
                  region(slice(None), slice(None), shape=target.shape[:2]))

@@ -43,7 +43,7 @@ def demo_data(workdir: Path, seed: int) -> TaskData:
     specimen = "TERRA nuclei (terra.tif)"
     writer = DemoWriter(workdir)
     writer.train("a", "widefield_a.tif", widefield(sharp[:, cut_a]), "YX", specimen,
-                 region(rows, cut_a, shape=sharp.shape))
+                 region(rows, cut_a, shape=sharp.shape), truth=sharp[:, cut_a])
     writer.train("b", "sharp_b.tif", sharp[:, cut_b], "YX", specimen,
                  region(rows, cut_b, shape=sharp.shape))
     writer.test("widefield_test.tif", widefield(sharp[:, cut_test]), "YX", specimen,

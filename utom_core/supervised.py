@@ -1,0 +1,126 @@
+"""The supervised ceiling: a U-Net trained with L1 on aligned (input, target) pairs.
+
+Unpaired methods are judged against what paired training reaches with the same budget (network
+width, tile, iterations); this is the bench's ``supervised`` row. It writes a run directory
+that ``load_predictor`` reads (a → b only), so prediction and evaluation are the same code as
+for UTOM. Where a task cannot build aligned pairs, the ceiling does not apply.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from utom_core import runs
+from utom_core.config import TrainConfig
+from utom_core.console import console, progress_display
+from utom_core.data import DomainImages
+from utom_core.errors import InputError, UtomError
+from utom_core.objective import lr_factor
+from utom_core.task import Task
+from utom_core.trainer import TrainResult, cut_axes, fit_run_meta, resolve_device, update_ema
+
+CEILING_GENERATOR = "unet"
+"""The ceiling's network: a U-Net, the usual supervised restoration baseline (CARE-like)."""
+
+
+class NoPairs(UtomError):
+    """The task's data has no aligned pairs, so the supervised ceiling does not apply."""
+
+
+class PairedTiles:
+    """Aligned windows: the same plane and position of an input and its target."""
+
+    def __init__(self, task: Task, pairs: list[tuple[Path, Path]]) -> None:
+        axes, _ = cut_axes(task)  # targets are cut like the inputs, so planes correspond
+        self.inputs = DomainImages([a for a, _ in pairs], task.domain_a, axes)
+        try:
+            self.targets = DomainImages([b for _, b in pairs], task.domain_b, axes)
+        except BaseException:
+            self.inputs.close()
+            raise
+        for source, target in zip(self.inputs.sources, self.targets.sources, strict=True):
+            if source.info.shape[1:] != target.info.shape[1:]:
+                self.close()
+                raise InputError(target.path, f"shape {target.info.shape[1:]} is not aligned "
+                                              f"with its input {source.path.name} "
+                                              f"{source.info.shape[1:]}")
+
+    def close(self) -> None:
+        self.inputs.close()
+        self.targets.close()
+
+    def batch(self, rng: np.random.Generator, size: int, count: int, meta: runs.RunMeta,
+              augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        for _ in range(count):
+            plane, y, x = self.inputs.random_position(rng, size)
+            target_plane = self.targets.planes[self.inputs.planes.index(plane)]
+            pair = [meta.normalisation_a.apply(self.inputs.read(plane, y, x, size)),
+                    meta.normalisation_b.apply(self.targets.read(target_plane, y, x, size))]
+            if augment:
+                turns, flip = int(rng.integers(4)), bool(rng.integers(2))
+                pair = [np.rot90(p, k=turns, axes=(1, 2)) for p in pair]
+                pair = [p[:, :, ::-1] for p in pair] if flip else pair
+            xs.append(np.ascontiguousarray(pair[0], dtype=np.float32))
+            ys.append(np.ascontiguousarray(pair[1], dtype=np.float32))
+        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+
+
+def train_supervised(task: Task, cfg: TrainConfig, run_dir: Path,
+                     pairs: list[tuple[Path, Path]], *, overwrite: bool = False,
+                     show_progress: bool = True) -> TrainResult:
+    """Train the ceiling on ``pairs`` for ``cfg.iterations`` and write ``run_dir``."""
+    if not pairs:
+        raise NoPairs(f"task {task.name}: its data has no aligned pairs, so the supervised "
+                      "ceiling does not apply")
+    cfg = cfg.model_copy(update={"generator": CEILING_GENERATOR})
+    run_dir = Path(run_dir)
+    runs.check_run_dir(run_dir, resume=False, overwrite=overwrite)
+    tiles = PairedTiles(task, pairs)
+    try:
+        meta = fit_run_meta(task, cfg, tiles.inputs, tiles.targets)
+        device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        net = runs.build_generator(cfg, task.domain_a.channels, task.domain_b.channels).to(device)
+        ema = copy.deepcopy(net).requires_grad_(False)
+        optimiser = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=cfg.betas, foreach=True)
+        rng = np.random.default_rng(cfg.seed)
+        runs.prepare_run_dir(run_dir, resume=False, overwrite=overwrite)
+        runs.write_json(run_dir / runs.CONFIG_FILE, cfg.model_dump(mode="json"))
+        runs.write_json(run_dir / runs.META_FILE, meta.model_dump(mode="json"))
+        losses: list[torch.Tensor] = []
+        progress = Progress(TextColumn("[bold]supervised"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=console, disable=not show_progress)
+        with progress_display(progress):
+            bar = progress.add_task("train", total=cfg.iterations)
+            for iteration in range(cfg.iterations):
+                x, y = (t.to(device) for t in tiles.batch(rng, cfg.tile, cfg.batch_size, meta,
+                                                          cfg.augment))
+                for group in optimiser.param_groups:
+                    group["lr"] = cfg.lr * lr_factor(iteration, cfg.iterations,
+                                                     cfg.lr_decay_start)
+                loss = F.l1_loss(net(x), y)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                update_ema(ema, net, cfg.ema_decay, iteration)
+                losses.append(loss.detach())
+                progress.update(bar, completed=iteration + 1)
+    finally:
+        tiles.close()
+    values = torch.stack(losses).cpu().tolist() if losses else []
+    runs.atomic_write_text(run_dir / runs.LOG_FILE, "".join(
+        json.dumps({"iteration": i + 1, "l1": v}) + "\n" for i, v in enumerate(values)))
+    runs.atomic_torch_save(
+        dict(format=runs.MODEL_FORMAT, config=cfg.model_dump(mode="json"),
+             meta=meta.model_dump(mode="json"), g_ab=net.state_dict(), ema_ab=ema.state_dict(),
+             iteration=cfg.iterations),
+        run_dir / runs.MODEL_FILE)
+    return TrainResult(run_dir, cfg.iterations, False, {"l1": values[-1]} if values else {})
