@@ -25,7 +25,7 @@ def bar_plot(path: Path, title: str, groups: dict[str, dict[str, list[float]]]) 
     width = MARGIN * 2 + len(groups) * (len(methods) * BAR + GAP)
     image = Image.new("RGB", (max(width, 320), HEIGHT + MARGIN * 2 + 16 * len(methods)), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((MARGIN, 8), f"{title} (range {low:.3g} – {high:.3g})", fill="black")
+    draw.text((MARGIN, 8), f"{title} (range {low:.3g} to {high:.3g})", fill="black")
 
     def y_of(value: float) -> float:
         return MARGIN + HEIGHT - (value - low) / span * HEIGHT

@@ -74,6 +74,6 @@ def save_profile_plot(path: Path, curves: dict[str, np.ndarray], title: str) -> 
                        fill=COLOURS.get(name, (0, 0, 0)))
         draw.text((x + 14, MARGIN + HEIGHT + 9), name, fill="black")
         x += 100
-    draw.text((x + 10, MARGIN + HEIGHT + 9), f"normalised intensity {low:.2f} – {high:.2f}",
+    draw.text((x + 10, MARGIN + HEIGHT + 9), f"normalised intensity {low:.2f} to {high:.2f}",
               fill="black")
     atomic_write_bytes(Path(path), lambda handle: image.save(handle, format="PNG"))

@@ -131,7 +131,7 @@ def _line_profile(sample: Sample, reference: np.ndarray, path: Path) -> None:
               for name, image in planes.items() if image is not None}
     curves["reference"] = profile(reference, row, columns)
     save_profile_plot(path, curves, f"line profile: row {row}, columns "
-                                    f"{columns.start}–{columns.stop - 1}")
+                                    f"{columns.start} to {columns.stop - 1}")
 
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
