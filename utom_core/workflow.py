@@ -19,7 +19,7 @@ from utom_core import __version__, runs
 from utom_core.config import Budget, Method, TrainConfig
 from utom_core.errors import InputError, UtomError
 from utom_core.evaluate import Sample
-from utom_core.io import list_images, open_image, read_image
+from utom_core.io import image_stem, list_images, open_image, read_image
 from utom_core.io.atomic import temporary_sibling
 from utom_core.plugins import get_registry
 from utom_core.predict import TileOptions, predict_file
@@ -32,6 +32,8 @@ from utom_core.task import Task, TaskData
 from utom_core.trainer import train
 
 PREDICTION_DIR = "predictions"
+ZARR_FROM_BYTES = 2**30
+"""Predictions at least this large are written as chunked OME-Zarr, smaller ones as TIFF."""
 PREVIEW_DIR = "previews"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
@@ -178,6 +180,19 @@ def check_user_data(task: Task, data: TaskData, out: Path) -> None:
                                         f"(expected {(task.domain_b.channels, *shape[1:])})")
 
 
+def prediction_name(test: Path, task: Task) -> str:
+    """``STEM.tif``, or ``STEM.ome.zarr`` for predictions of a gigabyte or more (whole slides:
+    chunked, and readable while Dask or napari stream them)."""
+    source = open_image(test)
+    try:
+        pixels = int(np.prod(source.info.shape[1:], dtype=np.int64))
+    finally:
+        source.close()
+    size = pixels * task.domain_b.channels * np.dtype(task.domain_b.dtype.value).itemsize
+    suffix = ".ome.zarr" if size >= ZARR_FROM_BYTES else ".tif"
+    return image_stem(test) + suffix
+
+
 def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
                  data: TaskData | None, *, overwrite: bool = False,
                  show_progress: bool = True) -> RunOutcome:
@@ -221,7 +236,7 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
     predictor = load_predictor(out / RUN_SUBDIR)
     rows = []
     for test, reference in zip(data.test, data.reference, strict=True):
-        prediction = out / PREDICTION_DIR / f"{test.name.split('.')[0]}.tif"
+        prediction = out / PREDICTION_DIR / prediction_name(test, task)
         predict_file(test, prediction, predictor, TileOptions(), show_progress=show_progress)
         metrics = evaluate_one(task, predictor, test, prediction, reference, out / PREVIEW_DIR)
         rows.append({"test": str(test), "reference": str(reference) if reference else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import tifffile
 from helpers import SHARED_DATA
@@ -51,3 +52,15 @@ def test_stain_he_on_the_real_colorectal_core(cli, tmp_path, monkeypatch):
     assert any("AF_8" in note for note in record["notes"])
     assert 0.0 <= record["metrics"]["content_iou"] <= 1.0
     assert "ssim" in record["metrics"]  # against the authors' own prediction
+
+
+def test_large_predictions_are_written_as_ome_zarr(cli, tmp_path, monkeypatch):
+    """Predictions from a gigabyte up go to chunked OME-Zarr (here: the limit lowered)."""
+    monkeypatch.setattr("utom_core.workflow.ZARR_FROM_BYTES", 1)
+    out = tmp_path / "sr"
+    result = cli("run", "sr", "--budget", "smoke", "--out", out)
+    assert result.code == 0, result.err
+    row = json.loads((out / "metrics.json").read_text())["images"][0]
+    assert row["prediction"].endswith("widefield_test.ome.zarr")
+    assert (out / "predictions" / "widefield_test.ome.zarr" / "zarr.json").exists()
+    assert np.isfinite(row["metrics"]["psnr"])
