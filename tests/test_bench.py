@@ -112,3 +112,20 @@ def test_the_bench_budget_fits_each_tasks_data():
     assert tile["isotropic"] == 40 and tile["stain-he"] == 64
     assert all(build_config(*t.config_layers(Budget.bench)).iterations == 500
                for t in tasks.values())
+
+
+def test_the_papers_claims_are_checked_both_ways():
+    from utom_core.bench import claims
+
+    table = {"denoise": {
+        "utom": {"ssim": [0.70, 0.71, 0.72], "content_iou": [0.8, 0.8, 0.8]},
+        "cyclegan": {"ssim": [0.50, 0.80, 0.40], "content_iou": [0.9, 0.9, 0.9]},
+        "input (floor)": {"ssim": [0.55, 0.55, 0.55]},
+    }}
+    text = "\n".join(claims(table))
+    assert "| denoise | UTOM ssim ≥ CycleGAN | 0.71 vs 0.5667 | holds |" in text
+    assert "| denoise | UTOM ssim spread < CycleGAN | 1.1% vs 30.0% | holds |" in text
+    assert "UTOM content IoU > CycleGAN | 0.800 vs 0.900 | **does not hold** |" in text
+    assert "floor on ssim (0.55) | below: cyclegan 0.5667" not in text  # 0.567 is above
+    table["denoise"]["cyclegan"]["ssim"] = [0.5, 0.5, 0.5]
+    assert "| below: cyclegan 0.5 | **does not hold** |" in "\n".join(claims(table))
