@@ -2,9 +2,10 @@
 
 A full-size UTOM step (ResNet-9 ngf 64 generators, 70x70 PatchGANs, 128x128 tiles, 1 → 1
 channels) is run through the real Trainer — data sampling included — and its FLOPs are
-counted with torch's FlopCounterMode. The peak is a large fp32 matmul in the same process. A profiled step splits the time into
-the convolution kernels (oneDNN, forward and backward) and everything else, so the report says
-how much of the gap to peak is the kernels' own and how much is ours.
+counted with torch's FlopCounterMode. The peak is a large fp32 matmul in the same process.
+A profiled step splits the time into the convolution kernels (oneDNN, forward and backward)
+and everything else, so the report says how much of the gap to peak is the kernels' own and
+how much is ours.
 
     python benchmarks/train_speed.py [--tile 128] [--ngf 64] [--blocks 9] [--steps 5]
 """

@@ -54,11 +54,13 @@ def test_bench_covers_every_task_method_and_seed_and_resumes(cli, tmp_path, exam
     assert (out / "bench_psnr.png").stat().st_size > 0
 
     before = {row["key"]: row["wall_seconds"] for row in rows if "wall_seconds" in row}
+    (out / "speed.md").write_text("## Speed and memory\n\nfraction of peak 58.0%\n")
     again = cli("bench", "--budget", "smoke", "--seeds", "2", "--set", "iterations=2",
                 "--out", out)
     assert again.code == 0
     rows = json.loads((out / "bench.json").read_text())["runs"]
     assert {row["key"]: row["wall_seconds"] for row in rows if "wall_seconds" in row} == before
+    assert (out / "bench.md").read_text().rstrip().endswith("fraction of peak 58.0%")
 
 
 def test_a_task_that_raises_is_recorded_not_fatal(cli, tmp_path, monkeypatch):

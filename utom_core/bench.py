@@ -25,6 +25,8 @@ from utom_core.workflow import METRICS_FILE, run_workflow
 
 BENCH_JSON = "bench.json"
 BENCH_MD = "bench.md"
+SPEED_MD = "speed.md"
+"""Written by benchmarks/run_all.py into a bench folder; appended to bench.md."""
 FLOOR, CEILING = "input (floor)", "supervised (ceiling)"
 """Reference rows of the table, never marked best."""
 BENCH_SETTINGS = ("ngf", "n_blocks", "ndf", "tile", "iterations", "residual")
@@ -194,7 +196,8 @@ def claims(table: dict[str, dict[str, dict[str, list[float]]]]) -> list[str]:
     return lines if len(lines) > 5 else []
 
 
-def markdown(results: list[dict[str, Any]], budget: Budget) -> str:
+def markdown(results: list[dict[str, Any]], budget: Budget, appendix: str = "") -> str:
+    """The bench report; ``appendix`` (e.g. the speed benchmarks' figures) goes at the end."""
     table = summarise(results)
     lines = [f"# utom bench (budget {budget.value})", "",
              "Mean over seeds ± relative spread (std / mean). Best unpaired method per metric in "
@@ -225,4 +228,6 @@ def markdown(results: list[dict[str, Any]], budget: Budget) -> str:
         lines.append("")
     wall = sum(r.get("wall_seconds", 0) for r in results)
     lines += [f"Total run time: {wall / 60:.1f} min over {len(results)} runs.", ""]
+    if appendix:
+        lines += [appendix.strip(), ""]
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from utom_core.bench import (
     BENCH_MD,
+    SPEED_MD,
     BenchRun,
     failed_row,
     is_complete,
@@ -120,7 +121,9 @@ def bench_command(tasks: str | None, methods: str, seeds: int, budget: str,
                                + (f" ({row['error']})" if "error" in row else ""))
             live.update(_live_table(results, plan))
     ordered = [results[run.key] for run in plan if run.key in results]
-    atomic_write_text(out / BENCH_MD, markdown(ordered, chosen))
+    speed = out / SPEED_MD
+    appendix = speed.read_text(encoding="utf-8") if speed.is_file() else ""
+    atomic_write_text(out / BENCH_MD, markdown(ordered, chosen, appendix))
     table = summarise(ordered)
     metrics = sorted({m for methods_ in table.values() for v in methods_.values() for m in v})
     for metric in metrics:
