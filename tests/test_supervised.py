@@ -77,3 +77,10 @@ def test_run_supervised_refuses_user_data(cli, tmp_path, inverted_pairs):
                  "--a", a[0], "--b", b[1], "--out", tmp_path / "out")
     assert result.code != 0 and "does not take --a/--b" in result.err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_ceiling_fits_its_depth_to_the_tile(tmp_path, inverted_pairs):
+    """The isotropic budget's 40-px tiles take 3 halvings, not the configured 4."""
+    cfg = TrainConfig(**TINY | {"unet_depth": 4, "tile": 40, "iterations": 2})
+    result = train_supervised(TASK, cfg, tmp_path / "run", inverted_pairs, show_progress=False)
+    assert load_predictor(result.run_dir).config.unet_depth == 3

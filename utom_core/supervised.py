@@ -30,6 +30,14 @@ CEILING_GENERATOR = "unet"
 """The ceiling's network: a U-Net, the usual supervised restoration baseline (CARE-like)."""
 
 
+def ceiling_depth(tile: int, depth: int) -> int:
+    """The U-Net's levels for ``tile``: at most ``depth``, each halving the tile exactly (the
+    unpaired budgets choose tiles for the ResNet, e.g. 40 px, which 4 levels cannot halve)."""
+    while depth > 1 and tile % 2**depth:
+        depth -= 1
+    return depth
+
+
 class NoPairs(UtomError):
     """The task's data has no aligned pairs, so the supervised ceiling does not apply."""
 
@@ -80,7 +88,8 @@ def train_supervised(task: Task, cfg: TrainConfig, run_dir: Path,
     if not pairs:
         raise NoPairs(f"task {task.name}: its data has no aligned pairs, so the supervised "
                       "ceiling does not apply")
-    cfg = cfg.model_copy(update={"generator": CEILING_GENERATOR})
+    cfg = cfg.model_copy(update={"generator": CEILING_GENERATOR,
+                                 "unet_depth": ceiling_depth(cfg.tile, cfg.unet_depth)})
     run_dir = Path(run_dir)
     runs.check_run_dir(run_dir, resume=False, overwrite=overwrite)
     tiles = PairedTiles(task, pairs)
