@@ -84,3 +84,16 @@ def test_the_ceiling_fits_its_depth_to_the_tile(tmp_path, inverted_pairs):
     cfg = TrainConfig(**TINY | {"unet_depth": 4, "tile": 40, "iterations": 2})
     result = train_supervised(TASK, cfg, tmp_path / "run", inverted_pairs, show_progress=False)
     assert load_predictor(result.run_dir).config.unet_depth == 3
+
+
+def test_the_ceiling_is_scored_on_the_unpaired_runs_scale(tmp_path, inverted_pairs):
+    """Fitted on the same A and B images with the same seed, the ceiling's normalisations and
+    thresholds equal an unpaired run's, so their metrics share one scale."""
+    a, b = (list(side) for side in zip(*inverted_pairs, strict=True))
+    cfg = TrainConfig(**TINY | {"iterations": 1, "ndf": 8, "n_blocks": 1})
+    unpaired = train(TASK, cfg, tmp_path / "unpaired", a, b, show_progress=False)
+    ceiling = train_supervised(TASK, cfg, tmp_path / "ceiling", inverted_pairs, fit_on=(a, b),
+                               show_progress=False)
+    keys = ("normalisation_a", "normalisation_b", "threshold_a", "threshold_b")
+    metas = [json.loads((r.run_dir / "run.json").read_text()) for r in (unpaired, ceiling)]
+    assert [metas[0][k] for k in keys] == [metas[1][k] for k in keys]

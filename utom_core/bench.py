@@ -142,7 +142,10 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, li
             else:
                 name = CEILING if row["method"] == Method.supervised.value else row["method"]
                 methods.setdefault(name, {}).setdefault(metric, []).append(value)
-    return table
+    last = (CEILING, FLOOR)  # reference rows below the methods they frame
+    return {task: dict(sorted(methods.items(), key=lambda item: last.index(item[0]) + 1
+                              if item[0] in last else 0))
+            for task, methods in table.items()}
 
 
 def cell(values: list[float]) -> str:

@@ -81,9 +81,28 @@ class PairedTiles:
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
 
 
+def _fitted_meta(task: Task, cfg: TrainConfig, tiles: PairedTiles,
+                 fit_on: tuple[list[Path], list[Path]] | None) -> runs.RunMeta:
+    """Normalisations and thresholds: fitted on ``fit_on`` (the unpaired runs' A and B images,
+    so the ceiling is scored on the very scale the unpaired methods are), else on the pairs."""
+    if fit_on is None:
+        return fit_run_meta(task, cfg, tiles.inputs, tiles.targets)
+    axes_a, axes_b = cut_axes(task)
+    images_a = DomainImages(fit_on[0], task.domain_a, axes_a)
+    try:
+        images_b = DomainImages(fit_on[1], task.domain_b, axes_b)
+        try:
+            return fit_run_meta(task, cfg, images_a, images_b)
+        finally:
+            images_b.close()
+    finally:
+        images_a.close()
+
+
 def train_supervised(task: Task, cfg: TrainConfig, run_dir: Path,
-                     pairs: list[tuple[Path, Path]], *, overwrite: bool = False,
-                     show_progress: bool = True) -> TrainResult:
+                     pairs: list[tuple[Path, Path]], *,
+                     fit_on: tuple[list[Path], list[Path]] | None = None,
+                     overwrite: bool = False, show_progress: bool = True) -> TrainResult:
     """Train the ceiling on ``pairs`` for ``cfg.iterations`` and write ``run_dir``."""
     if not pairs:
         raise NoPairs(f"task {task.name}: its data has no aligned pairs, so the supervised "
@@ -94,7 +113,7 @@ def train_supervised(task: Task, cfg: TrainConfig, run_dir: Path,
     runs.check_run_dir(run_dir, resume=False, overwrite=overwrite)
     tiles = PairedTiles(task, pairs)
     try:
-        meta = fit_run_meta(task, cfg, tiles.inputs, tiles.targets)
+        meta = _fitted_meta(task, cfg, tiles, fit_on)
         device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         net = runs.build_generator(cfg, task.domain_a.channels, task.domain_b.channels).to(device)

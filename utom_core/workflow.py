@@ -213,7 +213,7 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
             data = task.demo_data(out / DATA_SUBDIR, cfg.seed)
         if cfg.method is Method.supervised:
             result = train_supervised(task, cfg, out / RUN_SUBDIR, data.pairs,
-                                      show_progress=show_progress)
+                                      fit_on=(data.a, data.b), show_progress=show_progress)
         else:
             result = train(task, cfg, out / RUN_SUBDIR, data.a, data.b,
                            show_progress=show_progress)
