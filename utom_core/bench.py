@@ -153,7 +153,7 @@ def cell(values: list[float]) -> str:
     mean = float(np.mean(values))
     if len(values) < 2 or mean == 0 or not np.isfinite(mean):
         return f"{mean:.4g}"
-    return f"{mean:.4g} ± {100 * float(np.std(values)) / abs(mean):.1f}%"
+    return f"{mean:.4g} ± {100 * _relative_spread(values):.1f}%"
 
 
 def _relative_spread(values: list[float]) -> float:

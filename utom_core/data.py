@@ -79,16 +79,17 @@ class DomainImages:
             window = np.pad(window, pad, mode="symmetric")
         return window
 
-    def random_position(self, rng: np.random.Generator, size: int) -> tuple[Plane, int, int]:
-        """A plane (chosen in proportion to its area) and the corner of a window in it."""
-        plane = self.planes[rng.choice(len(self.planes), p=self._weights)]
+    def random_position(self, rng: np.random.Generator, size: int) -> tuple[int, int, int]:
+        """Index of a plane (chosen in proportion to its area) and a window corner in it."""
+        index = int(rng.choice(len(self.planes), p=self._weights))
+        plane = self.planes[index]
         y = int(rng.integers(0, max(1, plane.shape[0] - size + 1)))
         x = int(rng.integers(0, max(1, plane.shape[1] - size + 1)))
-        return plane, y, x
+        return index, y, x
 
     def random_window(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        plane, y, x = self.random_position(rng, size)
-        return self.read(plane, y, x, size)
+        index, y, x = self.random_position(rng, size)
+        return self.read(self.planes[index], y, x, size)
 
     def sample_pixels(self, rng: np.random.Generator, count: int, window: int = 128) -> np.ndarray:
         """(C, ~count) raw pixels drawn from random windows across all images."""
@@ -152,6 +153,14 @@ def check_threshold(samples: np.ndarray, threshold: float, domain: Domain, where
     return fraction
 
 
+def random_orientation(rng: np.random.Generator, *windows: np.ndarray) -> list[np.ndarray]:
+    """The same random 90° rotation and horizontal flip of every (C, H, W) window (aligned
+    windows of a pair stay aligned)."""
+    turns, flip = int(rng.integers(4)), bool(rng.integers(2))
+    turned = [np.rot90(w, k=turns, axes=(1, 2)) for w in windows]
+    return [w[:, :, ::-1] for w in turned] if flip else turned
+
+
 class TileSampler:
     """Draws normalised, augmented, content-biased training tiles of one domain."""
 
@@ -181,9 +190,7 @@ class TileSampler:
                 break
         assert best is not None
         if self.augment:
-            best = np.rot90(best, k=int(rng.integers(4)), axes=(1, 2))
-            if rng.integers(2):
-                best = best[:, :, ::-1]
+            (best,) = random_orientation(rng, best)
         return np.ascontiguousarray(best, dtype=np.float32)
 
 

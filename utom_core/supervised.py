@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from utom_core import runs
 from utom_core.config import TrainConfig
 from utom_core.console import console, progress_display
-from utom_core.data import DomainImages
+from utom_core.data import DomainImages, random_orientation
 from utom_core.errors import InputError, UtomError
 from utom_core.objective import lr_factor
 from utom_core.task import Task
@@ -68,14 +68,12 @@ class PairedTiles:
               augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
         for _ in range(count):
-            plane, y, x = self.inputs.random_position(rng, size)
-            target_plane = self.targets.planes[self.inputs.planes.index(plane)]
-            pair = [meta.normalisation_a.apply(self.inputs.read(plane, y, x, size)),
-                    meta.normalisation_b.apply(self.targets.read(target_plane, y, x, size))]
+            index, y, x = self.inputs.random_position(rng, size)
+            pair = [norm.apply(images.read(images.planes[index], y, x, size))
+                    for images, norm in ((self.inputs, meta.normalisation_a),
+                                         (self.targets, meta.normalisation_b))]
             if augment:
-                turns, flip = int(rng.integers(4)), bool(rng.integers(2))
-                pair = [np.rot90(p, k=turns, axes=(1, 2)) for p in pair]
-                pair = [p[:, :, ::-1] for p in pair] if flip else pair
+                pair = random_orientation(rng, *pair)
             xs.append(np.ascontiguousarray(pair[0], dtype=np.float32))
             ys.append(np.ascontiguousarray(pair[1], dtype=np.float32))
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
