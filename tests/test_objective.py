@@ -71,3 +71,27 @@ def test_total_is_gan_plus_lambda_cycle_plus_rho_saliency():
     assert c["saliency_a"] == 0
     torch.testing.assert_close(
         c["generator"], c["gan_ab"] + c["gan_ba"] + 10 * (c["cycle_a"] + c["cycle_b"]))
+
+
+@pytest.mark.parametrize(("method", "identity", "expected"), [
+    (Method.utom, False, False), (Method.utom, True, True), (Method.cyclegan, True, False),
+    (Method.cyclegan_identity, False, True)])
+def test_identity_is_a_utom_option_and_fixed_by_the_cyclegan_ablations(method, identity, expected):
+    assert TrainConfig(method=method, identity=identity).uses_identity is expected
+
+
+def test_utom_with_identity_adds_lambda_identity_times_the_identity_terms():
+    torch.manual_seed(0)
+    g, f = ResnetGenerator(1, 1, ngf=4, n_blocks=1), ResnetGenerator(1, 1, ngf=4, n_blocks=1)
+    a, b = torch.rand(1, 1, 16, 16) * 2 - 1, torch.rand(1, 1, 16, 16) * 2 - 1
+    fake_b, fake_a = g(a), f(b)
+    pair = saliency_pair(SigmoidSaliency(0.0), SigmoidSaliency(0.0), SaliencyVariant.paper)
+    d = torch.zeros(1, 1, 2, 2)
+    args = (a, b, fake_b, fake_a, f(fake_b), g(fake_a), d, d, pair, 0.3)
+    plain = generator_terms(TrainConfig(), *args)
+    with_identity = generator_terms(TrainConfig(identity=True), *args, idt_a=f(a), idt_b=g(b))
+    assert with_identity["identity_a"] > 0 and with_identity["identity_b"] > 0
+    torch.testing.assert_close(
+        with_identity["generator"],
+        plain["generator"] + 10 * 0.5 * (with_identity["identity_a"]
+                                         + with_identity["identity_b"]))

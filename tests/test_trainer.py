@@ -114,7 +114,8 @@ def test_threshold_that_marks_nothing_is_refused(tmp_path, blob_tiffs):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("setting", [{"method": "cyclegan-identity"}, {"shared_range": True}])
+@pytest.mark.parametrize("setting", [{"method": "cyclegan-identity"}, {"identity": True},
+                                     {"shared_range": True}])
 def test_settings_that_need_equal_channels_are_refused(tmp_path, blob_tiffs, setting):
     rgb = tmp_path / "rgb.tif"
     tifffile.imwrite(rgb, np.full((64, 64, 3), 200, np.uint8) - (150 * blobs(
@@ -133,7 +134,7 @@ def test_a_shared_range_is_fitted_on_both_domains(tmp_path, blob_tiffs):
     dim = []
     for i, path in enumerate(blob_tiffs["a"]):
         dim.append(tmp_path / f"dim{i}.tif")
-        tifffile.imwrite(dim[-1], (tifffile.imread(path) // 4).astype(np.uint16))
+        tifffile.imwrite(dim[-1], (tifffile.imread(path) * 0.7).astype(np.uint16))
     own = train(DENOISE, TrainConfig(**TINY, iterations=1), tmp_path / "own", dim,
                 blob_tiffs["b"], show_progress=False)
     shared = train(DENOISE, TrainConfig(**TINY, iterations=1, shared_range=True),
@@ -143,4 +144,15 @@ def test_a_shared_range_is_fitted_on_both_domains(tmp_path, blob_tiffs):
     assert meta_own["normalisation_a"]["high"] < meta_own["normalisation_b"]["high"]
     assert meta_shared["normalisation_a"] == meta_shared["normalisation_b"]
     assert meta_own["normalisation_a"]["high"] < meta_shared["normalisation_a"]["high"]
-    assert meta_own["threshold_a"] == meta_shared["threshold_a"]  # thresholds stay per domain
+    # one estimated threshold too: between the dim and the bright domain's own estimates
+    assert meta_shared["threshold_a"] == meta_shared["threshold_b"]
+    assert meta_own["threshold_a"] < meta_shared["threshold_a"] < meta_own["threshold_b"]
+
+
+def test_thresholds_given_as_numbers_stay_per_domain_with_a_shared_range(tmp_path, blob_tiffs):
+    cfg = TrainConfig(**TINY, iterations=1, shared_range=True, threshold_a=3000.0,
+                      threshold_b=4000.0)
+    run = train(DENOISE, cfg, tmp_path / "run", blob_tiffs["a"], blob_tiffs["b"],
+                show_progress=False)
+    meta = json.loads((run.run_dir / "run.json").read_text())
+    assert (meta["threshold_a"], meta["threshold_b"]) == (3000.0, 4000.0)

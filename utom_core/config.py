@@ -66,8 +66,9 @@ class TrainConfig(BaseModel):
     residual: bool = False
     """Generators learn a correction to their input (identity at start; equal channels only)."""
     shared_range: bool = False
-    """Fit one intensity range on both domains together (equal channels only): for domains
-    in the same units whose training sets differ in brightness (restoration tasks)."""
+    """Fit one intensity range, and estimate one threshold, on both domains together (equal
+    channels only): for domains in the same units whose training sets differ in brightness
+    (restoration tasks). Thresholds given as numbers stay per domain."""
     ndf: int = Field(64, ge=1, le=512)
     """Discriminator width."""
     d_layers: int = Field(3, ge=1, le=6)
@@ -87,7 +88,11 @@ class TrainConfig(BaseModel):
     lambda_cycle: float = Field(10.0, ge=0)
     """Weight λ of the cycle loss (and of the saliency term through λρ)."""
     lambda_identity: float = Field(0.5, ge=0)
-    """Identity loss weight relative to λ (cyclegan-identity only)."""
+    """Identity loss weight relative to λ, where the identity term is on."""
+    identity: bool = False
+    """UTOM only: add the identity term |F(a) − a| + |G(b) − b| (equal channels only), which
+    keeps intensity levels where the input already looks like the target domain. The CycleGAN
+    ablations fix it: off for cyclegan, on for cyclegan-identity."""
     rho0: float = Field(5.0, ge=0)
     """Initial saliency weight ρ₀ (λρ₀ = 50 in the authors' code)."""
     images_per_epoch: int | None = Field(None, ge=1)
@@ -124,6 +129,12 @@ class TrainConfig(BaseModel):
     """bf16 autocast on CUDA (never on CPU)."""
     seed: int = Field(0, ge=0, le=2**63 - 1)
     """Seed of every random choice: a run is bit-for-bit repeatable on CPU."""
+
+    @property
+    def uses_identity(self) -> bool:
+        """Whether the objective has the identity term (see ``identity``)."""
+        return self.method is Method.cyclegan_identity or (
+            self.method is Method.utom and self.identity)
 
     def decay_length(self) -> int:
         """images_per_epoch of the ρ schedule, explicit or derived from the planned run."""

@@ -41,6 +41,9 @@ class DomainImages:
 
     def __init__(self, paths: list[Path], domain: Domain, cut_axes: tuple[str, ...] = ("z",)):
         self.domain = domain
+        self.quarter_turns = "z" in cut_axes
+        """Whether planes may be turned by 90°: XY planes, yes; XZ/YZ planes keep z vertical,
+        as prediction sees them, since z is the axis they differ along."""
         self.sources: list[ImageSource] = []
         self.planes: list[Plane] = []
         try:
@@ -153,10 +156,13 @@ def check_threshold(samples: np.ndarray, threshold: float, domain: Domain, where
     return fraction
 
 
-def random_orientation(rng: np.random.Generator, *windows: np.ndarray) -> list[np.ndarray]:
-    """The same random 90° rotation and horizontal flip of every (C, H, W) window (aligned
-    windows of a pair stay aligned)."""
-    turns, flip = int(rng.integers(4)), bool(rng.integers(2))
+def random_orientation(rng: np.random.Generator, *windows: np.ndarray,
+                       quarter_turns: bool = True) -> list[np.ndarray]:
+    """The same random rotation and horizontal flip of every (C, H, W) window (aligned
+    windows of a pair stay aligned): by 0–3 quarter turns, or only 0° or 180° so that the
+    vertical axis stays vertical."""
+    turns = int(rng.integers(4)) if quarter_turns else 2 * int(rng.integers(2))
+    flip = bool(rng.integers(2))
     turned = [np.rot90(w, k=turns, axes=(1, 2)) for w in windows]
     return [w[:, :, ::-1] for w in turned] if flip else turned
 
@@ -190,7 +196,7 @@ class TileSampler:
                 break
         assert best is not None
         if self.augment:
-            (best,) = random_orientation(rng, best)
+            (best,) = random_orientation(rng, best, quarter_turns=self.images.quarter_turns)
         return np.ascontiguousarray(best, dtype=np.float32)
 
 
@@ -208,15 +214,21 @@ def fit_domain(
     samples: np.ndarray, domain: Domain, setting: float | str, method: str, where: str,
     range_samples: np.ndarray | None = None,
 ) -> tuple[Normalisation, float]:
-    """Fit a domain's normalisation (on ``range_samples`` when given: a range shared with the
-    other domain) and resolve its threshold (raw units), checked for sanity."""
+    """Fit a domain's normalisation and resolve its threshold (raw units), checked for sanity.
+
+    ``range_samples`` (both domains' pixels) gives a range, and an estimated threshold, shared
+    with the other domain: in the same units one boundary between content and background
+    holds for both, whereas thresholds estimated per domain differ with each training set's
+    share of bright structures, and L_sc then pushes every pixel between them across.
+    """
     try:
         normalisation = fit_normalisation(
             samples if range_samples is None else range_samples, domain)
     except ValueError as err:
         raise UtomError(f"{where}: {err}") from None
     if setting == "auto" or (setting == "task" and domain.threshold is None):
-        threshold = estimate_threshold(samples, method)
+        threshold = estimate_threshold(samples if range_samples is None else range_samples,
+                                       method)
     elif setting == "task":
         threshold = float(domain.threshold)  # type: ignore[arg-type]
     else:

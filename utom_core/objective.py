@@ -96,7 +96,7 @@ def generator_terms(
         terms["saliency_a"] = F.l1_loss(saliency.fake_b(fake_b), saliency.real_a(real_a))
         terms["saliency_b"] = F.l1_loss(saliency.fake_a(fake_a), saliency.real_b(real_b))
         total = total + lam * rho_now * (terms["saliency_a"] + terms["saliency_b"])
-    if cfg.method is Method.cyclegan_identity:
+    if cfg.uses_identity:
         assert idt_a is not None and idt_b is not None
         terms["identity_a"] = F.l1_loss(idt_a, real_a)
         terms["identity_b"] = F.l1_loss(idt_b, real_b)

@@ -73,7 +73,7 @@ class PairedTiles:
                     for images, norm in ((self.inputs, meta.normalisation_a),
                                          (self.targets, meta.normalisation_b))]
             if augment:
-                pair = random_orientation(rng, *pair)
+                pair = random_orientation(rng, *pair, quarter_turns=self.inputs.quarter_turns)
             xs.append(np.ascontiguousarray(pair[0], dtype=np.float32))
             ys.append(np.ascontiguousarray(pair[1], dtype=np.float32))
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))

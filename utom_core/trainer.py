@@ -115,10 +115,10 @@ class Trainer:
 
     def _setup(self, task: Task, cfg: TrainConfig, meta: runs.RunMeta | None) -> None:
         a_channels, b_channels = task.domain_a.channels, task.domain_b.channels
-        if cfg.method is Method.cyclegan_identity and a_channels != b_channels:
+        if cfg.uses_identity and a_channels != b_channels:
             raise UtomError(
-                f"method cyclegan-identity needs equal channel counts; task {task.name} maps "
-                f"{task.domain_a.channels} → {task.domain_b.channels} channels"
+                f"the identity term ({cfg.method.value}) needs equal channel counts; task "
+                f"{task.name} maps {task.domain_a.channels} → {task.domain_b.channels} channels"
             )
         if cfg.method is Method.supervised:
             raise UtomError("method supervised trains on aligned pairs: use `utom run "
@@ -243,7 +243,7 @@ class Trainer:
             fake_b, fake_a = self.g_ab(real_a), self.g_ba(real_b)
             rec_a, rec_b = self.g_ba(fake_b), self.g_ab(fake_a)
             idt_a = idt_b = None
-            if cfg.method is Method.cyclegan_identity:
+            if cfg.uses_identity:
                 idt_a, idt_b = self.g_ba(real_a), self.g_ab(real_b)
             terms = generator_terms(
                 cfg, real_a, real_b, fake_b, fake_a, rec_a, rec_b,

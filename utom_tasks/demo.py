@@ -96,12 +96,16 @@ class DemoWriter:
     def train(self, domain: str, name: str, array: np.ndarray, axes: str, specimen: str,
               where: Region, pixel_size: PixelSize | None = None,
               truth: np.ndarray | None = None, truth_axes: str | None = None) -> None:
-        """One training image of domain "a" or "b", cut from ``where`` of ``specimen``.
+        """One training image of domain "a", "b" or "ab", cut from ``where`` of ``specimen``.
 
-        ``truth``: the domain B image of the same region, for the supervised ceiling's pairs
-        (written beside it; unpaired training never reads it)."""
+        "ab": one volume read by both domains along different planes (isotropic restoration:
+        XZ/YZ planes for A, XY planes for B, as from a user's one anisotropic stack); no two of
+        those planes are an aligned pair. ``truth``: the domain B image of the same region,
+        for the supervised ceiling's pairs (written beside it; unpaired training never reads
+        it)."""
         path = self._write(name, array, axes, domain, specimen, where, pixel_size)
-        self.paths[domain].append(path)
+        for side in domain:
+            self.paths[side].append(path)
         if truth is not None:
             truth_path = self._write(name.replace(".tif", "_truth.tif"), truth,
                                      truth_axes or axes, "truth", specimen, where, pixel_size)
@@ -121,13 +125,14 @@ class DemoWriter:
                                            "reference", specimen, where, pixel_size))
 
     def check(self) -> None:
-        """Raise if A and B overlap, or a test region overlaps A or B, in any specimen."""
+        """Raise if A and B overlap (other than as one "ab" volume), or a test region overlaps
+        a training image, in any specimen."""
         records = list(self.records.items())
         for i, (name, one) in enumerate(records):
             for other_name, other in records[i + 1:]:
                 roles = {one.role, other.role}
                 forbidden = roles == {"a", "b"} or (roles & {"test", "reference"}
-                                                    and roles & {"a", "b", "truth"})
+                                                    and roles & {"a", "b", "ab", "truth"})
                 if (forbidden and one.specimen == other.specimen
                         and _overlap(one.region, other.region)):
                     raise AssertionError(f"{name} ({one.role}) overlaps {other_name} "

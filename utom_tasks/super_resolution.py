@@ -68,7 +68,7 @@ TASK = Task(
                     percentiles=PERCENTILES),
     domain_b=Domain(name="super-resolved fluorescence", channels=1, dtype=PixelType.uint16,
                     percentiles=PERCENTILES),
-    training={"residual": True, "shared_range": True},
+    training={"residual": True, "shared_range": True, "identity": True},
     demo_data=demo_data,
     evaluators=["psnr", "ssim", "content"],
 )

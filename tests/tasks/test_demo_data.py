@@ -11,6 +11,7 @@ import tifffile
 
 from utom_core.errors import UtomError
 from utom_core.io import open_image
+from utom_core.task import Slicing
 from utom_tasks import denoise, isotropic, labeling, stain_he, super_resolution
 from utom_tasks.demo import REGIONS_FILE, DemoWriter, bands, region
 
@@ -20,7 +21,7 @@ BUILDERS = {
     "stain-he standin": (stain_he.TASK, stain_he.standin_data, True),
     "denoise real": (denoise.TASK, denoise.real_noise_data, False),
     "denoise simulated": (denoise.TASK, denoise.simulated_noise_data, True),
-    "isotropic": (isotropic.TASK, isotropic.demo_data, False),
+    "isotropic": (isotropic.TASK, isotropic.demo_data, True),
     "sr": (super_resolution.TASK, super_resolution.demo_data, True),
     "label": (labeling.TASK, labeling.demo_data, True),
 }
@@ -38,14 +39,17 @@ def overlaps(one, other) -> bool:
     return all(a0 < b1 and b0 < a1 for (a0, a1), (b0, b1) in zip(one, other, strict=True))
 
 
-def check_layout(workdir: Path) -> None:
-    """Independent of DemoWriter.check: no A/B overlap, no test region inside A or B."""
+def check_layout(task, workdir: Path) -> None:
+    """Independent of DemoWriter.check: no A/B overlap, no test region inside A or B; one
+    volume serves both domains only where they read it along different planes."""
     layout = json.loads((workdir / REGIONS_FILE).read_text())
     roles = {role: [v for v in layout.values() if v["role"] == role]
-             for role in ("a", "b", "test", "reference")}
-    assert roles["a"] and roles["b"] and roles["test"]
+             for role in ("a", "b", "ab", "test", "reference")}
+    assert ((roles["a"] and roles["b"]) or roles["ab"]) and roles["test"]
+    if roles["ab"]:
+        assert task.slicing is Slicing.xz_yz
     for held_out in roles["test"] + roles["reference"]:
-        for train in roles["a"] + roles["b"]:
+        for train in roles["a"] + roles["b"] + roles["ab"]:
             if held_out["specimen"] == train["specimen"]:
                 assert not overlaps(held_out["region"], train["region"])
     for a in roles["a"]:
@@ -70,7 +74,7 @@ def check_files(task, data, workdir: Path) -> None:
             assert ref.channels == task.domain_b.channels
             assert ref.dtype == np.dtype(task.domain_b.dtype.value)
             assert ref.shape[1:] == info(test).shape[1:]
-    check_layout(workdir)
+    check_layout(task, workdir)
 
 
 def digests(workdir: Path) -> dict[str, str]:
@@ -144,6 +148,39 @@ def test_writer_refuses_aligned_pairs(tmp_path):
     writer.train("b", "b.tif", image, "YX", "s", region(slice(0, 8), slice(3, 8), shape=(8, 8)))
     with pytest.raises(AssertionError, match="overlaps"):
         writer.finish([])
+
+
+def test_one_volume_serves_both_domains_but_never_holds_a_test_region(tmp_path):
+    writer = DemoWriter(tmp_path)
+    volume = np.zeros((4, 8, 8), np.uint16)
+    writer.train("ab", "v.tif", volume, "ZYX", "s", region(slice(0, 4), slice(0, 8),
+                                                          slice(0, 8), shape=(4, 8, 8)))
+    data = writer.finish([])
+    assert data.a == data.b == [tmp_path / "v.tif"]
+    writer.test("t.tif", volume[:, :2], "ZYX", "s", region(slice(0, 4), slice(6, 8),
+                                                          slice(0, 8), shape=(4, 8, 8)))
+    with pytest.raises(AssertionError, match="overlaps"):
+        writer.finish([])
+
+
+def test_isotropic_axial_planes_keep_z_vertical_in_training(tmp_path):
+    """XZ/YZ tiles may be flipped, never turned by 90° (z would become a lateral axis)."""
+    from utom_core.data import DomainImages, random_orientation
+    from utom_core.trainer import cut_axes
+
+    data = isotropic.demo_data(tmp_path, 0)
+    axes_a, axes_b = cut_axes(isotropic.TASK)
+    images_a = DomainImages(data.a, isotropic.TASK.domain_a, axes_a)
+    images_b = DomainImages(data.b, isotropic.TASK.domain_b, axes_b)
+    assert not images_a.quarter_turns and images_b.quarter_turns
+    images_a.close()
+    images_b.close()
+    window = np.arange(12.0).reshape(1, 3, 4)
+    rng = np.random.default_rng(0)
+    shapes = {random_orientation(rng, window, quarter_turns=False)[0].shape for _ in range(50)}
+    assert shapes == {(1, 3, 4)}
+    shapes = {random_orientation(rng, window)[0].shape for _ in range(50)}
+    assert shapes == {(1, 3, 4), (1, 4, 3)}
 
 
 def test_bundle_matches_attribution_and_stays_small():
