@@ -221,14 +221,13 @@ def fit_domain(
     holds for both, whereas thresholds estimated per domain differ with each training set's
     share of bright structures, and L_sc then pushes every pixel between them across.
     """
+    fit_on = samples if range_samples is None else range_samples
     try:
-        normalisation = fit_normalisation(
-            samples if range_samples is None else range_samples, domain)
+        normalisation = fit_normalisation(fit_on, domain)
     except ValueError as err:
         raise UtomError(f"{where}: {err}") from None
     if setting == "auto" or (setting == "task" and domain.threshold is None):
-        threshold = estimate_threshold(samples if range_samples is None else range_samples,
-                                       method)
+        threshold = estimate_threshold(fit_on, method)
     elif setting == "task":
         threshold = float(domain.threshold)  # type: ignore[arg-type]
     else:

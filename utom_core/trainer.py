@@ -115,16 +115,14 @@ class Trainer:
 
     def _setup(self, task: Task, cfg: TrainConfig, meta: runs.RunMeta | None) -> None:
         a_channels, b_channels = task.domain_a.channels, task.domain_b.channels
-        if cfg.uses_identity and a_channels != b_channels:
-            raise UtomError(
-                f"the identity term ({cfg.method.value}) needs equal channel counts; task "
-                f"{task.name} maps {task.domain_a.channels} → {task.domain_b.channels} channels"
-            )
         if cfg.method is Method.supervised:
             raise UtomError("method supervised trains on aligned pairs: use `utom run "
                             f"{task.name} --method supervised` (the bench's ceiling)")
-        if cfg.shared_range and a_channels != b_channels:
-            raise UtomError(f"shared_range needs equal channel counts; task {task.name} maps "
+        same_units = {f"the identity term ({cfg.method.value})": cfg.uses_identity,
+                      "shared_range": cfg.shared_range}
+        needing = [name for name, on in same_units.items() if on]
+        if needing and a_channels != b_channels:
+            raise UtomError(f"{needing[0]} needs equal channel counts; task {task.name} maps "
                             f"{a_channels} → {b_channels} channels")
         if meta is None:
             meta = fit_run_meta(task, cfg, self.images_a, self.images_b)
