@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from utom_core.config import Budget, build_config
+from utom_core.evaluation.metrics import psnr
 from utom_core.io import read_image
-from utom_core.metrics import psnr
-from utom_core.trainer import Trainer
+from utom_core.training.trainer import Trainer
 from utom_tasks.denoise import TASK
 
 

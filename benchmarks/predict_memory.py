@@ -45,9 +45,9 @@ def child(image: Path, out: Path, tile: int, batch: int) -> None:
     import torch
 
     from utom_core.domain import Normalisation
+    from utom_core.inference import TileOptions, output_info, predict_image
     from utom_core.io import open_image, writer_for
     from utom_core.networks import ResnetGenerator
-    from utom_core.predict import TileOptions, output_info, predict_image
 
     torch.manual_seed(0)
     generator = ResnetGenerator(1, 1, ngf=4, n_blocks=1).eval()
@@ -64,9 +64,8 @@ def child(image: Path, out: Path, tile: int, batch: int) -> None:
 def baseline() -> None:
     """Peak RSS of the imports alone."""
     import torch  # noqa: F401
-    import zarr  # noqa: F401
-
     import utom_core.predict  # noqa: F401
+    import zarr  # noqa: F401
 
     print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from utom_core.domain import Normalisation
+from utom_core.inference import Norm, PlanePredictor, TileOptions, predict_image
+from utom_core.inference.tiling import TileGrid, pad_to
 from utom_core.io.base import ImageInfo
 from utom_core.networks import ResnetGenerator
-from utom_core.predict import Norm, PlanePredictor, TileOptions, predict_image
-from utom_core.tiling import TileGrid, pad_to
 
 NORM_IN = Normalisation(low=(1000.0,), high=(40000.0,), dtype="uint16")
 NORM_OUT = Normalisation(low=(0.0,) * 3, high=(255.0,) * 3, dtype="uint8")

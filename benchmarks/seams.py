@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from utom_core.domain import Domain, Normalisation, fit_normalisation
+from utom_core.inference import Norm, TileOptions, predict_image
+from utom_core.inference.tiling import Stitch, TileGrid, pad_to, padded_length
 from utom_core.io import open_image
 from utom_core.networks import ResnetGenerator, frozen_norm_statistics
-from utom_core.predict import Norm, TileOptions, predict_image
-from utom_core.tiling import Stitch, TileGrid, pad_to, padded_length
 
 IMAGE = Path(__file__).resolve().parents[1] / "../shared/data/utom-colorectal/AF_8.png"
 

@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from utom_core.config import TrainConfig
 from utom_core.domain import Domain
 from utom_core.task import Task
-from utom_core.trainer import Trainer
+from utom_core.training.trainer import Trainer
 
 
 def matmul_peak(n: int = 2048, repeats: int = 10) -> float:

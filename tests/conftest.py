@@ -49,9 +49,9 @@ def cli(capsys) -> Callable[..., CliResult]:
 @pytest.fixture(autouse=True)
 def fresh_registry():
     """Each test sees a registry built from the environment as it is during the test."""
-    plugins._registry = None
+    plugins.reset_registry()
     yield
-    plugins._registry = None
+    plugins.reset_registry()
 
 
 @pytest.fixture

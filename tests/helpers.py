@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from utom_core.inference.tiling import Stitcher, TileGrid, pad_to
 from utom_core.io.base import ImageInfo
 from utom_core.networks import Generator
-from utom_core.tiling import Stitcher, TileGrid, pad_to
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PLUGIN = REPO / "plugins" / "utom-example-task"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from utom_core.evaluate import Sample
-from utom_core.metrics import (
+from utom_core.evaluation.base import Sample
+from utom_core.evaluation.metrics import (
     PSNR,
     SSIM,
     ColorFidelity,

@@ -8,7 +8,7 @@ import torch
 from utom_core.config import TrainConfig
 from utom_core.errors import UtomError
 from utom_core.networks import ResnetGenerator, UnetGenerator
-from utom_core.runs import build_generator
+from utom_core.plugins import get_registry
 
 
 def _zero_last_conv(net: torch.nn.Module) -> None:
@@ -41,4 +41,4 @@ def test_the_paper_generator_is_not_residual():
 
 def test_residual_needs_equal_channel_counts():
     with pytest.raises(UtomError, match="residual generators need equal channel counts"):
-        build_generator(TrainConfig(ngf=8, n_blocks=1, residual=True), 1, 3)
+        get_registry().build_generator(TrainConfig(ngf=8, n_blocks=1, residual=True), 1, 3)

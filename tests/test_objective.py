@@ -10,8 +10,8 @@ import torch
 
 from utom_core.config import Method, SaliencyVariant, TrainConfig
 from utom_core.networks import ResnetGenerator
-from utom_core.objective import generator_terms, lr_factor, rho, saliency_pair
 from utom_core.saliency import SigmoidSaliency
+from utom_core.training.objective import generator_terms, lr_factor, rho, saliency_pair
 
 
 def test_rho_decays_exponentially_per_epoch():

@@ -9,17 +9,12 @@ from helpers import Identity, Memory
 
 from utom_core.domain import Normalisation
 from utom_core.errors import InputError
+from utom_core.inference import Norm, TileOptions, output_info, predict_image
+from utom_core.inference.planes import sample_windows
+from utom_core.inference.tiling import Stitch
 from utom_core.io import open_image, writer_for
 from utom_core.networks import Generator, ResnetGenerator, frozen_norm_statistics
-from utom_core.predict import (
-    Norm,
-    TileOptions,
-    output_info,
-    predict_image,
-    sample_windows,
-)
 from utom_core.task import Slicing
-from utom_core.tiling import Stitch
 
 
 def _full_range(dtype: str, channels: int) -> Normalisation:

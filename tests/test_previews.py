@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from utom_core.previews import magenta_green_overlay, save_panel, to_display
+from utom_core.evaluation.figures.panels import magenta_green_overlay, save_panel, to_display
 
 
 def test_to_display_gray_maps_scale_ends():

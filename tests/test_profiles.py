@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from utom_core.profiles import HALF_LENGTH, fine_structure_line, profile, save_profile_plot
+from utom_core.evaluation.figures.profiles import (
+    HALF_LENGTH,
+    fine_structure_line,
+    profile,
+    save_profile_plot,
+)
 
 
 def test_the_line_crosses_a_small_focus_not_a_large_bright_blob():

@@ -13,9 +13,9 @@ from utom_core.config import TrainConfig
 from utom_core.domain import Domain
 from utom_core.errors import InputError, UtomError
 from utom_core.runs import load_predictor
-from utom_core.supervised import NoPairs, train_supervised
 from utom_core.task import Task
-from utom_core.trainer import train
+from utom_core.training.supervised import NoPairs, train_supervised
+from utom_core.training.train import train
 
 TASK = Task(name="toy-invert", summary="toy", domain_a=Domain(name="a", channels=1),
             domain_b=Domain(name="b", channels=1))

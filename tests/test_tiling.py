@@ -10,7 +10,7 @@ from helpers import stitch_identity
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utom_core.tiling import Stitch, Stitcher, TileGrid, fit_spans
+from utom_core.inference.tiling import Stitch, Stitcher, TileGrid, fit_spans
 
 
 @pytest.mark.parametrize(("length", "tile", "overlap", "multiple"), [

@@ -15,7 +15,7 @@ from utom_core.domain import Domain, PixelType, Polarity
 from utom_core.errors import UtomError
 from utom_core.runs import load_predictor
 from utom_core.task import Task
-from utom_core.trainer import train
+from utom_core.training.train import train
 
 TINY = dict(ngf=8, n_blocks=1, ndf=8, d_layers=2, tile=32, pool_size=4, sample_pixels=5000,
             log_every=3, preview_every=1000, checkpoint_every=1000)

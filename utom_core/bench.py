@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from utom_core import runs
 from utom_core.config import Budget, Method, build_config
 from utom_core.errors import UtomError
-from utom_core.supervised import NoPairs
+from utom_core.io.atomic import write_json
+from utom_core.rundirs import METRICS_FILE
 from utom_core.task import Task
-from utom_core.workflow import METRICS_FILE, run_workflow
+from utom_core.training.supervised import NoPairs
+from utom_core.workflow.run import run_workflow
 
 BENCH_JSON = "bench.json"
 BENCH_MD = "bench.md"
@@ -65,7 +66,7 @@ def load_results(out: Path) -> dict[str, dict[str, Any]]:
 
 
 def save_results(out: Path, results: dict[str, dict[str, Any]], budget: Budget) -> None:
-    runs.write_json(out / BENCH_JSON, {"budget": budget.value, "runs": list(results.values())})
+    write_json(out / BENCH_JSON, {"budget": budget.value, "runs": list(results.values())})
 
 
 def _base_row(run: BenchRun) -> dict[str, Any]:

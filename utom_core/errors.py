@@ -12,3 +12,10 @@ class InputError(UtomError):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type where it has none), shortened: what
+    a one-line error quotes of a library's multi-line message."""
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:limit]

@@ -10,9 +10,11 @@ import tifffile
 import torch
 
 from utom_core import runs
+from utom_core.checkpoints import save_torch
 from utom_core.config import TrainConfig
 from utom_core.domain import Domain, Normalisation
 from utom_core.io import open_image
+from utom_core.plugins import get_registry
 
 HE = Domain(name="he", channels=3, dtype="uint8", background="bright")
 AF = Domain(name="af", channels=1, dtype="uint16")
@@ -24,13 +26,14 @@ def run_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(ngf=4, n_blocks=1)
     torch.manual_seed(0)
-    g_ab, g_ba = runs.build_generator(cfg, 1, 3), runs.build_generator(cfg, 3, 1)
+    registry = get_registry()
+    g_ab, g_ba = registry.build_generator(cfg, 1, 3), registry.build_generator(cfg, 3, 1)
     meta = runs.RunMeta(
         task="stain-he", domain_a=AF, domain_b=HE, images_per_epoch=1,
         normalisation_a=Normalisation(low=(100.0,), high=(4000.0,), dtype="uint16"),
         normalisation_b=Normalisation(low=(0.0,) * 3, high=(255.0,) * 3, dtype="uint8"),
         threshold_a=500.0, threshold_b=200.0)
-    runs.atomic_torch_save(dict(
+    save_torch(dict(
         format=runs.MODEL_FORMAT, config=cfg.model_dump(mode="json"),
         meta=meta.model_dump(mode="json"), g_ab=g_ab.state_dict(), g_ba=g_ba.state_dict(),
         ema_ab=g_ab.state_dict(), ema_ba=g_ba.state_dict(), iteration=1), path / runs.MODEL_FILE)

@@ -55,8 +55,9 @@ def test_stain_he_on_the_real_colorectal_core(cli, tmp_path, monkeypatch):
 
 
 def test_large_predictions_are_written_as_ome_zarr(cli, tmp_path, monkeypatch):
-    """Predictions from a gigabyte up go to chunked OME-Zarr (here: the limit lowered)."""
-    monkeypatch.setattr("utom_core.workflow.ZARR_FROM_BYTES", 1)
+    """Large predictions go to chunked OME-Zarr, by the same policy as `utom predict` (here:
+    the limit lowered)."""
+    monkeypatch.setattr("utom_core.inference.files.ZARR_FROM_PIXELS", 1)
     out = tmp_path / "sr"
     result = cli("run", "sr", "--budget", "smoke", "--out", out)
     assert result.code == 0, result.err

@@ -14,9 +14,11 @@ import torch
 from helpers import blobs
 
 from utom_core import runs
+from utom_core.checkpoints import save_torch
 from utom_core.config import TrainConfig
 from utom_core.domain import Domain, Normalisation
 from utom_core.io import ImageInfo, writer_for
+from utom_core.plugins import get_registry
 from utom_core.task import Slicing
 
 CLI = [sys.executable, "-c", "from utom_core.cli import main; main()"]
@@ -72,8 +74,8 @@ def save_model(path: Path, domain_a: Domain, domain_b: Domain, task: str,
     its shape), saved the way training saves one."""
     cfg = TrainConfig(ngf=4, n_blocks=1)
     torch.manual_seed(0)
-    g_ab = runs.build_generator(cfg, domain_a.channels, domain_b.channels)
-    g_ba = runs.build_generator(cfg, domain_b.channels, domain_a.channels)
+    g_ab = get_registry().build_generator(cfg, domain_a.channels, domain_b.channels)
+    g_ba = get_registry().build_generator(cfg, domain_b.channels, domain_a.channels)
     meta = runs.RunMeta(
         task=task, domain_a=domain_a, domain_b=domain_b, slicing=slicing, images_per_epoch=1,
         normalisation_a=Normalisation(low=(100.0,) * domain_a.channels,
@@ -82,7 +84,7 @@ def save_model(path: Path, domain_a: Domain, domain_b: Domain, task: str,
                                       high=(20000.0,) * domain_b.channels, dtype=domain_b.dtype),
         threshold_a=3000.0, threshold_b=3000.0)
     path.mkdir(parents=True, exist_ok=True)
-    runs.atomic_torch_save(dict(
+    save_torch(dict(
         format=runs.MODEL_FORMAT, config=cfg.model_dump(mode="json"),
         meta=meta.model_dump(mode="json"), g_ab=g_ab.state_dict(), g_ba=g_ba.state_dict(),
         ema_ab=g_ab.state_dict(), ema_ba=g_ba.state_dict(), iteration=1), path / runs.MODEL_FILE)

@@ -18,8 +18,9 @@ import zarr.storage
 from PIL import Image
 from reliability.checks import TINY, Data, leftovers, one_line_error, snapshot
 
-import utom_core.trainer
-from utom_core import previews, runs
+import utom_core.training.runlog
+from utom_core import runs
+from utom_core.evaluation.figures import panels as previews
 from utom_core.io import tiff
 
 CHECKPOINT = runs.CHECKPOINT_FILE
@@ -87,7 +88,7 @@ def _fail_log_after(monkeypatch, n: int) -> None:
                 raise full(file)
         return open(file, *args, **kwargs)
 
-    monkeypatch.setattr(utom_core.trainer, "open", fake_open, raising=False)
+    monkeypatch.setattr(utom_core.training.runlog, "open", fake_open, raising=False)
 
 
 @pytest.mark.parametrize(("fault", "needles", "kept"), [

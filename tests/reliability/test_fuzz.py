@@ -21,10 +21,10 @@ from utom_core.config import (
 )
 from utom_core.domain import Domain, Normalisation, fit_normalisation
 from utom_core.errors import UtomError
+from utom_core.inference import Norm, TileOptions, output_info, predict_image
+from utom_core.inference.tiling import Stitch, TileGrid
 from utom_core.io import ImageInfo
-from utom_core.predict import Norm, TileOptions, output_info, predict_image
 from utom_core.task import Slicing
-from utom_core.tiling import Stitch, TileGrid
 
 FUZZ = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,15 +22,16 @@ import torch
 from reliability.checks import CLI, ONE_THREAD, TINY, Data, leftovers, snapshot
 
 from utom_core import runs
-from utom_core.trainer import Trainer
+from utom_core.io.atomic import TEMP_SUFFIX
+from utom_core.training.trainer import Trainer
 
 CHECKPOINT = runs.CHECKPOINT_FILE
 
 
-def spawn(args: list, cwd: Path, **env: str) -> subprocess.Popen:
+def spawn(args: list, cwd: Path, cli: list[str] = CLI, **env: str) -> subprocess.Popen:
     """``utom ARGS`` in a fresh process, stdout and stderr to files in ``cwd``."""
     return subprocess.Popen(
-        [*CLI, *map(str, args)], cwd=cwd, env={**os.environ, **ONE_THREAD, **env},
+        [*cli, *map(str, args)], cwd=cwd, env={**os.environ, **ONE_THREAD, **env},
         stdout=open(cwd / "stdout.txt", "wb"), stderr=open(cwd / "stderr.txt", "wb"))
 
 
@@ -47,8 +49,26 @@ def wait_for(condition: Callable[[], object], proc: subprocess.Popen, timeout: f
     pytest.fail("timed out waiting for the process")
 
 
+STALLING_CLI = [sys.executable, "-c", """
+import os, sys, time
+real_replace = os.replace
+
+
+def stalled(src, dst, *args, **kwargs):  # a checkpoint pauses between its write and rename
+    if str(dst).endswith(".pt"):
+        time.sleep(1.5)
+    return real_replace(src, dst, *args, **kwargs)
+
+
+os.replace = stalled
+from utom_core.cli import main
+main()
+"""]
+"""``utom`` in a fresh interpreter whose checkpoint writes stall before their rename."""
+
+
 def temporaries(folder: Path) -> list[Path]:
-    return sorted(folder.glob(f".*{runs.TEMP_SUFFIX}"))
+    return sorted(folder.glob(f".*{TEMP_SUFFIX}"))
 
 
 def iterations_logged(run: Path) -> list[int]:
@@ -61,7 +81,7 @@ def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one_and_resume_fi
     run = tmp_path / "run"
     proc = spawn(["train", "denoise", "--a", data.a[0], "--b", data.b[0], "--out", run, *TINY,
                   "--iterations", "6", "--set", "checkpoint_every=2", "--set", "log_every=1"],
-                 tmp_path, **{runs.STALL_ENV: "1.5"})
+                 tmp_path, STALLING_CLI)
     checkpoint = run / CHECKPOINT
     try:
         wait_for(checkpoint.exists, proc)  # the first checkpoint (iteration 2) is in place

@@ -85,7 +85,7 @@ def test_run_directories_with_a_malicious_file_are_refused(cli, tmp_path, data: 
 
 
 def test_every_torch_load_is_weights_only():
-    """The one loader (runs.load_torch) passes weights_only=True; nothing else unpickles."""
+    """The one loader (checkpoints.load_torch) passes weights_only=True; nothing else unpickles."""
     calls = []
     for path in _sources():
         for node in ast.walk(ast.parse(path.read_text())):
@@ -95,7 +95,7 @@ def test_every_torch_load_is_weights_only():
                     assert isinstance(keywords.get("weights_only"), ast.Constant) \
                         and keywords["weights_only"].value is True, f"{path}:{node.lineno}"
                     calls.append(path.name)
-    assert calls == ["runs.py"]
+    assert calls == ["checkpoints.py"]
 
 
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__", "pickle.load", "pickle.loads",
@@ -143,7 +143,7 @@ def test_importlib_only_loads_named_default_plugins():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and _name(node.func) in IMPORTERS:
                 users.append(path.name)
-    assert users == ["plugins.py"]
+    assert users == ["registry.py"]
 
 
 def test_plugins_come_only_from_installed_entry_points(tmp_path, monkeypatch):
@@ -156,14 +156,14 @@ def test_plugins_come_only_from_installed_entry_points(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("UTOM_PLUGINS", "utom_evil")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    plugins._registry = None
+    plugins.reset_registry()
     registry = plugins.get_registry()
     installed = {ep.value for ep in entry_points(group=plugins.ENTRY_POINT_GROUP)}
     modules = {info.module for info in registry.plugins}
     assert modules <= installed | set(plugins.DEFAULT_PLUGINS)
     assert not marker.exists()
     monkeypatch.setenv(plugins.DISABLE_AUTOLOAD_ENV, "1")
-    plugins._registry = None
+    plugins.reset_registry()
     assert {i.module for i in plugins.get_registry().plugins} == set(plugins.DEFAULT_PLUGINS)
 
 

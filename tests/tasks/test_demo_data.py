@@ -165,8 +165,9 @@ def test_one_volume_serves_both_domains_but_never_holds_a_test_region(tmp_path):
 
 def test_isotropic_axial_planes_keep_z_vertical_in_training(tmp_path):
     """XZ/YZ tiles may be flipped, never turned by 90° (z would become a lateral axis)."""
-    from utom_core.data import DomainImages, random_orientation
-    from utom_core.trainer import cut_axes
+    from utom_core.data.images import DomainImages
+    from utom_core.data.sampling import random_orientation
+    from utom_core.training.meta import cut_axes
 
     data = isotropic.demo_data(tmp_path, 0)
     axes_a, axes_b = cut_axes(isotropic.TASK)

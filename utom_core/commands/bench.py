@@ -30,9 +30,9 @@ from utom_core.bench import (
 from utom_core.config import Budget, Method, parse_overrides
 from utom_core.console import console
 from utom_core.errors import UtomError
-from utom_core.plots import bar_plot
+from utom_core.evaluation.figures.bars import bar_plot
+from utom_core.io.atomic import write_text
 from utom_core.plugins import get_registry
-from utom_core.runs import atomic_write_text
 
 
 def _names(text: str | None, known: list[str], what: str) -> list[str]:
@@ -123,7 +123,7 @@ def bench_command(tasks: str | None, methods: str, seeds: int, budget: str,
     ordered = [results[run.key] for run in plan if run.key in results]
     speed = out / SPEED_MD
     appendix = speed.read_text(encoding="utf-8") if speed.is_file() else ""
-    atomic_write_text(out / BENCH_MD, markdown(ordered, chosen, appendix))
+    write_text(out / BENCH_MD, markdown(ordered, chosen, appendix))
     table = summarise(ordered)
     metrics = sorted({m for methods_ in table.values() for v in methods_.values() for m in v})
     for metric in metrics:

@@ -9,22 +9,11 @@ import click
 from utom_core.commands.common import PATHS
 from utom_core.console import console
 from utom_core.errors import UtomError
-from utom_core.io import image_stem, is_image, list_images, open_image, writer_for
-from utom_core.predict import Norm, TileOptions, predict_file
-from utom_core.tiling import Stitch
-
-FORMATS = {"tiff": ".tif", "zarr": ".ome.zarr"}
-LARGE_PIXELS = 4096 * 4096
-"""Inputs with more pixels than this are written as OME-Zarr unless --format says otherwise."""
-
-
-def _pixels(path: Path) -> int:
-    source = open_image(path)
-    try:
-        shape = source.info.shape
-        return int(shape[-1]) * int(shape[-2]) * (int(shape[1]) if len(shape) == 4 else 1)
-    finally:
-        source.close()
+from utom_core.inference import Norm, TileOptions, predict_file
+from utom_core.inference.files import FORMAT_SUFFIXES, output_name
+from utom_core.inference.tiling import Stitch
+from utom_core.io import is_image, list_images, writer_for
+from utom_core.plugins import get_registry
 
 
 def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool) -> list[Path]:
@@ -35,15 +24,14 @@ def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool
     if is_image(out):
         if len(inputs) > 1:
             raise UtomError(f"--out {out}: several inputs need a folder, not an image path")
-        if fmt and not out.name.lower().endswith(FORMATS[fmt]) and not (
+        if fmt and not out.name.lower().endswith(FORMAT_SUFFIXES[fmt]) and not (
                 fmt == "tiff" and out.name.lower().endswith(".tiff")):
             raise UtomError(f"--out {out} does not match --format {fmt}")
         outputs = [out]
     else:
         if out.suffix and not out.is_dir():  # "x.jpg" is a file name, not a folder
             writer_for(out)
-        outputs = [out / (image_stem(p) + FORMATS[fmt or ("zarr" if _pixels(p) > LARGE_PIXELS
-                                                    else "tiff")]) for p in inputs]
+        outputs = [out / output_name(p, fmt) for p in inputs]
     if len(set(outputs)) != len(outputs):
         raise UtomError(f"several inputs would be written to the same file in {out}: rename them")
     resolved = {p.resolve() for p in inputs}
@@ -75,7 +63,7 @@ def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool
                    "seams); tile: each tile's own (paper).")
 @click.option("--batch", type=click.IntRange(min=1), default=None,
               help="Tiles per forward pass [default: 1 on CPU (measured fastest), 4 on CUDA].")
-@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default=None,
+@click.option("--format", "fmt", type=click.Choice(list(FORMAT_SUFFIXES)), default=None,
               help="Output format in a folder [default: OME-Zarr above 16 MP, else TIFF].")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
@@ -85,9 +73,10 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction:
                     overlap: float, stitch: str, norm: str, batch: int | None, fmt: str | None,
                     overwrite: bool, device: str, raw_weights: bool) -> None:
     """Predict every INPUT (image or folder) with the generator of MODEL (run dir or checkpoint)."""
+    from utom_core.device import resolve_device
     from utom_core.runs import load_predictor
-    from utom_core.trainer import resolve_device
 
+    get_registry()  # io then knows the formats that plugins register
     images = list_images(list(inputs))
     outputs = plan_outputs(images, out, fmt, overwrite)
     torch_device = resolve_device(device)

@@ -13,7 +13,8 @@ from utom_core.config import Budget
 from utom_core.console import console
 from utom_core.errors import UtomError
 from utom_core.plugins import get_registry
-from utom_core.workflow import run_workflow, user_data
+from utom_core.workflow.run import run_workflow
+from utom_core.workflow.userdata import user_data
 
 
 @click.command("run")

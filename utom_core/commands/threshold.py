@@ -10,11 +10,12 @@ import numpy as np
 
 from utom_core.commands.common import PATHS
 from utom_core.console import stdout
-from utom_core.data import DomainImages, check_threshold, content_fraction, estimate_threshold
+from utom_core.data.fitting import check_threshold, content_fraction, estimate_threshold
+from utom_core.data.images import DomainImages
 from utom_core.domain import Polarity, fit_normalisation
 from utom_core.errors import UtomError
+from utom_core.evaluation.figures.panels import save_panel, to_display
 from utom_core.plugins import get_registry
-from utom_core.previews import save_panel, to_display
 
 PREVIEW_MAX = 4096
 """Largest preview side in pixels; larger planes are shown downsampled."""

@@ -9,7 +9,7 @@ import click
 from utom_core.commands.common import PATHS, assemble_config, training_options
 from utom_core.console import console
 from utom_core.plugins import get_registry
-from utom_core.trainer import train
+from utom_core.training.train import train
 
 
 @click.command("train")

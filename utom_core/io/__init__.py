@@ -1,7 +1,7 @@
 """Image input and output: open any supported file lazily, create streamed outputs.
 
-Formats are plugins: built-in TIFF, OME-Zarr and PNG readers/writers are registered through
-``register_readers``/``register_writers`` like any third-party format, and chosen by suffix.
+Formats are chosen by suffix from the table in ``io.formats``: utom's own TIFF, OME-Zarr and
+PNG, plus third-party formats once the plugin registry has handed its table in.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 
 from utom_core.errors import InputError, UtomError
 from utom_core.io.base import ImageInfo, ImageReader, ImageSink, ImageSource, ImageWriter
+from utom_core.io.formats import FormatTable, active_formats
 
 __all__ = [
     "ImageInfo",
@@ -28,35 +29,16 @@ __all__ = [
 ]
 
 
-def _matches(path: Path, formats: list) -> list[tuple[int, object]]:
-    name = path.name.lower()
-    return [(len(s), f) for f in formats for s in f.suffixes if name.endswith(s.lower())]
-
-
-def _match(path: Path, formats: list) -> object | None:
-    """The format whose longest suffix ends ``path``'s name (so ".ome.tif" beats ".tif")."""
-    matches = _matches(path, formats)
-    return max(matches, key=lambda m: m[0])[1] if matches else None
-
-
-def _suffixes(formats: list) -> str:
-    return ", ".join(sorted({s for f in formats for s in f.suffixes}))
-
-
-def _readers() -> list[ImageReader]:
-    from utom_core.plugins import get_registry
-
-    return get_registry().readers
-
-
 def open_image(path: Path) -> ImageSource:
     """Open ``path`` lazily with the registered reader for its suffix (InputError if unusable)."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file or folder")
-    reader = _match(path, _readers())
+    formats = active_formats()
+    reader = formats.reader(path)
     if reader is None:
-        raise InputError(path, f"unsupported image format (supported: {_suffixes(_readers())})")
+        raise InputError(path, "unsupported image format (supported: "
+                               f"{FormatTable.suffixes(formats.readers)})")
     source = reader.open(path)
     if min(source.info.shape) < 1:
         source.close()
@@ -75,14 +57,14 @@ def read_image(path: Path) -> np.ndarray:
 
 def is_image(path: Path) -> bool:
     """Whether a registered reader handles ``path``'s suffix."""
-    return _match(Path(path), _readers()) is not None
+    return active_formats().reader(path) is not None
 
 
 def image_stem(path: Path) -> str:
     """The file name without its image suffix (``a.ome.tif`` → ``a``)."""
-    matches = _matches(Path(path), _readers())
-    cut = max((n for n, _ in matches), default=len(Path(path).suffix))
-    return Path(path).name[: len(Path(path).name) - cut]
+    name = Path(path).name
+    cut = active_formats().suffix_length(path)
+    return name[: len(name) - (len(Path(path).suffix) if cut is None else cut)]
 
 
 def list_images(paths: list[Path]) -> list[Path]:
@@ -95,7 +77,7 @@ def list_images(paths: list[Path]) -> list[Path]:
             found = sorted(p for p in path.iterdir() if is_image(p) and not p.name.startswith("."))
             if not found:
                 raise InputError(path, "folder contains no supported images "
-                                       f"({_suffixes(_readers())})")
+                                       f"({FormatTable.suffixes(active_formats().readers)})")
             images.extend(found)
         else:
             images.append(path)
@@ -104,10 +86,9 @@ def list_images(paths: list[Path]) -> list[Path]:
 
 def writer_for(path: Path) -> ImageWriter:
     """The registered writer for ``path``'s suffix (UtomError naming the supported ones)."""
-    from utom_core.plugins import get_registry
-
-    writers = get_registry().writers
-    writer = _match(Path(path), writers)
+    formats = active_formats()
+    writer = formats.writer(path)
     if writer is None:
-        raise UtomError(f"{path}: cannot write this format (supported: {_suffixes(writers)})")
+        raise UtomError(f"{path}: cannot write this format (supported: "
+                        f"{FormatTable.suffixes(formats.writers)})")
     return writer

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
-import signal
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +17,19 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from utom_core import runs
+from utom_core.checkpoints import save_torch
 from utom_core.config import Method, TrainConfig
 from utom_core.console import console, progress_display
-from utom_core.data import DomainImages, TileSampler, domain_samples, fit_domain
-from utom_core.errors import InputError, UtomError
+from utom_core.data.images import DomainImages
+from utom_core.data.sampling import TileSampler
+from utom_core.device import resolve_device
+from utom_core.errors import UtomError, first_line
 from utom_core.networks import PatchGAN
-from utom_core.objective import (
+from utom_core.plugins import get_registry
+from utom_core.task import Task
+from utom_core.training.ema import update_ema
+from utom_core.training.meta import cut_axes, fit_run_meta
+from utom_core.training.objective import (
     LOSS_TERMS,
     discriminator_loss,
     generator_terms,
@@ -33,8 +37,9 @@ from utom_core.objective import (
     rho,
     saliency_pair,
 )
-from utom_core.pool import ImagePool
-from utom_core.task import Slicing, Task
+from utom_core.training.pool import ImagePool
+from utom_core.training.runlog import Row, append_rows, summary
+from utom_core.training.signals import stop_on_signals
 
 
 @dataclass
@@ -45,54 +50,6 @@ class TrainResult:
     interrupted: bool
     losses: dict[str, float] = field(default_factory=dict)
     """The last logged loss terms."""
-
-
-def resolve_device(setting: str) -> torch.device:
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise UtomError("--set device=cuda: no CUDA device is available")
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(setting)
-
-
-def cut_axes(task: Task) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Planes each domain's volumes are cut into: XZ/YZ for A in isotropic restoration."""
-    if task.slicing is Slicing.xz_yz:
-        return ("y", "x"), ("z",)
-    return ("z",), ("z",)
-
-
-def fit_run_meta(task: Task, cfg: TrainConfig, images_a: DomainImages,
-                 images_b: DomainImages) -> runs.RunMeta:
-    """Normalisations and thresholds of both domains, fitted once on sampled pixels."""
-    fit_rng = np.random.default_rng([cfg.seed, 1])
-    where_a, where_b = _where("A", images_a), _where("B", images_b)
-    samples_a = domain_samples(images_a, fit_rng, cfg.sample_pixels, where_a)
-    samples_b = domain_samples(images_b, fit_rng, cfg.sample_pixels, where_b)
-    both = np.concatenate([samples_a, samples_b], axis=1) if cfg.shared_range else None
-    norm_a, thr_a = fit_domain(samples_a, task.domain_a, cfg.threshold_a, cfg.threshold_method,
-                               where_a, both)
-    norm_b, thr_b = fit_domain(samples_b, task.domain_b, cfg.threshold_b, cfg.threshold_method,
-                               where_b, both)
-    return runs.RunMeta(
-        task=task.name, domain_a=task.domain_a, domain_b=task.domain_b, slicing=task.slicing,
-        normalisation_a=norm_a, normalisation_b=norm_b, threshold_a=thr_a, threshold_b=thr_b,
-        inputs_a=[str(src.path) for src in images_a.sources],
-        inputs_b=[str(src.path) for src in images_b.sources],
-        images_per_epoch=cfg.decay_length(),
-    )
-
-
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float,
-               iteration: int) -> None:
-    """Move ``ema``'s weights towards ``model``'s; the decay warms up over the first
-    iterations so the average does not keep the random initialisation."""
-    if decay == 0:
-        ema.load_state_dict(model.state_dict())
-        return
-    decay = min(decay, (1 + iteration) / (10 + iteration))
-    with torch.no_grad():
-        torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay)
 
 
 class Trainer:
@@ -147,8 +104,8 @@ class Trainer:
     def _build_networks(self) -> None:
         cfg, a, b = self.cfg, self.task.domain_a.channels, self.task.domain_b.channels
         torch.manual_seed(cfg.seed)
-        self.g_ab = runs.build_generator(cfg, a, b).to(self.device)
-        self.g_ba = runs.build_generator(cfg, b, a).to(self.device)
+        self.g_ab = get_registry().build_generator(cfg, a, b).to(self.device)
+        self.g_ba = get_registry().build_generator(cfg, b, a).to(self.device)
         self.d_a = PatchGAN(a, cfg.ndf, cfg.d_layers).to(self.device)
         self.d_b = PatchGAN(b, cfg.ndf, cfg.d_layers).to(self.device)
         self.ema_ab = copy.deepcopy(self.g_ab).requires_grad_(False)
@@ -172,10 +129,9 @@ class Trainer:
         except (RuntimeError, ValueError) as err:
             if type(err).__name__ == "OutOfMemoryError":
                 raise
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise UtomError(f"tile {cfg.tile}: too small for these networks (generator "
-                            f"{cfg.generator}, d_layers {cfg.d_layers}): {first[:160]}; use a "
-                            "larger tile or shallower networks") from None
+                            f"{cfg.generator}, d_layers {cfg.d_layers}): {first_line(err, 160)}; "
+                            "use a larger tile or shallower networks") from None
 
     # -- state -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -214,8 +170,8 @@ class Trainer:
 
     def save(self) -> None:
         """Checkpoint (full state) and model file, each replaced atomically."""
-        runs.atomic_torch_save(self.state_dict(), self.run_dir / runs.CHECKPOINT_FILE)
-        runs.atomic_torch_save(self.model_state(), self.run_dir / runs.MODEL_FILE)
+        save_torch(self.state_dict(), self.run_dir / runs.CHECKPOINT_FILE)
+        save_torch(self.model_state(), self.run_dir / runs.MODEL_FILE)
         self.saved_at = self.iteration
 
     # -- one iteration -----------------------------------------------------------------
@@ -272,22 +228,10 @@ class Trainer:
         update_ema(self.ema_ab, self.g_ab, self.cfg.ema_decay, self.iteration)
         update_ema(self.ema_ba, self.g_ba, self.cfg.ema_decay, self.iteration)
 
-    # -- logging and previews ----------------------------------------------------------
-    def _flush(self, rows: list[tuple[int, float, float, torch.Tensor]]) -> dict[str, float]:
-        """Write buffered per-iteration rows (one device sync for the whole buffer)."""
-        values = torch.stack([r[3] for r in rows]).cpu().tolist()
-        lines = []
-        for (iteration, rho_now, lr, _), terms in zip(rows, values, strict=True):
-            record = {"iteration": iteration, "rho": rho_now, "lr": lr}
-            record.update(zip(LOSS_TERMS, terms, strict=True))
-            lines.append(json.dumps(record))
-        with open(self.run_dir / runs.LOG_FILE, "a") as log:
-            log.write("\n".join(lines) + "\n")
-        return dict(zip(LOSS_TERMS, values[-1], strict=True))
-
+    # -- previews ----------------------------------------------------------------------
     def preview(self) -> None:
         """a | G(a) | F(G(a)) | T_a(a) | T_b(G(a)), and the same for b, as PNG."""
-        from utom_core.previews import save_panel
+        from utom_core.evaluation.figures.panels import save_panel
 
         real_a, real_b = (t[:1] for t in self.last_batch)
         with torch.no_grad():
@@ -309,7 +253,7 @@ class Trainer:
     def fit(self, stop_at: int | None = None, show_progress: bool = True) -> TrainResult:
         cfg = self.cfg
         end = cfg.iterations if stop_at is None else min(stop_at, cfg.iterations)
-        rows: list[tuple[int, float, float, torch.Tensor]] = []
+        rows: list[Row] = []
         losses: dict[str, float] = {}
         progress = Progress(
             TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
@@ -317,7 +261,7 @@ class Trainer:
             console=console, disable=not show_progress, transient=False,
         )
         try:
-            with progress_display(progress), _stop_on_sigint(self):
+            with progress_display(progress), stop_on_signals(self):
                 bar = progress.add_task("train", total=cfg.iterations, completed=self.iteration,
                                         losses="")
                 while self.iteration < end and not self.stop_requested:
@@ -327,9 +271,9 @@ class Trainer:
                     rows.append((self.iteration, rho_now, lr, terms))
                     done = self.iteration
                     if done % cfg.log_every == 0 or done == end:
-                        losses = self._flush(rows)
+                        losses = append_rows(self.run_dir, rows)
                         rows.clear()
-                        progress.update(bar, completed=done, losses=_summary(losses, rho_now))
+                        progress.update(bar, completed=done, losses=summary(losses, rho_now))
                     else:
                         progress.update(bar, completed=done)
                     if done % cfg.preview_every == 0 or done == end:
@@ -337,7 +281,7 @@ class Trainer:
                     if done % cfg.checkpoint_every == 0 or done == end:
                         self.save()
                 if rows:
-                    losses = self._flush(rows)
+                    losses = append_rows(self.run_dir, rows)
                 if self.stop_requested:
                     self.save()
         except OSError as err:  # disk full, read-only folder: the last checkpoint stays intact
@@ -349,101 +293,3 @@ class Trainer:
             self.images_a.close()
             self.images_b.close()
         return TrainResult(self.run_dir, self.iteration, self.stop_requested, losses)
-
-
-def _where(side: str, images: DomainImages) -> str:
-    """``domain A (name: file, …)``: what a message about a whole domain refers to."""
-    names = [src.path.name for src in images.sources]
-    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    return f"domain {side} ({images.domain.name}: {shown})"
-
-
-def _summary(losses: dict[str, float], rho_now: float) -> str:
-    cycle = losses["cycle_a"] + losses["cycle_b"]
-    sal = losses["saliency_a"] + losses["saliency_b"]
-    disc = losses["disc_a"] + losses["disc_b"]
-    return f"G {losses['generator']:.3f} D {disc:.3f} cyc {cycle:.3f} sal {sal:.3f} ρ {rho_now:.3f}"
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-"""Ctrl-C, and the SIGTERM a batch scheduler sends before it kills a job at its time limit."""
-
-
-@contextlib.contextmanager
-def _stop_on_sigint(trainer: Trainer):
-    """Ctrl-C (or SIGTERM) asks the loop to stop after the current iteration and save a
-    checkpoint; a second one stops at once (the last complete checkpoint stays intact)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame) -> None:
-        if trainer.stop_requested:  # a second Ctrl-C: stop at once
-            raise KeyboardInterrupt
-        trainer.stop_requested = True
-        console.print("interrupt: saving a checkpoint after this iteration (Ctrl-C again to abort)")
-
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def _truncate_log(run_dir: Path, iteration: int) -> None:
-    """Drop log rows past the checkpoint being resumed; they will be recomputed."""
-    log = run_dir / runs.LOG_FILE
-    if not log.exists():
-        return
-    kept = [line for line in log.read_text().splitlines() if _logged_at(line) <= iteration]
-    runs.atomic_write_text(log, "".join(line + "\n" for line in kept))
-
-
-def _logged_at(line: str) -> float:
-    """A log row's iteration; a row torn by a killed process counts as past every checkpoint."""
-    try:
-        return int(json.loads(line)["iteration"])
-    except (ValueError, KeyError, TypeError):
-        return float("inf")
-
-
-def train(
-    task: Task, cfg: TrainConfig, run_dir: Path, a_paths: list[Path] | None = None,
-    b_paths: list[Path] | None = None, *, resume: bool = False, overwrite: bool = False,
-    iterations: int | None = None, stop_at: int | None = None, show_progress: bool = True,
-) -> TrainResult:
-    """Train a new run in ``run_dir`` or resume the one there.
-
-    ``iterations`` (resume) sets a new total; ``stop_at`` ends this call early at that
-    iteration with a checkpoint, as an interruption would.
-    """
-    run_dir = Path(run_dir)
-    runs.check_run_dir(run_dir, resume, overwrite)
-    if resume:
-        checkpoint = run_dir / runs.CHECKPOINT_FILE
-        saved, meta, state = runs.load_run(checkpoint)
-        if meta.task != task.name:
-            raise UtomError(f"{run_dir}: was trained for task {meta.task!r}, not {task.name!r}")
-        if iterations is not None:
-            saved = saved.model_copy(update={"iterations": iterations})
-        trainer = Trainer(task, saved, run_dir,
-                          a_paths or [Path(p) for p in meta.inputs_a],
-                          b_paths or [Path(p) for p in meta.inputs_b], meta)
-        try:
-            trainer.load_state_dict(state)
-        except (KeyError, RuntimeError, TypeError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise InputError(checkpoint, f"cannot resume from it ({first[:200]})") from None
-        runs.prepare_run_dir(run_dir, resume, overwrite)
-        _truncate_log(run_dir, trainer.iteration)
-    else:
-        if not a_paths or not b_paths:
-            raise UtomError("training needs images for both domains (--a and --b)")
-        # inputs, settings and networks are checked before the directory is created (or an
-        # old run replaced): a refused run changes nothing on disk
-        trainer = Trainer(task, cfg, run_dir, a_paths, b_paths)
-        runs.prepare_run_dir(run_dir, resume, overwrite)
-    runs.write_json(run_dir / runs.CONFIG_FILE, trainer.cfg.model_dump(mode="json"))
-    runs.write_json(run_dir / runs.META_FILE, trainer.meta.model_dump(mode="json"))
-    return trainer.fit(stop_at=stop_at, show_progress=show_progress)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from utom_core.runs import atomic_write_text
+from utom_core.io.atomic import write_text
 
 SETTINGS_SHOWN = ("method", "generator", "residual", "upsampling", "ngf", "n_blocks", "ndf",
                   "tile", "batch_size", "iterations", "lambda_cycle", "rho0", "images_per_epoch",
@@ -87,4 +87,4 @@ def write_report(path: Path, record: dict[str, Any], out: Path) -> None:
         lines += [*metrics_table(row["metrics"]), ""]
     lines += ["## Training", "", "Loss terms per iteration: `run/log.jsonl`; previews during "
               "training: `run/previews/`.", ""]
-    atomic_write_text(path, "\n".join(lines))
+    write_text(path, "\n".join(lines))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from utom_core.runs import atomic_write_bytes
+from utom_core.io.atomic import write_atomic
 
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (148, 103, 189), (140, 140, 140)]
 BAR, GAP, HEIGHT, MARGIN = 26, 18, 260, 40
@@ -49,4 +49,4 @@ def bar_plot(path: Path, title: str, groups: dict[str, dict[str, list[float]]]) 
         y = MARGIN * 2 + HEIGHT + 16 * index
         draw.rectangle([MARGIN, y, MARGIN + 10, y + 10], fill=COLOURS[index % len(COLOURS)])
         draw.text((MARGIN + 16, y), method, fill="black")
-    atomic_write_bytes(Path(path), lambda handle: image.save(handle, format="PNG"))
+    write_atomic(Path(path), lambda handle: image.save(handle, format="PNG"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from utom_core.runs import atomic_write_bytes
+from utom_core.io.atomic import write_atomic
 
 LABEL_HEIGHT = 14
 """Pixels above each panel image reserved for its label (Pillow's default bitmap font)."""
@@ -97,5 +97,5 @@ def save_panel(
             draw.text((x + 2, 1), labels[index], fill="black")
         x += tile.shape[1] + gap
     path = Path(path)
-    atomic_write_bytes(path, lambda handle: canvas.save(handle, format="PNG"))
+    write_atomic(path, lambda handle: canvas.save(handle, format="PNG"))
     return path

@@ -21,12 +21,14 @@ import pluggy
 from pydantic import ValidationError
 
 from utom_core import hookspecs
-from utom_core.io.base import ImageReader, ImageWriter
+from utom_core.errors import UtomError
+from utom_core.io.formats import FormatTable, use_formats
+from utom_core.networks.base import Generator
 from utom_core.task import Task
 
 ENTRY_POINT_GROUP = "utom"
 DISABLE_AUTOLOAD_ENV = "UTOM_DISABLE_PLUGIN_AUTOLOAD"
-DEFAULT_PLUGINS = ("utom_core.builtins",)
+DEFAULT_PLUGINS = ("utom_core.plugins.builtins",)
 """Core extensions (generators, formats, metrics) registered like any plugin."""
 
 
@@ -51,20 +53,28 @@ class Registry:
 
     tasks: dict[str, Task] = field(default_factory=dict)
     generators: dict[str, Callable[..., Any]] = field(default_factory=dict)
-    readers: list[ImageReader] = field(default_factory=list)
-    writers: list[ImageWriter] = field(default_factory=list)
+    formats: FormatTable = field(default_factory=FormatTable)
+    """Readers and writers; handed to ``io`` when this registry becomes the process's."""
     evaluators: dict[str, Any] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     def task(self, name: str) -> Task:
         """The task called ``name``, or a UtomError listing the known ones."""
-        from utom_core.errors import UtomError
-
         if name not in self.tasks:
             known = ", ".join(sorted(self.tasks)) or "none"
             raise UtomError(f"unknown task {name!r} (registered: {known})")
         return self.tasks[name]
+
+    def build_generator(self, cfg: Any, in_channels: int, out_channels: int) -> Generator:
+        """A generator of the architecture ``cfg.generator`` names (a TrainConfig)."""
+        if cfg.generator not in self.generators:
+            raise UtomError(f"unknown generator {cfg.generator!r} (registered: "
+                            f"{', '.join(sorted(self.generators))})")
+        if cfg.residual and in_channels != out_channels:
+            raise UtomError(f"residual generators need equal channel counts, not {in_channels} "
+                            f"→ {out_channels}; remove residual=true")
+        return self.generators[cfg.generator](in_channels, out_channels, cfg)
 
 
 def _warn(registry: Registry, message: str) -> None:
@@ -168,8 +178,8 @@ def _adders(registry: Registry) -> dict[str, Callable[..., None]]:
     return {
         "register_tasks": add_task,
         "register_generators": add_generator,
-        "register_readers": lambda info, reader: registry.readers.append(reader),
-        "register_writers": lambda info, writer: registry.writers.append(writer),
+        "register_readers": lambda info, reader: registry.formats.readers.append(reader),
+        "register_writers": lambda info, writer: registry.formats.writers.append(writer),
         "register_evaluators": add_evaluator,
     }
 
@@ -198,22 +208,28 @@ _extra: list[ModuleType] = []
 
 
 def get_registry() -> Registry:
-    """The process's registry, built on first use."""
+    """The process's registry, built on first use; io resolves formats with its table."""
     global _registry
     if _registry is None:
         _registry = build_registry(_extra)
+        use_formats(_registry.formats)
     return _registry
+
+
+def reset_registry() -> None:
+    """Forget the process's registry (and io's table of its formats): rebuilt on next use."""
+    global _registry
+    _registry = None
+    use_formats(None)
 
 
 def add_plugin(module: ModuleType) -> None:
     """Register a plugin module in-process (tests, notebooks); the registry is rebuilt."""
-    global _registry
     _extra.append(module)
-    _registry = None
+    reset_registry()
 
 
 def remove_plugin(module: ModuleType) -> None:
     """Undo ``add_plugin``."""
-    global _registry
     _extra.remove(module)
-    _registry = None
+    reset_registry()

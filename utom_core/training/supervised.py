@@ -18,13 +18,21 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from utom_core import runs
+from utom_core.checkpoints import save_torch
 from utom_core.config import TrainConfig
 from utom_core.console import console, progress_display
-from utom_core.data import DomainImages, random_orientation
+from utom_core.data.images import DomainImages
+from utom_core.data.sampling import random_orientation
+from utom_core.device import resolve_device
 from utom_core.errors import InputError, UtomError
-from utom_core.objective import lr_factor
+from utom_core.io.atomic import write_json, write_text
+from utom_core.plugins import get_registry
+from utom_core.rundirs import check_run_dir, prepare_run_dir
 from utom_core.task import Task
-from utom_core.trainer import TrainResult, cut_axes, fit_run_meta, resolve_device, update_ema
+from utom_core.training.ema import update_ema
+from utom_core.training.meta import cut_axes, fit_run_meta
+from utom_core.training.objective import lr_factor
+from utom_core.training.trainer import TrainResult
 
 CEILING_GENERATOR = "unet"
 """The ceiling's network: a U-Net, the usual supervised restoration baseline (CARE-like)."""
@@ -108,19 +116,20 @@ def train_supervised(task: Task, cfg: TrainConfig, run_dir: Path,
     cfg = cfg.model_copy(update={"generator": CEILING_GENERATOR,
                                  "unet_depth": ceiling_depth(cfg.tile, cfg.unet_depth)})
     run_dir = Path(run_dir)
-    runs.check_run_dir(run_dir, resume=False, overwrite=overwrite)
+    check_run_dir(run_dir, resume=False, overwrite=overwrite)
     tiles = PairedTiles(task, pairs)
     try:
         meta = _fitted_meta(task, cfg, tiles, fit_on)
         device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
-        net = runs.build_generator(cfg, task.domain_a.channels, task.domain_b.channels).to(device)
+        net = get_registry().build_generator(cfg, task.domain_a.channels,
+                                             task.domain_b.channels).to(device)
         ema = copy.deepcopy(net).requires_grad_(False)
         optimiser = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=cfg.betas, foreach=True)
         rng = np.random.default_rng(cfg.seed)
-        runs.prepare_run_dir(run_dir, resume=False, overwrite=overwrite)
-        runs.write_json(run_dir / runs.CONFIG_FILE, cfg.model_dump(mode="json"))
-        runs.write_json(run_dir / runs.META_FILE, meta.model_dump(mode="json"))
+        prepare_run_dir(run_dir, resume=False, overwrite=overwrite)
+        write_json(run_dir / runs.CONFIG_FILE, cfg.model_dump(mode="json"))
+        write_json(run_dir / runs.META_FILE, meta.model_dump(mode="json"))
         losses: list[torch.Tensor] = []
         progress = Progress(TextColumn("[bold]supervised"), BarColumn(), MofNCompleteColumn(),
                             TimeRemainingColumn(), console=console, disable=not show_progress)
@@ -142,9 +151,9 @@ def train_supervised(task: Task, cfg: TrainConfig, run_dir: Path,
     finally:
         tiles.close()
     values = torch.stack(losses).cpu().tolist() if losses else []
-    runs.atomic_write_text(run_dir / runs.LOG_FILE, "".join(
+    write_text(run_dir / runs.LOG_FILE, "".join(
         json.dumps({"iteration": i + 1, "l1": v}) + "\n" for i, v in enumerate(values)))
-    runs.atomic_torch_save(
+    save_torch(
         dict(format=runs.MODEL_FORMAT, config=cfg.model_dump(mode="json"),
              meta=meta.model_dump(mode="json"), g_ab=net.state_dict(), ema_ab=ema.state_dict(),
              iteration=cfg.iterations),

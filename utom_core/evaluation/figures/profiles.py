@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from utom_core.runs import atomic_write_bytes
+from utom_core.io.atomic import write_atomic
 
 HALF_LENGTH = 32
 """Pixels on each side of the chosen structure."""
@@ -76,4 +76,4 @@ def save_profile_plot(path: Path, curves: dict[str, np.ndarray], title: str) -> 
         x += 100
     draw.text((x + 10, MARGIN + HEIGHT + 9), f"normalised intensity {low:.2f} to {high:.2f}",
               fill="black")
-    atomic_write_bytes(Path(path), lambda handle: image.save(handle, format="PNG"))
+    write_atomic(Path(path), lambda handle: image.save(handle, format="PNG"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from utom_core.hookspecs import hookimpl
+from utom_core.io.formats import builtin_formats
 from utom_core.networks import ResnetGenerator, UnetGenerator
 
 
@@ -24,7 +25,7 @@ def register_generators(register):
 
 @hookimpl
 def register_evaluators(register):
-    from utom_core.metrics import EVALUATORS
+    from utom_core.evaluation.metrics import EVALUATORS
 
     for evaluator in EVALUATORS:
         register(evaluator)
@@ -32,19 +33,11 @@ def register_evaluators(register):
 
 @hookimpl
 def register_readers(register):
-    from utom_core.io.omezarr import OmeZarrReader
-    from utom_core.io.png import PngReader
-    from utom_core.io.tiff import TiffReader
-
-    for reader in (TiffReader(), OmeZarrReader(), PngReader()):
+    for reader in builtin_formats().readers:
         register(reader)
 
 
 @hookimpl
 def register_writers(register):
-    from utom_core.io.omezarr import OmeZarrWriter
-    from utom_core.io.png import PngWriter
-    from utom_core.io.tiff import TiffWriter
-
-    for writer in (TiffWriter(), OmeZarrWriter(), PngWriter()):
+    for writer in builtin_formats().writers:
         register(writer)

@@ -20,29 +20,19 @@ from __future__ import annotations
 
 import contextlib
 import math
-import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 
 import numpy as np
 import torch
-import zarr
-from rich import progress as bar
 
-from utom_core.console import console, progress_display
-from utom_core.data import check_planes
 from utom_core.domain import Normalisation
-from utom_core.errors import InputError, UtomError
-from utom_core.io import open_image, writer_for
-from utom_core.io.base import ImageInfo, ImageSink, ImageSource
+from utom_core.errors import InputError
+from utom_core.inference.tiling import Stitch, Stitcher, TileGrid, pad_to, padded_length
+from utom_core.io.base import ImageSource
 from utom_core.networks.base import Generator
 from utom_core.networks.norm import frozen_norm_statistics
-from utom_core.runs import Predictor
-from utom_core.task import Slicing
-from utom_core.tiling import Stitch, Stitcher, TileGrid, pad_to, padded_length
 
 Reader = Callable[[slice, slice], np.ndarray]
 """Raw pixels (C, rows, cols) of one 2D plane."""
@@ -101,12 +91,6 @@ class TileRunner:
         """Predictions (N, C_out, th, tw) of one batch of normalised tiles (C, th, tw)."""
         with torch.inference_mode():
             return self.generator(self.tensor(np.stack(tiles))).float().cpu().numpy()
-
-
-def output_info(info: ImageInfo, channels: int, dtype: np.dtype | str) -> ImageInfo:
-    """The prediction's shape, pixel type and metadata: the input's, with the target channels."""
-    return ImageInfo((channels, *info.shape[1:]), np.dtype(dtype), dict(info.pixel_size),
-                     info.unit)
 
 
 def check_channels(source: ImageSource, generator: Generator) -> None:
@@ -193,138 +177,3 @@ class PlanePredictor:
         step = self.options.tile
         for x0 in range(0, data.shape[2], step):
             write(rows, slice(x0, min(x0 + step, data.shape[2])), data[:, :, x0:x0 + step])
-
-
-def predict_image(source: ImageSource, generator: Generator, source_norm: Normalisation,
-                  target_norm: Normalisation, sink: ImageSink, options: TileOptions | None = None,
-                  slicing: Slicing = Slicing.xy, progress: Progress | None = None) -> None:
-    """Predict ``source`` into ``sink`` (not committed), streaming tile rows.
-
-    The sink must have been created with ``output_info(source.info, generator.out_channels,
-    target_norm.dtype)``; outputs are mapped back to raw units with ``target_norm``.
-    """
-    check_channels(source, generator)
-    predictor = PlanePredictor(generator, source_norm, options or TileOptions(), progress)
-    shape = source.info.shape
-    if len(shape) == 3:
-        predictor.plan(shape[1:])
-        predictor(lambda ys, xs: source.read((ys, xs)), shape[1:],
-                  lambda ys, xs, data: sink.write((ys, xs), target_norm.invert(data)))
-    elif slicing is Slicing.xz_yz:
-        _predict_xz_yz(source, predictor, target_norm, sink)
-    else:
-        _predict_xy(source, predictor, target_norm, sink)
-
-
-def _predict_xy(source: ImageSource, predictor: PlanePredictor, target_norm: Normalisation,
-                sink: ImageSink) -> None:
-    _, depth, height, width = source.info.shape
-    predictor.plan((height, width), depth)
-    for z in range(depth):
-        plane = slice(z, z + 1)
-        predictor(lambda ys, xs, p=plane: source.read((p, ys, xs))[:, 0], (height, width),
-                  lambda ys, xs, data, p=plane: sink.write((p, ys, xs),
-                                                           target_norm.invert(data)[:, None]))
-
-
-SLAB = 64
-"""Planes per block of the XZ/YZ passes (and the scratch store's chunk width)."""
-
-
-def _slabs(length: int) -> Iterator[slice]:
-    for start in range(0, length, SLAB):
-        yield slice(start, min(start + SLAB, length))
-
-
-def _slab(source: ImageSource, predictor: PlanePredictor, axis: str, positions: slice
-          ) -> np.ndarray:
-    """Predictions of the XZ planes (``axis`` "y") or YZ planes ("x") at ``positions``.
-
-    Returned in volume order: (C, Z, planes, X) for XZ, (C, Z, Y, planes) for YZ.
-    """
-    _, depth, height, width = source.info.shape
-    shape = (depth, width if axis == "y" else height)
-    planes = []
-    for p in range(positions.start, positions.stop):
-        at = slice(p, p + 1)
-        if axis == "y":
-            def read(zs: slice, cs: slice, at: slice = at) -> np.ndarray:
-                return source.read((zs, at, cs))[:, :, 0]
-        else:
-            def read(zs: slice, cs: slice, at: slice = at) -> np.ndarray:
-                return source.read((zs, cs, at))[..., 0]
-        plane = np.zeros((predictor.generator.out_channels, *shape), np.float32)
-
-        def write(rows: slice, cols: slice, data: np.ndarray, plane: np.ndarray = plane) -> None:
-            plane[:, rows, cols] = data
-
-        predictor(read, shape, write)
-        planes.append(plane)
-    return np.stack(planes, axis=2 if axis == "y" else 3)
-
-
-def _predict_xz_yz(source: ImageSource, predictor: PlanePredictor, target_norm: Normalisation,
-                   sink: ImageSink) -> None:
-    """Average of predictions on XZ planes (one per y) and YZ planes (one per x).
-
-    Pass 1 writes XZ results to a scratch zarr in slabs of y; pass 2 reads them back in slabs of
-    x, adds the YZ results and writes the average. Memory: one slab, channels × Z × max(X, Y) ×
-    ``SLAB`` floats.
-    """
-    _, depth, height, width = source.info.shape
-    channels = predictor.generator.out_channels
-    predictor.plan((depth, width), height)
-    predictor.plan((depth, height), width)
-    with tempfile.TemporaryDirectory(prefix="utom-xz-") as scratch:
-        xz = zarr.create_array(str(Path(scratch) / "xz.zarr"), dtype="float32",
-                               shape=(channels, depth, height, width),
-                               chunks=(channels, depth, SLAB, SLAB))
-        for ys in _slabs(height):
-            xz[:, :, ys] = _slab(source, predictor, "y", ys)
-        for xs in _slabs(width):
-            average = (xz[:, :, :, xs] + _slab(source, predictor, "x", xs)) / 2
-            sink.write((slice(0, depth), slice(0, height), xs), target_norm.invert(average))
-
-
-def _progress(show: bool) -> bar.Progress:
-    """Tiles done of total, and output megapixels per second."""
-    return bar.Progress(
-        bar.TextColumn("{task.description}"), bar.BarColumn(), bar.MofNCompleteColumn(),
-        bar.TextColumn("tiles {task.fields[rate]}"), bar.TimeElapsedColumn(),
-        bar.TimeRemainingColumn(), console=console, disable=not show)
-
-
-def predict_file(image: Path, output: Path, predictor: Predictor, options: TileOptions,
-                 show_progress: bool = True) -> None:
-    """Predict one file into a temporary output that is moved into place only when complete."""
-    source = open_image(image)
-    try:
-        check_channels(source, predictor.generator)
-        if predictor.slicing is Slicing.xz_yz and len(source.info.shape) == 4:
-            check_planes(source, ("y", "x"), predictor.source.name)
-        info = output_info(source.info, predictor.generator.out_channels,
-                           predictor.target_norm.dtype.value)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        sink = writer_for(output).create(output, info, chunk=options.tile)
-        try:
-            with progress_display(_progress(show_progress)) as progress:
-                task = progress.add_task(image.name, total=None, rate="")
-                start, pixels = time.perf_counter(), 0
-
-                def advance(tiles: int, total: int, done: int) -> None:
-                    nonlocal pixels
-                    pixels += done
-                    rate = pixels / 1e6 / max(time.perf_counter() - start, 1e-9)
-                    progress.update(task, advance=tiles, total=total, rate=f"{rate:.2f} MP/s")
-
-                predict_image(source, predictor.generator, predictor.source_norm,
-                              predictor.target_norm, sink, options, predictor.slicing, advance)
-                sink.commit()  # inside: a failing commit clears the bar like any failure
-        except BaseException as err:
-            sink.abort()
-            if isinstance(err, OSError):  # disk full, read-only folder, …
-                raise UtomError(f"{err.filename or output}: cannot write ({err.strerror or err})"
-                                f"; nothing was written to {output}") from None
-            raise
-    finally:
-        source.close()

@@ -17,7 +17,7 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
-from utom_core.evaluate import Evaluator, Sample
+from utom_core.evaluation.base import Evaluator, Sample
 from utom_core.saliency import SaliencyOperator
 
 DATA_RANGE = 2.0

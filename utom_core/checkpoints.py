@@ -1,0 +1,68 @@
+"""Checkpoint files: written atomically, read back with the weights-only unpickler only.
+
+A checkpoint that names any Python object is refused before anything in it runs, and every
+way a file can be unusable (missing, a folder, truncated, not a checkpoint) is one line.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from utom_core.errors import InputError, UtomError, first_line
+from utom_core.io.atomic import write_atomic
+
+
+def save_torch(obj: Any, path: Path) -> None:
+    """``torch.save`` into ``path`` atomically (the previous file stays intact on failure)."""
+    try:
+        write_atomic(path, lambda handle: torch.save(obj, handle))
+    except OSError as err:
+        raise UtomError(f"{path}: cannot write ({err.strerror or err}); earlier files are intact") \
+            from None
+
+
+def _refused_global(err: Exception) -> str | None:
+    """The Python object a refused checkpoint names (``posix.system``), if that was the cause."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(err))
+    return found.group(1) if found else None
+
+
+def _unpickling_detail(err: Exception) -> str:
+    """The informative part of torch's weights-only refusal (not its advice to turn it off)."""
+    found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(err))
+    if found:
+        return found.group(1).strip()
+    skip = ("Weights only load failed", "Please file an issue", "Check the documentation", "(")
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    detail = [line for line in lines if not line.startswith(skip)]
+    return detail[0] if detail else type(err).__name__
+
+
+def load_torch(path: Path) -> dict[str, Any]:
+    """Load a checkpoint safely: tensors and plain data only, never arbitrary code."""
+    try:
+        with warnings.catch_warnings():  # e.g. torch's note on the pickle protocol
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(path, "no such checkpoint") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, not a checkpoint file") from None
+    except pickle.UnpicklingError as err:  # what torch's weights-only unpickler raises
+        name = _refused_global(err)
+        if name:
+            raise InputError(path, f"refused: it names the Python object {name}, and loading "
+                                   "anything but tensors and plain data could run code") from None
+        raise InputError(path, f"not a loadable utom checkpoint ({_unpickling_detail(err)[:160]})"
+                         ) from None
+    except (RuntimeError, EOFError, ValueError, OSError) as err:
+        raise InputError(path, f"not a loadable utom checkpoint ({first_line(err)})") from None
+    if not isinstance(state, dict) or "config" not in state or "meta" not in state:
+        raise InputError(path, "not a utom checkpoint (missing config or run metadata)")
+    return state

@@ -1,0 +1,1 @@
+"""Training data: lazy domain images (``images``), fitting (``fitting``), tiles (``sampling``)."""

@@ -1,0 +1,123 @@
+"""A domain's images, opened lazily and seen as 2D planes (XY, or XZ/YZ of volumes).
+
+Images are never pre-cut: windows are read on the fly from the (possibly huge) source files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from utom_core.domain import Domain
+from utom_core.errors import InputError
+from utom_core.io import list_images, open_image
+from utom_core.io.base import ImageSource
+
+
+@dataclass(frozen=True)
+class Plane:
+    """One 2D plane of a source: which image, which axis is cut, and where."""
+
+    source: int
+    axis: str
+    """"" for 2D images, or the cut axis of a volume: "z" (XY plane), "y" (XZ), "x" (YZ)."""
+    index: int
+    shape: tuple[int, int]
+
+
+class DomainImages:
+    """All images of one domain, opened lazily and seen as 2D planes."""
+
+    def __init__(self, paths: list[Path], domain: Domain, cut_axes: tuple[str, ...] = ("z",)):
+        self.domain = domain
+        self.quarter_turns = "z" in cut_axes
+        """Whether planes may be turned by 90°: XY planes, yes; XZ/YZ planes keep z vertical,
+        as prediction sees them, since z is the axis they differ along."""
+        self.sources: list[ImageSource] = []
+        self.planes: list[Plane] = []
+        try:
+            for path in list_images(paths):
+                self.sources.append(open_image(path))
+                src = self.sources[-1]
+                if src.info.channels != domain.channels:
+                    raise InputError(src.path, f"has {src.info.channels} channel(s), the "
+                                     f"{domain.name} domain expects {domain.channels}")
+                check_planes(src, cut_axes, domain.name)
+                self.planes += _planes_of(len(self.sources) - 1, src.info.shape[1:], cut_axes)
+        except BaseException:
+            self.close()
+            raise
+        self._weights = np.array([p.shape[0] * p.shape[1] for p in self.planes], dtype=np.float64)
+        self._weights /= self._weights.sum()
+
+    def close(self) -> None:
+        for src in self.sources:
+            src.close()
+
+    def read(self, plane: Plane, y: int, x: int, size: int) -> np.ndarray:
+        """A (C, size, size) raw window of a plane at (y, x), reflection-padded past its edges."""
+        h, w = plane.shape
+        ys, xs = slice(y, min(y + size, h)), slice(x, min(x + size, w))
+        src = self.sources[plane.source]
+        if plane.axis == "":
+            region: tuple[slice, ...] = (ys, xs)
+        else:
+            cut = slice(plane.index, plane.index + 1)
+            region = {"z": (cut, ys, xs), "y": (ys, cut, xs), "x": (ys, xs, cut)}[plane.axis]
+        window = np.asarray(src.read(region)).reshape(self.domain.channels, ys.stop - ys.start,
+                                                      xs.stop - xs.start)
+        pad = ((0, 0), (0, size - window.shape[1]), (0, size - window.shape[2]))
+        if pad[1][1] or pad[2][1]:
+            window = np.pad(window, pad, mode="symmetric")
+        return window
+
+    def random_position(self, rng: np.random.Generator, size: int) -> tuple[int, int, int]:
+        """Index of a plane (chosen in proportion to its area) and a window corner in it."""
+        index = int(rng.choice(len(self.planes), p=self._weights))
+        plane = self.planes[index]
+        y = int(rng.integers(0, max(1, plane.shape[0] - size + 1)))
+        x = int(rng.integers(0, max(1, plane.shape[1] - size + 1)))
+        return index, y, x
+
+    def random_window(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        index, y, x = self.random_position(rng, size)
+        return self.read(self.planes[index], y, x, size)
+
+    def sample_pixels(self, rng: np.random.Generator, count: int, window: int = 128) -> np.ndarray:
+        """(C, ~count) raw pixels drawn from random windows across all images."""
+        pixels, total = [], 0
+        while total < count:
+            patch = self.random_window(rng, window).reshape(self.domain.channels, -1)
+            pixels.append(patch)
+            total += patch.shape[1]
+        return np.concatenate(pixels, axis=1)[:, :count]
+
+
+def check_planes(source: ImageSource, cut_axes: tuple[str, ...], domain: str) -> None:
+    """XZ/YZ planes need a volume: refuse 2D images, and stacks whose planes are not one z
+    axis (e.g. time × z), where a "z" column would run across time points."""
+    if "z" in cut_axes:
+        return  # XY planes: any stack of planes (z, time, positions) will do
+    if len(source.info.shape) != 4:
+        raise InputError(source.path, f"is a 2D image; the {domain} domain is read as XZ/YZ "
+                                      "planes of volumes (ZYX)")
+    stacked = getattr(source, "stacked_axes", "Z")
+    if len(stacked) > 1:
+        raise InputError(source.path, f"stacks axes {stacked} into one z axis; the {domain} "
+                                      "domain needs volumes with a single z axis")
+
+
+def _planes_of(source: int, spatial: tuple[int, ...], cut_axes: tuple[str, ...]) -> list[Plane]:
+    if len(spatial) == 2:
+        return [Plane(source, "", 0, (spatial[0], spatial[1]))]
+    z, y, x = spatial
+    planes: list[Plane] = []
+    if "z" in cut_axes:
+        planes += [Plane(source, "z", i, (y, x)) for i in range(z)]
+    if "y" in cut_axes:
+        planes += [Plane(source, "y", i, (z, x)) for i in range(y)]
+    if "x" in cut_axes:
+        planes += [Plane(source, "x", i, (z, y)) for i in range(x)]
+    return planes

@@ -1,0 +1,1 @@
+"""Figures drawn with Pillow: preview panels and overlays, line profiles, bench bar plots."""

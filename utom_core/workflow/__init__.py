@@ -1,0 +1,1 @@
+"""``utom run``: the user's data (``userdata``), the job (``run``) and its ``report``."""

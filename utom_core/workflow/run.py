@@ -1,0 +1,134 @@
+"""``utom run``: one task end to end — data, training, prediction, evaluation, report.
+
+The same code path serves ``utom run`` and every row of ``utom bench``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from utom_core import __version__, runs
+from utom_core.config import Budget, Method, TrainConfig
+from utom_core.errors import UtomError
+from utom_core.evaluation.streamed import evaluate_one
+from utom_core.inference import TileOptions, output_name, predict_file
+from utom_core.io.atomic import write_json
+from utom_core.rundirs import METRICS_FILE, RUN_SUBDIR, prepare_out_dir
+from utom_core.runs import load_predictor
+from utom_core.task import Task, TaskData
+from utom_core.training.supervised import train_supervised
+from utom_core.training.train import train
+from utom_core.workflow.report import write_report
+from utom_core.workflow.userdata import check_user_data
+
+PREDICTION_DIR = "predictions"
+PREVIEW_DIR = "previews"
+REPORT_FILE = "report.md"
+DATA_SUBDIR = "data"
+
+
+@dataclass
+class RunOutcome:
+    """What a finished workflow produced."""
+
+    out_dir: Path
+    metrics: dict[str, Any]
+    summary: str
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    keys = sorted({k for row in rows for k in row})
+    return {k: float(np.mean([row[k] for row in rows if k in row])) for k in keys}
+
+
+def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
+                 data: TaskData | None, *, overwrite: bool = False,
+                 show_progress: bool = True) -> RunOutcome:
+    """Prepare data (demo unless given), train, predict the tests, evaluate, report."""
+
+    start = time.perf_counter()
+    if data is not None:
+        check_user_data(task, data, out)
+        if cfg.method is Method.supervised:  # user_data keeps one side of any aligned pair
+            raise UtomError("--method supervised trains on a task's demo pairs; it does not "
+                            "take --a/--b")
+    existed = out.exists()
+    aside = prepare_out_dir(out, overwrite)
+    try:
+        if data is None:
+            if task.demo_data is None:
+                raise UtomError(f"task {task.name} has no demo data: give --a and --b")
+            data = task.demo_data(out / DATA_SUBDIR, cfg.seed)
+        if cfg.method is Method.supervised:
+            result = train_supervised(task, cfg, out / RUN_SUBDIR, data.pairs,
+                                      fit_on=(data.a, data.b), show_progress=show_progress)
+        else:
+            result = train(task, cfg, out / RUN_SUBDIR, data.a, data.b,
+                           show_progress=show_progress)
+    except BaseException:
+        if not (out / RUN_SUBDIR / runs.CHECKPOINT_FILE).exists():  # nothing trained: undo
+            shutil.rmtree(out)
+            if aside is not None:
+                aside.rename(out)
+            elif existed:
+                out.mkdir()
+            aside = None
+        raise
+    finally:
+        if aside is not None:
+            shutil.rmtree(aside)
+    if result.interrupted:
+        raise UtomError(f"{out}: training interrupted at iteration {result.iteration}; "
+                        f"continue with `utom train {task.name} --resume --out {out / RUN_SUBDIR}`")
+    train_seconds = time.perf_counter() - start
+    predictor = load_predictor(out / RUN_SUBDIR)
+    rows = []
+    for test, reference in zip(data.test, data.reference, strict=True):
+        prediction = out / PREDICTION_DIR / output_name(test)
+        predict_file(test, prediction, predictor, TileOptions(), show_progress=show_progress)
+        metrics = evaluate_one(task, predictor, test, prediction, reference, out / PREVIEW_DIR)
+        rows.append({"test": str(test), "reference": str(reference) if reference else None,
+                     "prediction": str(prediction), "metrics": metrics})
+    summary_metrics = _mean([row["metrics"] for row in rows])
+    record = {
+        "task": task.name, "plugin": task.plugin, "method": cfg.method.value,
+        "budget": budget.value, "seed": cfg.seed, "iterations": result.iteration,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "train_seconds": round(train_seconds, 1),
+        "metrics": summary_metrics, "images": rows, "notes": data.notes,
+        "config": cfg.model_dump(mode="json"),
+        "thresholds": {"a": predictor.source_threshold, "b": predictor.target_threshold},
+        "versions": _versions(), "machine": _machine(),
+    }
+    write_json(out / METRICS_FILE, record)
+    write_report(out / REPORT_FILE, record, out)
+    summary = _summary_line(task, cfg, summary_metrics, record["wall_seconds"], out)
+    return RunOutcome(out, record, summary)
+
+
+def _summary_line(task: Task, cfg: TrainConfig, metrics: dict[str, float], seconds: float,
+                  out: Path) -> str:
+    shown = [f"{k} {v:.3f}" for k, v in metrics.items()
+             if k in ("psnr", "psnr_input", "ssim", "ssim_input", "content_iou")]
+    return (f"{task.name} [{cfg.method.value}]: " + ", ".join(shown) +
+            f" in {seconds / 60:.1f} min → {out / REPORT_FILE}")
+
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    return {"utom": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def _machine() -> dict[str, Any]:
+    return {"platform": platform.platform(), "processor": platform.machine(),
+            "cpus": os.cpu_count()}
