@@ -24,18 +24,20 @@ import numpy as np
 BAND = 512
 
 
-def make_image(path: Path, size: int) -> None:
-    """A smooth uint16 pattern plus noise, written band by band."""
+def make_image(path: Path, size: int, width: int | None = None) -> None:
+    """A smooth uint16 pattern plus noise, ``size`` × ``width`` (default square), written band
+    by band."""
     from utom_core.io import ImageInfo, writer_for
 
-    sink = writer_for(path).create(path, ImageInfo((1, size, size), np.dtype("uint16")))
-    x = np.arange(size, dtype=np.float32)
+    width = width or size
+    sink = writer_for(path).create(path, ImageInfo((1, size, width), np.dtype("uint16")))
+    x = np.arange(width, dtype=np.float32)
     rng = np.random.default_rng(0)
     for y0 in range(0, size, BAND):
         y = np.arange(y0, min(y0 + BAND, size), dtype=np.float32)[:, None]
         band = 20000 + 15000 * np.sin(x / 97.0) * np.cos(y / 131.0)
         band += rng.normal(0, 500, band.shape)
-        sink.write((slice(y0, y0 + band.shape[0]), slice(0, size)),
+        sink.write((slice(y0, y0 + band.shape[0]), slice(0, width)),
                    band.clip(0, 65535).astype(np.uint16)[None])
     sink.commit()
 
@@ -64,8 +66,9 @@ def child(image: Path, out: Path, tile: int, batch: int) -> None:
 def baseline() -> None:
     """Peak RSS of the imports alone."""
     import torch  # noqa: F401
-    import utom_core.predict  # noqa: F401
     import zarr  # noqa: F401
+
+    import utom_core.inference  # noqa: F401
 
     print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 

@@ -8,11 +8,21 @@ measure reading, normalising, the network and stitching, not disk writes.
 
     python benchmarks/predict_throughput.py                      # CPU, 1024², ~5 min on 2 cores
     python benchmarks/predict_throughput.py --size 4096 --tile 1024 --device cuda
+    python benchmarks/predict_throughput.py --memory             # + peak RSS, whole vs auto
+
+``--overlap auto`` (``utom_core.inference.halo``) measures the generator's halo on the image
+and tiles with the smallest overlap that keeps it out of the output; ``--memory`` runs whole-
+image inference and that setting each in a fresh process and prints their peak RSS above the
+imports, model and image (the goal: ≥ 0.9× whole-image MP/s at ≤ ¼ of its memory).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +31,7 @@ import torch
 
 from utom_core.domain import Normalisation
 from utom_core.inference import Norm, PlanePredictor, TileOptions, predict_image
+from utom_core.inference.halo import measure_halo, overlap_for
 from utom_core.inference.tiling import TileGrid, pad_to
 from utom_core.io.base import ImageInfo
 from utom_core.networks import ResnetGenerator
@@ -70,6 +81,52 @@ def timed(generator: ResnetGenerator, data: np.ndarray, options: TileOptions) ->
     return time.perf_counter() - start
 
 
+def auto_options(generator: ResnetGenerator, data: np.ndarray, tile: int
+                 ) -> tuple[TileOptions, int | None]:
+    """``--overlap auto``: the halo measured on the image's middle, the overlap it needs."""
+    side = min(512, *data.shape[1:]) // generator.size_multiple * generator.size_multiple
+    y0, x0 = (data.shape[1] - side) // 2, (data.shape[2] - side) // 2
+    halo = measure_halo(generator, NORM_IN.apply(data[:, y0:y0 + side, x0:x0 + side]))
+    base = TileOptions(tile=tile, norm=Norm.image, max_pixels=tile * tile)
+    overlap = overlap_for(halo, base, generator.size_multiple)
+    return TileOptions(tile=tile, overlap=overlap, norm=Norm.image, max_pixels=tile * tile), halo
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(args: argparse.Namespace) -> None:
+    """One setting in this fresh process: MP/s and peak RSS above what was resident before."""
+    torch.manual_seed(0)
+    generator = ResnetGenerator(1, 3, args.ngf, args.blocks).eval()
+    data = generated(args.size)
+    options = auto_options(generator, data, args.tile)[0] if args.child == "auto" else None
+    before = peak_mb()
+    start = time.perf_counter()
+    if options is None:
+        whole_image(generator, data, torch.device("cpu"))
+    else:
+        timed(generator, data, options)
+    rate = args.size**2 / 1e6 / (time.perf_counter() - start)
+    print(json.dumps({"rate": rate, "above_mb": peak_mb() - before, "peak_mb": peak_mb()}))
+
+
+def memory(args: argparse.Namespace) -> None:
+    found = {}
+    for mode in ("whole", "auto"):
+        command = [sys.executable, __file__, "--child", mode, "--size", str(args.size),
+                   "--tile", str(args.tile), "--ngf", str(args.ngf), "--blocks", str(args.blocks)]
+        found[mode] = json.loads(subprocess.run(command, capture_output=True, text=True,
+                                                check=True).stdout.splitlines()[-1])
+        print(f"{mode:6s} (fresh process): {found[mode]['rate']:.3f} MP/s, peak RSS "
+              f"{found[mode]['peak_mb']:.0f} MB, {found[mode]['above_mb']:.0f} MB above the "
+              "imports, model and image")
+    print(f"auto / whole: {found['auto']['rate'] / found['whole']['rate']:.2f}x MP/s at "
+          f"{found['auto']['above_mb'] / found['whole']['above_mb']:.2f}x the memory "
+          "(goal ≥ 0.9x at ≤ 0.25x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024, help="Image side in pixels.")
@@ -79,7 +136,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="Only the paper setting.")
     parser.add_argument("--repeat", type=int, default=2, help="Best of N runs (shared CPUs).")
+    parser.add_argument("--memory", action="store_true", help="Peak RSS: whole vs auto.")
+    parser.add_argument("--child", choices=["whole", "auto"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return child(args)
     device = torch.device(args.device)
     torch.manual_seed(0)
     generator = ResnetGenerator(1, 3, args.ngf, args.blocks).eval().to(device)
@@ -105,6 +166,8 @@ def main() -> None:
             tile=t, overlap=0.125, norm=Norm.image, max_pixels=t * t)),
         ("default (image norm: whole up to 4 tiles, else tiles)", TileOptions(tile=t)),
     ]
+    auto, halo = auto_options(generator, data, t)
+    settings.append((f"overlap auto {auto.overlap:.3f} (halo {halo} px), sampled stats", auto))
     for label, options in settings[:1] if args.quick else settings:
         grid = PlanePredictor(generator, NORM_IN, options).grid(data.shape[1:])
         rate = mp / min(timed(generator, data, options) for _ in range(args.repeat))
@@ -112,6 +175,8 @@ def main() -> None:
         print(f"{label:56s} {rate:8.3f} MP/s  {rate / base:.2f}x  "
               f"({len(grid)} tiles of {grid.tile_shape[0]}², {computed:.2f} px computed per px)")
         generator.to(memory_format=torch.contiguous_format)
+    if args.memory:
+        memory(args)
 
 
 if __name__ == "__main__":

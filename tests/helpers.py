@@ -80,3 +80,23 @@ def stitch_identity(image: np.ndarray, grid: TileGrid) -> np.ndarray:
             assert np.isnan(out[:, rows]).all(), "a row was released twice"
             out[:, rows] = data
     return out
+
+
+def validate_ome_zarr(path: Path) -> list[np.ndarray]:
+    """Check a store with the ecosystem's own libraries, not by hand: the OME-Zarr 0.5 pydantic
+    models (``ome-zarr-models``) and ``ome-zarr-py``'s reader; returns every level as read by
+    the latter."""
+    import zarr
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+    from ome_zarr_models.common.omero import Omero
+    from ome_zarr_models.v05.image import Image
+
+    group = zarr.open_group(str(path), mode="r")
+    image = Image.from_zarr(group)
+    (multiscale,) = image.ome_attributes.multiscales
+    Omero.model_validate(group.attrs["ome"]["omero"])
+    node = next(iter(Reader(parse_url(str(path)))()))
+    levels = [np.asarray(level) for level in node.data]
+    assert len(levels) == len(multiscale.datasets)
+    return levels

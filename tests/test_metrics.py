@@ -63,7 +63,7 @@ def test_ssim_identical_is_one_and_per_channel_for_rgb():
 
 
 def test_ssim_strips_equal_whole_image(monkeypatch):
-    import utom_core.metrics as metrics
+    import utom_core.evaluation.metrics as metrics
 
     ref = smooth_image((1, 90, 70))[0]
     pred = ref + RNG.normal(0, 0.1, ref.shape).astype(np.float32)

@@ -1,7 +1,13 @@
-"""Training configuration: one pydantic model, saved with every run; unknown keys are errors."""
+"""Training configuration: one pydantic model, saved with every run; unknown keys are errors.
+
+What a user writes (config files, ``--set``) is validated strictly: a value must already have
+the setting's type, so ``iterations = true`` or ``ngf = "16"`` is refused, not coerced. Saved
+configs (config.json, checkpoints) are read back leniently: they were valid when written.
+"""
 
 from __future__ import annotations
 
+import json
 import tomllib
 from enum import StrEnum
 from pathlib import Path
@@ -22,6 +28,10 @@ class Method(StrEnum):
     supervised = "supervised"
 
 
+UNPAIRED_METHODS = (Method.utom, Method.cyclegan, Method.cyclegan_identity)
+"""What ``utom train`` offers: the supervised ceiling needs aligned pairs (``utom run``)."""
+
+
 class SaliencyVariant(StrEnum):
     """Whose threshold judges the generated image in L_sc.
 
@@ -37,6 +47,7 @@ class Budget(StrEnum):
     """Presets of network size, tile size and iterations."""
 
     smoke = "smoke"
+    quick = "quick"
     bench = "bench"
     demo = "demo"
     full = "full"
@@ -54,7 +65,8 @@ class TrainConfig(BaseModel):
     method: Method = Method.utom
     """utom, cyclegan or cyclegan-identity."""
     generator: str = "resnet"
-    """Registered generator architecture (built in: resnet, unet)."""
+    """Registered generator architecture (built in: resnet, unet, cyclegan-unet: the U-Net
+    layout of the authors' code, ``unet_depth`` 7 or 8 for their unet_128 or unet_256)."""
     ngf: int = Field(64, ge=1, le=512)
     """Generator width (filters of the first layer)."""
     n_blocks: int = Field(9, ge=0, le=32)
@@ -65,6 +77,9 @@ class TrainConfig(BaseModel):
     """Transposed conv (paper) or resize-then-conv (no checkerboard texture)."""
     residual: bool = False
     """Generators learn a correction to their input (identity at start; equal channels only)."""
+    norm_affine: bool = False
+    """Generator norm layers learn a per-channel scale and shift (the authors' batch norm as their
+    test script applies it, one image at a time; set by ``utom import-generator``)."""
     shared_range: bool = False
     """Fit one intensity range, and estimate one threshold, on both domains together (equal
     channels only): for domains in the same units whose training sets differ in brightness
@@ -116,7 +131,9 @@ class TrainConfig(BaseModel):
     min_content: float = Field(0.05, ge=0, le=1)
     """A sampled tile should hold at least this fraction of content pixels (retried a few times)."""
     sample_pixels: int = Field(1_000_000, ge=1000, le=100_000_000)
-    """Pixels sampled per domain to fit percentiles and estimate thresholds."""
+    """Pixels per domain of the fixed sample the percentile range and threshold are fitted on
+    (a lattice over every plane; all pixels of smaller images), whatever the budget: with the
+    default, `utom threshold` fits the same threshold on the same images."""
     checkpoint_every: int = Field(500, ge=1)
     """Iterations between checkpoints (one is also written at the end and on Ctrl-C)."""
     log_every: int = Field(10, ge=1)
@@ -124,9 +141,21 @@ class TrainConfig(BaseModel):
     preview_every: int = Field(500, ge=1)
     """Iterations between preview PNGs."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Where to train; auto picks CUDA when present."""
+    """Where to train; auto picks CUDA when present (under torchrun: each rank its own GPU)."""
     amp: bool = True
     """bf16 autocast on CUDA (never on CPU)."""
+    num_workers: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = "auto"
+    """Tile-reading worker processes per domain; auto: a few on CUDA, 0 (in-process) on a CPU.
+    The tiles are the same for any count (docs/training.md)."""
+    compile: bool = False
+    """torch.compile the networks' training step (minutes of compiling first)."""
+    channels_last: bool = False
+    """Run the training step's networks in channels_last memory format."""
+    val_every: int = Field(500, ge=1)
+    """Iterations between validations (with ``utom train --val``, or ``utom run``'s tests)."""
+    val_metric: Literal["auto", "psnr", "ssim", "content_iou"] = "auto"
+    """Validation score that picks the best model; auto: psnr where every validation image
+    has a reference, else content_iou."""
     seed: int = Field(0, ge=0, le=2**63 - 1)
     """Seed of every random choice: a run is bit-for-bit repeatable on CPU."""
 
@@ -136,28 +165,51 @@ class TrainConfig(BaseModel):
         return self.method is Method.cyclegan_identity or (
             self.method is Method.utom and self.identity)
 
-    def decay_length(self) -> int:
-        """images_per_epoch of the ρ schedule, explicit or derived from the planned run."""
+    def decay_length(self, processes: int = 1) -> int:
+        """images_per_epoch of the ρ schedule, explicit or derived from the planned run: the
+        images all ``processes`` of a distributed run see together."""
         if self.images_per_epoch is not None:
             return self.images_per_epoch
-        return max(1, round(self.rho_decay_fraction * self.iterations * self.batch_size))
+        seen = self.iterations * self.batch_size * processes
+        return max(1, round(self.rho_decay_fraction * seen))
 
 
 BUDGETS: dict[Budget, dict[str, Any]] = {
     Budget.smoke: dict(
         ngf=8, n_blocks=2, ndf=8, tile=32, iterations=6, checkpoint_every=3, log_every=2,
-        preview_every=3, sample_pixels=20_000, pool_size=4,
+        preview_every=3, pool_size=4, val_every=3,
+    ),
+    Budget.quick: dict(  # the demo's networks and tiles, 40% of its iterations (docs/training.md)
+        ngf=24, n_blocks=6, ndf=32, tile=96, iterations=600, checkpoint_every=300,
+        preview_every=300, val_every=100,
     ),
     Budget.bench: dict(  # every task x method x 3 seeds in about an hour on 2 CPU cores
         ngf=24, n_blocks=6, ndf=32, tile=64, iterations=500, checkpoint_every=250,
-        preview_every=250,
+        preview_every=250, val_every=100,
     ),
     Budget.demo: dict(
         ngf=24, n_blocks=6, ndf=32, tile=96, iterations=1500, checkpoint_every=500,
-        preview_every=500,
+        preview_every=500, val_every=150,
     ),
     Budget.full: dict(ngf=64, n_blocks=9, ndf=64, tile=256, iterations=40000),
 }
+
+
+BUDGET_NOTES: dict[Budget, str] = {
+    Budget.smoke: "seconds; checks the wiring, the output is noise",
+    Budget.quick: "about 2-3 min of `utom run stain-he` on a 2-core CPU; a recognisable result",
+    Budget.bench: "about 1.5 min per run on one CPU core; what `utom bench` compares",
+    Budget.demo: "5-8 min on a 2-core CPU; the documented demo results",
+    Budget.full: "the paper's networks and 40 000 iterations; hours, for a GPU",
+}
+"""Each budget's expected time and quality (``--help`` and the docs)."""
+
+
+RESUME_SETTINGS = frozenset({"iterations", "checkpoint_every", "log_every", "preview_every",
+                             "val_every", "num_workers", "compile", "channels_last"})
+"""Settings a resumed run may change: when it ends, how often it writes or validates and how
+its steps are executed, never what it learns (networks, data, objective, optimiser, seed stay
+the run's own)."""
 
 
 def parse_value(text: str) -> Any:
@@ -175,6 +227,8 @@ def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise UtomError(f"--set {pair!r}: expected key=value")
+        if "\n" in pair or "\r" in pair:  # TOML would read one line and drop the rest
+            raise UtomError(f"--set {pair!r}: one setting per --set, on one line")
         out[key.strip()] = parse_value(value.strip())
     return out
 
@@ -199,14 +253,30 @@ def describe_validation_error(err: ValidationError, source: str) -> str:
     return f"{source}: {where}: {first['msg']}{more}"
 
 
+def _as_json(settings: dict[Any, Any], source: str) -> str:
+    """The settings as the JSON document strict validation reads (TOML dates, say, are not
+    setting values)."""
+    for key, value in settings.items():
+        if not isinstance(key, str):
+            raise UtomError(f"{source}: {key!r}: setting names are strings")
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError, RecursionError):
+            raise UtomError(f"{source}: {key}: a {type(value).__name__} is not a setting "
+                            "value") from None
+    return json.dumps(settings)
+
+
 def build_config(*layers: dict[str, Any], source: str = "config") -> TrainConfig:
-    """Merge setting layers (later wins) and validate them into a TrainConfig."""
-    merged: dict[str, Any] = {}
+    """Merge setting layers (later wins) and validate them strictly into a TrainConfig.
+
+    Validated as JSON: choices are given as their strings, pairs as arrays, and integers
+    serve where floats are expected; nothing else is converted.
+    """
+    merged: dict[Any, Any] = {}
     for layer in layers:
         merged.update(layer)
     try:
-        return TrainConfig(**merged)
+        return TrainConfig.model_validate_json(_as_json(merged, source), strict=True)
     except ValidationError as err:
         raise UtomError(describe_validation_error(err, source)) from None
-    except TypeError as err:  # non-string keys from a fuzzed mapping
-        raise UtomError(f"{source}: {err}") from None

@@ -18,8 +18,10 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-console = Console(stderr=True, quiet=not is_main_process(), highlight=False)
-stdout = Console(highlight=False)
+# markup=False: messages hold file names, and "[v2]" or "scan[/b]" in a path is not markup (a
+# progress bar's TextColumn parses markup on its own: pass markup=False to one that shows names)
+console = Console(stderr=True, quiet=not is_main_process(), highlight=False, markup=False)
+stdout = Console(highlight=False, markup=False)
 """Listings and results that a user may pipe."""
 
 

@@ -79,7 +79,16 @@ class Domain(BaseModel):
             slope=self.saliency_slope,
             inverted=self.background is Polarity.bright,
             smooth_sigma=self.saliency_smooth,
+            weights=normalisation.channel_weights(),
         )
+
+    def content_map(self, raw: np.ndarray, normalisation: Normalisation,
+                    threshold: float | None = None) -> np.ndarray:
+        """T of a raw (C, H, W) image as (H, W) floats in [0, 1]: the map L_sc constrains,
+        and the one ``utom threshold --preview`` shows, so the two cannot disagree."""
+        unit = torch.from_numpy(normalisation.apply(raw))[None]
+        with torch.no_grad():
+            return self.saliency(normalisation, threshold)(unit)[0, 0].numpy()
 
 
 class Normalisation(BaseModel):
@@ -134,8 +143,18 @@ class Normalisation(BaseModel):
             return np.clip(np.rint(raw), lo, hi).astype(self.dtype.value)
         return raw.astype(np.float32)
 
+    def channel_weights(self) -> tuple[float, ...] | None:
+        """Weights of the normalised channel mean that make it an affine map of the raw
+        channel mean: each channel's share of the summed ranges (None: equal ranges, the
+        plain mean). A raw threshold then means the same with per-channel ranges."""
+        ranges = [h - lo for lo, h in zip(self.low, self.high, strict=True)]
+        if len(set(ranges)) == 1:
+            return None
+        return tuple(r / sum(ranges) for r in ranges)
+
     def threshold_to_unit(self, raw_threshold: float) -> float:
-        """A raw threshold on the channel mean, expressed on the [-1, 1] scale."""
+        """A raw threshold on the channel mean, expressed on the [-1, 1] scale of the
+        ``channel_weights`` mean of the normalised channels."""
         low = float(np.mean(self.low))
         high = float(np.mean(self.high))
         return 2.0 * (raw_threshold - low) / (high - low) - 1.0

@@ -6,6 +6,8 @@
     RUN_DIR/model.pt             generator weights (raw and EMA) + config + run meta (predict)
     RUN_DIR/log.jsonl            every loss term per iteration
     RUN_DIR/previews/            PNG previews during training
+    RUN_DIR/val.jsonl            validation metrics (``utom train --val``), and val_curve.png
+    RUN_DIR/model_best.pt        the model of the best validation score (as model.pt)
 
 Every file is written through ``io.atomic`` (temporary sibling, fsync, rename), so a crash
 never leaves a half-written file under one of these names.
@@ -34,9 +36,25 @@ CHECKPOINT_FILE = "checkpoints/last.pt"
 MODEL_FILE = "model.pt"
 LOG_FILE = "log.jsonl"
 PREVIEW_DIR = "previews"
+BEST_MODEL_FILE = "model_best.pt"
+VAL_LOG_FILE = "val.jsonl"
+VAL_CURVE_FILE = "val_curve.png"
 MODEL_FORMAT = "utom-model/1"
 
 Direction = Literal["a2b", "b2a"]
+
+
+class InputFile(BaseModel):
+    """A training input as recorded: its absolute path and a fingerprint of its content, so a
+    resumed run can tell that it would train on other files."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    size: int
+    """Bytes (of every file in it, for a folder such as an OME-Zarr store)."""
+    head_sha256: str
+    """SHA-256 of the first MiB (of a folder: its file names, sizes and metadata files)."""
 
 
 class RunMeta(BaseModel):
@@ -53,8 +71,13 @@ class RunMeta(BaseModel):
     threshold_a: float
     """Domain A content threshold in raw units."""
     threshold_b: float
-    inputs_a: list[str] = []
-    inputs_b: list[str] = []
+    content_fraction_a: float | None = None
+    """Share of domain A's fitting sample its threshold marks as content (None: runs of
+    earlier utoms)."""
+    content_fraction_b: float | None = None
+    inputs_a: list[InputFile | str] = []
+    """Domain A's files; plain paths (as given, perhaps relative) in runs of earlier utoms."""
+    inputs_b: list[InputFile | str] = []
     images_per_epoch: int
     """Resolved decay length of ρ, fixed at the start so a resumed run keeps its schedule."""
     utom_version: str = __version__
@@ -83,6 +106,19 @@ def _model_file(path: Path) -> Path:
                 return path / name
         raise InputError(path, f"not a run directory (no {MODEL_FILE})")
     return path
+
+
+def chosen_model(path: Path, checkpoint: Literal["last", "best"]) -> Path:
+    """``utom predict --checkpoint``: the run's last model (``path`` as given), or the model of
+    its best validation score."""
+    if checkpoint == "last":
+        return path
+    if not path.is_dir():
+        raise InputError(path, "--checkpoint best takes a run directory")
+    if not (path / BEST_MODEL_FILE).is_file():
+        raise InputError(path, f"has no {BEST_MODEL_FILE}: the run was trained without "
+                               "validation (utom train --val)")
+    return path / BEST_MODEL_FILE
 
 
 def load_run(path: Path) -> tuple[TrainConfig, RunMeta, dict[str, Any]]:

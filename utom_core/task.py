@@ -89,6 +89,12 @@ class Task(BaseModel):
                 raise ValueError(f"invalid training defaults: {err.errors()[0]['msg']}") from None
         return self
 
+    def cut_axes(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Planes each domain's volumes are cut into: XZ/YZ for A in isotropic restoration."""
+        if self.slicing is Slicing.xz_yz:
+            return ("y", "x"), ("z",)
+        return ("z",), ("z",)
+
     def config_layers(self, budget: Budget) -> list[dict[str, Any]]:
         """Setting layers from generic preset to task-specific (later wins)."""
         return [BUDGETS[budget], self.training, self.budgets.get(budget, {})]

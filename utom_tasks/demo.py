@@ -17,6 +17,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from utom_core.io.atomic import write_atomic, write_text
 from utom_core.task import TaskData
 
 Region = tuple[tuple[int, int], ...]
@@ -88,8 +89,8 @@ class DemoWriter:
             metadata["unit"] = "um"
             if "z" in pixel_size:
                 metadata["spacing"] = pixel_size["z"]
-        tifffile.imwrite(path, np.ascontiguousarray(array), imagej=True, metadata=metadata,
-                         **kwargs)
+        write_atomic(path, lambda handle: tifffile.imwrite(
+            handle, np.ascontiguousarray(array), imagej=True, metadata=metadata, **kwargs))
         self.records[name] = _Record(role, specimen, where)
         return path
 
@@ -143,6 +144,6 @@ class DemoWriter:
         self.check()
         layout = {name: {"role": r.role, "specimen": r.specimen, "region": r.region}
                   for name, r in self.records.items()}
-        (self.workdir / REGIONS_FILE).write_text(json.dumps(layout, indent=1), encoding="utf-8")
+        write_text(self.workdir / REGIONS_FILE, json.dumps(layout, indent=1))
         return TaskData(a=self.paths["a"], b=self.paths["b"], test=self.paths["test"],
                         reference=self.references, notes=notes, pairs=self.pairs)

@@ -78,7 +78,8 @@ TASK = Task(
     domain_b=Domain(name="lateral planes (XY)", channels=1, axes="zyx", dtype=PixelType.uint16),
     slicing=Slicing.xz_yz,
     training={"residual": True, "shared_range": True, "identity": True},
-    budgets={Budget.bench: {"tile": 40}, Budget.demo: {"tile": 40, "iterations": 3000}},
+    budgets={Budget.quick: {"tile": 40, "iterations": 1200}, Budget.bench: {"tile": 40},
+             Budget.demo: {"tile": 40, "iterations": 3000}},
     demo_data=demo_data,
     evaluators=["psnr", "ssim", "content"],
 )

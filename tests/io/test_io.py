@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+import zarr
+from helpers import validate_ome_zarr
+from ome_zarr_models.v05.image import Image as OmeZarrImage
 from PIL import Image
 
 from utom_core.errors import InputError, UtomError
@@ -21,10 +23,10 @@ def _u16(*shape: int) -> np.ndarray:
     return RNG.integers(0, 65535, shape, dtype=np.uint16)
 
 
-def _write(path: Path, data: np.ndarray, info: ImageInfo) -> Path:
+def _write(path: Path, data: np.ndarray, info: ImageInfo, replace: bool = False) -> Path:
     sink = writer_for(path).create(path, info, chunk=16)
     sink.write(tuple(slice(0, n) for n in data.shape[1:]), data)
-    sink.commit()
+    sink.commit(replace=replace)
     return path
 
 
@@ -84,23 +86,20 @@ def test_ome_tiff_pixel_size(tmp_path):
 
 
 def test_omezarr_is_ome_0_5(tmp_path):
+    """Judged by the spec's own models and ome-zarr-py's reader (helpers.validate_ome_zarr)."""
     data = _u16(2, 3, 40, 36)
     path = _write(tmp_path / "o.ome.zarr", data,
                   ImageInfo(data.shape, data.dtype, {"x": 0.5, "y": 0.5, "z": 1.5}))
-    meta = json.loads((path / "zarr.json").read_text())
-    assert meta["zarr_format"] == 3 and meta["node_type"] == "group"
-    ome = meta["attributes"]["ome"]
-    assert ome["version"] == "0.5"
-    (multiscale,) = ome["multiscales"]
-    assert [(a["name"], a["type"]) for a in multiscale["axes"]] == [
-        ("c", "channel"), ("z", "space"), ("y", "space"), ("x", "space")]
-    assert {a.get("unit") for a in multiscale["axes"][1:]} == {"micrometer"}
-    scales = [d["coordinateTransformations"] for d in multiscale["datasets"]]
-    assert scales[0] == [{"type": "scale", "scale": [1.0, 1.5, 0.5, 0.5]}]
-    assert scales[1] == [{"type": "scale", "scale": [1.0, 1.5, 1.0, 1.0]}]
-    for dataset in multiscale["datasets"]:
-        array = json.loads((path / dataset["path"] / "zarr.json").read_text())
-        assert array["dimension_names"] == ["c", "z", "y", "x"]
+    levels = validate_ome_zarr(path)
+    (multiscale,) = OmeZarrImage.from_zarr(zarr.open_group(str(path))).ome_attributes.multiscales
+    assert [(a.name, a.type, a.unit) for a in multiscale.axes] == [
+        ("c", "channel", None), ("z", "space", "micrometer"), ("y", "space", "micrometer"),
+        ("x", "space", "micrometer")]
+    scale, translation = multiscale.datasets[1].coordinateTransformations
+    assert scale.scale == [1.0, 1.5, 1.0, 1.0]
+    assert translation.translation == [0.0, 0.0, 0.25, 0.25]  # half a level-0 pixel
+    assert [level.shape for level in levels] == [(2, 3, 40, 36), (2, 3, 20, 18), (2, 3, 10, 9)]
+    np.testing.assert_array_equal(levels[0], data)
     np.testing.assert_array_equal(read_image(path), data)
 
 
@@ -136,7 +135,7 @@ def test_nothing_at_destination_until_commit_and_abort_cleans(tmp_path):
 def test_commit_replaces_existing_folder(tmp_path):
     info = ImageInfo((1, 8, 8), np.dtype("uint8"))
     for value in (1, 2):
-        _write(tmp_path / "a.zarr", np.full(info.shape, value, np.uint8), info)
+        _write(tmp_path / "a.zarr", np.full(info.shape, value, np.uint8), info, replace=True)
     assert (read_image(tmp_path / "a.zarr") == 2).all()
     assert [p.name for p in tmp_path.iterdir()] == ["a.zarr"]
 

@@ -1,7 +1,10 @@
-"""A full disk or a read-only folder fails with one clear line and keeps earlier results.
+"""A refused write fails with one clear line and keeps earlier results: the faults a real
+small file system cannot stage at the right moment.
 
-Tests run as root, where ``chmod 0o555`` does not stop writes, so the failures are injected
-where the operating system would report them: the write, the rename, the file creation.
+A full disk for real (a checkpoint, a prediction, the temporary folder) and a read-only file
+system are in ``test_full_disk.py``. Tests run as root, where ``chmod 0o555`` does not stop
+writes, so the failures here are injected where the operating system would report them: the
+rename, the file creation, the log and preview writes.
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-import zarr.storage
-from PIL import Image
 from reliability.checks import TINY, Data, leftovers, one_line_error, snapshot
 
 import utom_core.training.runlog
@@ -56,8 +57,6 @@ def _checkpoint_iteration(run: Path) -> int:
 
 
 FAULTS = {
-    # the second checkpoint's bytes cannot be written (calls 1-2 are the first checkpoint)
-    "checkpoint-write": lambda mp: _nth_call_fails(mp, torch, "save", 3, full()),
     # the second checkpoint is written but cannot be renamed into place
     "checkpoint-rename": lambda mp: _nth_call_fails(
         mp, os, "replace", 1, OSError(errno.EROFS, os.strerror(errno.EROFS)),
@@ -92,7 +91,6 @@ def _fail_log_after(monkeypatch, n: int) -> None:
 
 
 @pytest.mark.parametrize(("fault", "needles", "kept"), [
-    ("checkpoint-write", ("last.pt", "No space left", "earlier files are intact"), 2),
     ("checkpoint-rename", ("Read-only file system",), 2),
     ("loss-log", ("log.jsonl", "No space left", "checkpoint of iteration 2 is intact"), 2),
     ("preview", ("preview.png", "No space left", "no checkpoint was written yet"), None),
@@ -131,36 +129,11 @@ def test_a_run_directory_that_cannot_be_created(cli, tmp_path, data, monkeypatch
     assert not run.exists()
 
 
-@pytest.mark.parametrize("fmt", ["tif", "ome.zarr", "png"])
-def test_prediction_output_on_a_full_disk_leaves_the_old_output(cli, tmp_path, data,
-                                                                 monkeypatch, fmt):
-    image = tmp_path / "in.tif"
-    tifffile.imwrite(image, np.random.default_rng(0).integers(0, 20000, (70, 90), np.uint16))
-    out = tmp_path / f"pred.{fmt}"
-    if fmt == "ome.zarr":
-        out.mkdir()
-        (out / "zarr.json").write_text("old result")
-    else:
-        out.write_bytes(b"old result")
-    before = snapshot(tmp_path, data.root)
-    if fmt == "tif":  # a band of rows cannot be stored
-        _nth_call_fails(monkeypatch, tiff.WindowedMemmap, "__setitem__", 2, full())
-    elif fmt == "ome.zarr":  # a chunk cannot be stored
-        _nth_call_fails(monkeypatch, zarr.storage.LocalStore, "set", 3, full())
-    else:  # the encoded file cannot be saved
-        _nth_call_fails(monkeypatch, Image.Image, "save", 1, full())
-    line = one_line_error(cli("predict", data.model, image, "--out", out, "--overwrite",
-                              "--tile", "32", "--norm", "tile"), "No space left")
-    assert str(out) in line
-    assert snapshot(tmp_path, data.root) == before  # old output as it was; no partial file
-    assert leftovers(tmp_path) == []
-
-
 def test_prediction_into_a_folder_that_cannot_be_written(cli, tmp_path, data, monkeypatch):
     image = tmp_path / "in.tif"
     tifffile.imwrite(image, np.full((20, 20), 900, np.uint16))
     before = snapshot(tmp_path)
-    _nth_call_fails(monkeypatch, tiff.tifffile, "memmap", 1,
+    _nth_call_fails(monkeypatch, tiff.tifffile, "imwrite", 1,
                     PermissionError(errno.EACCES, os.strerror(errno.EACCES)))
     one_line_error(cli("predict", data.model, image, "--out", tmp_path / "out" / "p.tif"),
                    "p.tif", "cannot create output", "Permission denied")

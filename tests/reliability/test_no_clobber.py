@@ -4,17 +4,22 @@ input, bad settings) leaves the old output exactly as it was."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tifffile
 from reliability.checks import TINY, Data, one_line_error, snapshot
 
+from utom_core import rundirs
+
 
 @pytest.fixture
 def old_run(tmp_path):
-    """What a previous ``utom train`` left (only its names matter to the refusal)."""
+    """What a previous ``utom train`` left (only its names and marker matter to the refusal)."""
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
+    (run / rundirs.MARKER_FILE).write_text(json.dumps({"format": rundirs.RUN_DIR_FORMAT}))
     (run / "config.json").write_text("{}")
     (run / "run.json").write_text("{}")
     (run / "checkpoints" / "last.pt").write_bytes(b"weeks of training")
@@ -76,6 +81,7 @@ def old_output(tmp_path):
     """What a previous ``utom run`` left."""
     out = tmp_path / "out"
     (out / "run").mkdir(parents=True)
+    (out / rundirs.MARKER_FILE).write_text(json.dumps({"format": rundirs.RUN_OUTPUT_FORMAT}))
     (out / "metrics.json").write_text('{"psnr": 30}')
     (out / "report.md").write_text("# last week's report")
     return out

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from pydantic import BaseModel
-from reliability.checks import TINY, Data, one_line_error, snapshot
+from reliability.checks import Data, one_line_error, snapshot
 
 import utom_core
 from utom_core import plugins, runs
@@ -79,7 +79,7 @@ def test_run_directories_with_a_malicious_file_are_refused(cli, tmp_path, data: 
         result = cli("predict", run, data.a[0], "--out", tmp_path / "out.tif")
     else:
         _save("os.system", "torch", run / runs.CHECKPOINT_FILE, marker)
-        result = cli("train", "denoise", "--resume", "--out", run, *TINY)
+        result = cli("train", "denoise", "--resume", "--out", run)
     one_line_error(result, "refused")
     assert not marker.exists()
 

@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from utom_core.config import (
+    BUDGET_NOTES,
+    RESUME_SETTINGS,
     Budget,
     Method,
     TrainConfig,
@@ -16,6 +19,7 @@ from utom_core.config import (
     load_config_file,
     parse_overrides,
 )
+from utom_core.errors import UtomError
 from utom_core.task import Task
 
 PATHS = click.Path(path_type=Path)
@@ -31,12 +35,22 @@ def threshold_value(text: str | None) -> float | str | None:
         raise click.BadParameter(f"{text!r} is neither a number nor 'auto'") from None
 
 
-def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Options every training entry point accepts."""
+def budget_help() -> str:
+    """Each budget's expected time and result, for --help."""
+    return "Preset of network size, tile size and iterations: " + "; ".join(
+        f"{budget.value} ({note})" for budget, note in BUDGET_NOTES.items()) + "."
+
+
+def training_options(command: Callable[..., Any] | None = None, *,
+                     methods: tuple[Method, ...] = tuple(Method)) -> Any:
+    """Options every training entry point accepts; ``methods``: the objectives it offers
+    (``@training_options`` or ``@training_options(methods=…)``)."""
+    if command is None:
+        return lambda decorated: training_options(decorated, methods=methods)
     options = [
         click.option("--budget", type=click.Choice([b.value for b in Budget]), default="demo",
-                     show_default=True, help="Preset of network size, tile size and iterations."),
-        click.option("--method", type=click.Choice([m.value for m in Method]), default=None,
+                     show_default=True, help=budget_help()),
+        click.option("--method", type=click.Choice([m.value for m in methods]), default=None,
                      help="Objective (default: utom)."),
         click.option("--iterations", type=click.IntRange(min=1), default=None,
                      help="Total iterations of the run (overrides the budget)."),
@@ -59,14 +73,40 @@ def assemble_config(task: Task, budget: str, method: str | None, iterations: int
                     seed: int | None, config_file: Path | None, overrides: tuple[str, ...],
                     threshold_a: float | str | None,
                     threshold_b: float | str | None) -> TrainConfig:
-    """Budget preset < task defaults < config file < --set < explicit options."""
+    """Budget preset < task defaults < config file < --set < explicit options.
+
+    The config file and --set are validated on their own first, so a wrong value is reported
+    where the user wrote it."""
     explicit = {key: value for key, value in dict(
         method=method, iterations=iterations, seed=seed,
         threshold_a=threshold_a, threshold_b=threshold_b,
     ).items() if value is not None}
-    layers = [*task.config_layers(Budget(budget))]
-    if config_file is not None:
-        layers.append(load_config_file(config_file))
-    layers += [parse_overrides(overrides), explicit]
-    source = f"{config_file}" if config_file else "settings"
-    return build_config(*layers, source=source)
+    given = [(load_config_file(config_file), str(config_file))] if config_file else []
+    given.append((parse_overrides(overrides), "--set"))
+    for layer, source in given:
+        build_config(layer, source=source)
+    return build_config(*task.config_layers(Budget(budget)), *(layer for layer, _ in given),
+                        explicit, source="settings")
+
+
+FIXED_ON_RESUME = ("budget", "method", "seed", "config_file", "threshold_a", "threshold_b")
+"""Options that would change what a resumed run learns."""
+
+
+def resume_settings(ctx: click.Context, overrides: tuple[str, ...]) -> set[str]:
+    """The settings given with --resume, all of them in RESUME_SETTINGS: any other setting
+    is refused, never silently ignored (the run keeps the settings it was trained with)."""
+    allowed = ", ".join(f"{key}=" for key in sorted(RESUME_SETTINGS))
+    rule = (f"a resumed run keeps the settings it was trained with; with --resume only "
+            f"--iterations and --set {allowed} may change")
+    for param in ctx.command.params:
+        if param.name in FIXED_ON_RESUME and \
+                ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT:
+            raise UtomError(f"{param.opts[0]}: {rule}")
+    given = set(parse_overrides(overrides))
+    if ctx.params.get("iterations") is not None:
+        given.add("iterations")
+    fixed = sorted(given - RESUME_SETTINGS)
+    if fixed:
+        raise UtomError(f"--set {fixed[0]}: {rule}")
+    return given

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from utom_core.commands.common import PATHS
 from utom_core.console import console
-from utom_core.errors import UtomError
+from utom_core.errors import InputError, UtomError
 from utom_core.inference import Norm, TileOptions, predict_file
-from utom_core.inference.files import FORMAT_SUFFIXES, output_name
+from utom_core.inference.files import FORMAT_SUFFIXES, check_input, output_name
 from utom_core.inference.tiling import Stitch
-from utom_core.io import is_image, list_images, writer_for
+from utom_core.io import can_write, list_images, open_image, writer_for
 from utom_core.plugins import get_registry
+
+if TYPE_CHECKING:
+    from utom_core.runs import Direction, Predictor
 
 
 def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool) -> list[Path]:
@@ -21,7 +26,7 @@ def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool
 
     ``out`` is a file when it has an image suffix (one input only), else a folder.
     """
-    if is_image(out):
+    if can_write(out):
         if len(inputs) > 1:
             raise UtomError(f"--out {out}: several inputs need a folder, not an image path")
         if fmt and not out.name.lower().endswith(FORMAT_SUFFIXES[fmt]) and not (
@@ -44,6 +49,56 @@ def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool
     return outputs
 
 
+class OverlapType(click.ParamType):
+    """``auto`` (None) or a fraction in [0, 0.9]."""
+
+    name = "auto|FRACTION"
+
+    def convert(self, value, param, ctx) -> float | None:
+        if value is None or value == "auto":
+            return None
+        return click.FloatRange(0.0, 0.9).convert(value, param, ctx)
+
+
+OVERLAP = OverlapType()
+
+
+def _auto_overlap(images: list[Path], predictor: Predictor, options: TileOptions) -> float:
+    """``--overlap auto``, measured on the first input whose planes are tiled (planes
+    predicted whole need none)."""
+    from utom_core.inference.halo import PAPER_OVERLAP, auto_overlap
+    from utom_core.inference.planes import PlanePredictor
+
+    planes = PlanePredictor(predictor.generator, predictor.source_norm, options)
+    for image in images:
+        source = open_image(image)
+        try:
+            if len(planes.grid(source.info.shape[-2:])) > 1:
+                return auto_overlap(predictor.generator, source, predictor.source_norm,
+                                    options)[0]
+        finally:
+            source.close()
+    return PAPER_OVERLAP
+
+
+def check_inputs(images: list[Path], predictor: Predictor, direction: Direction) -> None:
+    """Open every input and check it fits the generator before the first tile: a bad last
+    file must not cost the minutes the first ones take, nor leave their outputs behind."""
+    other = "b2a" if direction == "a2b" else "a2b"
+    for image in images:
+        source = open_image(image)
+        try:
+            check_input(source, predictor)
+        except InputError as err:
+            found = source.info.channels
+            if found != predictor.generator.in_channels and found == predictor.target.channels:
+                raise InputError(image, f"{err.problem}; {found} channel(s) fit the {other} "
+                                        f"generator: use --direction {other}") from None
+            raise
+        finally:
+            source.close()
+
+
 @click.command("predict")
 @click.argument("model", type=PATHS)
 @click.argument("inputs", nargs=-1, required=True, type=PATHS)
@@ -53,8 +108,9 @@ def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool
               help="Generator to apply: A→B or B→A.")
 @click.option("--tile", type=click.IntRange(min=8), default=512, show_default=True,
               help="Largest tile side in pixels (tiles shrink to fit the image).")
-@click.option("--overlap", type=click.FloatRange(0.0, 0.9), default=0.25, show_default=True,
-              help="Fraction of a tile shared with each neighbour.")
+@click.option("--overlap", type=OVERLAP, default="auto", show_default=True,
+              help="Fraction of a tile shared with each neighbour; auto: the smallest that "
+                   "keeps the generator's measured halo out of the output (docs/predict.md).")
 @click.option("--stitch", type=click.Choice([s.value for s in Stitch]), default="crop",
               show_default=True, help="crop: keep tile centres (paper); blend: feather overlaps.")
 @click.option("--norm", type=click.Choice([n.value for n in Norm]), default="image",
@@ -69,29 +125,71 @@ def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
 @click.option("--raw-weights", is_flag=True, help="Use the last weights instead of their EMA.")
+@click.option("--checkpoint", type=click.Choice(["last", "best"]), default="last",
+              show_default=True,
+              help="The run's last model, or the one of its best validation score (--val).")
+@click.option("--scheduler", default=None, metavar="local[:N]|tcp://HOST:PORT",
+              help="Predict on a Dask cluster: N local worker processes, or a running "
+                   "scheduler (needs utom[distributed]; docs/predict.md).")
+@click.option("--resume", is_flag=True,
+              help="With --scheduler: continue an interrupted job, keeping what it wrote.")
 def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction: str, tile: int,
-                    overlap: float, stitch: str, norm: str, batch: int | None, fmt: str | None,
-                    overwrite: bool, device: str, raw_weights: bool) -> None:
+                    overlap: float | None, stitch: str, norm: str, batch: int | None,
+                    fmt: str | None,
+                    overwrite: bool, device: str, raw_weights: bool, checkpoint: str,
+                    scheduler: str | None, resume: bool) -> None:
     """Predict every INPUT (image or folder) with the generator of MODEL (run dir or checkpoint)."""
     from utom_core.device import resolve_device
-    from utom_core.runs import load_predictor
+    from utom_core.runs import chosen_model, load_predictor
 
+    if resume and not scheduler:
+        raise UtomError("--resume: continues jobs of --scheduler only")
     get_registry()  # io then knows the formats that plugins register
     images = list_images(list(inputs))
-    outputs = plan_outputs(images, out, fmt, overwrite)
-    torch_device = resolve_device(device)
-    predictor = load_predictor(model, direction, ema=not raw_weights, device=str(torch_device))
+    outputs = plan_outputs(images, out, fmt, overwrite or resume)
+    if resume and not overwrite:  # outputs an interrupted job finished are kept, not redone
+        images, outputs = _unfinished(images, outputs)
+        if not images:
+            return
+    torch_device = resolve_device(device, "--device")
+    model_file = chosen_model(model, checkpoint)
+    predictor = load_predictor(model_file, direction, ema=not raw_weights,
+                               device=str(torch_device))
+    check_inputs(images, predictor, direction)
     batch = batch or (4 if torch_device.type == "cuda" else 1)
-    options = TileOptions(tile=tile, overlap=overlap, stitch=Stitch(stitch), batch=batch,
-                          norm=Norm(norm))
+    options = TileOptions(tile=tile, stitch=Stitch(stitch), batch=batch, norm=Norm(norm))
+    options = replace(options, overlap=overlap if overlap is not None else
+                      _auto_overlap(images, predictor, options))
     folder = outputs[0].parent
     new_folders = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     try:
+        if scheduler:
+            _predict_on_cluster(images, outputs, predictor, model_file, direction,
+                                not raw_weights, str(torch_device), options, scheduler, resume,
+                                overwrite)
+            return
         for image, output in zip(images, outputs, strict=True):
-            predict_file(image, output, predictor, options)
+            predict_file(image, output, predictor, options, overwrite=overwrite)
             console.print(f"{image} → {output}")
     except BaseException:
         for path in new_folders:  # a failed first prediction leaves no empty folders
             if path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
         raise
+
+
+def _unfinished(images: list[Path], outputs: list[Path]) -> tuple[list[Path], list[Path]]:
+    """The inputs whose outputs do not exist yet (``--resume``)."""
+    pairs = [(i, o) for i, o in zip(images, outputs, strict=True) if not o.exists()]
+    return [i for i, _ in pairs], [o for _, o in pairs]
+
+
+def _predict_on_cluster(images: list[Path], outputs: list[Path], predictor: Predictor,
+                        model_file: Path, direction: str, ema: bool, device: str,
+                        options: TileOptions, scheduler: str, resume: bool,
+                        overwrite: bool) -> None:
+    from utom_core.inference.blocks import ModelSpec
+    from utom_core.inference.dask import predict_on_cluster
+
+    spec = ModelSpec(str(Path(model_file).resolve()), direction, ema, device, options)
+    predict_on_cluster(images, outputs, predictor, spec, scheduler, resume, overwrite)

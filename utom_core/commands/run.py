@@ -13,6 +13,7 @@ from utom_core.config import Budget
 from utom_core.console import console
 from utom_core.errors import UtomError
 from utom_core.plugins import get_registry
+from utom_core.workflow.holdout import GUARD_GAP, hold_out, parse_region
 from utom_core.workflow.run import run_workflow
 from utom_core.workflow.userdata import user_data
 
@@ -24,27 +25,40 @@ from utom_core.workflow.userdata import user_data
 @click.option("--test", "test_paths", multiple=True, type=PATHS,
               help="Held-out domain A images to predict and evaluate (repeatable).")
 @click.option("--reference", "reference_paths", multiple=True, type=PATHS,
-              help="Ground truth or reference per --test image (repeatable, same order).")
+              help="Ground truth or reference per --test image or --test-region (repeatable, "
+              "same order).")
+@click.option("--test-region", "regions", multiple=True, metavar="ROWS,COLUMNS",
+              callback=lambda c, p, v: [parse_region(text) for text in v],
+              help="Hold this region of the one --a image out of training and test on it "
+              "(repeatable), e.g. ':,0.4:0.6' (all rows, columns 40-60%) or '0:512,0:512' "
+              f"(pixels); {GUARD_GAP}-px guard gaps around it are not trained on either.")
 @click.option("--out", type=PATHS, default=None,
               help="Output folder (default: utom-runs/TASK-BUDGET-TIME).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 @training_options
-def run_command(task_name: str, a_paths, b_paths, test_paths, reference_paths, out: Path | None,
-                overwrite: bool, budget: str, method, iterations, seed, config_file, overrides,
-                threshold_a, threshold_b) -> None:
+def run_command(task_name: str, a_paths, b_paths, test_paths, reference_paths, regions,
+                out: Path | None, overwrite: bool, budget: str, method, iterations, seed,
+                config_file, overrides, threshold_a, threshold_b) -> None:
     """Run TASK end to end; with no --a/--b it uses the task's bundled demo data."""
     task = get_registry().task(task_name)
     cfg = assemble_config(task, budget, method, iterations, seed, config_file, overrides,
                           threshold_a, threshold_b)
     if bool(a_paths) != bool(b_paths):
         raise UtomError("give both --a and --b, or neither to use the demo data")
-    if (test_paths or reference_paths) and not a_paths:
-        raise UtomError("--test/--reference go with --a and --b")
-    data = None
+    if (test_paths or reference_paths or regions) and not a_paths:
+        raise UtomError("--test/--test-region/--reference go with --a and --b")
+    if regions and test_paths:
+        raise UtomError("--test-region: give --test images or test regions of --a, not both")
+    data, held_out = None, None
+    if regions:
+        held_out = hold_out(task, list(a_paths), list(b_paths), regions, list(reference_paths),
+                            cfg.tile)
     if a_paths:
-        data = user_data(list(a_paths), list(b_paths), list(test_paths), list(reference_paths),
+        data = user_data(list(a_paths), list(b_paths), list(test_paths),
+                         [] if regions else list(reference_paths),
                          np.random.default_rng(cfg.seed))
     if out is None:
         out = Path("utom-runs") / f"{task.name}-{budget}-{time.strftime('%Y%m%d-%H%M%S')}"
-    outcome = run_workflow(task, cfg, Budget(budget), out, data, overwrite=overwrite)
+    outcome = run_workflow(task, cfg, Budget(budget), out, data, overwrite=overwrite,
+                           held_out=held_out)
     console.print(outcome.summary, soft_wrap=True, markup=False)

@@ -8,17 +8,20 @@ from pathlib import Path
 import click
 import numpy as np
 
-from utom_core.commands.common import PATHS
+from utom_core.commands.common import PATHS, threshold_value
+from utom_core.config import TrainConfig
 from utom_core.console import stdout
-from utom_core.data.fitting import check_threshold, content_fraction, estimate_threshold
-from utom_core.data.images import DomainImages
-from utom_core.domain import Polarity, fit_normalisation
+from utom_core.data.fitting import check_fit, fit_domain, fitting_sample
+from utom_core.data.images import DomainImages, Plane
+from utom_core.domain import Domain, Normalisation, Polarity
 from utom_core.errors import UtomError
 from utom_core.evaluation.figures.panels import save_panel, to_display
 from utom_core.plugins import get_registry
 
 PREVIEW_MAX = 4096
-"""Largest preview side in pixels; larger planes are shown downsampled."""
+"""Largest preview side in pixels; larger planes are shown downsampled (block means)."""
+READ_SIDE = 2048
+"""Side of the windows a preview is read in: memory stays bounded for planes of any size."""
 
 
 @click.command("threshold")
@@ -26,49 +29,98 @@ PREVIEW_MAX = 4096
 @click.option("--task", "task_name", required=True, help="Task whose domain the image belongs to.")
 @click.option("--domain", type=click.Choice(["a", "b"]), default="a", show_default=True)
 @click.option("--method", type=click.Choice(["midpoint", "otsu"]), default="midpoint",
-              show_default=True, help="midpoint: the paper's background/foreground rule.")
-@click.option("--value", type=float, default=None, help="Check this raw threshold instead.")
+              show_default=True, help="Estimator (midpoint: the paper's background/foreground "
+              "rule), as training's threshold_method.")
+@click.option("--value", metavar="RAW|auto", default=None,
+              callback=lambda c, p, v: threshold_value(v),
+              help="Check this raw threshold, or 'auto' to estimate one where the task sets one "
+              "(as --threshold-a/-b in training). Default: what training uses.")
 @click.option("--preview", type=PATHS, default=None, help="PNG of the content mask over the image.")
-@click.option("--seed", type=int, default=0, show_default=True)
-def threshold_command(image: Path, task_name: str, domain: str, method: str, value: float | None,
-                      preview: Path | None, seed: int) -> None:
-    """Estimate (or check) the content threshold of IMAGE in raw units."""
+@click.option("--overwrite", is_flag=True, help="Replace an existing --preview file.")
+def threshold_command(image: Path, task_name: str, domain: str, method: str,
+                      value: float | str | None, preview: Path | None, overwrite: bool) -> None:
+    """The content threshold training would use for IMAGE (raw units), and its mask.
+
+    Training fits on the same fixed sample of the same pixels with the same function, so
+    the threshold and the content fraction printed here are those of a run on IMAGE."""
     task = get_registry().task(task_name)
     spec = task.domain_a if domain == "a" else task.domain_b
-    if value is not None and not math.isfinite(value):
+    axes = task.cut_axes()[0 if domain == "a" else 1]
+    if isinstance(value, float) and not math.isfinite(value):
         raise UtomError(f"--value {value}: the threshold must be a finite number")
-    images = DomainImages([image], spec)
+    images = DomainImages([image], spec, axes)
     try:
-        samples = images.sample_pixels(np.random.default_rng(seed), 1_000_000)
-        if not np.isfinite(samples).all():
-            raise UtomError(f"{image}: contains NaN or infinite values")
-        try:  # the same check training makes: an image without contrast has no threshold
-            fit_normalisation(samples, spec)
-        except ValueError as err:
-            raise UtomError(f"{image}: {err}") from None
-        threshold = estimate_threshold(samples, method) if value is None else value
-        fraction = content_fraction(samples, threshold, spec.background)
-        source = "given" if value is not None else method
-        stdout.print(f"{image}: threshold {threshold:.6g} ({source}, raw units) marks "
-                     f"{fraction:.1%} of pixels as content ({spec.background.value} background)")
         if preview is not None:
-            plane = images.planes[0]
-            size = min(max(plane.shape), PREVIEW_MAX)
-            raw = images.read(plane, 0, 0, size)[:, : plane.shape[0], : plane.shape[1]]
-            save_panel(preview, [mask_overlay(raw, threshold, spec.background)])
-            stdout.print(f"mask preview: {preview}")
-        check_threshold(samples, threshold, spec, str(image))
+            check_preview(preview, [source.path for source in images.sources], overwrite)
+        samples = fitting_sample(images, TrainConfig().sample_pixels, str(image))
+        fit = fit_domain(samples, spec, "task" if value is None else value, method, str(image),
+                         check=False)
+        stdout.print(f"{image}: {fit.describe()} ({spec.background.value} background)",
+                     markup=False, soft_wrap=True)
+        if task.training.get("shared_range") and fit.source.endswith("estimate"):
+            stdout.print(f"note: task {task.name} estimates one threshold on both domains' "
+                         "images together (shared_range); training's also depends on the other "
+                         "domain's images", markup=False, soft_wrap=True)
+        check_fit(fit, str(image))  # refused: no preview either
+        if preview is not None:
+            raw = downsampled_plane(images, images.planes[0])
+            save_panel(preview, [mask_overlay(raw, spec, fit.normalisation, fit.threshold)])
+            stdout.print(f"mask preview: {preview}", markup=False, soft_wrap=True)
     finally:
         images.close()
 
 
-def mask_overlay(raw: np.ndarray, threshold: float, background: Polarity) -> np.ndarray:
-    """The image (contrast-stretched) with its content pixels tinted magenta, as RGB uint8."""
+def check_preview(preview: Path, inputs: list[Path], overwrite: bool) -> None:
+    """The rules of every output: never an input, never a folder, never an existing file
+    without --overwrite."""
+    if preview.resolve() in {path.resolve() for path in inputs}:
+        raise UtomError(f"--preview {preview}: is the input image; choose another path")
+    if preview.is_dir():
+        raise UtomError(f"--preview {preview}: is a folder; give a PNG file path")
+    if (preview.exists() or preview.is_symlink()) and not overwrite:
+        raise UtomError(f"--preview {preview}: already exists (use --overwrite to replace it)")
+
+
+def downsampled_plane(images: DomainImages, plane: Plane, limit: int = PREVIEW_MAX) -> np.ndarray:
+    """The whole plane as (C, H / f, W / f) means of f × f blocks, f the smallest factor that
+    fits ``limit``; read window by window (about READ_SIDE² pixels), never whole."""
+    height, width = plane.shape
+    factor = math.ceil(max(height, width) / limit)
+    side = factor * min(max(1, READ_SIDE // factor), math.ceil(max(height, width) / factor))
+    shown = np.empty((images.domain.channels, math.ceil(height / factor),
+                      math.ceil(width / factor)), np.float32)
+    for y in range(0, height, side):
+        for x in range(0, width, side):
+            window = images.read(plane, y, x, side).astype(np.float32)  # mirrored past edges
+            blocks = window.reshape(window.shape[0], side // factor, factor, side // factor,
+                                    factor).mean(axis=(2, 4))
+            target = shown[:, y // factor:(y + side) // factor, x // factor:(x + side) // factor]
+            target[:] = blocks[:, :target.shape[1], :target.shape[2]]
+    return shown
+
+
+TINTS = {Polarity.dark: (255.0, 0.0, 255.0), Polarity.bright: (0.0, 200.0, 0.0)}
+"""Mask colour per background: magenta on dark fluorescence, green on pink-and-white H&E."""
+
+
+def mask_overlay(raw: np.ndarray, domain: Domain, normalisation: Normalisation,
+                 threshold: float) -> np.ndarray:
+    """The image (contrast-stretched) with its content tinted and outlined, as RGB uint8.
+
+    Content is where the training operator says so (``Domain.content_map`` > 0.5), not a
+    second definition of it."""
     lo, hi = np.percentile(raw, [0.5, 99.8])
     unit = np.clip(2 * (raw.astype(np.float32) - lo) / max(hi - lo, 1e-6) - 1, -1, 1)
     rgb = to_display(unit).astype(np.float32)
-    mean = raw.astype(np.float32).mean(axis=0)
-    content = mean < threshold if background is Polarity.bright else mean > threshold
-    magenta = np.array([255.0, 0.0, 255.0])
-    rgb[content] = 0.6 * rgb[content] + 0.4 * magenta
+    content = domain.content_map(raw, normalisation, threshold) > 0.5
+    tint = np.array(TINTS[domain.background])
+    rgb[content] = 0.6 * rgb[content] + 0.4 * tint
+    rgb[outline(content)] = tint
     return np.rint(rgb).astype(np.uint8)
+
+
+def outline(mask: np.ndarray) -> np.ndarray:
+    """The mask's edge pixels: inside it, with a 4-neighbour outside."""
+    padded = np.pad(mask, 1, mode="edge")
+    inner = (padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+    return mask & ~inner

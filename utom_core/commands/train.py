@@ -6,9 +6,12 @@ from pathlib import Path
 
 import click
 
-from utom_core.commands.common import PATHS, assemble_config, training_options
+from utom_core.commands.common import PATHS, assemble_config, resume_settings, training_options
+from utom_core.config import UNPAIRED_METHODS
 from utom_core.console import console
+from utom_core.errors import UtomError
 from utom_core.plugins import get_registry
+from utom_core.runs import RunMeta
 from utom_core.training.train import train
 
 
@@ -21,18 +24,53 @@ from utom_core.training.train import train
 @click.option("--out", "run_dir", required=True, type=PATHS, help="Run directory to create.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
-@training_options
-def train_command(task_name: str, a_paths: tuple[Path, ...], b_paths: tuple[Path, ...],
-                  run_dir: Path, resume: bool, overwrite: bool, budget: str, method: str | None,
-                  iterations: int | None, seed: int | None, config_file: Path | None,
-                  overrides: tuple[str, ...], threshold_a, threshold_b) -> None:
-    """Train TASK on unpaired images of domain A (--a) and domain B (--b)."""
+@click.option("--val", "val_paths", multiple=True, type=PATHS,
+              help="Held-out domain A image validated every val_every iterations (repeatable).")
+@click.option("--val-reference", "val_references", multiple=True, type=PATHS,
+              help="Ground truth of each --val image (repeatable, same order): PSNR and SSIM.")
+@training_options(methods=UNPAIRED_METHODS)
+@click.pass_context
+def train_command(ctx: click.Context, task_name: str, a_paths: tuple[Path, ...],
+                  b_paths: tuple[Path, ...], run_dir: Path, resume: bool, overwrite: bool,
+                  val_paths: tuple[Path, ...], val_references: tuple[Path, ...],
+                  budget: str, method: str | None, iterations: int | None, seed: int | None,
+                  config_file: Path | None, overrides: tuple[str, ...], threshold_a,
+                  threshold_b) -> None:
+    """Train TASK on unpaired images of domain A (--a) and domain B (--b).
+
+    With --resume, only --iterations and --set iterations, checkpoint_every, log_every,
+    preview_every, val_every, num_workers, compile or channels_last may be given: the run keeps
+    every other setting it was trained with (and its validation images). Under torchrun
+    (``torchrun --nproc-per-node N -m utom_core train …``) every rank trains; rank 0 writes."""
     task = get_registry().task(task_name)
+    given = resume_settings(ctx, overrides) if resume else set()
     cfg = assemble_config(task, budget, method, iterations, seed, config_file, overrides,
                           threshold_a, threshold_b)
     result = train(task, cfg, run_dir, list(a_paths), list(b_paths), resume=resume,
-                   overwrite=overwrite, iterations=iterations if resume else None)
+                   overwrite=overwrite, changes={key: getattr(cfg, key) for key in given},
+                   val=validation_pairs(val_paths, val_references))
     state = "interrupted at" if result.interrupted else "finished"
-    console.print(f"{task.name}: {state} iteration {result.iteration}; run in {run_dir}")
+    console.print(f"{task.name}: {state} iteration {result.iteration}; run in {run_dir}"
+                  + (f"; content thresholds {thresholds(result.meta)}" if result.meta else ""),
+                  soft_wrap=True, markup=False)
     if result.interrupted:
         raise SystemExit(130)
+
+
+def thresholds(meta: RunMeta) -> str:
+    """``A 22617 (37.6% content), B 220 (40.8% content)``, as ``utom threshold`` says them."""
+    def one(side: str, value: float, fraction: float | None) -> str:
+        return f"{side} {value:.6g}" + (f" ({fraction:.1%} content)" if fraction is not None
+                                        else "")
+
+    return (one("A", meta.threshold_a, meta.content_fraction_a) + ", "
+            + one("B", meta.threshold_b, meta.content_fraction_b))
+
+
+def validation_pairs(images: tuple[Path, ...], references: tuple[Path, ...]
+                     ) -> list[tuple[Path, Path | None]]:
+    """--val images with their --val-reference, if given (one for each, in order)."""
+    if references and len(references) != len(images):
+        raise UtomError(f"--val-reference: {len(references)} given for {len(images)} --val "
+                        "image(s); give one for each, in the same order, or none")
+    return list(zip(images, references or [None] * len(images), strict=True))

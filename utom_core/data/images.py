@@ -31,7 +31,7 @@ class DomainImages:
     """All images of one domain, opened lazily and seen as 2D planes."""
 
     def __init__(self, paths: list[Path], domain: Domain, cut_axes: tuple[str, ...] = ("z",)):
-        self.domain = domain
+        self.paths, self.domain, self.cut_axes = list(paths), domain, cut_axes
         self.quarter_turns = "z" in cut_axes
         """Whether planes may be turned by 90°: XY planes, yes; XZ/YZ planes keep z vertical,
         as prediction sees them, since z is the axis they differ along."""
@@ -56,22 +56,31 @@ class DomainImages:
         for src in self.sources:
             src.close()
 
+    def reopened(self) -> DomainImages:
+        """The same images opened anew: what another process (a tile-reading worker) reads
+        through, since an inherited file position would be shared with this one."""
+        return DomainImages(self.paths, self.domain, self.cut_axes)
+
     def read(self, plane: Plane, y: int, x: int, size: int) -> np.ndarray:
         """A (C, size, size) raw window of a plane at (y, x), reflection-padded past its edges."""
+        window = self.read_window(plane, y, x, size, size)
+        pad = ((0, 0), (0, size - window.shape[1]), (0, size - window.shape[2]))
+        if pad[1][1] or pad[2][1]:
+            window = np.pad(window, pad, mode="symmetric")
+        return window
+
+    def read_window(self, plane: Plane, y: int, x: int, height: int, width: int) -> np.ndarray:
+        """The (C, ≤ height, ≤ width) raw pixels of a plane at (y, x), cut at its edges."""
         h, w = plane.shape
-        ys, xs = slice(y, min(y + size, h)), slice(x, min(x + size, w))
+        ys, xs = slice(y, min(y + height, h)), slice(x, min(x + width, w))
         src = self.sources[plane.source]
         if plane.axis == "":
             region: tuple[slice, ...] = (ys, xs)
         else:
             cut = slice(plane.index, plane.index + 1)
             region = {"z": (cut, ys, xs), "y": (ys, cut, xs), "x": (ys, xs, cut)}[plane.axis]
-        window = np.asarray(src.read(region)).reshape(self.domain.channels, ys.stop - ys.start,
-                                                      xs.stop - xs.start)
-        pad = ((0, 0), (0, size - window.shape[1]), (0, size - window.shape[2]))
-        if pad[1][1] or pad[2][1]:
-            window = np.pad(window, pad, mode="symmetric")
-        return window
+        return np.asarray(src.read(region)).reshape(self.domain.channels, ys.stop - ys.start,
+                                                    xs.stop - xs.start)
 
     def random_position(self, rng: np.random.Generator, size: int) -> tuple[int, int, int]:
         """Index of a plane (chosen in proportion to its area) and a window corner in it."""
@@ -85,14 +94,46 @@ class DomainImages:
         index, y, x = self.random_position(rng, size)
         return self.read(self.planes[index], y, x, size)
 
-    def sample_pixels(self, rng: np.random.Generator, count: int, window: int = 128) -> np.ndarray:
-        """(C, ~count) raw pixels drawn from random windows across all images."""
-        pixels, total = [], 0
-        while total < count:
-            patch = self.random_window(rng, window).reshape(self.domain.channels, -1)
-            pixels.append(patch)
-            total += patch.shape[1]
-        return np.concatenate(pixels, axis=1)[:, :count]
+    def lattice_pixels(self, count: int, side: int) -> np.ndarray:
+        """(C, ~count) raw pixels from windows of ``side`` pixels laid on an even lattice over
+        every plane (all pixels when there are fewer): no randomness, so the same files
+        always give the same pixels."""
+        pixels = [self.read_window(self.planes[index], y, x, height, width).reshape(
+            self.domain.channels, -1) for index, y, x, height, width in lattice(
+            [plane.shape for plane in self.planes], count, side)]
+        return np.concatenate(pixels, axis=1)
+
+
+def lattice(shapes: list[tuple[int, int]], count: int, side: int
+            ) -> list[tuple[int, int, int, int, int]]:
+    """(plane, y, x, height, width) windows covering about ``count`` pixels of planes of
+    ``shapes``: each plane gets windows in proportion to its area (every k-th plane of a tall
+    stack gets one), spread over it on a regular grid; planes the windows would cover anyway
+    are taken whole."""
+    areas = np.array([h * w for h, w in shapes], dtype=np.float64)
+    if areas.sum() <= count:
+        return [(index, 0, 0, h, w) for index, (h, w) in enumerate(shapes)]
+    share = np.cumsum(areas) / areas.sum() * max(count / side**2, 1.0)
+    counts = np.diff(np.floor(np.concatenate([[0.0], share])).astype(int))
+    windows = []
+    for index, ((h, w), k) in enumerate(zip(shapes, counts, strict=True)):
+        if k == 0:
+            continue
+        if k * side * side >= h * w:
+            windows.append((index, 0, 0, h, w))
+            continue
+        rows = max(1, min(k, round(float(np.sqrt(k * h / w)))))
+        cols = -(-k // rows)
+        for i in range(rows):
+            for j in range(cols):
+                y = int(np.clip(round((i + 0.5) * h / rows - side / 2), 0, max(0, h - side)))
+                x = int(np.clip(round((j + 0.5) * w / cols - side / 2), 0, max(0, w - side)))
+                windows.append((index, y, x, side, side))
+    return windows
+
+
+VOLUME_AXES = ("Z", "Q", "I")
+"""Stack axes that may be cut as z: Z, or pages whose file does not say what they are."""
 
 
 def check_planes(source: ImageSource, cut_axes: tuple[str, ...], domain: str) -> None:
@@ -103,10 +144,13 @@ def check_planes(source: ImageSource, cut_axes: tuple[str, ...], domain: str) ->
     if len(source.info.shape) != 4:
         raise InputError(source.path, f"is a 2D image; the {domain} domain is read as XZ/YZ "
                                       "planes of volumes (ZYX)")
-    stacked = getattr(source, "stacked_axes", "Z")
+    stacked = "".join(axis for axis, _ in source.info.stack) or "Z"
     if len(stacked) > 1:
         raise InputError(source.path, f"stacks axes {stacked} into one z axis; the {domain} "
                                       "domain needs volumes with a single z axis")
+    if stacked not in VOLUME_AXES:
+        raise InputError(source.path, f"stacks its planes along axis {stacked}, not z; the "
+                                      f"{domain} domain needs volumes (ZYX)")
 
 
 def _planes_of(source: int, spatial: tuple[int, ...], cut_axes: tuple[str, ...]) -> list[Plane]:

@@ -1,9 +1,18 @@
-"""Evaluators: named metrics computed from a prediction, an optional reference and the input."""
+"""Evaluators: named metrics computed from a prediction, an optional reference and the input.
+
+An evaluator sees a whole ``Sample`` (``evaluate``). One that can also *accumulate* its
+statistics region by region (``accumulator``) is evaluated on predictions of any size without
+loading them whole: ``utom run`` on a whole slide streams it in row strips. All built-in
+evaluators do; a third-party one that only implements ``evaluate`` is used on images that fit
+in memory and skipped, with a note in the report, on larger ones.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -26,6 +35,26 @@ class Sample:
     """Content operator of the prediction's (target) domain."""
 
 
+@dataclass
+class Region:
+    """Rows of an evaluated image: ``sample``'s arrays hold them plus a halo of real rows above
+    and below (what SSIM windows and saliency blurs need), ``core`` says which rows (the second
+    to last axis) are this region's own. ``first_plane`` is the z index of the arrays' first
+    plane, so statistics kept per plane (SSIM) add up across regions."""
+
+    sample: Sample
+    core: slice
+    first_plane: int = 0
+
+
+class Accumulator(Protocol):
+    """Statistics of one evaluator, gathered region by region."""
+
+    def add(self, region: Region) -> None: ...
+
+    def result(self) -> dict[str, float]: ...
+
+
 class Evaluator(ABC):
     """Computes named metrics; returns only those its inputs allow (none without a reference)."""
 
@@ -33,3 +62,29 @@ class Evaluator(ABC):
 
     @abstractmethod
     def evaluate(self, sample: Sample) -> dict[str, float]: ...
+
+    def accumulator(self) -> Accumulator | None:
+        """A fresh accumulator, or None when this evaluator needs whole images."""
+        return None
+
+
+class StreamingEvaluator(Evaluator):
+    """An evaluator defined by its accumulator: ``evaluate`` is one region, the whole sample."""
+
+    @abstractmethod
+    def accumulator(self) -> Accumulator: ...
+
+    def evaluate(self, sample: Sample) -> dict[str, float]:
+        acc = self.accumulator()
+        acc.add(Region(sample, slice(None)))
+        return acc.result()
+
+
+def core_rows(array: np.ndarray | None, region: Region) -> np.ndarray | None:
+    """``array`` cut to the region's own rows."""
+    return None if array is None else array[..., region.core, :]
+
+
+def planes(array: np.ndarray) -> Iterator[np.ndarray]:
+    """The (Y, X) planes of one channel of a (Y, X) or (Z, Y, X) array."""
+    yield from array.reshape(-1, *array.shape[-2:])

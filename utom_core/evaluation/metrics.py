@@ -1,23 +1,25 @@
 """Built-in evaluators: PSNR, SSIM, content overlap and colour fidelity of predictions.
 
-All arrays are (C, Y, X) or (C, Z, Y, X) on the [-1, 1] scale (see ``evaluate.Sample``).
+All arrays are (C, Y, X) or (C, Z, Y, X) on the [-1, 1] scale (see ``evaluation.base``).
 PSNR and SSIM use ``data_range = 2`` on that scale, which gives exactly the values the same
 images would score on [0, 1] with ``data_range = 1`` (both are invariant to an affine rescaling
-of the pair together with its range). ``*_input`` keys compare the untransformed input
-(``Sample.baseline``) with the reference — the "before" figure — where both have the same
-shape.
+of the pair together with its range). SSIM is torchmetrics' (Gaussian window 11 × 11,
+σ = 1.5, k1 0.01, k2 0.03, mean of the full map), which differs slightly from
+scikit-image's default (a uniform 7 × 7 window). ``*_input`` keys compare the untransformed
+input (``Sample.baseline``) with the reference — the "before" figure — where both have the
+same shape. Every evaluator accumulates its statistics region by region, so a whole slide is
+evaluated in row strips; one region holding the whole image gives the whole-image value.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import numpy as np
 import torch
-from torchmetrics.functional.image import (
-    peak_signal_noise_ratio,
-    structural_similarity_index_measure,
-)
+from torchmetrics.functional.image import structural_similarity_index_measure
 
-from utom_core.evaluation.base import Evaluator, Sample
+from utom_core.evaluation.base import Region, Sample, StreamingEvaluator, core_rows, planes
 from utom_core.saliency import SaliencyOperator
 
 DATA_RANGE = 2.0
@@ -28,6 +30,7 @@ SSIM_STRIP = 1024
 """Rows per SSIM strip: bounds the memory of SSIM on large images."""
 COLOR_BINS = 256
 """Histogram bins on [-1, 1] for colour distances: one bin per 8-bit level."""
+COLOR_EDGES = np.linspace(-1.0, 1.0, COLOR_BINS + 1)
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
@@ -47,87 +50,160 @@ def _comparable(sample: Sample) -> list[tuple[str, np.ndarray]]:
     return pairs
 
 
-def psnr(image: np.ndarray, reference: np.ndarray) -> float:
-    """PSNR in dB over all pixels of all channels (inf for identical images)."""
-    value = peak_signal_noise_ratio(_tensor(image), _tensor(reference), data_range=DATA_RANGE)
-    return float(value)
+def psnr_of(sum_squared_error: float, count: int) -> float:
+    """PSNR in dB from a sum of squared errors, with torchmetrics' own float32 arithmetic."""
+    sse = torch.tensor(sum_squared_error, dtype=torch.float32)
+    base_e = 2 * torch.log(torch.tensor(DATA_RANGE)) - torch.log(sse / torch.tensor(count))
+    return float(base_e * (10 / torch.log(torch.tensor(10.0))))
 
 
-def ssim_plane(image: np.ndarray, reference: np.ndarray) -> float:
-    """Mean SSIM of one (Y, X) plane (Gaussian window σ 1.5, 11 px), computed in row strips.
+class PsnrAccumulator:
+    """Squared errors over all pixels of all channels (inf for identical images)."""
 
-    Each strip carries a halo of ``SSIM_PAD`` real rows, so the result equals torchmetrics'
-    whole-image value while memory stays bounded by ``SSIM_STRIP`` rows.
-    """
-    height = image.shape[0]
-    total = 0.0
-    for start in range(0, height, SSIM_STRIP):
-        stop = min(start + SSIM_STRIP, height)
-        lo, hi = max(0, start - SSIM_PAD), min(height, stop + SSIM_PAD)
-        _, full = structural_similarity_index_measure(
-            _tensor(image[lo:hi])[None, None],
-            _tensor(reference[lo:hi])[None, None],
-            data_range=DATA_RANGE,
-            return_full_image=True,
-        )
-        total += float(full[0, 0, start - lo : stop - lo].sum(dtype=torch.float64))
-    return total / image.size
+    def __init__(self) -> None:
+        self.sse: dict[str, float] = defaultdict(float)
+        self.count: dict[str, int] = defaultdict(int)
+
+    def add(self, region: Region) -> None:
+        reference = core_rows(region.sample.reference, region)
+        for key, image in _comparable(region.sample):
+            diff = _tensor(core_rows(image, region)) - _tensor(reference)
+            self.sse[key] += float(torch.sum(torch.pow(diff, 2)))
+            self.count[key] += diff.numel()
+
+    def result(self) -> dict[str, float]:
+        return {f"psnr{key}": psnr_of(self.sse[key], self.count[key]) for key in self.sse}
 
 
-def ssim_channels(image: np.ndarray, reference: np.ndarray) -> list[float]:
-    """Per-channel SSIM of (C, Y, X) or (C, Z, Y, X) arrays; volumes: mean over XY slices."""
-    values = []
-    for channel, ref_channel in zip(image, reference, strict=True):
-        planes = channel.reshape(-1, *channel.shape[-2:])
-        ref_planes = ref_channel.reshape(-1, *ref_channel.shape[-2:])
-        values.append(
-            float(np.mean([ssim_plane(p, r) for p, r in zip(planes, ref_planes, strict=True)]))
-        )
-    return values
-
-
-class PSNR(Evaluator):
+class PSNR(StreamingEvaluator):
     """Peak signal-to-noise ratio against the reference (needs one)."""
 
     name = "psnr"
 
-    def evaluate(self, sample: Sample) -> dict[str, float]:
-        return {f"psnr{key}": psnr(image, sample.reference) for key, image in _comparable(sample)}
+    def accumulator(self) -> PsnrAccumulator:
+        return PsnrAccumulator()
 
 
-class SSIM(Evaluator):
-    """SSIM against the reference, averaged over channels (RGB as in the paper) and per channel."""
+def ssim_sum(image: np.ndarray, reference: np.ndarray, core: slice = slice(None)) -> float:
+    """Sum of the SSIM map of one (Y, X) plane over its rows ``core``, computed in row strips.
 
-    name = "ssim"
+    Each strip carries a halo of ``SSIM_PAD`` real rows (where the plane has them), so the map
+    equals torchmetrics' whole-image map while memory stays bounded by ``SSIM_STRIP`` rows.
+    """
+    height = image.shape[0]
+    first, last, _ = core.indices(height)
+    total = 0.0
+    for start in range(first, last, SSIM_STRIP):
+        stop = min(start + SSIM_STRIP, last)
+        lo, hi = max(0, start - SSIM_PAD), min(height, stop + SSIM_PAD)
+        _, full = structural_similarity_index_measure(
+            _tensor(image[lo:hi])[None, None], _tensor(reference[lo:hi])[None, None],
+            data_range=DATA_RANGE, return_full_image=True)
+        total += float(full[0, 0, start - lo: stop - lo].sum(dtype=torch.float64))
+    return total
 
-    def evaluate(self, sample: Sample) -> dict[str, float]:
+
+def ssim_plane(image: np.ndarray, reference: np.ndarray) -> float:
+    """Mean SSIM of one (Y, X) plane."""
+    return ssim_sum(image, reference) / image.size
+
+
+class SsimAccumulator:
+    """SSIM map sums per comparable image, channel and plane; the mean per plane, averaged
+    over planes (volumes: XY slices), then over channels (RGB as in the paper)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[tuple[str, int, int], list[float]] = defaultdict(lambda: [0.0, 0])
+
+    def add(self, region: Region) -> None:
+        reference = region.sample.reference
+        for key, image in _comparable(region.sample):
+            for c, (channel, ref_channel) in enumerate(zip(image, reference, strict=True)):
+                pairs = zip(planes(channel), planes(ref_channel), strict=True)
+                for z, (plane, ref_plane) in enumerate(pairs, start=region.first_plane):
+                    entry = self.sums[key, c, z]
+                    entry[0] += ssim_sum(plane, ref_plane, region.core)
+                    entry[1] += plane[region.core].size
+
+    def result(self) -> dict[str, float]:
         metrics: dict[str, float] = {}
-        for key, image in _comparable(sample):
-            values = ssim_channels(image, sample.reference)
+        for key in dict.fromkeys(k for k, _, _ in self.sums):
+            channels = sorted({c for k, c, _ in self.sums if k == key})
+            values = [float(np.mean([total / count for (k, c, _), (total, count)
+                                     in self.sums.items() if k == key and c == channel]))
+                      for channel in channels]
             metrics[f"ssim{key}"] = float(np.mean(values))
             if len(values) > 1:
                 metrics.update({f"ssim{key}_c{i}": v for i, v in enumerate(values)})
         return metrics
 
 
+class SSIM(StreamingEvaluator):
+    """SSIM against the reference, averaged over channels (RGB as in the paper) and per channel."""
+
+    name = "ssim"
+
+    def accumulator(self) -> SsimAccumulator:
+        return SsimAccumulator()
+
+
 def content_mask(image: np.ndarray, operator: SaliencyOperator) -> np.ndarray:
     """Boolean content mask (Y, X) or (Z, Y, X): the saliency map above 0.5."""
-    planes = _tensor(image).reshape(image.shape[0], -1, *image.shape[-2:]).transpose(0, 1)
+    planes_ = _tensor(image).reshape(image.shape[0], -1, *image.shape[-2:]).transpose(0, 1)
     with torch.no_grad():
-        saliency = operator(planes)[:, 0]
+        saliency = operator(planes_)[:, 0]
     return saliency.numpy().reshape(image.shape[1:]) > 0.5
+
+
+def _core_mask(image: np.ndarray, operator: SaliencyOperator, region: Region) -> np.ndarray:
+    """The content mask of the region's own rows (computed with the halo, which blurs need)."""
+    return content_mask(image, operator)[..., region.core, :]
 
 
 def overlap(mask: np.ndarray, other: np.ndarray) -> tuple[float, float]:
     """(IoU, Dice) of two boolean masks; two empty masks agree perfectly (1, 1)."""
-    intersection = float(np.logical_and(mask, other).sum())
-    union = float(np.logical_or(mask, other).sum())
+    return _overlap_of(float(np.logical_and(mask, other).sum()),
+                       float(np.logical_or(mask, other).sum()))
+
+
+def _overlap_of(intersection: float, union: float) -> tuple[float, float]:
     if union == 0:
         return 1.0, 1.0
     return intersection / union, 2.0 * intersection / (union + intersection)
 
 
-class ContentOverlap(Evaluator):
+class ContentAccumulator:
+    """Intersections and unions of the content masks: input vs prediction, prediction vs
+    reference."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, list[float]] = {}
+
+    def _count(self, key: str, mask: np.ndarray, other: np.ndarray) -> None:
+        entry = self.counts.setdefault(key, [0.0, 0.0])
+        entry[0] += float(np.logical_and(mask, other).sum())
+        entry[1] += float(np.logical_or(mask, other).sum())
+
+    def add(self, region: Region) -> None:
+        sample = region.sample
+        if sample.output_saliency is None:
+            return
+        predicted = _core_mask(sample.prediction, sample.output_saliency, region)
+        if sample.input is not None and sample.input_saliency is not None:
+            self._count("", _core_mask(sample.input, sample.input_saliency, region), predicted)
+        if sample.reference is not None:
+            self._count("_ref", predicted,
+                        _core_mask(sample.reference, sample.output_saliency, region))
+
+    def result(self) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for key, (intersection, union) in self.counts.items():
+            metrics[f"content_iou{key}"], metrics[f"content_dice{key}"] = _overlap_of(
+                intersection, union)
+        return metrics
+
+
+class ContentOverlap(StreamingEvaluator):
     """How well the prediction keeps the input's content: IoU and Dice of the content masks.
 
     The input's mask uses its own domain's operator, the prediction's (and the reference's)
@@ -137,29 +213,64 @@ class ContentOverlap(Evaluator):
 
     name = "content"
 
-    def evaluate(self, sample: Sample) -> dict[str, float]:
-        if sample.output_saliency is None:
-            return {}
-        predicted = content_mask(sample.prediction, sample.output_saliency)
-        metrics: dict[str, float] = {}
-        if sample.input is not None and sample.input_saliency is not None:
-            source = content_mask(sample.input, sample.input_saliency)
-            metrics["content_iou"], metrics["content_dice"] = overlap(source, predicted)
-        if sample.reference is not None:
-            reference = content_mask(sample.reference, sample.output_saliency)
-            metrics["content_iou_ref"], metrics["content_dice_ref"] = overlap(predicted, reference)
-        return metrics
+    def accumulator(self) -> ContentAccumulator:
+        return ContentAccumulator()
+
+
+def histogram(values: np.ndarray) -> np.ndarray:
+    """Counts of values on [-1, 1] in ``COLOR_BINS`` bins."""
+    return np.histogram(values, COLOR_EDGES)[0]
+
+
+def wasserstein_of(counts: np.ndarray, size: int, other: np.ndarray, other_size: int) -> float:
+    """1D earth mover's distance of two histograms on [-1, 1], in 8-bit levels."""
+    cdf, other_cdf = np.cumsum(counts) / size, np.cumsum(other) / other_size
+    return float(np.abs(cdf - other_cdf).sum() * (2.0 / COLOR_BINS) * 127.5)
 
 
 def wasserstein(values: np.ndarray, other: np.ndarray) -> float:
     """1D earth mover's distance of two samples on [-1, 1], in 8-bit levels (256-bin CDFs)."""
-    edges = np.linspace(-1.0, 1.0, COLOR_BINS + 1)
-    cdf = np.cumsum(np.histogram(values, edges)[0]) / values.size
-    other_cdf = np.cumsum(np.histogram(other, edges)[0]) / other.size
-    return float(np.abs(cdf - other_cdf).sum() * (2.0 / COLOR_BINS) * 127.5)
+    return wasserstein_of(histogram(values), values.size, histogram(other), other.size)
 
 
-class ColorFidelity(Evaluator):
+class ColorAccumulator:
+    """Per-channel value histograms of prediction and reference: everywhere, in tissue and in
+    background (each image's own content mask)."""
+
+    def __init__(self) -> None:
+        self.hists: dict[str, list[list]] = {}
+
+    def add(self, region: Region) -> None:
+        sample = region.sample
+        pred, ref = sample.prediction, sample.reference
+        if ref is None or pred.shape[0] != 3 or ref.shape[0] != 3:
+            return
+        pred_core, ref_core = core_rows(pred, region), core_rows(ref, region)
+        regions = {"": (np.ones(pred_core.shape[1:], bool), np.ones(ref_core.shape[1:], bool))}
+        if sample.output_saliency is not None:
+            pred_tissue = _core_mask(pred, sample.output_saliency, region)
+            ref_tissue = _core_mask(ref, sample.output_saliency, region)
+            regions["_tissue"] = (pred_tissue, ref_tissue)
+            regions["_background"] = (~pred_tissue, ~ref_tissue)
+        for key, (pred_mask, ref_mask) in regions.items():
+            entry = self.hists.setdefault(key, [[0] * 3, 0, [0] * 3, 0])
+            for c in range(3):
+                entry[0][c] = entry[0][c] + histogram(pred_core[c][pred_mask])
+                entry[2][c] = entry[2][c] + histogram(ref_core[c][ref_mask])
+            entry[1] += int(pred_mask.sum())
+            entry[3] += int(ref_mask.sum())
+
+    def result(self) -> dict[str, float]:
+        metrics = {}
+        for key, (pred, pred_size, ref, ref_size) in self.hists.items():
+            if pred_size and ref_size:
+                distances = [wasserstein_of(p, pred_size, r, ref_size)
+                             for p, r in zip(pred, ref, strict=True)]
+                metrics[f"color_emd{key}"] = float(np.mean(distances))
+        return metrics
+
+
+class ColorFidelity(StreamingEvaluator):
     """Colour distance of an RGB prediction to the reference, in tissue and in background.
 
     Per channel the earth mover's distance between the two images' value histograms (in 8-bit
@@ -169,23 +280,8 @@ class ColorFidelity(Evaluator):
 
     name = "color"
 
-    def evaluate(self, sample: Sample) -> dict[str, float]:
-        pred, ref = sample.prediction, sample.reference
-        if ref is None or pred.shape[0] != 3 or ref.shape[0] != 3:
-            return {}
-        regions = {"": (np.ones(pred.shape[1:], bool), np.ones(ref.shape[1:], bool))}
-        if sample.output_saliency is not None:
-            pred_tissue = content_mask(pred, sample.output_saliency)
-            ref_tissue = content_mask(ref, sample.output_saliency)
-            regions["_tissue"] = (pred_tissue, ref_tissue)
-            regions["_background"] = (~pred_tissue, ~ref_tissue)
-        metrics = {}
-        for key, (pred_mask, ref_mask) in regions.items():
-            if pred_mask.any() and ref_mask.any():
-                pairs = zip(pred, ref, strict=True)
-                distances = [wasserstein(p[pred_mask], r[ref_mask]) for p, r in pairs]
-                metrics[f"color_emd{key}"] = float(np.mean(distances))
-        return metrics
+    def accumulator(self) -> ColorAccumulator:
+        return ColorAccumulator()
 
 
 EVALUATORS = (PSNR(), SSIM(), ContentOverlap(), ColorFidelity())

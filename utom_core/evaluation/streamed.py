@@ -1,69 +1,157 @@
-"""Evaluating a prediction file: the task's evaluators, a preview panel and a line profile."""
+"""Evaluating a prediction file against its input and reference, in bounded memory.
+
+Predictions of up to ``WHOLE_VALUES`` values are read whole and every evaluator sees the whole
+image. Larger ones (whole slides, volumes) stream: each XY plane is read in row strips with a
+halo of real rows (SSIM windows, saliency blurs), the evaluators' accumulators gather their
+statistics strip by strip, and the previews show a central full-resolution crop — so
+evaluating a 50k × 100k slide holds one strip, never the slide.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from utom_core.errors import UtomError
-from utom_core.evaluation.base import Sample
-from utom_core.evaluation.figures.panels import magenta_green_overlay, save_panel
-from utom_core.evaluation.figures.profiles import fine_structure_line, profile, save_profile_plot
-from utom_core.io import read_image
+from utom_core.evaluation.base import Evaluator, Region, Sample
+from utom_core.evaluation.figures.previews import save_previews
+from utom_core.evaluation.metrics import SSIM_PAD
+from utom_core.io import image_stem, open_image, read_image
+from utom_core.io.base import ImageSource
 from utom_core.plugins import get_registry
 from utom_core.runs import Predictor
 from utom_core.task import Task
 
+WHOLE_VALUES = 2**24
+"""Predictions with at most this many values (channels × pixels) are evaluated whole."""
+STRIP_VALUES = 2**22
+"""Values per array in one streamed strip (its rows follow from the image width)."""
+PREVIEW_SIDE = 2048
+"""Largest side of the preview crop of a streamed prediction."""
 
-def evaluate_one(task: Task, predictor: Predictor, test: Path, prediction: Path,
-                 reference: Path | None, previews: Path) -> dict[str, float]:
-    """Metrics of one prediction, plus its preview panel and overlay PNGs."""
+
+@dataclass
+class Evaluation:
+    """The metrics of one prediction and what a reader of the report should know about them."""
+
+    metrics: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+
+def _evaluators(task: Task) -> dict[str, Evaluator]:
     registry = get_registry()
+    missing = [name for name in task.evaluators if name not in registry.evaluators]
+    if missing:
+        raise UtomError(f"task {task.name}: evaluator {missing[0]!r} is not registered")
+    return {name: registry.evaluators[name] for name in task.evaluators}
+
+
+def _sample(predictor: Predictor, raw_input: np.ndarray, raw_prediction: np.ndarray,
+            raw_reference: np.ndarray | None) -> Sample:
+    """Raw pixels of (a region of) the input, prediction and reference on the [-1, 1] scale."""
     source, target = predictor.source_norm, predictor.target_norm
-    raw_input = read_image(test)
-    sample = Sample(
-        prediction=target.apply(read_image(prediction)),
-        reference=target.apply(read_image(reference)) if reference else None,
+    return Sample(
+        prediction=target.apply(raw_prediction),
+        reference=target.apply(raw_reference) if raw_reference is not None else None,
         input=source.apply(raw_input),
         baseline=target.apply(raw_input) if source.channels == target.channels else None,
         input_saliency=predictor.source.saliency(source, predictor.source_threshold),
         output_saliency=predictor.target.saliency(target, predictor.target_threshold),
     )
+
+
+def evaluate_prediction(task: Task, predictor: Predictor, test: Path, prediction: Path,
+                        reference: Path | None, previews: Path) -> Evaluation:
+    """Metrics of one prediction, plus its preview panel and line profile PNGs."""
+    evaluators = _evaluators(task)
+    stem = previews / image_stem(test)
+    sources = [open_image(p) for p in (test, prediction, reference) if p is not None]
+    try:
+        shape = sources[1].info.shape
+        if math.prod(shape) <= WHOLE_VALUES:
+            return _whole(predictor, evaluators, test, prediction, reference, stem)
+        return _streamed(predictor, evaluators, sources, stem)
+    finally:
+        for source in sources:
+            source.close()
+
+
+def _whole(predictor: Predictor, evaluators: dict[str, Evaluator], test: Path,
+           prediction: Path, reference: Path | None, stem: Path) -> Evaluation:
+    sample = _sample(predictor, read_image(test), read_image(prediction),
+                     read_image(reference) if reference else None)
     metrics: dict[str, float] = {}
-    for name in task.evaluators:
-        if name not in registry.evaluators:
-            raise UtomError(f"task {task.name}: evaluator {name!r} is not registered")
-        metrics.update(registry.evaluators[name].evaluate(sample))
-    _previews(sample, previews / test.name.split(".")[0])
-    return metrics
+    for evaluator in evaluators.values():
+        metrics.update(evaluator.evaluate(sample))
+    save_previews(sample, stem)
+    return Evaluation(metrics)
 
 
-def _display_plane(image: np.ndarray) -> np.ndarray:
-    """A 2D view of an image for previews: volumes show their middle XZ plane."""
-    return image[:, :, image.shape[2] // 2, :] if image.ndim == 4 else image
+def _halo(predictor: Predictor) -> int:
+    """Rows of context a strip needs: the SSIM window's, or the saliency blur's if wider."""
+    sigmas = (predictor.source.saliency_smooth, predictor.target.saliency_smooth)
+    return max([SSIM_PAD, *(math.ceil(3 * s) + 1 for s in sigmas if s > 0)])
 
 
-def _previews(sample: Sample, stem: Path) -> None:
-    views = [_display_plane(sample.input)] if sample.input is not None else []
-    labels = ["input"] if views else []
-    views.append(_display_plane(sample.prediction))
-    labels.append("prediction")
-    if sample.reference is not None:
-        reference = _display_plane(sample.reference)
-        views += [reference, magenta_green_overlay(_display_plane(sample.prediction), reference)]
-        labels += ["reference", "overlay (prediction magenta, reference green)"]
-        _line_profile(sample, reference, stem.with_name(stem.name + "_profile.png"))
-    save_panel(stem.with_name(stem.name + "_panel.png"), views, labels)
+def _read(source: ImageSource, z: int | None, rows: slice, cols: slice = slice(None)
+          ) -> np.ndarray:
+    """Rows of XY plane ``z`` (None: a 2D image) as (C, rows, columns)."""
+    if z is None:
+        return source.read((rows, cols))
+    return source.read((slice(z, z + 1), rows, cols))[:, 0]
 
 
-def _line_profile(sample: Sample, reference: np.ndarray, path: Path) -> None:
-    """Input (on the target's scale, where it has one), prediction and reference along a line
-    through the reference's finest bright structure."""
-    row, columns = fine_structure_line(reference)
-    planes = {"input": sample.baseline, "prediction": sample.prediction}
-    curves = {name: profile(_display_plane(image), row, columns)
-              for name, image in planes.items() if image is not None}
-    curves["reference"] = profile(reference, row, columns)
-    save_profile_plot(path, curves, f"line profile: row {row}, columns "
-                                    f"{columns.start} to {columns.stop - 1}")
+def _streamed(predictor: Predictor, evaluators: dict[str, Evaluator],
+              sources: list[ImageSource], stem: Path) -> Evaluation:
+    accumulators = {name: ev.accumulator() for name, ev in evaluators.items()}
+    notes = [f"evaluator {name} needs whole images and was skipped for this "
+             f"{math.prod(sources[1].info.shape) / 1e6:.0f}-megavalue prediction"
+             for name, acc in accumulators.items() if acc is None]
+    streaming = [acc for acc in accumulators.values() if acc is not None]
+    shape = sources[1].info.shape
+    height, width = shape[-2:]
+    rows = max(16, STRIP_VALUES // (width * max(s.info.channels for s in sources)))
+    halo = _halo(predictor)
+    for z in (range(shape[1]) if len(shape) == 4 else [None]):
+        for start in range(0, height, rows):
+            stop = min(start + rows, height)
+            lo, hi = max(0, start - halo), min(height, stop + halo)
+            arrays = [_read(source, z, slice(lo, hi)) for source in sources]
+            sample = _sample(predictor, *arrays, *([None] * (3 - len(arrays))))
+            region = Region(sample, slice(start - lo, stop - lo), 0 if z is None else z)
+            for acc in streaming:
+                acc.add(region)
+    metrics: dict[str, float] = {}
+    for acc in streaming:
+        metrics.update(acc.result())
+    save_previews(_preview_crop(predictor, sources), stem)
+    notes.append(_crop_note(shape))
+    return Evaluation(metrics, notes)
+
+
+def _crop_window(length: int) -> slice:
+    start = max(0, (length - PREVIEW_SIDE) // 2)
+    return slice(start, min(length, start + PREVIEW_SIDE))
+
+
+def _preview_crop(predictor: Predictor, sources: list[ImageSource]) -> Sample:
+    """A central full-resolution crop: of the plane, or of a volume's middle XZ plane (kept
+    as a (C, Z, 1, X) volume, whose display plane it is)."""
+    shape = sources[1].info.shape
+    cols = _crop_window(shape[-1])
+    if len(shape) == 4:
+        middle = slice(shape[2] // 2, shape[2] // 2 + 1)
+        arrays = [s.read((_crop_window(shape[1]), middle, cols)) for s in sources]
+    else:
+        arrays = [s.read((_crop_window(shape[1]), cols)) for s in sources]
+    return _sample(predictor, *arrays, *([None] * (3 - len(arrays))))
+
+
+def _crop_note(shape: tuple[int, ...]) -> str:
+    rows, cols = _crop_window(shape[-3] if len(shape) == 4 else shape[-2]), _crop_window(shape[-1])
+    plane = "the middle XZ plane, z" if len(shape) == 4 else "rows"
+    return (f"metrics streamed over the whole prediction; previews show {plane} "
+            f"{rows.start}–{rows.stop - 1}, columns {cols.start}–{cols.stop - 1}")

@@ -137,7 +137,7 @@ class PlanePredictor:
         """Announce ``planes`` more planes of ``shape`` (for the progress total)."""
         self.total += planes * len(self.grid(shape))
 
-    def _statistics(self, read: Reader, grid: TileGrid) -> contextlib.AbstractContextManager:
+    def statistics(self, read: Reader, grid: TileGrid) -> contextlib.AbstractContextManager:
         """Freeze norm statistics of a sample of the plane for all its tiles (if tiled)."""
         if self.options.norm is Norm.tile or len(grid) == 1:
             return contextlib.nullcontext()
@@ -149,28 +149,31 @@ class PlanePredictor:
         reference = self.source_norm.apply(np.stack(crops), channel_axis=1)
         return frozen_norm_statistics(self.generator, self.runner.tensor(reference))
 
+    def predict_batch(self, read: Reader, grid: TileGrid, row: int, first: int) -> np.ndarray:
+        """Predictions (N, C, th, tw) of tiles ``first``… (one batch) of tile row ``row``,
+        read together: input memory does not grow with the image width."""
+        span, (height, width) = grid.rows[row], grid.shape
+        rows = slice(span.start, min(span.stop, height))
+        cols = grid.cols[first:first + self.options.batch]
+        x0, x1 = cols[0].start, cols[-1].stop
+        raw = pad_to(read(rows, slice(x0, min(x1, width))), span.size, x1 - x0)
+        return self.runner([self.source_norm.apply(raw[:, :, c.start - x0:c.stop - x0])
+                            for c in cols])
+
     def __call__(self, read: Reader, shape: tuple[int, int], write: Writer) -> None:
         grid = self.grid(shape)
         stitcher = Stitcher(grid, self.generator.out_channels)
-        height, width = grid.shape
-        batch = self.options.batch
-        with self._statistics(read, grid):
-            for row in grid.rows:
-                rows = slice(row.start, min(row.stop, height))
-                for first in range(0, len(grid.cols), batch):
-                    cols = grid.cols[first:first + batch]
-                    # one read per batch: input memory does not grow with the image width
-                    x0, x1 = cols[0].start, cols[-1].stop
-                    raw = pad_to(read(rows, slice(x0, min(x1, width))), row.size, x1 - x0)
-                    tiles = [self.source_norm.apply(raw[:, :, c.start - x0:c.stop - x0])
-                             for c in cols]
-                    for col, tile in enumerate(self.runner(tiles), start=first):
+        with self.statistics(read, grid):
+            for row in range(len(grid.rows)):
+                for first in range(0, len(grid.cols), self.options.batch):
+                    for col, tile in enumerate(self.predict_batch(read, grid, row, first),
+                                               start=first):
                         stitcher.add(col, tile)
                 finished = stitcher.end_row()
                 if finished is not None:
                     self._write(write, *finished)
                 self.progress(len(grid.cols), self.total,
-                              0 if finished is None else finished[1].shape[1] * width)
+                              0 if finished is None else finished[1].shape[1] * grid.shape[1])
 
     def _write(self, write: Writer, rows: slice, data: np.ndarray) -> None:
         """Hand finished rows on in blocks one tile wide (bounded temporaries, aligned chunks)."""

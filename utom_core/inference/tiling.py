@@ -122,6 +122,10 @@ class TileGrid:
     def __len__(self) -> int:
         return len(self.rows) * len(self.cols)
 
+    def weight(self, row: int, col: int) -> np.ndarray:
+        """Stitching weights (th, tw) of tile (``row``, ``col``)."""
+        return self.row_weights[row][:, None] * self.col_weights[col][None]
+
     def computed_pixels(self) -> int:
         """Pixels the network processes: tiles times tile area (≥ image area)."""
         return len(self) * self.tile_shape[0] * self.tile_shape[1]
@@ -161,9 +165,9 @@ class Stitcher:
         if self._released:
             self._drop_released()
         span_y, span_x = self.grid.rows[self.row], self.grid.cols[col]
-        weight = self.grid.row_weights[self.row][:, None] * self.grid.col_weights[col][None]
         offset = span_y.start - self.top
-        self.acc[:, offset:offset + span_y.size, span_x.start:span_x.stop] += tile * weight
+        self.acc[:, offset:offset + span_y.size, span_x.start:span_x.stop] += (
+            tile * self.grid.weight(self.row, col))
 
     def end_row(self) -> tuple[slice, np.ndarray] | None:
         """Close the current tile row; return the image rows no later tile can change.

@@ -13,6 +13,7 @@ import zarr
 from utom_core.domain import Normalisation
 from utom_core.inference.planes import PlanePredictor, Progress, TileOptions, check_channels
 from utom_core.io.base import ImageSink, ImageSource
+from utom_core.io.omezarr import write_by_chunk
 from utom_core.networks.base import Generator
 from utom_core.task import Slicing
 
@@ -102,7 +103,8 @@ def _predict_xz_yz(source: ImageSource, predictor: PlanePredictor, target_norm: 
                                shape=(channels, depth, height, width),
                                chunks=(channels, depth, SLAB, SLAB))
         for ys in _slabs(height):
-            xz[:, :, ys] = _slab(source, predictor, "y", ys)
+            write_by_chunk(xz, (slice(None), slice(None), ys, slice(None)),
+                           _slab(source, predictor, "y", ys))
         for xs in _slabs(width):
             average = (xz[:, :, :, xs] + _slab(source, predictor, "x", xs)) / 2
             sink.write((slice(0, depth), slice(0, height), xs), target_norm.invert(average))

@@ -20,6 +20,7 @@ __all__ = [
     "ImageSink",
     "ImageSource",
     "ImageWriter",
+    "can_write",
     "image_stem",
     "is_image",
     "list_images",
@@ -58,6 +59,11 @@ def read_image(path: Path) -> np.ndarray:
 def is_image(path: Path) -> bool:
     """Whether a registered reader handles ``path``'s suffix."""
     return active_formats().reader(path) is not None
+
+
+def can_write(path: Path) -> bool:
+    """Whether a registered writer handles ``path``'s suffix (an output file, not a folder)."""
+    return active_formats().writer(path) is not None
 
 
 def image_stem(path: Path) -> str:

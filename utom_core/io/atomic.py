@@ -3,19 +3,27 @@
 A reader therefore sees a file complete or not at all, whatever happens while it is written
 (a crash, a full disk, Ctrl-C). Small files (checkpoints, JSON, logs, PNG figures) go through
 ``write_atomic``; streamed outputs (TIFF, OME-Zarr, PNG predictions) are written into a
-``temporary_sibling`` by their sink and moved with ``move_into_place``.
+``temporary_sibling`` by their sink and moved with ``move_into_place``, which leaves alone
+whatever appeared at the path meanwhile unless asked to replace it (``--overwrite``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
+import functools
 import json
 import os
 import shutil
+import sys
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from utom_core.errors import UtomError
 
 TEMP_SUFFIX = ".tmp"
 """Suffix of the hidden temp siblings small files are written to before being renamed."""
@@ -24,13 +32,26 @@ PARTIAL_SUFFIX = ".partial"
 
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write through ``write(file)`` into a temp sibling, fsync, then rename over ``path``."""
+    """Write through ``write(file)`` into a temp sibling, fsync, then rename over ``path``.
+
+    The disk refusing (full, read-only) is an ``OSError`` naming ``path`` — not its hidden
+    temporary, and also where the failing write names no file — and the old file stays."""
     path = Path(path)
+    try:
+        _write_and_rename(path, write)
+    except OSError as err:
+        if err.errno is None:  # not the system's refusal (e.g. an encoder's OSError)
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from None
+
+
+def _write_and_rename(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide runs from the group
-        with os.fdopen(fd, "wb") as handle:
+        os.close(fd)
+        with open(tmp, "wb") as handle:  # a named handle: writers such as tifffile want one
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -76,8 +97,22 @@ def remove(path: Path) -> None:
         path.unlink()
 
 
-def move_into_place(partial: Path, path: Path) -> None:
-    """Rename ``partial`` to ``path``, replacing an existing file or folder there."""
+def move_into_place(partial: Path, path: Path, replace: bool = False) -> None:
+    """Rename ``partial`` to ``path``. Without ``replace``, whatever is at ``path`` by then —
+    also a file another process or a user put there while ``partial`` was written — stays, and
+    the move is refused (``partial`` is left to the caller's abort)."""
+    if replace:
+        _replace(partial, path)
+        return
+    try:
+        _rename_new(partial, path)
+    except FileExistsError:
+        raise UtomError(f"{path}: appeared while utom was writing it (another program or a "
+                        "user); it was left as it is: use --overwrite to replace it") from None
+
+
+def _replace(partial: Path, path: Path) -> None:
+    """Rename ``partial`` over ``path``, replacing an existing file or folder there."""
     if path.is_dir() and not path.is_symlink():
         old = temporary_sibling(path)
         path.rename(old)
@@ -85,3 +120,77 @@ def move_into_place(partial: Path, path: Path) -> None:
         shutil.rmtree(old)
     else:
         os.replace(partial, path)
+
+
+_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM,
+                errno.EXDEV, errno.EMLINK}
+"""What a file system without ``renameat2`` flags or hard links answers."""
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
+
+
+def _rename_new(partial: Path, path: Path) -> None:
+    """Rename that raises FileExistsError rather than replace anything at ``path``, atomically
+    where the system allows: ``renameat2(RENAME_NOREPLACE)`` (Linux), else a hard link for a
+    file, else a check and rename under a lock on the folder (against other utom processes)."""
+    if _renameat2_noreplace(partial, path):
+        return
+    if not partial.is_dir():
+        try:
+            os.link(partial, path, follow_symlinks=False)
+        except FileExistsError:
+            raise
+        except OSError as err:
+            if err.errno not in _UNSUPPORTED:
+                raise
+        else:
+            partial.unlink()
+            return
+    with _folder_lock(path.parent):
+        if path.exists() or path.is_symlink():
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+        os.rename(partial, path)
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """libc's ``renameat2``, where there is one (Linux with glibc 2.28 or later)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                         ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+def _renameat2_noreplace(partial: Path, path: Path) -> bool:
+    """Rename without replacing; False where the system or file system cannot."""
+    function = _renameat2()
+    if function is None:
+        return False
+    if function(_AT_FDCWD, os.fsencode(partial), _AT_FDCWD, os.fsencode(path),
+                _RENAME_NOREPLACE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _UNSUPPORTED:
+        return False
+    raise OSError(code, os.strerror(code), str(path))  # EEXIST: a FileExistsError
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``folder`` (where ``fcntl`` exists)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

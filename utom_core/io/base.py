@@ -24,6 +24,9 @@ class ImageInfo:
     pixel_size: dict[str, float] = field(default_factory=dict)
     """Physical size per spatial axis ("z", "y", "x") in ``unit``."""
     unit: str = "micrometer"
+    stack: tuple[tuple[str, int], ...] = ()
+    """The file axes folded into canonical z, outer first, with their sizes (e.g.
+    ``(("T", 2), ("Z", 3))`` for a TZYX hyperstack); empty where unknown (a plain z)."""
 
     @property
     def channels(self) -> int:
@@ -64,8 +67,9 @@ class ImageSink(Protocol):
 
     def write(self, region: tuple[slice, ...], data: np.ndarray) -> None: ...
 
-    def commit(self) -> None:
-        """Finish and move the result to its final path atomically."""
+    def commit(self, replace: bool = False) -> None:
+        """Finish and move the result to its final path atomically; refuse (UtomError) if
+        something is there by then, unless ``replace``."""
         ...
 
     def abort(self) -> None:

@@ -2,12 +2,14 @@
 
 TIFF and OME-Zarr files store axes in many orders (``TZCYX``, ``YXS``, ``QYX``, …). Readers
 wrap their lazy array here: channel-like axes (C, S) become C, every other non-spatial axis
-(Z, T, I, Q, …) becomes one Z-like stack of planes, and regions are read on demand.
+(Z, T, I, Q, …) becomes one Z-like stack of planes, and regions are read on demand. The axes
+folded into that stack stay recorded (``ImageInfo.stack``), so outputs keep them.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,56 @@ from utom_core.io.base import ImageInfo
 
 CHANNEL_AXES = "CS"
 """File axes that hold channels (S: samples of an RGB pixel)."""
+CGROUP_LIMIT = Path("/sys/fs/cgroup/memory.max")
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _cgroup_limit() -> int | None:
+    """A container's memory limit, which MemAvailable ignores (the whole limit: its usage
+    counts reclaimable file cache, so limit - usage would refuse files that fit)."""
+    try:
+        limit = CGROUP_LIMIT.read_text().strip()
+        return None if limit == "max" else int(limit)
+    except (OSError, ValueError):
+        return None
+
+
+def available_memory() -> int | None:
+    """Bytes this process can at most allocate without swapping, where the system says."""
+    known = [n for n in (_meminfo_available(), _cgroup_limit()) if n is not None]
+    return min(known) if known else None
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if nbytes < 1024:
+            return f"{nbytes:.3g} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.3g} TiB"
+
+
+def check_fits_memory(path: Path, nbytes: int, what: str) -> None:
+    """Refuse, before allocating anything, a block that must be decoded whole and cannot fit
+    in memory: a header may declare any size, and the allocation would fail (or swap) only
+    after gigabytes were claimed."""
+    available = available_memory()
+    if available is not None and nbytes > available:
+        raise InputError(path, f"{what} of {_size(nbytes)} must be decoded at once, more than "
+                               f"the {_size(available)} of memory available (a corrupt header? "
+                               "large images read piece by piece when stored tiled or as "
+                               "OME-Zarr)")
 
 
 class ArraySource:
@@ -29,6 +81,10 @@ class ArraySource:
         if len(axes) != len(array.shape) or "Y" not in axes or "X" not in axes:
             raise InputError(path, f"cannot interpret axes {axes!r} of an image shaped "
                                    f"{tuple(array.shape)}")
+        if np.dtype(array.dtype).kind == "c":
+            raise InputError(path, f"has complex pixels ({np.dtype(array.dtype)}), which utom "
+                                   "would cut to their real part; save magnitude, phase or "
+                                   "the real part as real-valued images")
         self.path, self._array, self._axes = path, array, axes
         self._channel = [i for i, a in enumerate(axes) if a in CHANNEL_AXES]
         self._stack = [i for i, a in enumerate(axes)
@@ -42,9 +98,9 @@ class ArraySource:
             spatial = (math.prod(array.shape[i] for i in self._stack), *spatial)
         else:
             pixel_size = {k: v for k, v in pixel_size.items() if k != "z"}
-        self.info = ImageInfo((channels, *spatial), np.dtype(array.dtype), pixel_size, unit)
-        self.stacked_axes = "".join(axes[i] for i in self._stack)
-        """File axes folded into the canonical z axis ("" for 2D, "Z", or e.g. "TZ")."""
+        stack = tuple((axes[i], int(array.shape[i])) for i in self._stack)
+        self.info = ImageInfo((channels, *spatial), np.dtype(array.dtype), pixel_size, unit,
+                              stack)
 
     def read(self, region: tuple[slice, ...]) -> np.ndarray:
         """Pixels of ``region`` as (C, …); floats are checked for NaN/Inf."""

@@ -1,24 +1,36 @@
 """OME-Zarr 0.5 (zarr v3): lazy chunked reads, chunk-aligned streamed writes and a pyramid.
 
 Layout written: a group whose ``zarr.json`` holds ``attributes.ome`` (version "0.5",
-``multiscales`` with typed axes c, [z], y, x and micrometer units), arrays "0", "1", … (each
-level halves y and x, one ``scale`` transform each) with ``dimension_names`` set.
+``multiscales`` with typed axes c, [z], y, x and micrometer units; ``omero`` channel colours and
+contrast limits), arrays "0", "1", … (each level halves y and x: a ``scale`` and, from level
+1, the half-pixel ``translation`` of 2× mean pooling) with ``dimension_names`` set.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 
-from utom_core.errors import InputError, UtomError
+from utom_core.errors import DiskError, InputError
 from utom_core.io.atomic import move_into_place, remove, temporary_sibling
 from utom_core.io.base import ImageInfo
-from utom_core.io.lazy import ArraySource
+from utom_core.io.lazy import ArraySource, check_fits_memory
+from utom_core.io.pyramid import (
+    Block,
+    blocks,
+    colours,
+    is_rgb,
+    level_shapes,
+    placement,
+    pool_block,
+    windows,
+)
 from utom_core.io.units import micrometers
 
 OME_VERSION = "0.5"
@@ -76,6 +88,8 @@ class OmeZarrSource(ArraySource):
             raise InputError(path, f"invalid OME-Zarr metadata ({type(err).__name__}: {err})"
                              ) from None
         _check_complete(path, array, dataset["path"])
+        check_fits_memory(path, math.prod(array.chunks) * array.dtype.itemsize,
+                          f"each chunk ({' × '.join(map(str, array.chunks))} values)")
         axes = [a if isinstance(a, dict) else {"name": str(a)} for a in axes]  # 0.3: names only
         names = [a["name"].lower() for a in axes]
         letters = "".join("C" if a.get("type", AXIS_TYPES.get(n)) == "channel" else n.upper()
@@ -98,52 +112,93 @@ class OmeZarrReader:
         return OmeZarrSource(path)
 
 
-def _downsample(block: np.ndarray) -> np.ndarray:
-    """Halve the last two axes by 2x2 means (odd edges repeat their last pixel)."""
-    pad = [(0, 0)] * (block.ndim - 2) + [(0, block.shape[-2] % 2), (0, block.shape[-1] % 2)]
-    data = np.pad(block.astype(np.float32), pad, mode="edge")
-    data = data.reshape(*data.shape[:-2], data.shape[-2] // 2, 2, data.shape[-1] // 2, 2)
-    mean = data.mean(axis=(-3, -1))
-    return np.rint(mean).astype(block.dtype) if block.dtype.kind in "ui" else mean.astype(
-        block.dtype)
+def write_by_chunk(array: zarr.Array, region: tuple[slice, ...], data: np.ndarray) -> None:
+    """``array[region] = data``, one chunk (or shard) at a time.
+
+    zarr writes the chunks of one assignment concurrently, and when one fails (a full disk) it
+    returns while the others still run: they would recreate folders of a store already removed
+    (a partial output, a scratch store left behind). One at a time, a failure ends all writing.
+    """
+    units = write_unit(array)
+    bounds = [part.indices(n)[:2] for part, n in zip(region, array.shape, strict=True)]
+    cells = [range(start // size, -(-stop // size)) if stop > start else range(0)
+             for (start, stop), size in zip(bounds, units, strict=True)]
+    for cell in itertools.product(*cells):
+        target = tuple(slice(max(start, k * size), min(stop, (k + 1) * size)) for k, size,
+                       (start, stop) in zip(cell, units, bounds, strict=True))
+        array[target] = data[tuple(slice(t.start - start, t.stop - start)
+                                   for t, (start, _) in zip(target, bounds, strict=True))]
+
+
+def write_unit(array: zarr.Array) -> tuple[int, ...]:
+    """The shape one writer must write whole: a shard where the array is sharded, else a chunk."""
+    return tuple(array.shards or array.chunks)
+
+
+def pool_in_store(store: str, level: int, block: Block, unit: int) -> None:
+    """Build one unit of ``level`` from level − 1 of the store at ``store`` (a task of its own
+    on a cluster: blocks never share a unit)."""
+    group = zarr.open_group(store, mode="r+")
+    pool_block(group[str(level - 1)], group[str(level)], block, unit)
 
 
 class OmeZarrSink:
-    """Level 0 is written chunk by chunk; coarser levels are built from it on commit."""
+    """Level 0 is written chunk by chunk; coarser levels are built from it on commit.
 
-    def __init__(self, path: Path, info: ImageInfo, chunk: int) -> None:
-        self.path, self.partial, self.info, self.chunk = path, temporary_sibling(path), info, chunk
+    ``shard``: chunks per shard side (zarr v3 sharding: few large files of many chunks, for
+    object stores and big slides); ``partial``: a fixed hidden path to write to, reopened as it
+    is if present (resumable jobs) — by default a new temporary sibling.
+    """
+
+    def __init__(self, path: Path, info: ImageInfo, chunk: int, shard: int | None = None,
+                 partial: Path | None = None) -> None:
+        self.path, self.info, self.chunk, self.shard = path, info, chunk, shard
+        self.partial = partial or temporary_sibling(path)
+        self.unit = chunk * (shard or 1)
         self.names = ["c", *info.spatial_axes]
-        self.group = zarr.create_group(str(self.partial), zarr_format=3)
-        self._level0 = self._create_level(0, info.shape)  # keeps its write config
+        resuming = self.partial.exists()
+        try:
+            if resuming:
+                self.group = zarr.open_group(str(self.partial), mode="r+")
+            else:
+                self.group = zarr.create_group(str(self.partial), zarr_format=3)
+                self._create_level(0, info.shape)
+            self._level0 = self.group["0"]  # keeps its write config
+        except BaseException:  # a disk without room even for the metadata: nothing stays
+            if not resuming:
+                remove(self.partial)
+            raise
 
     def _create_level(self, level: int, shape: tuple[int, ...]) -> zarr.Array:
-        chunks = (shape[0], *([1] if len(shape) == 4 else []),
-                  min(self.chunk, shape[-2]), min(self.chunk, shape[-1]))
+        lead = (shape[0], *([1] if len(shape) == 4 else []))
+        chunks = (*lead, min(self.chunk, shape[-2]), min(self.chunk, shape[-1]))
+        shards = None if self.shard is None else (
+            *lead, *(math.ceil(min(self.unit, n) / c) * c for n, c in zip(shape[-2:],
+                                                                          chunks[-2:],
+                                                                          strict=True)))
         return self.group.create_array(str(level), shape=shape, dtype=self.info.dtype,
-                                       chunks=chunks, fill_value=0, dimension_names=self.names,
+                                       chunks=chunks, shards=shards, fill_value=0,
+                                       dimension_names=self.names, overwrite=True,
                                        config={"write_empty_chunks": True})  # see _check_complete
 
     def write(self, region: tuple[slice, ...], data: np.ndarray) -> None:
-        self._level0[(slice(None), *region)] = data
+        write_by_chunk(self._level0, (slice(None), *region), data)
 
-    def _pyramid(self) -> int:
-        """Write levels 1, 2, … until the image fits one chunk; returns the number of levels."""
-        level = 0
-        while max(self.group[str(level)].shape[-2:]) > self.chunk:
-            source = self.group[str(level)]
-            *lead, height, width = source.shape
-            target = self._create_level(level + 1, (*lead, math.ceil(height / 2),
-                                                    math.ceil(width / 2)))
-            step = 2 * self.chunk  # one target chunk per block: memory independent of size
-            for plane in np.ndindex(*lead[1:]):
-                for y0, x0 in itertools.product(range(0, height, step), range(0, width, step)):
-                    block = source[(slice(None), *plane, slice(y0, y0 + step),
-                                    slice(x0, x0 + step))]
-                    target[(slice(None), *plane, slice(y0 // 2, (y0 + step) // 2),
-                            slice(x0 // 2, (x0 + step) // 2))] = _downsample(block)
-            level += 1
-        return level + 1
+    def pyramid(self, run: Callable[[list[tuple[int, Block]]], None] | None = None) -> int:
+        """Write levels 1, 2, … until the image fits one unit; returns the number of levels.
+
+        ``run`` gets each level's blocks (pooled independently, e.g. as cluster tasks);
+        by default they are pooled here, one after the other."""
+        shapes = level_shapes(self.info.shape, self.unit)
+        for level in range(1, len(shapes)):
+            self._create_level(level, shapes[level])
+            jobs = [(level, block) for block in blocks(shapes[level - 1], self.unit)]
+            if run is not None:
+                run(jobs)
+                continue
+            for _, block in jobs:
+                pool_block(self.group[str(level - 1)], self.group[str(level)], block, self.unit)
+        return len(shapes)
 
     def _attributes(self, levels: int) -> dict[str, Any]:
         size = self.info.pixel_size
@@ -155,16 +210,37 @@ class OmeZarrSink:
             axes.append(axis)
         datasets = []
         for level in range(levels):
-            factor = [1.0] + [1.0 if n == "z" else 2.0**level for n in self.names[1:]]
-            scale = [f * size.get(n, 1.0) for f, n in zip(factor, self.names, strict=True)]
-            datasets.append({"path": str(level), "coordinateTransformations":
-                             [{"type": "scale", "scale": scale}]})
-        return {"ome": {"version": OME_VERSION, "multiscales": [
-            {"name": self.path.name, "axes": axes, "datasets": datasets}]}}
+            scale, translation = placement(level, self.names, size)
+            transforms = [{"type": "scale", "scale": scale}]
+            if level:
+                transforms.append({"type": "translation", "translation": translation})
+            datasets.append({"path": str(level), "coordinateTransformations": transforms})
+        multiscale = {"name": self.path.name, "axes": axes, "datasets": datasets, "type": "mean"}
+        return {"ome": {"version": OME_VERSION, "multiscales": [multiscale],
+                        "omero": self._omero(levels)}}
 
-    def commit(self) -> None:
-        self.group.update_attributes(self._attributes(self._pyramid()))
-        move_into_place(self.partial, self.path)
+    def _omero(self, levels: int) -> dict[str, Any]:
+        """Channel colours and contrast limits (from the coarsest level; a volume's middle
+        plane), so viewers show RGB as colour and 16-bit images with a useful contrast."""
+        coarsest = self.group[str(levels - 1)]
+        middle = (coarsest.shape[1] // 2,) if len(coarsest.shape) == 4 else ()
+        sample = np.asarray(coarsest[(slice(None), *middle)])
+        channels = [{"label": "RGB"[i] if is_rgb(self.info) else f"channel {i}",
+                     "color": colour, "window": window, "active": True}
+                    for i, (colour, window) in enumerate(zip(
+                        colours(self.info), windows(self.info, sample), strict=True))]
+        rdefs = {"model": "color" if self.info.channels > 1 else "greyscale"}
+        if middle:
+            rdefs["defaultZ"] = middle[0]
+        return {"channels": channels, "rdefs": rdefs}
+
+    def finish(self, run: Callable[[list[tuple[int, Block]]], None] | None = None) -> None:
+        """Build the pyramid and write the metadata (the store is then complete, not moved)."""
+        self.group.update_attributes(self._attributes(self.pyramid(run)))
+
+    def commit(self, replace: bool = False) -> None:
+        self.finish()
+        move_into_place(self.partial, self.path, replace)
 
     def abort(self) -> None:
         remove(self.partial)
@@ -176,8 +252,9 @@ class OmeZarrWriter:
     name = "ome-zarr"
     suffixes = (".ome.zarr", ".zarr")
 
-    def create(self, path: Path, info: ImageInfo, chunk: int = 512) -> OmeZarrSink:
+    def create(self, path: Path, info: ImageInfo, chunk: int = 512,
+               shard: int | None = None) -> OmeZarrSink:
         try:
-            return OmeZarrSink(path, info, chunk)
+            return OmeZarrSink(path, info, chunk, shard)
         except OSError as err:
-            raise UtomError(f"{path}: cannot create output ({err.strerror or err})") from None
+            raise DiskError.refused(err, path, "cannot create output") from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,20 +12,36 @@ from PIL import Image
 from utom_core.errors import InputError, UtomError
 from utom_core.io.atomic import move_into_place, remove, temporary_sibling
 from utom_core.io.base import ImageInfo
+from utom_core.io.lazy import check_fits_memory
 
 MAX_PIXELS = 2**26
 """Largest PNG written (64 MP): bigger outputs belong in TIFF or OME-Zarr."""
+DECODED_BYTES = 4 * 2
+"""Upper bound of the bytes per pixel and band decoding needs (Pillow's 32-bit modes, plus
+the copy into an array)."""
 
 
 def _load(path: Path) -> np.ndarray:
-    """Decode the whole file to (C, Y, X): alpha dropped, palettes expanded, 16-bit kept."""
-    with Image.open(path) as image:
-        image.load()
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-            return np.asarray(image).astype(np.uint16)[None]  # PNG stores at most 16 bits
-        if image.mode in ("L", "LA", "1"):
-            return np.asarray(image.convert("L"))[None]
-        return np.moveaxis(np.asarray(image.convert("RGB")), -1, 0)
+    """Decode the whole file to (C, Y, X): alpha dropped, palettes expanded, 16-bit kept.
+
+    The size the header declares is checked against free memory before decoding; Pillow's own
+    decompression-bomb warning is left out (its hard limit, an error, still applies)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            check_fits_memory(path, math.prod(image.size) * len(image.getbands()) * DECODED_BYTES,
+                              f"the PNG ({image.size[0]} × {image.size[1]} pixels)")
+            return _decode(image)
+
+
+def _decode(image: Image.Image) -> np.ndarray:
+    """The pixels of an opened PNG as (C, Y, X)."""
+    image.load()
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return np.asarray(image).astype(np.uint16)[None]  # PNG stores at most 16 bits
+    if image.mode in ("L", "LA", "1"):
+        return np.asarray(image.convert("L"))[None]
+    return np.moveaxis(np.asarray(image.convert("RGB")), -1, 0)
 
 
 class PngSource:
@@ -32,6 +50,8 @@ class PngSource:
     def __init__(self, path: Path) -> None:
         try:
             self._data = np.ascontiguousarray(_load(path))
+        except InputError:
+            raise
         except Exception as err:
             raise InputError(path, f"not a readable PNG file ({type(err).__name__}: {err})"
                              ) from None
@@ -65,10 +85,10 @@ class PngSink:
     def write(self, region: tuple[slice, ...], data: np.ndarray) -> None:
         self._data[(slice(None), *region)] = data
 
-    def commit(self) -> None:
+    def commit(self, replace: bool = False) -> None:
         image = self._data[0] if self._data.shape[0] == 1 else np.moveaxis(self._data, 0, -1)
         Image.fromarray(image).save(self.partial, format="PNG")
-        move_into_place(self.partial, self.path)
+        move_into_place(self.partial, self.path, replace)
 
     def abort(self) -> None:
         remove(self.partial)

@@ -16,20 +16,19 @@ import numpy as np
 import tifffile
 import zarr
 
-from utom_core.errors import InputError, UtomError
+from utom_core.errors import DiskError, InputError
 from utom_core.io.atomic import move_into_place, remove, temporary_sibling
-from utom_core.io.base import ImageInfo
-from utom_core.io.lazy import ArraySource
+from utom_core.io.base import ImageInfo, ImageSink
+from utom_core.io.lazy import ArraySource, check_fits_memory
+from utom_core.io.regions import FileRegions
+from utom_core.io.tifflayout import IMAGEJ_DTYPES, IMAGEJ_MAX_BYTES, FileLayout, tiff_metadata
 from utom_core.io.units import micrometers
 
 RESOLUTION_UNITS = {2: "inch", 3: "centimeter"}
-IMAGEJ_DTYPES = (np.dtype("uint8"), np.dtype("uint16"), np.dtype("float32"))
-IMAGEJ_MAX_BYTES = 2**32 - 2**25
-"""ImageJ TIFFs are classic (32-bit offsets); larger outputs are written as BigTIFF."""
 
 
 class WindowedMemmap:
-    """A contiguous array in a file, memory-mapped only for the duration of each read or write."""
+    """A contiguous array in a file, memory-mapped only for the duration of each read."""
 
     def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
         self.path, self.offset, self.shape, self.dtype = path, offset, shape, np.dtype(dtype)
@@ -41,13 +40,6 @@ class WindowedMemmap:
         mapped = self._map("r")
         try:
             return np.array(mapped[index], dtype=self.dtype.newbyteorder("="))
-        finally:
-            mapped._mmap.close()
-
-    def __setitem__(self, index: Any, value: np.ndarray) -> None:
-        mapped = self._map("r+")
-        try:
-            mapped[index] = value
         finally:
             mapped._mmap.close()
 
@@ -83,7 +75,8 @@ def _pixel_size(tf: tifffile.TiffFile) -> dict[str, float]:
 
 
 def _open_array(path: Path, tf: tifffile.TiffFile, series: tifffile.TiffPageSeries):
-    """The series as an indexable array: a windowed memmap when possible, else a zarr view."""
+    """The series as an indexable array: a windowed memmap when possible, else a zarr view
+    (refused when one of its strips or tiles, always decoded whole, cannot fit in memory)."""
     offset = series.dataoffset
     if offset is not None:
         nbytes = math.prod(series.shape) * np.dtype(series.dtype).itemsize
@@ -91,7 +84,60 @@ def _open_array(path: Path, tf: tifffile.TiffFile, series: tifffile.TiffPageSeri
             raise InputError(path, "file is truncated (pixel data ends past the end of the file)")
         dtype = np.dtype(series.dtype).newbyteorder(tf.byteorder)
         return WindowedMemmap(path, offset, tuple(series.shape), dtype)
-    return zarr.open_array(series.aszarr(), mode="r")
+    array = zarr.open_array(series.aszarr(level=0), mode="r")  # level 0 of a pyramid
+    unit = "tile" if series.keyframe.is_tiled else "strip"
+    check_fits_memory(path, math.prod(array.chunks) * array.dtype.itemsize,
+                      f"each {unit} ({' × '.join(map(str, array.chunks))} values)")
+    return array
+
+
+MULTI_IMAGE_KINDS = ("generic", "shaped", "uniform", "imagej", "ome")
+"""Series kinds in which every series is image data. In the others (whole-slide formats: SVS,
+NDPI, SCN, …) the series after the first are the slide's label, macro and thumbnail."""
+
+
+def _image_series(tf: tifffile.TiffFile) -> list[tifffile.TiffPageSeries]:
+    """The series holding the image: every one (reduced-resolution previews aside) in files
+    of several images, such as frames appended one by one; the first in whole-slide files."""
+    series = tf.series
+    if series[0].kind.lower() not in MULTI_IMAGE_KINDS:
+        return series[:1]
+    return [s for s in series if not s.keyframe.is_reduced] or series[:1]
+
+
+class SeriesStack:
+    """Series of one shape and pixel type as one array, stacked along a new leading axis."""
+
+    def __init__(self, arrays: list[Any]) -> None:
+        self._arrays = arrays
+        self.shape = (len(arrays), *arrays[0].shape)
+        self.dtype = np.dtype(arrays[0].dtype)
+
+    def __getitem__(self, index: tuple[Any, ...]) -> np.ndarray:
+        which, rest = index[0], tuple(index[1:])
+        if isinstance(which, slice):
+            return np.stack([np.asarray(a[rest]) for a in self._arrays[which]])
+        return np.asarray(self._arrays[which][rest])
+
+
+def _open_series(path: Path, tf: tifffile.TiffFile) -> tuple[Any, str]:
+    """Every series as one array and its axes: several series must agree in shape, pixel type
+    and axes, and are read as planes of an image sequence (axis I, as tifffile names pages
+    without metadata); otherwise the file is refused rather than read in part."""
+    series = _image_series(tf)
+    if len(series) == 1:
+        return _open_array(path, tf, series[0]), series[0].axes
+    kinds = list(dict.fromkeys((tuple(s.shape), np.dtype(s.dtype).name, s.axes) for s in series))
+    if len(kinds) > 1:
+        shown = ", ".join(f"{shape} {dtype}" for shape, dtype, _ in kinds[:4])
+        raise InputError(path, f"holds {len(series)} image series that differ in shape, pixel "
+                               f"type or axes ({shown}{', …' if len(kinds) > 4 else ''}); "
+                               "utom reads a file as one image: save each as its own file")
+    return SeriesStack([_open_array(path, tf, s) for s in series]), "I" + series[0].axes
+
+
+def _unreadable(path: Path, err: Exception) -> InputError:
+    return InputError(path, f"not a readable TIFF file ({type(err).__name__}: {err})")
 
 
 class TiffSource(ArraySource):
@@ -100,15 +146,16 @@ class TiffSource(ArraySource):
     def __init__(self, path: Path) -> None:
         try:
             self._tf = tifffile.TiffFile(path)
-            series = self._tf.series[0]
-            array = _open_array(path, self._tf, series)
-            pixel_size = _pixel_size(self._tf)
-        except InputError:
-            raise
         except Exception as err:
-            raise InputError(path, f"not a readable TIFF file ({type(err).__name__}: {err})"
-                             ) from None
-        super().__init__(path, array, series.axes, pixel_size)
+            raise _unreadable(path, err) from None
+        try:
+            array, axes = _open_series(path, self._tf)
+            super().__init__(path, array, axes, _pixel_size(self._tf))
+        except BaseException as err:  # a refused file is closed, not left open
+            self._tf.close()
+            if isinstance(err, InputError) or not isinstance(err, Exception):
+                raise
+            raise _unreadable(path, err) from None
 
     def close(self) -> None:
         super().close()
@@ -125,80 +172,55 @@ class TiffReader:
         return TiffSource(path)
 
 
-def _layout(info: ImageInfo) -> tuple[str, bool]:
-    """File axes for canonical (C, [Z], Y, X) and whether channels are RGB samples."""
-    rgb = info.channels == 3 and info.dtype == np.uint8
-    prefix = "Z" if len(info.shape) == 4 else ""
-    if rgb:
-        return prefix + "YXS", True
-    return prefix + ("C" if info.channels > 1 else "") + "YX", False
-
-
 class TiffSink:
-    """A TIFF allocated up front and filled region by region through short-lived memory maps."""
+    """A TIFF whose pixel data is allocated on disk up front and filled region by region."""
 
     def __init__(self, path: Path, info: ImageInfo) -> None:
         self.path, self.partial = path, temporary_sibling(path)
-        self.axes, rgb = _layout(info)
-        self._has_channels = "C" in self.axes or "S" in self.axes
-        canonical = "C" + info.spatial_axes.upper()
-        self._order = [canonical.index("C" if a == "S" else a) for a in self.axes]
-        shape = tuple(info.shape[i] for i in self._order)
-        if not self._has_channels:  # single channel: written without a channel axis
-            self._order = [i - 1 for i in self._order]
-        nbytes = math.prod(shape) * info.dtype.itemsize
-        style = ("ome" if path.name.lower().endswith((".ome.tif", ".ome.tiff"))
-                 else "imagej" if info.dtype in IMAGEJ_DTYPES and nbytes < IMAGEJ_MAX_BYTES
-                 else "bigtiff")
-        mapped = tifffile.memmap(self.partial, shape=shape, dtype=info.dtype,
-                                 photometric="rgb" if rgb else "minisblack",
-                                 **_metadata(info, self.axes, style))
-        self._array = WindowedMemmap(self.partial, mapped.offset, shape, info.dtype)
-        mapped._mmap.close()
+        layout = FileLayout.of(info)
+        self.axes, self._order = layout.axes, layout.order
+        self._has_channels = layout.has_channels
+        nbytes = math.prod(layout.shape) * info.dtype.itemsize
+        style = "imagej" if info.dtype in IMAGEJ_DTYPES and nbytes < IMAGEJ_MAX_BYTES else "bigtiff"
+        try:
+            offset, _ = tifffile.imwrite(self.partial, data=None, shape=layout.file_shape,
+                                         dtype=info.dtype, returnoffset=True,
+                                         photometric=layout.photometric,
+                                         **tiff_metadata(info, layout.file_axes, style))
+            self._array = FileRegions(self.partial, offset, layout.shape, info.dtype)
+            self._array.reserve()
+        except BaseException:
+            remove(self.partial)
+            raise
 
     def write(self, region: tuple[slice, ...], data: np.ndarray) -> None:
         spatial = dict(zip("ZYX"[-len(region):], region, strict=True))
         index = tuple(spatial.get(a, slice(None)) for a in self.axes)
         self._array[index] = np.transpose(data if self._has_channels else data[0], self._order)
 
-    def commit(self) -> None:
-        move_into_place(self.partial, self.path)
+    def commit(self, replace: bool = False) -> None:
+        move_into_place(self.partial, self.path, replace)
 
     def abort(self) -> None:
         remove(self.partial)
 
 
-def _metadata(info: ImageInfo, axes: str, style: str) -> dict[str, Any]:
-    """tifffile keyword arguments carrying axes and pixel size for an OME, ImageJ or plain TIFF."""
-    size = info.pixel_size
-    metadata: dict[str, Any] = {"axes": axes}
-    kwargs: dict[str, Any] = {"ome": True, "bigtiff": True} if style == "ome" else (
-        {"imagej": True} if style == "imagej" else {"bigtiff": True})
-    if style == "ome":
-        for axis, value in size.items():
-            metadata[f"PhysicalSize{axis.upper()}"] = value
-            metadata[f"PhysicalSize{axis.upper()}Unit"] = "µm"
-    elif "x" in size and "y" in size:
-        per_unit = 1.0 if style == "imagej" else 1e4  # ImageJ: per micrometer; else per cm
-        kwargs["resolution"] = (per_unit / size["x"], per_unit / size["y"])
-        if style == "imagej":
-            metadata["unit"] = "um"
-            if "z" in size:
-                metadata["spacing"] = size["z"]
-        else:
-            kwargs["resolutionunit"] = "CENTIMETER"
-    kwargs["metadata"] = metadata
-    return kwargs
-
-
 class TiffWriter:
-    """Writes ImageJ-compatible TIFF (BigTIFF beyond 4 GB or for other pixel types)."""
+    """Writes ImageJ-compatible TIFF (BigTIFF beyond 4 GB or for other pixel types), tiled
+    TIFF for large planes, pyramidal OME-TIFF."""
 
     name = "tiff"
     suffixes = (".ome.tif", ".ome.tiff", ".tif", ".tiff")
 
-    def create(self, path: Path, info: ImageInfo, chunk: int = 512) -> TiffSink:
+    def create(self, path: Path, info: ImageInfo, chunk: int = 512) -> ImageSink:
+        """OME-TIFF (``.ome.tif``) and images with planes above ``TILED_FROM_PIXELS`` tiled and
+        compressed (io.ometiff); other images contiguous, ImageJ-compatible."""
+        from utom_core.io.ometiff import TILED_FROM_PIXELS, TiledTiffSink
+
+        ome = path.name.lower().endswith((".ome.tif", ".ome.tiff"))
         try:
+            if ome or math.prod(info.shape[-2:]) > TILED_FROM_PIXELS:
+                return TiledTiffSink(path, info, chunk, ome=ome)
             return TiffSink(path, info)
-        except OSError as err:
-            raise UtomError(f"{path}: cannot create output ({err.strerror or err})") from None
+        except OSError as err:  # also a disk without room for all of it (reserved up front)
+            raise DiskError.refused(err, path, "cannot create output") from None

@@ -16,19 +16,28 @@ from torch import nn
 
 
 class InstanceNorm(nn.Module):
-    """``nn.InstanceNorm2d(affine=False)`` that uses ``frozen`` (mean, var) when they are set."""
+    """``nn.InstanceNorm2d`` that uses ``frozen`` (mean, var) when they are set.
 
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+    ``affine`` adds a learnt per-channel scale and shift after normalising: what a batch-norm
+    layer of the authors' code computes at test time on one image (``utom import-generator``).
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5, affine: bool = False) -> None:
         super().__init__()
         self.channels = channels
         self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(channels)) if affine else None
         self.frozen: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.frozen is None:  # the fused kernel: ~4x faster than var_mean + arithmetic
-            return F.instance_norm(x, eps=self.eps)
+            return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
         mean, var = self.frozen
-        return (x - mean) * torch.rsqrt(var + self.eps)
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        if self.weight is None or self.bias is None:
+            return x
+        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
 
 
 @contextmanager

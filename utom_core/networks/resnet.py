@@ -13,7 +13,8 @@ from utom_core.networks.norm import InstanceNorm
 Upsampling = Literal["transpose", "resize"]
 
 
-def upsample_block(in_ch: int, out_ch: int, mode: Upsampling) -> list[nn.Module]:
+def upsample_block(in_ch: int, out_ch: int, mode: Upsampling,
+                   affine: bool = False) -> list[nn.Module]:
     """2x upsampling: the paper's transposed conv, or resize-then-conv (no checkerboard)."""
     if mode == "transpose":
         conv: list[nn.Module] = [
@@ -25,22 +26,22 @@ def upsample_block(in_ch: int, out_ch: int, mode: Upsampling) -> list[nn.Module]
             nn.ReflectionPad2d(1),
             nn.Conv2d(in_ch, out_ch, 3),
         ]
-    return [*conv, InstanceNorm(out_ch), nn.ReLU(inplace=True)]
+    return [*conv, InstanceNorm(out_ch, affine=affine), nn.ReLU(inplace=True)]
 
 
 class ResidualBlock(nn.Module):
     """Two reflection-padded 3x3 convs with instance norm and a skip connection."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, affine: bool = False) -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3),
-            InstanceNorm(channels),
+            InstanceNorm(channels, affine=affine),
             nn.ReLU(inplace=True),
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3),
-            InstanceNorm(channels),
+            InstanceNorm(channels, affine=affine),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -58,25 +59,27 @@ class ResnetGenerator(Generator):
         n_blocks: int = 9,
         upsampling: Upsampling = "transpose",
         residual: bool = False,
+        norm_affine: bool = False,
     ) -> None:
         super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
+        self.in_channels, self.out_channels, self.ngf = in_channels, out_channels, ngf
         self.n_blocks, self.upsampling, self.residual = n_blocks, upsampling, residual
+        self.norm_affine = norm_affine
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
             nn.Conv2d(in_channels, ngf, 7),
-            InstanceNorm(ngf),
+            InstanceNorm(ngf, affine=norm_affine),
             nn.ReLU(inplace=True),
         ]
         for mult in (1, 2):
             layers += [
                 nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1),
-                InstanceNorm(ngf * mult * 2),
+                InstanceNorm(ngf * mult * 2, affine=norm_affine),
                 nn.ReLU(inplace=True),
             ]
-        layers += [ResidualBlock(ngf * 4) for _ in range(n_blocks)]
+        layers += [ResidualBlock(ngf * 4, norm_affine) for _ in range(n_blocks)]
         for mult in (4, 2):
-            layers += upsample_block(ngf * mult, ngf * mult // 2, upsampling)
+            layers += upsample_block(ngf * mult, ngf * mult // 2, upsampling, norm_affine)
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7)]
         self.model = nn.Sequential(*layers)
         init_weights(self)

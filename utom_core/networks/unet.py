@@ -10,15 +10,15 @@ from utom_core.networks.norm import InstanceNorm
 from utom_core.networks.resnet import Upsampling, upsample_block
 
 
-def double_conv(in_ch: int, out_ch: int) -> nn.Sequential:
+def double_conv(in_ch: int, out_ch: int, affine: bool = False) -> nn.Sequential:
     return nn.Sequential(
         nn.ReflectionPad2d(1),
         nn.Conv2d(in_ch, out_ch, 3),
-        InstanceNorm(out_ch),
+        InstanceNorm(out_ch, affine=affine),
         nn.LeakyReLU(0.2, inplace=True),
         nn.ReflectionPad2d(1),
         nn.Conv2d(out_ch, out_ch, 3),
-        InstanceNorm(out_ch),
+        InstanceNorm(out_ch, affine=affine),
         nn.LeakyReLU(0.2, inplace=True),
     )
 
@@ -34,19 +34,23 @@ class UnetGenerator(Generator):
         depth: int = 4,
         upsampling: Upsampling = "resize",
         residual: bool = False,
+        norm_affine: bool = False,
     ) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.depth = in_channels, out_channels, depth
-        self.residual = residual
+        self.ngf, self.upsampling, self.residual = ngf, upsampling, residual
+        self.norm_affine = norm_affine
         widths = [ngf * 2 ** min(level, 3) for level in range(depth + 1)]
-        self.encoders = nn.ModuleList([double_conv(in_channels, widths[0])])
-        self.encoders.extend(double_conv(widths[i], widths[i + 1]) for i in range(depth))
+        self.encoders = nn.ModuleList([double_conv(in_channels, widths[0], norm_affine)])
+        self.encoders.extend(double_conv(widths[i], widths[i + 1], norm_affine)
+                             for i in range(depth))
         self.pool = nn.AvgPool2d(2)
         self.ups = nn.ModuleList(
-            nn.Sequential(*upsample_block(widths[i + 1], widths[i], upsampling))
+            nn.Sequential(*upsample_block(widths[i + 1], widths[i], upsampling, norm_affine))
             for i in range(depth)
         )
-        self.decoders = nn.ModuleList(double_conv(2 * widths[i], widths[i]) for i in range(depth))
+        self.decoders = nn.ModuleList(double_conv(2 * widths[i], widths[i], norm_affine)
+                                      for i in range(depth))
         self.head = nn.Sequential(nn.Conv2d(widths[0], out_channels, 1))
         init_weights(self)
 

@@ -5,22 +5,29 @@ from __future__ import annotations
 from utom_core.hookspecs import hookimpl
 from utom_core.io.formats import builtin_formats
 from utom_core.networks import ResnetGenerator, UnetGenerator
+from utom_core.networks.cyclegan_unet import CycleganUnetGenerator
 
 
 def _resnet(in_channels: int, out_channels: int, cfg) -> ResnetGenerator:
     return ResnetGenerator(in_channels, out_channels, cfg.ngf, cfg.n_blocks, cfg.upsampling,
-                           cfg.residual)
+                           cfg.residual, cfg.norm_affine)
 
 
 def _unet(in_channels: int, out_channels: int, cfg) -> UnetGenerator:
     return UnetGenerator(in_channels, out_channels, cfg.ngf, cfg.unet_depth, cfg.upsampling,
-                          cfg.residual)
+                          cfg.residual, cfg.norm_affine)
+
+
+def _cyclegan_unet(in_channels: int, out_channels: int, cfg) -> CycleganUnetGenerator:
+    return CycleganUnetGenerator(in_channels, out_channels, cfg.ngf, cfg.unet_depth,
+                                 cfg.residual, cfg.norm_affine)
 
 
 @hookimpl
 def register_generators(register):
     register("resnet", _resnet)
     register("unet", _unet)
+    register("cyclegan-unet", _cyclegan_unet)
 
 
 @hookimpl

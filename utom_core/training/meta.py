@@ -2,41 +2,59 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
 import numpy as np
 
 from utom_core import runs
 from utom_core.config import TrainConfig
-from utom_core.data.fitting import domain_samples, fit_domain
+from utom_core.data.fitting import fit_domain, fitting_sample
 from utom_core.data.images import DomainImages
-from utom_core.task import Slicing, Task
+from utom_core.errors import InputError, UtomError
+from utom_core.task import Task
+
+HEAD_BYTES = 2**20
+"""How much of each input file its fingerprint hashes (headers and the first pixels)."""
 
 
-def cut_axes(task: Task) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Planes each domain's volumes are cut into: XZ/YZ for A in isotropic restoration."""
-    if task.slicing is Slicing.xz_yz:
-        return ("y", "x"), ("z",)
-    return ("z",), ("z",)
+cut_axes = Task.cut_axes
+"""Planes each domain's volumes are cut into (``cut_axes(task)``)."""
 
 
 def fit_run_meta(task: Task, cfg: TrainConfig, images_a: DomainImages,
-                 images_b: DomainImages) -> runs.RunMeta:
-    """Normalisations and thresholds of both domains, fitted once on sampled pixels."""
-    fit_rng = np.random.default_rng([cfg.seed, 1])
+                 images_b: DomainImages, processes: int = 1) -> runs.RunMeta:
+    """Normalisations and thresholds of both domains, fitted once on each domain's fixed
+    fitting sample (``fitting_sample``: the same for every budget and seed); ρ's decay length
+    counts the images all ``processes`` of a torchrun job see."""
     where_a, where_b = _where("A", images_a), _where("B", images_b)
-    samples_a = domain_samples(images_a, fit_rng, cfg.sample_pixels, where_a)
-    samples_b = domain_samples(images_b, fit_rng, cfg.sample_pixels, where_b)
-    both = np.concatenate([samples_a, samples_b], axis=1) if cfg.shared_range else None
-    norm_a, thr_a = fit_domain(samples_a, task.domain_a, cfg.threshold_a, cfg.threshold_method,
-                               where_a, both)
-    norm_b, thr_b = fit_domain(samples_b, task.domain_b, cfg.threshold_b, cfg.threshold_method,
-                               where_b, both)
+    samples_a = fitting_sample(images_a, cfg.sample_pixels, where_a)
+    samples_b = fitting_sample(images_b, cfg.sample_pixels, where_b)
+    both = balanced(samples_a, samples_b) if cfg.shared_range else None
+    fit_a = fit_domain(samples_a, task.domain_a, cfg.threshold_a, cfg.threshold_method,
+                       where_a, both)
+    fit_b = fit_domain(samples_b, task.domain_b, cfg.threshold_b, cfg.threshold_method,
+                       where_b, both)
     return runs.RunMeta(
         task=task.name, domain_a=task.domain_a, domain_b=task.domain_b, slicing=task.slicing,
-        normalisation_a=norm_a, normalisation_b=norm_b, threshold_a=thr_a, threshold_b=thr_b,
-        inputs_a=[str(src.path) for src in images_a.sources],
-        inputs_b=[str(src.path) for src in images_b.sources],
-        images_per_epoch=cfg.decay_length(),
+        normalisation_a=fit_a.normalisation, normalisation_b=fit_b.normalisation,
+        threshold_a=fit_a.threshold, threshold_b=fit_b.threshold,
+        content_fraction_a=fit_a.fraction, content_fraction_b=fit_b.fraction,
+        **input_records(images_a, images_b),
+        images_per_epoch=cfg.decay_length(processes),
     )
+
+
+def balanced(samples_a: np.ndarray, samples_b: np.ndarray) -> np.ndarray:
+    """Both domains' samples with equal weight: the larger evenly thinned to the smaller's
+    size (small images give all their pixels, fewer than a large domain's sample)."""
+    size = min(samples_a.shape[1], samples_b.shape[1])
+
+    def thinned(samples: np.ndarray) -> np.ndarray:
+        return samples[:, np.linspace(0, samples.shape[1] - 1, size).astype(int)]
+
+    return np.concatenate([thinned(samples_a), thinned(samples_b)], axis=1)
 
 
 def _where(side: str, images: DomainImages) -> str:
@@ -44,3 +62,62 @@ def _where(side: str, images: DomainImages) -> str:
     names = [src.path.name for src in images.sources]
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return f"domain {side} ({images.domain.name}: {shown})"
+
+
+def fingerprint(path: Path) -> runs.InputFile:
+    """``path`` made absolute, its size and a hash of its first MiB. A folder (an OME-Zarr
+    store) is fingerprinted by its files' names and sizes and its metadata files' content."""
+    path = Path(os.path.abspath(path))
+    digest = hashlib.sha256()
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        size = 0
+        for file in files:
+            stat = file.stat()
+            size += stat.st_size
+            digest.update(f"{file.relative_to(path)}\0{stat.st_size}\0".encode())
+            if file.suffix == ".json" or file.name.startswith(".z"):
+                digest.update(_head(file))
+    else:
+        size = path.stat().st_size
+        digest.update(_head(path))
+    return runs.InputFile(path=str(path), size=size, head_sha256=digest.hexdigest())
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(HEAD_BYTES)
+
+
+def input_records(images_a: DomainImages, images_b: DomainImages) -> dict[str, list]:
+    """RunMeta's ``inputs_a``/``inputs_b``: every file each domain reads, fingerprinted."""
+    return {"inputs_a": [fingerprint(src.path) for src in images_a.sources],
+            "inputs_b": [fingerprint(src.path) for src in images_b.sources]}
+
+
+def recorded_inputs(records: list[runs.InputFile | str], option: str) -> list[Path]:
+    """The files a resumed run trained on, refused when one is missing or has changed (the
+    run would silently train on other images); ``option`` names how to give them anew."""
+    again = f"give the images again with {option} to resume"
+    if not records:
+        raise UtomError(f"{option}: the run did not record its inputs; {again}")
+    paths = []
+    for record in records:
+        if isinstance(record, str):  # an earlier utom: the path as given, no fingerprint
+            if not Path(record).is_absolute():
+                raise InputError(record, "recorded as a relative path by an earlier utom, "
+                                         f"relative to a folder it did not record; {again}")
+            paths.append(Path(record))
+            continue
+        path = Path(record.path)
+        if not path.exists():
+            raise InputError(path, f"missing: the run was trained on it; {again}")
+        try:
+            found = fingerprint(path)
+        except OSError as err:
+            raise InputError(path, f"cannot be read ({err.strerror or err})") from None
+        if found != record:
+            raise InputError(path, "changed since the run was trained on it (size or "
+                                   f"content); restore it, or {again}")
+        paths.append(path)
+    return paths

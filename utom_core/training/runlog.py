@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from utom_core import runs
+from utom_core.console import is_main_process
 from utom_core.io.atomic import write_text
 from utom_core.training.objective import LOSS_TERMS
 
@@ -18,8 +19,10 @@ Row = tuple[int, float, float, torch.Tensor]
 
 def append_rows(run_dir: Path, rows: list[Row]) -> dict[str, float]:
     """Write buffered per-iteration rows (one device sync for the whole buffer); returns the
-    last row's loss terms."""
+    last row's loss terms. Under torchrun rank 0 logs its own losses; the others write none."""
     values = torch.stack([r[3] for r in rows]).cpu().tolist()
+    if not is_main_process():
+        return dict(zip(LOSS_TERMS, values[-1], strict=True))
     lines = []
     for (iteration, rho_now, lr, _), terms in zip(rows, values, strict=True):
         record = {"iteration": iteration, "rho": rho_now, "lr": lr}
@@ -38,9 +41,9 @@ def summary(losses: dict[str, float], rho_now: float) -> str:
     return f"G {losses['generator']:.3f} D {disc:.3f} cyc {cycle:.3f} sal {sal:.3f} ρ {rho_now:.3f}"
 
 
-def truncate_log(run_dir: Path, iteration: int) -> None:
+def truncate_log(run_dir: Path, iteration: int, name: str = runs.LOG_FILE) -> None:
     """Drop log rows past the checkpoint being resumed; they will be recomputed."""
-    log = run_dir / runs.LOG_FILE
+    log = run_dir / name
     if not log.exists():
         return
     kept = [line for line in log.read_text().splitlines() if _logged_at(line) <= iteration]

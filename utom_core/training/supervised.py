@@ -15,18 +15,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from utom_core import runs
 from utom_core.checkpoints import save_torch
 from utom_core.config import TrainConfig
-from utom_core.console import console, progress_display
 from utom_core.data.images import DomainImages
 from utom_core.data.sampling import random_orientation
 from utom_core.device import resolve_device
 from utom_core.errors import InputError, UtomError
 from utom_core.io.atomic import write_json, write_text
 from utom_core.plugins import get_registry
+from utom_core.progress import LoopProgress
 from utom_core.rundirs import check_run_dir, prepare_run_dir
 from utom_core.task import Task
 from utom_core.training.ema import update_ema
@@ -131,10 +130,9 @@ def train_supervised(task: Task, cfg: TrainConfig, run_dir: Path,
         write_json(run_dir / runs.CONFIG_FILE, cfg.model_dump(mode="json"))
         write_json(run_dir / runs.META_FILE, meta.model_dump(mode="json"))
         losses: list[torch.Tensor] = []
-        progress = Progress(TextColumn("[bold]supervised"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), console=console, disable=not show_progress)
-        with progress_display(progress):
-            bar = progress.add_task("train", total=cfg.iterations)
+        progress = LoopProgress("supervised", cfg.iterations, unit="iteration",
+                                rate_unit="img/s", per_step=cfg.batch_size, show=show_progress)
+        with progress.shown():
             for iteration in range(cfg.iterations):
                 x, y = (t.to(device) for t in tiles.batch(rng, cfg.tile, cfg.batch_size, meta,
                                                           cfg.augment))
@@ -147,7 +145,10 @@ def train_supervised(task: Task, cfg: TrainConfig, run_dir: Path,
                 optimiser.step()
                 update_ema(ema, net, cfg.ema_decay, iteration)
                 losses.append(loss.detach())
-                progress.update(bar, completed=iteration + 1)
+                if (iteration + 1) % cfg.log_every == 0:
+                    progress.update(iteration + 1, note=f"L1 {float(losses[-1]):.4f}")
+                else:
+                    progress.update(iteration + 1)
     finally:
         tiles.close()
     values = torch.stack(losses).cpu().tolist() if losses else []
@@ -158,4 +159,5 @@ def train_supervised(task: Task, cfg: TrainConfig, run_dir: Path,
              meta=meta.model_dump(mode="json"), g_ab=net.state_dict(), ema_ab=ema.state_dict(),
              iteration=cfg.iterations),
         run_dir / runs.MODEL_FILE)
-    return TrainResult(run_dir, cfg.iterations, False, {"l1": values[-1]} if values else {})
+    return TrainResult(run_dir, cfg.iterations, False, {"l1": values[-1]} if values else {},
+                       meta)

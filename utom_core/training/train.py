@@ -1,54 +1,114 @@
-"""``train()``: a new run or a resumed one, from directory checks to the last checkpoint."""
+"""``train()``: a new run or a resumed one, from directory checks to the last checkpoint.
+
+Under torchrun every rank runs this: each checks what it reads, rank 0 alone writes (after a
+barrier, so no rank checks a directory rank 0 has begun to change).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from utom_core import runs
-from utom_core.config import TrainConfig
+from utom_core.config import RESUME_SETTINGS, TrainConfig
+from utom_core.console import console
 from utom_core.errors import InputError, UtomError, first_line
 from utom_core.io.atomic import write_json
 from utom_core.rundirs import check_run_dir, prepare_run_dir
 from utom_core.task import Task
+from utom_core.training import distributed
+from utom_core.training.meta import input_records, recorded_inputs
+from utom_core.training.objective import resumed_decay
 from utom_core.training.runlog import truncate_log
 from utom_core.training.trainer import Trainer, TrainResult
+from utom_core.training.validation import ValPair
 
 
 def train(
     task: Task, cfg: TrainConfig, run_dir: Path, a_paths: list[Path] | None = None,
     b_paths: list[Path] | None = None, *, resume: bool = False, overwrite: bool = False,
-    iterations: int | None = None, stop_at: int | None = None, show_progress: bool = True,
+    iterations: int | None = None, changes: dict[str, Any] | None = None,
+    stop_at: int | None = None, show_progress: bool = True, val: list[ValPair] | None = None,
 ) -> TrainResult:
     """Train a new run in ``run_dir`` or resume the one there.
 
-    ``iterations`` (resume) sets a new total; ``stop_at`` ends this call early at that
-    iteration with a checkpoint, as an interruption would.
+    On resume, ``iterations`` sets a new total and ``changes`` any of RESUME_SETTINGS (said in
+    one line); ``stop_at`` ends this call early at that iteration with a checkpoint, as an
+    interruption would. ``val``: validation images and their references (a resumed run keeps
+    the ones it started with).
     """
     run_dir = Path(run_dir)
-    check_run_dir(run_dir, resume, overwrite)
+    check_run_dir(run_dir, resume, overwrite, inputs=[*(a_paths or []), *(b_paths or [])])
     if resume:
-        checkpoint = run_dir / runs.CHECKPOINT_FILE
-        saved, meta, state = runs.load_run(checkpoint)
-        if meta.task != task.name:
-            raise UtomError(f"{run_dir}: was trained for task {meta.task!r}, not {task.name!r}")
-        if iterations is not None:
-            saved = saved.model_copy(update={"iterations": iterations})
-        trainer = Trainer(task, saved, run_dir,
-                          a_paths or [Path(p) for p in meta.inputs_a],
-                          b_paths or [Path(p) for p in meta.inputs_b], meta)
-        try:
-            trainer.load_state_dict(state)
-        except (KeyError, RuntimeError, TypeError, ValueError) as err:
-            raise InputError(checkpoint, f"cannot resume from it ({first_line(err)})") from None
-        prepare_run_dir(run_dir, resume, overwrite)
-        truncate_log(run_dir, trainer.iteration)
+        if val:
+            raise UtomError("--val: a resumed run validates on the images it started with")
+        trainer = _resumed(task, run_dir, a_paths, b_paths, iterations, changes)
     else:
         if not a_paths or not b_paths:
             raise UtomError("training needs images for both domains (--a and --b)")
         # inputs, settings and networks are checked before the directory is created (or an
         # old run replaced): a refused run changes nothing on disk
-        trainer = Trainer(task, cfg, run_dir, a_paths, b_paths)
+        distributed.join(cfg.device)
+        trainer = Trainer(task, cfg, run_dir, a_paths, b_paths, val=val)
+    distributed.barrier()
+    if trainer.ranks.main:
         prepare_run_dir(run_dir, resume, overwrite)
-    write_json(run_dir / runs.CONFIG_FILE, trainer.cfg.model_dump(mode="json"))
-    write_json(run_dir / runs.META_FILE, trainer.meta.model_dump(mode="json"))
-    return trainer.fit(stop_at=stop_at, show_progress=show_progress)
+        if resume:
+            truncate_log(run_dir, trainer.iteration)
+            truncate_log(run_dir, trainer.iteration, runs.VAL_LOG_FILE)
+            if trainer.validator is not None:
+                trainer.validator.resume(run_dir)
+        write_json(run_dir / runs.CONFIG_FILE, trainer.cfg.model_dump(mode="json"))
+        write_json(run_dir / runs.META_FILE, trainer.meta.model_dump(mode="json"))
+    with distributed.peer_failures(lambda: _kept(trainer)):
+        result = trainer.fit(stop_at=stop_at, show_progress=show_progress and trainer.ranks.main)
+    distributed.leave_together()
+    return result
+
+
+def _resumed(task: Task, run_dir: Path, a_paths: list[Path] | None, b_paths: list[Path] | None,
+             iterations: int | None, changes: dict[str, Any] | None) -> Trainer:
+    """The trainer of the run in ``run_dir``, at its checkpoint (nothing is written yet)."""
+    checkpoint = run_dir / runs.CHECKPOINT_FILE
+    saved, meta, state = runs.load_run(checkpoint)
+    if meta.task != task.name:
+        raise UtomError(f"{run_dir}: was trained for task {meta.task!r}, not {task.name!r}")
+    planned = saved.iterations
+    update = {**(changes or {}), **({} if iterations is None else {"iterations": iterations})}
+    saved = _resumed_config(saved, update)
+    distributed.join(saved.device)
+    val = [(Path(p), None if r is None else Path(r)) for p, r in state.get("validation", [])]
+    trainer = Trainer(task, saved, run_dir,
+                      a_paths or recorded_inputs(meta.inputs_a, "--a"),
+                      b_paths or recorded_inputs(meta.inputs_b, "--b"), meta, val)
+    trainer.meta = meta.model_copy(update=input_records(trainer.images_a, trainer.images_b))
+    try:
+        trainer.load_state_dict(state)
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:
+        raise InputError(checkpoint, f"cannot resume from it ({first_line(err)})") from None
+    if trainer.iteration > trainer.cfg.iterations:
+        raise UtomError(f"iterations {trainer.cfg.iterations}: the run is already at "
+                        f"iteration {trainer.iteration}; give a larger total (--iterations)")
+    if update:
+        console.print(f"{run_dir}: resuming with " + ", ".join(
+            f"{key} {value}" for key, value in sorted(update.items()))
+            + "; every other setting is the run's own", soft_wrap=True)
+    if saved.iterations != planned:  # the LR continues its decay; it never restarts
+        trainer.lr_resumed = resumed_decay(trainer.iteration, planned, saved.lr_decay_start,
+                                           trainer.lr_resumed)
+    return trainer
+
+
+def _kept(trainer: Trainer) -> str:
+    """What an interrupted run leaves to resume from."""
+    kept = (f"the checkpoint of iteration {trainer.saved_at} is intact (--resume)"
+            if trainer.saved_at is not None else "no checkpoint was written yet")
+    return f"training stopped at iteration {trainer.iteration}; {kept}"
+
+
+def _resumed_config(saved: TrainConfig, update: dict[str, Any]) -> TrainConfig:
+    """The saved config with the few settings a resume may change (refused otherwise)."""
+    fixed = sorted(set(update) - RESUME_SETTINGS)
+    if fixed:
+        raise UtomError(f"{fixed[0]}: a resumed run keeps the settings it was trained with")
+    return TrainConfig(**{**saved.model_dump(), **update})

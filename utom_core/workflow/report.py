@@ -1,4 +1,9 @@
-"""report.md: what was run, on what data, with which settings, how well — for a biologist."""
+"""report.md: what was run, on what data, with which settings, how well — for a biologist.
+
+Every metric is shown beside its floor (the untransformed input) where there is one and with
+what a good value looks like (``evaluation.guide``), most important first; the loss curves
+are drawn from ``run/log.jsonl``, and the validation curve is shown when the run has one.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +11,23 @@ import os
 from pathlib import Path
 from typing import Any
 
+from utom_core import runs
+from utom_core.evaluation.figures.losses import save_loss_curves
+from utom_core.evaluation.guide import CHANNEL, floor_of, guide, ordered, verdict
+from utom_core.io import image_stem
 from utom_core.io.atomic import write_text
 
 SETTINGS_SHOWN = ("method", "generator", "residual", "upsampling", "ngf", "n_blocks", "ndf",
                   "tile", "batch_size", "iterations", "lambda_cycle", "rho0", "images_per_epoch",
                   "saliency_variant", "ema_decay", "seed")
-
-METRIC_HELP = {
-    "psnr": "PSNR of the prediction against the reference (dB, higher is better)",
-    "psnr_input": "PSNR of the untransformed input against the reference: the floor",
-    "ssim": "SSIM against the reference (mean over channels)",
-    "ssim_input": "SSIM of the untransformed input: the floor",
-    "content_iou": "IoU of the input's and the prediction's content masks (saliency promise)",
-    "content_dice": "Dice of the same masks",
-    "content_iou_ref": "IoU of the prediction's and the reference's content masks",
-    "content_dice_ref": "Dice of the prediction's and the reference's content masks",
-    "color_emd": "colour histogram distance to the reference (8-bit levels, lower is better)",
-    "color_emd_tissue": "the same, in tissue (content) pixels",
-    "color_emd_background": "the same, in background pixels",
-}
-
-
-def metric_help(name: str) -> str:
-    """What a metric means; per-channel SSIM keys (ssim_c0, …) are described by pattern."""
-    if name.startswith("ssim_c"):
-        return f"SSIM of channel {name.removeprefix('ssim_c')} against the reference"
-    return METRIC_HELP.get(name, "")
+LOSS_CURVES = "previews/training_losses.png"
+"""The report's loss-curve figure, in the run output."""
+READING_LOSSES = (
+    "What good looks like: the cycle and saliency terms fall over the first few hundred "
+    "iterations and then flatten; each discriminator's loss stays near 0.25 (the balance of "
+    "its least-squares loss). A discriminator loss near 0 means it has won: its generator "
+    "stopped learning, and more iterations will not help; noisy but level curves are normal "
+    "for a GAN. The losses do not say when the images are best: the validation curve does.")
 
 
 def _fmt(value: Any) -> str:
@@ -39,13 +35,90 @@ def _fmt(value: Any) -> str:
 
 
 def metrics_table(metrics: dict[str, float]) -> list[str]:
-    lines = ["| metric | value | meaning |", "|---|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} | {metric_help(k)} |" for k, v in metrics.items()]
+    """Metrics most important first, each beside its floor and read against it (tasks without
+    floors, which change the channel count, get no floor columns)."""
+    floors = any(floor_of(name) in metrics for name in metrics)
+    lines = (["| metric | value | floor (the input) | against the floor |", "|---|---|---|---|"]
+             if floors else ["| metric | value |", "|---|---|"])
+    for name in ordered(metrics):
+        floor = metrics.get(floor_of(name))
+        judged = (f" {'–' if floor is None else _fmt(floor)} | "
+                  f"{verdict(name, metrics[name], floor) or '–'} |") if floors else ""
+        lines.append(f"| {name} | {_fmt(metrics[name])} |{judged}")
+    return lines
+
+
+def reading(metrics: dict[str, float]) -> list[str]:
+    """What each metric shown measures and what a good value looks like, once per report."""
+    lines, channels = [], [name for name in ordered(metrics) if CHANNEL.match(name)]
+    for name in ordered(metrics):
+        about = guide(name)
+        if about.meaning and name not in channels:
+            lines.append(f"- `{name}`: {about.meaning}. Good: {about.good}.")
+    if channels:
+        lines.append(f"- `{channels[0]}` … `{channels[-1]}`: the same per channel.")
+    return lines
+
+
+def _thresholds(record: dict[str, Any]) -> str:
+    fractions = record.get("content_fractions") or {}
+
+    def one(side: str) -> str:
+        value, share = record["thresholds"][side], fractions.get(side)
+        marked = f" (marks {share:.1%} of its training pixels as content)" if share else ""
+        return f"{side.upper()} {value:.6g}{marked}"
+
+    return (f"Content thresholds (raw units): {one('a')}, {one('b')}. `utom threshold IMAGE "
+            f"--task {record['task']} --domain a` fits the same threshold on the same images "
+            "and previews its mask.")
+
+
+def _settings(cfg: dict[str, Any], budget: str) -> list[str]:
+    lines = ["| setting | value |", "|---|---|",
+             *[f"| {k} | {_fmt(cfg[k])} |" for k in SETTINGS_SHOWN if k in cfg]]
+    if cfg.get("upsampling") == "resize":
+        lines += ["", f"Upsampling: resize-then-convolve, the default of budget {budget} (no "
+                  "checkerboard texture, measured better there); the paper's transposed "
+                  "convolutions are budget `full`'s and `--set upsampling=transpose`."]
+    return lines
+
+
+def _training(out: Path) -> list[str]:
+    lines = ["## Training", "", "Loss terms per iteration: `run/log.jsonl`; previews during "
+             "training: `run/previews/`.", ""]
+    if save_loss_curves(out / "run" / runs.LOG_FILE, out / LOSS_CURVES):
+        lines += [f"![loss curves]({LOSS_CURVES})", "", READING_LOSSES, ""]
+    validation = out / "run" / runs.VAL_CURVE_FILE
+    if validation.exists():
+        lines += ["Validation scores of the EMA generator during training (`run/"
+                  f"{runs.VAL_LOG_FILE}`):", "",
+                  f"![validation curve]({os.path.relpath(validation, out)})", ""]
+    return lines
+
+
+def _images(record: dict[str, Any], out: Path) -> list[str]:
+    lines = ["## Test images", ""]
+    for row in record["images"]:
+        name = image_stem(Path(row["test"]))
+        panel = out / "previews" / f"{name}_panel.png"
+        lines += [f"### {Path(row['test']).name}", "",
+                  f"Prediction: `{os.path.relpath(row['prediction'], out)}`", ""]
+        if panel.exists():
+            picture = os.path.relpath(panel, out)
+            lines += [f"![input, prediction, reference, overlay]({picture})", ""]
+        line_profile = panel.with_name(f"{name}_profile.png")
+        if line_profile.exists():
+            lines += ["Intensity along the yellow line on the panel, through the reference's "
+                      "finest bright structure: a restoration should follow the reference's "
+                      "peaks, not the input's.", "",
+                      f"![line profile]({os.path.relpath(line_profile, out)})", ""]
+        if row.get("notes"):
+            lines += [*(f"- {note}" for note in row["notes"]), ""]
+        lines += [*metrics_table(row["metrics"]), ""]
     return lines
 
 
 def write_report(path: Path, record: dict[str, Any], out: Path) -> None:
-    cfg = record["config"]
     lines = [
         f"# utom run: {record['task']} ({record['method']}, budget {record['budget']})",
         "",
@@ -57,34 +130,25 @@ def write_report(path: Path, record: dict[str, Any], out: Path) -> None:
         "",
         *[f"- {note}" for note in record["notes"]],
         "",
-        f"Content thresholds (raw units): A {record['thresholds']['a']:.6g}, "
-        f"B {record['thresholds']['b']:.6g}.",
+        _thresholds(record),
         "",
         "## Settings",
         "",
-        "| setting | value |", "|---|---|",
-        *[f"| {k} | {_fmt(cfg[k])} |" for k in SETTINGS_SHOWN if k in cfg],
+        *_settings(record["config"], record["budget"]),
         "",
         "## Metrics (mean over test images)",
         "",
+        "Most important first. The floor is the untransformed input scored against the same "
+        "reference: a restoration must beat it. Tasks that change the channel count have no "
+        "floor; their typical values are stated instead.",
+        "",
         *metrics_table(record["metrics"]),
         "",
-        "## Test images",
+        "Reading them:",
         "",
+        *reading(record["metrics"]),
+        "",
+        *_images(record, out),
+        *_training(out),
     ]
-    for row in record["images"]:
-        name = Path(row["test"]).name.split(".")[0]
-        panel = out / "previews" / f"{name}_panel.png"
-        lines += [f"### {Path(row['test']).name}", "",
-                  f"Prediction: `{os.path.relpath(row['prediction'], out)}`", ""]
-        if panel.exists():
-            picture = os.path.relpath(panel, out)
-            lines += [f"![input, prediction, reference, overlay]({picture})", ""]
-        line_profile = panel.with_name(f"{name}_profile.png")
-        if line_profile.exists():
-            lines += ["Intensity along a line through the reference's finest bright structure:",
-                      "", f"![line profile]({os.path.relpath(line_profile, out)})", ""]
-        lines += [*metrics_table(row["metrics"]), ""]
-    lines += ["## Training", "", "Loss terms per iteration: `run/log.jsonl`; previews during "
-              "training: `run/previews/`.", ""]
     write_text(path, "\n".join(lines))

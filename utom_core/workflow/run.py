@@ -17,22 +17,28 @@ import numpy as np
 
 from utom_core import __version__, runs
 from utom_core.config import Budget, Method, TrainConfig
-from utom_core.errors import UtomError
-from utom_core.evaluation.streamed import evaluate_one
+from utom_core.errors import Interrupted, UtomError
+from utom_core.evaluation.streamed import evaluate_prediction
 from utom_core.inference import TileOptions, output_name, predict_file
 from utom_core.io.atomic import write_json
-from utom_core.rundirs import METRICS_FILE, RUN_SUBDIR, prepare_out_dir
+from utom_core.rundirs import (
+    DATA_SUBDIR,
+    METRICS_FILE,
+    PREDICTION_DIR,
+    PREVIEW_DIR,
+    REPORT_FILE,
+    RUN_SUBDIR,
+    prepare_out_dir,
+    record_outputs,
+)
 from utom_core.runs import load_predictor
 from utom_core.task import Task, TaskData
+from utom_core.training import distributed
 from utom_core.training.supervised import train_supervised
 from utom_core.training.train import train
+from utom_core.workflow.holdout import HeldOut
 from utom_core.workflow.report import write_report
 from utom_core.workflow.userdata import check_user_data
-
-PREDICTION_DIR = "predictions"
-PREVIEW_DIR = "previews"
-REPORT_FILE = "report.md"
-DATA_SUBDIR = "data"
 
 
 @dataclass
@@ -51,12 +57,20 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
 
 def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
                  data: TaskData | None, *, overwrite: bool = False,
-                 show_progress: bool = True) -> RunOutcome:
-    """Prepare data (demo unless given), train, predict the tests, evaluate, report."""
+                 show_progress: bool = True, held_out: HeldOut | None = None) -> RunOutcome:
+    """Prepare data (demo unless given), train, predict the tests, evaluate, report.
 
+    ``held_out``: test regions to cut out of the user's --a image into OUT/data first.
+    Under torchrun rank 0 does all of it; the other ranks only train with it."""
+
+    distributed.join(cfg.device)
+    if distributed.launched() and cfg.method is Method.supervised:
+        raise UtomError("--method supervised trains in one process: start it without torchrun")
+    if not distributed.ranks().main:
+        return _other_rank(task, cfg, out)
     start = time.perf_counter()
     if data is not None:
-        check_user_data(task, data, out)
+        check_user_data(task, data, out, held_out.inputs() if held_out else [])
         if cfg.method is Method.supervised:  # user_data keeps one side of any aligned pair
             raise UtomError("--method supervised trains on a task's demo pairs; it does not "
                             "take --a/--b")
@@ -67,12 +81,17 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
             if task.demo_data is None:
                 raise UtomError(f"task {task.name} has no demo data: give --a and --b")
             data = task.demo_data(out / DATA_SUBDIR, cfg.seed)
+            record_outputs(out)
+        elif held_out is not None:
+            data = held_out.cut(data, out / DATA_SUBDIR)
+            record_outputs(out)
+        distributed.share(data)
         if cfg.method is Method.supervised:
             result = train_supervised(task, cfg, out / RUN_SUBDIR, data.pairs,
                                       fit_on=(data.a, data.b), show_progress=show_progress)
         else:
             result = train(task, cfg, out / RUN_SUBDIR, data.a, data.b,
-                           show_progress=show_progress)
+                           show_progress=show_progress, val=_validation(data))
     except BaseException:
         if not (out / RUN_SUBDIR / runs.CHECKPOINT_FILE).exists():  # nothing trained: undo
             shutil.rmtree(out)
@@ -86,17 +105,22 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
         if aside is not None:
             shutil.rmtree(aside)
     if result.interrupted:
-        raise UtomError(f"{out}: training interrupted at iteration {result.iteration}; "
-                        f"continue with `utom train {task.name} --resume --out {out / RUN_SUBDIR}`")
+        raise Interrupted(f"{out}: training interrupted at iteration {result.iteration}; continue "
+                          f"with `utom train {task.name} --resume --out {out / RUN_SUBDIR}`")
     train_seconds = time.perf_counter() - start
     predictor = load_predictor(out / RUN_SUBDIR)
     rows = []
     for test, reference in zip(data.test, data.reference, strict=True):
+        record_outputs(out)  # what utom wrote is known as utom's (rundirs)
         prediction = out / PREDICTION_DIR / output_name(test)
         predict_file(test, prediction, predictor, TileOptions(), show_progress=show_progress)
-        metrics = evaluate_one(task, predictor, test, prediction, reference, out / PREVIEW_DIR)
+        record_outputs(out)
+        evaluation = evaluate_prediction(task, predictor, test, prediction, reference,
+                                         out / PREVIEW_DIR)
         rows.append({"test": str(test), "reference": str(reference) if reference else None,
-                     "prediction": str(prediction), "metrics": metrics})
+                     "prediction": str(prediction), "metrics": evaluation.metrics,
+                     "notes": evaluation.notes})
+    record_outputs(out)
     summary_metrics = _mean([row["metrics"] for row in rows])
     record = {
         "task": task.name, "plugin": task.plugin, "method": cfg.method.value,
@@ -106,12 +130,34 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
         "metrics": summary_metrics, "images": rows, "notes": data.notes,
         "config": cfg.model_dump(mode="json"),
         "thresholds": {"a": predictor.source_threshold, "b": predictor.target_threshold},
+        "content_fractions": {"a": result.meta.content_fraction_a if result.meta else None,
+                              "b": result.meta.content_fraction_b if result.meta else None},
+        "held_out": held_out.record() if held_out else None,
         "versions": _versions(), "machine": _machine(),
     }
     write_json(out / METRICS_FILE, record)
     write_report(out / REPORT_FILE, record, out)
+    record_outputs(out)  # the report's figures
     summary = _summary_line(task, cfg, summary_metrics, record["wall_seconds"], out)
     return RunOutcome(out, record, summary)
+
+
+def _validation(data: TaskData) -> list[tuple[Path, Path | None]]:
+    """The test images, validated while the run trains (the curve and model_best.pt; the
+    reported metrics stay those of the last model: picking by test images would flatter it)."""
+    return list(zip(data.test, data.reference, strict=True))
+
+
+def _other_rank(task: Task, cfg: TrainConfig, out: Path) -> RunOutcome:
+    """A rank other than 0 under torchrun: it trains on the data rank 0 prepared, and leaves
+    prediction, evaluation and the report to rank 0."""
+    with distributed.peer_failures(lambda: "rank 0 stopped before training"):
+        data = distributed.share()
+    result = train(task, cfg, out / RUN_SUBDIR, data.a, data.b, show_progress=False,
+                   val=_validation(data))
+    if result.interrupted:
+        raise Interrupted("training interrupted")  # said by rank 0
+    return RunOutcome(out, {}, "")
 
 
 def _summary_line(task: Task, cfg: TrainConfig, metrics: dict[str, float], seconds: float,

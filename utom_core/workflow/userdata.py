@@ -8,6 +8,7 @@ import numpy as np
 
 from utom_core.errors import InputError, UtomError
 from utom_core.io import list_images, open_image
+from utom_core.rundirs import refuse_inputs_inside
 from utom_core.task import Task, TaskData
 
 
@@ -44,13 +45,13 @@ def _same_plane_shape(x: Path, y: Path) -> bool:
         sy.close()
 
 
-def check_user_data(task: Task, data: TaskData, out: Path) -> None:
-    """Refuse an --out that is or holds an input; open every test image and reference before
-    anything is trained, so a bad one is refused in seconds, not after the training."""
-    root = out.resolve()
-    for path in [*data.a, *data.b, *data.test, *(r for r in data.reference if r)]:
-        if root == path.resolve() or root in path.resolve().parents:
-            raise UtomError(f"{out}: holds the input {path}; choose another --out")
+def check_user_data(task: Task, data: TaskData, out: Path, more: list[Path] | None = None
+                    ) -> None:
+    """Refuse an --out that is or holds an input (``more``: inputs besides ``data``'s); open
+    every test image and reference before anything is trained, so a bad one is refused in
+    seconds, not after the training."""
+    refuse_inputs_inside(out, [*data.a, *data.b, *data.test, *(r for r in data.reference if r),
+                               *(more or [])])
     for test, reference in zip(data.test, data.reference, strict=True):
         source = open_image(test)
         shape = source.info.shape

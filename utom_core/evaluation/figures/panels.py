@@ -10,7 +10,11 @@ from PIL import Image, ImageDraw
 from utom_core.io.atomic import write_atomic
 
 LABEL_HEIGHT = 14
-"""Pixels above each panel image reserved for its label (Pillow's default bitmap font)."""
+"""Pixels above each panel image reserved for a one-line label (Pillow's default font)."""
+LINE_HEIGHT = 11
+"""Pixels of each further line of a label wrapped to its image's width."""
+MARK, MARK_EDGE = (255, 215, 0), (0, 0, 0)
+"""Colour of a marked line (the line profile's) and of its 1-px edges: seen on any image."""
 
 
 def _to_uint8(unit: np.ndarray) -> np.ndarray:
@@ -72,20 +76,55 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     return to_display(image)
 
 
+def wrap(draw: ImageDraw.ImageDraw, text: str, width: int) -> list[str]:
+    """``text`` in lines that fit ``width`` pixels, broken between words (a longer word keeps
+    a line of its own)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def mark_line(canvas: np.ndarray, row: int, columns: slice) -> None:
+    """Draw a horizontal line with end ticks over an (H, W, 3) uint8 image, in place."""
+    height, width = canvas.shape[:2]
+    if not 0 <= row < height:
+        return
+    start, stop = max(0, columns.start), min(width, columns.stop)
+    for edge in (row - 1, row + 1):
+        if 0 <= edge < height:
+            canvas[edge, start:stop] = MARK_EDGE
+    canvas[row, start:stop] = MARK
+    for x in (start, stop - 1):
+        canvas[max(0, row - 4):row + 5, max(0, x - 1):x + 2] = MARK_EDGE
+        canvas[max(0, row - 3):row + 4, x] = MARK
+
+
 def save_panel(
-    path: Path, images: list[np.ndarray], labels: list[str] | None = None, gap: int = 4
+    path: Path, images: list[np.ndarray], labels: list[str] | None = None, gap: int = 4,
+    line: tuple[int, slice] | None = None,
 ) -> Path:
     """Side-by-side PNG of images (e.g. input | output | reference), written atomically.
 
     Images are [-1, 1] (C, H, W) arrays or display-ready (H, W, 3) uint8 (e.g. an overlay);
-    shorter ones are top-aligned on a white background. Labels go above each image.
+    shorter ones are top-aligned on a white background. Labels go above each image, wrapped
+    to its width. ``line`` (row, columns) is marked on every image (a line profile's path).
     """
     if not images:
         raise ValueError("save_panel needs at least one image")
     if labels is not None and len(labels) != len(images):
         raise ValueError(f"{len(labels)} labels for {len(images)} images")
-    tiles = [_as_rgb(image) for image in images]
-    top = LABEL_HEIGHT if labels else 0
+    tiles = [_as_rgb(image).copy() for image in images]
+    if line is not None:
+        for tile in tiles:
+            mark_line(tile, *line)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    wrapped = [wrap(measure, label, tile.shape[1] - 2)
+               for label, tile in zip(labels or [], tiles, strict=False)]
+    top = LABEL_HEIGHT + LINE_HEIGHT * (max(map(len, wrapped)) - 1) if labels else 0
     height = top + max(tile.shape[0] for tile in tiles)
     width = sum(tile.shape[1] for tile in tiles) + gap * (len(tiles) - 1)
     canvas = Image.new("RGB", (width, height), "white")
@@ -93,8 +132,8 @@ def save_panel(
     x = 0
     for index, tile in enumerate(tiles):
         canvas.paste(Image.fromarray(tile), (x, top))
-        if labels:
-            draw.text((x + 2, 1), labels[index], fill="black")
+        for number, text in enumerate(wrapped[index] if labels else []):
+            draw.text((x + 2, 1 + LINE_HEIGHT * number), text, fill="black")
         x += tile.shape[1] + gap
     path = Path(path)
     write_atomic(path, lambda handle: canvas.save(handle, format="PNG"))

@@ -1,0 +1,105 @@
+"""Learning curves of utom and cyclegan on the restoration tasks, by validation while training.
+
+For each task (denoise, sr, isotropic) and method, the task's demo data is built once, a short
+trial measures the seconds per iteration, and a run planned to fill ``--minutes`` trains with
+its test images as validation images: every ``--points``-th of the run the EMA generator
+predicts their fixed crops (``training.validation``). Printed: PSNR of the first, best and last
+validation against the input's own PSNR (the floor: doing nothing), i.e. whether longer
+training lifts the task above its floor; drawn: one panel per task, one line per method.
+
+    python benchmarks/learning_curves.py --minutes 25            # the long curves (~2.5 h)
+    python benchmarks/learning_curves.py --minutes 0.5 --out /tmp/curves   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from utom_core.config import Budget, build_config
+from utom_core.evaluation.figures.curves import curve_plot
+from utom_core.plugins import get_registry
+from utom_core.training.train import train
+from utom_core.training.trainer import Trainer
+from utom_core.training.validation import rows
+
+TASKS = ("denoise", "sr", "isotropic")
+METHODS = ("utom", "cyclegan")
+TRIAL = 6
+"""Steps of the trial that measures a task's step time."""
+
+
+def planned_iterations(task, layers: list[dict], data, folder: Path, minutes: float) -> int:
+    """Iterations that fill ``minutes``, from ``TRIAL`` timed steps (nothing is written)."""
+    trainer = Trainer(task, build_config(*layers), folder / "trial", data.a, data.b)
+    trainer.step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(TRIAL):
+        trainer.step()
+    seconds = (time.perf_counter() - start) / TRIAL
+    for closing in (trainer.streams, trainer.images_a, trainer.images_b):
+        closing.close()
+    return max(2 * TRIAL, round(minutes * 60 / seconds))
+
+
+def curve(task_name: str, method: str, minutes: float, points: int, seed: int,
+          out: Path) -> dict:
+    task = get_registry().task(task_name)
+    folder = out / f"{task_name}-{method}"
+    data = task.demo_data(folder / "data", seed)
+    layers = [*task.config_layers(Budget.bench), {"method": method, "seed": seed}]
+    iterations = planned_iterations(task, layers, data, folder, minutes)
+    cfg = build_config(*layers, {"iterations": iterations,
+                                 "val_every": max(1, iterations // points)})
+    start = time.perf_counter()
+    train(task, cfg, folder / "run", data.a, data.b, show_progress=False,
+          val=list(zip(data.test, data.reference, strict=True)))
+    logged = rows(folder / "run")
+    return {"task": task_name, "method": method, "iterations": iterations,
+            "minutes": (time.perf_counter() - start) / 60, "rows": logged}
+
+
+def summary(result: dict) -> str:
+    psnr = [r["psnr"] for r in result["rows"]]
+    floor = result["rows"][0]["psnr_input"]
+    best = max(psnr)
+    verdict = "above the floor" if best > floor else "at or below the floor"
+    return (f"{result['task']:10s} {result['method']:9s} {result['iterations']:6d} it "
+            f"{result['minutes']:5.1f} min  PSNR first {psnr[0]:6.2f} best {best:6.2f} "
+            f"last {psnr[-1]:6.2f}  input {floor:6.2f}: {verdict} ({best - floor:+.2f} dB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=25.0, help="Training time per run.")
+    parser.add_argument("--points", type=int, default=12, help="Validations per run.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--out", type=Path,
+                        default=Path("utom-runs") / f"learning-curves-{time.strftime('%Y%m%d')}")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"utom learning curves {time.strftime('%Y-%m-%d %H:%M')}: {args.minutes} min per "
+          f"run, budget bench networks, seed {args.seed}", flush=True)
+    results = []
+    for task_name in args.tasks:
+        for method in METHODS:
+            results.append(curve(task_name, method, args.minutes, args.points, args.seed,
+                                 args.out))
+            print(summary(results[-1]), flush=True)
+    (args.out / "learning_curves.json").write_text(json.dumps(results, indent=1))
+    panels = {}
+    for task_name in args.tasks:
+        mine = [r for r in results if r["task"] == task_name]
+        panels[f"{task_name} PSNR (dB)"] = {
+            **{r["method"]: [(row["iteration"], row["psnr"]) for row in r["rows"]]
+               for r in mine},
+            "input (floor)": [(row["iteration"], row["psnr_input"]) for row in mine[0]["rows"]]}
+    curve_plot(args.out / "learning_curves.png", "EMA generator on the test crops", panels)
+    print(f"curves: {args.out / 'learning_curves.png'}")
+
+
+if __name__ == "__main__":
+    main()

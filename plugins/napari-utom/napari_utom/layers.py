@@ -1,0 +1,116 @@
+"""Between napari layers and utom's canonical arrays, (C, [Z], Y, X).
+
+Torch-free on purpose: napari imports the reader for every file dropped on it, so nothing
+here may pull in torch.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from utom_core.errors import InputError
+from utom_core.io.lazy import ArraySource
+
+LayerData = tuple[Any, dict[str, Any], str]
+"""What a napari reader returns per layer: (data, layer keyword arguments, layer type)."""
+MICROMETER = "micrometer"
+DISPLAY_PERCENTILES = (0.5, 99.8)
+"""Contrast limits: robust percentiles, as utom's own previews use (a few hot pixels of a
+16-bit image must not squash the rest to black)."""
+SAMPLE_VALUES = 1 << 22
+"""Values read at most to find contrast limits (strided: any image size costs the same)."""
+
+
+def _sample(array: Any) -> np.ndarray:
+    """A strided subset of at most about ``SAMPLE_VALUES`` values (lazy arrays read only it)."""
+    step = max(1, math.ceil(math.sqrt(math.prod(array.shape) / SAMPLE_VALUES)))
+    lead = tuple(slice(None, None, max(1, math.ceil(n / 16))) for n in array.shape[:-2])
+    return np.asarray(array[(*lead, slice(None, None, step), slice(None, None, step))])
+
+
+def contrast_limits(array: Any) -> tuple[float, float]:
+    """Robust display range of an image (of its coarsest level: cheap for any size)."""
+    values = _sample(array).astype(np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    low, high = (float(v) for v in np.percentile(values, DISPLAY_PERCENTILES))
+    return (low, high) if high > low else (low, low + 1.0)
+
+
+def image_layers(levels: list[Any], name: str, axes: str, pixel_size: dict[str, float]
+                 ) -> list[LayerData]:
+    """Image layers of a (multiscale) canonical image: levels of (C, *axes) arrays, finest
+    first. Three uint8 channels are shown as RGB, other channels as one layer each; the
+    scale is the pixel size in micrometers where known."""
+    meta: dict[str, Any] = {
+        "scale": [pixel_size.get(a, 1.0) for a in axes],
+        "units": [MICROMETER if a in pixel_size else "pixel" for a in axes],
+        "axis_labels": tuple(axes), "multiscale": len(levels) > 1}
+    channels, dtype = levels[0].shape[0], np.dtype(levels[0].dtype)
+
+    def data(arrays: list[Any]) -> Any:
+        return arrays if len(arrays) > 1 else arrays[0]
+
+    if channels == 3 and dtype == np.uint8:
+        rgb = [da.moveaxis(da.asarray(level), 0, -1) if not isinstance(level, np.ndarray)
+               else np.moveaxis(level, 0, -1) for level in levels]
+        return [(data(rgb), {"name": name, "rgb": True, **meta}, "image")]
+    layers = []
+    for c in range(channels):
+        arrays = [level[c] for level in levels]
+        layers.append((data(arrays), {
+            "name": name if channels == 1 else f"{name} [{c}]",
+            "contrast_limits": contrast_limits(arrays[-1]), **meta}, "image"))
+    return layers
+
+
+def pixel_size(layer: Any, axes: str) -> dict[str, float]:
+    """Micrometers per pixel along ``axes`` (the layer's last axes) where its units are
+    lengths; pixel units (napari's default) say nothing and are left out."""
+    sizes = {}
+    for axis, scale, unit in zip(axes, layer.scale[-len(axes):], layer.units[-len(axes):],
+                                 strict=True):
+        if unit.dimensionality == {"[length]": 1}:
+            sizes[axis] = float((scale * unit).to(MICROMETER).magnitude)
+    return sizes
+
+
+def layer_source(layer: Any, channels: int) -> ArraySource:
+    """The image of a napari layer as a lazy utom ImageSource (finest level of a multiscale
+    layer; dask-backed data is read region by region, never whole).
+
+    Channels: RGB layers carry them last; a non-RGB layer holds one channel, or, for a
+    multi-channel domain, its first axis does."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    origin = Path(layer.source.path or layer.name)
+    split = 1 if layer.rgb else 0
+    spatial = data.ndim - split - (1 if channels > 1 and not layer.rgb else 0)
+    if spatial not in (2, 3):
+        raise InputError(origin, f"layer has {spatial} image axes (shape {tuple(data.shape)}); "
+                                 f"utom predicts 2D (YX) and 3D (ZYX) images of {channels} "
+                                 "channel(s)")
+    axes = "ZYX"[-spatial:]
+    letters = axes + "C" if layer.rgb else ("C" + axes if channels > 1 else axes)
+    return ArraySource(origin, data, letters, pixel_size(layer, axes.lower()))
+
+
+class ArraySink:
+    """An ImageSink into a canonical (C, …) NumPy or zarr array (nothing to commit)."""
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+
+    def write(self, region: tuple[slice, ...], data: np.ndarray) -> None:
+        self.array[(slice(None), *region)] = data
+
+    def commit(self, replace: bool = False) -> None:
+        """Nothing to move into place: the array is the result."""
+
+    def abort(self) -> None:
+        """Nothing to remove: the array is dropped with the job."""

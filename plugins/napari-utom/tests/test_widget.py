@@ -1,0 +1,223 @@
+"""The dock widget on a headless viewer: run info, the saliency preview, predictions in a
+worker thread (2D, 3D, dask-backed, to OME-Zarr) and Cancel."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+import tifffile
+from conftest import utom
+from napari_utom.widget import UtomWidget
+from PIL import Image
+from qtpy.QtCore import QTimer
+from reliability.checks import leftovers
+
+from utom_core.io import read_image
+from utom_core.runs import load_run
+
+WAIT_MS = 120_000
+
+
+@pytest.fixture
+def widget(make_napari_viewer, run_dir):
+    viewer = make_napari_viewer()
+    widget = UtomWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.load_run(run_dir)
+    return widget
+
+
+def finish(qtbot, widget):
+    """Wait for the prediction running in the worker thread."""
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+
+
+def test_run_shows_task_domains_and_thresholds(widget, run_dir):
+    _, meta, _ = load_run(run_dir)
+    text = widget.info.text()
+    assert "task: denoise" in text
+    for domain in (meta.domain_a, meta.domain_b):
+        assert domain.name in text
+    assert "threshold 3000" in text
+    assert widget.threshold.value() == meta.threshold_a  # exactly: the preview uses it
+
+
+def test_bad_run_is_one_line_and_keeps_the_chosen_run(widget, run_dir, tmp_path):
+    widget.load_run(tmp_path)
+    assert widget.status.text().startswith("error: ") and "\n" not in widget.status.text()
+    assert "not a run directory" in widget.status.text()
+    assert widget.run_path == run_dir
+
+
+def overlay_mask(png) -> np.ndarray:
+    """Content pixels of ``utom threshold --preview``: tinted magenta, where gray has R = G."""
+    rgb = np.asarray(Image.open(png)).astype(int)
+    return (rgb[..., 0] != rgb[..., 1]).astype(np.uint8)
+
+
+def test_preview_is_the_saliency_mask(widget, image, tmp_path):
+    meta = widget.meta
+    layer = widget.viewer.add_image(image, name="img")
+    widget.preview()
+    mask = widget.viewer.layers["img content"]
+    expected = meta.domain_a.content_map(image[None], meta.normalisation_a, meta.threshold_a)
+    np.testing.assert_array_equal(mask.data, expected > 0.5)
+    assert 0 < mask.data.mean() < 1
+
+    # the slider, in raw units, re-draws the preview already shown; and `utom threshold`
+    # draws the same mask (domain B: the one without smoothing, where its own image-fitted
+    # normalisation cannot move a pixel across the threshold)
+    widget.domain_combo.setCurrentIndex(1)
+    widget.viewer.layers.selection.active = layer
+    widget.threshold.setValue(9000.5)
+    tifffile.imwrite(tmp_path / "img.tif", image)
+    utom("threshold", str(tmp_path / "img.tif"), "--task", "denoise", "--domain", "b",
+         "--value", "9000.5", "--preview", str(tmp_path / "mask.png"))
+    cli_mask = overlay_mask(tmp_path / "mask.png")
+    np.testing.assert_array_equal(mask.data, cli_mask)
+    np.testing.assert_array_equal(mask.data, meta.domain_b.content_map(
+        image[None], meta.normalisation_b, 9000.5) > 0.5)
+    assert 0 < cli_mask.mean() < 1
+
+
+@pytest.fixture(scope="module")
+def expected(tmp_path_factory, run_dir):
+    """What `utom predict` writes for a 2D image, a volume and a large image (tile 64)."""
+    root = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(3)
+    images = {"plane": rng.integers(100, 20000, (96, 96), dtype=np.uint16),
+              "volume": rng.integers(100, 20000, (5, 40, 40), dtype=np.uint16),
+              "large": rng.integers(100, 20000, (200, 260), dtype=np.uint16)}
+    for name, data in images.items():
+        tifffile.imwrite(root / f"{name}.tif", data, imagej=True,
+                         metadata={"axes": "ZYX"[-data.ndim:]})
+    for names, tile in ((("plane", "volume"), "512"), (("large",), "64")):
+        utom("predict", str(run_dir), *(str(root / f"{n}.tif") for n in names),
+             "--out", str(root / f"out{tile}"), "--tile", tile)
+    return {name: (data, read_image(root / f"out{64 if name == 'large' else 512}" /
+                                    f"{name}.tif")[0]) for name, data in images.items()}
+
+
+@pytest.mark.parametrize("name", ["plane", "volume"])
+def test_predicts_like_utom_predict_without_freezing(widget, qtbot, expected, name):
+    data, prediction = expected[name]
+    widget.viewer.add_image(data, name=name, scale=(0.5,) * data.ndim)
+    steps = []
+    widget.progressed.connect(lambda done, total: steps.append((done, total)))
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(5)
+    widget.predict()
+    assert widget.worker is not None and not widget.predict_button.isEnabled()
+    finish(qtbot, widget)
+    timer.stop()
+    result = widget.viewer.layers[f"{name} (denoise a2b)"]
+    np.testing.assert_array_equal(result.data, prediction)
+    np.testing.assert_allclose(result.scale, (0.5,) * data.ndim)
+    assert ticks, "the event loop did not run during the prediction"
+    assert steps and steps[-1][0] == steps[-1][1] == widget.progress.maximum()
+    assert widget.progress.value() == widget.progress.maximum()
+    assert widget.status.text().startswith("added ") and widget.predict_button.isEnabled()
+
+
+def test_dask_layer_is_tiled_and_streamed_to_ome_zarr(widget, qtbot, expected, tmp_path):
+    data, prediction = expected["large"]
+    reads = []
+
+    def counted(block):
+        reads.append(block.size)
+        return block
+
+    lazy = da.from_array(data, chunks=(64, 64)).map_blocks(counted, dtype=data.dtype)
+    widget.viewer.add_image(lazy, name="large", multiscale=False)
+    widget.tile.setValue(64)
+    widget.write_zarr.setChecked(True)
+    widget.zarr_edit.setText(str(tmp_path / "large.ome.zarr"))
+    steps = []
+    widget.progressed.connect(lambda done, total: steps.append(total))
+    reads.clear()
+    widget.predict()
+    finish(qtbot, widget)
+    assert steps and steps[-1] > 1  # tiled, not predicted whole
+    assert max(reads) <= 64 * 64  # read chunk by chunk, never the whole image
+    result = widget.viewer.layers["large (denoise a2b)"]
+    assert result.multiscale  # the OME-Zarr written, opened back with its levels
+    np.testing.assert_array_equal(np.asarray(result.data[0]), prediction)
+    np.testing.assert_array_equal(read_image(tmp_path / "large.ome.zarr")[0], prediction)
+
+
+def test_existing_output_is_refused(widget, qtbot, image, tmp_path):
+    taken = tmp_path / "taken.ome.zarr"
+    taken.mkdir()
+    (taken / "mine.txt").write_text("keep")
+    widget.viewer.add_image(image, name="img")
+    widget.write_zarr.setChecked(True)
+    widget.zarr_edit.setText(str(taken))
+    widget.predict()
+    finish(qtbot, widget)
+    assert widget.status.text() == f"error: {taken}: already exists; choose another path"
+    assert [layer.name for layer in widget.viewer.layers] == ["img"]
+    assert (taken / "mine.txt").read_text() == "keep"
+
+
+def test_cancel_leaves_the_viewer_and_disk_as_they_were(widget, qtbot, tmp_path):
+    volume = np.random.default_rng(4).integers(100, 20000, (200, 64, 64), dtype=np.uint16)
+    layer = widget.viewer.add_image(volume, name="volume")
+    widget.tile.setValue(32)
+    widget.write_zarr.setChecked(True)
+    widget.zarr_edit.setText(str(tmp_path / "never.ome.zarr"))
+    widget.progressed.connect(widget.cancel_button.click)
+    widget.predict()
+    finish(qtbot, widget)
+    widget.progressed.disconnect(widget.cancel_button.click)
+    assert widget.status.text() == "cancelled: no layer was added and nothing was written"
+    assert [layer.name for layer in widget.viewer.layers] == ["volume"]
+    assert layer.data is volume and widget.viewer.layers.selection.active is layer
+    assert sorted(p.name for p in tmp_path.iterdir()) == [] and leftovers(tmp_path) == []
+    assert widget.predict_button.isEnabled() and not widget.cancel_button.isEnabled()
+    assert widget.progress.value() == 0
+    widget.write_zarr.setChecked(False)  # the viewer and the widget still work
+    widget.predict()
+    finish(qtbot, widget)
+    assert "volume (denoise a2b)" in widget.viewer.layers
+
+
+def test_layer_the_run_cannot_read_is_one_line(widget, qtbot):
+    colour = np.zeros((40, 40, 3), np.uint8)
+    widget.viewer.add_image(colour, name="colour", rgb=True)
+    widget.predict()
+    finish(qtbot, widget)
+    assert widget.status.text() == ("error: colour: expected 1 channel(s), found 3 "
+                                    "(shape (3, 40, 40))")
+    assert [layer.name for layer in widget.viewer.layers] == ["colour"]
+
+
+def test_isotropic_run_predicts_xz_and_yz_planes(make_napari_viewer, qtbot, iso_run_dir,
+                                                  tmp_path):
+    volume = np.random.default_rng(5).integers(100, 20000, (12, 30, 34), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "vol.tif", volume, imagej=True, metadata={"axes": "ZYX"})
+    utom("predict", str(iso_run_dir), str(tmp_path / "vol.tif"), "--out",
+         str(tmp_path / "out.tif"))
+    viewer = make_napari_viewer()
+    widget = UtomWidget(viewer)
+    widget.load_run(iso_run_dir)
+    viewer.add_image(volume, name="vol")
+    widget.predict()
+    finish(qtbot, widget)
+    np.testing.assert_array_equal(viewer.layers["vol (isotropic a2b)"].data,
+                                  read_image(tmp_path / "out.tif")[0])
+
+
+def test_large_prediction_goes_to_a_scratch_store(widget, qtbot, expected, monkeypatch):
+    from napari_utom import jobs
+
+    monkeypatch.setattr(jobs, "IN_MEMORY_BYTES", 0)  # as if the output were above 1 GiB
+    data, prediction = expected["plane"]
+    widget.viewer.add_image(data, name="plane")
+    widget.predict()
+    finish(qtbot, widget)
+    result = widget.viewer.layers["plane (denoise a2b)"]
+    assert isinstance(result.data, da.Array)  # read back lazily from the zarr store
+    np.testing.assert_array_equal(np.asarray(result.data), prediction)

@@ -1,0 +1,200 @@
+"""``utom import-generator``: state dicts of the authors' code, in every classic layout, give the
+same outputs in utom; a file of another layout is refused naming the first key that differs;
+the run it writes predicts in their 8-bit intensities."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from export.classic_layout import ClassicResnet, ClassicUnet, randomised
+from export.offline_run import run_offline
+from PIL import Image
+from reliability.checks import one_line_error, snapshot
+
+from utom_core.export.authors import load_authors_generator
+
+VARIANTS = {
+    "resnet_6blocks": (lambda: ClassicResnet(1, 3, 4, 6), 32),
+    "resnet_9blocks-batch": (lambda: ClassicResnet(3, 3, 4, 9, "batch"), 32),
+    "resnet_9blocks-dropout": (lambda: ClassicResnet(1, 1, 4, 9, dropout=True), 36),
+    "unet_128": (lambda: ClassicUnet(1, 3, 2, 7), 128),
+    "unet_256-batch": (lambda: ClassicUnet(3, 1, 2, 8, "batch"), 256),
+    "unet_256-dropout": (lambda: ClassicUnet(1, 1, 2, 8, dropout=True), 256),
+}
+
+
+def _saved(tmp_path: Path, net: torch.nn.Module, prefix: str = "", name: str = "G.pth") -> Path:
+    path = tmp_path / name
+    torch.save({prefix + key: value for key, value in net.state_dict().items()}, path)
+    return path
+
+
+def _their_test(net: torch.nn.Module, batch_norm: bool) -> torch.nn.Module:
+    """How their test script runs a generator: without --eval the network stays in training
+    mode, so batch norm normalises with the one test image's statistics; dropout (CycleGAN
+    trains without it) is left out, as in eval mode."""
+    net.train(batch_norm)
+    return net
+
+
+@pytest.mark.parametrize("prefix", ["", "module."], ids=["plain", "DataParallel"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_classic_layout_gives_the_same_outputs(tmp_path, variant, prefix):
+    build, size = VARIANTS[variant]
+    net = randomised(build(), seed=1)
+    layout, generator = load_authors_generator(_saved(tmp_path, net, prefix))
+    assert layout.net_g == variant.split("-")[0]
+    assert layout.batch_norm == variant.endswith("batch")
+    x = torch.rand(1, layout.in_channels, size, size, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        theirs = _their_test(net, layout.batch_norm)(2 * x - 1)
+        ours = generator(2 * x - 1)
+    assert theirs.std() > 0.05  # outputs that depend on the weights, not saturated constants
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def _resnet_state() -> dict[str, torch.Tensor]:
+    return dict(ClassicResnet(1, 3, 4, 9).state_dict())
+
+
+def _discriminator_state() -> dict[str, torch.Tensor]:
+    d = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 4, 2, 1), torch.nn.LeakyReLU(0.2),
+                            torch.nn.Conv2d(8, 1, 4, 1, 1))
+    return dict(d.state_dict())
+
+
+def _without(key: str) -> dict[str, torch.Tensor]:
+    state = _resnet_state()
+    del state[key]
+    return state
+
+
+def _renamed(old: str, new: str) -> dict[str, torch.Tensor]:
+    state = _resnet_state()
+    state[new] = state.pop(old)
+    return state
+
+
+def _reshaped(key: str) -> dict[str, torch.Tensor]:
+    state = _resnet_state()
+    state[key] = torch.zeros(5, *state[key].shape[1:])
+    return state
+
+
+@pytest.mark.parametrize("state, needles", [
+    (lambda: _without("model.14.conv_block.5.weight"),
+     ["resnet_9blocks", "missing key 'model.14.conv_block.5.weight'"]),
+    (lambda: _renamed("model.14.conv_block.5.bias", "model.14.conv_block.5.offset"),
+     ["unexpected key 'model.14.conv_block.5.offset'"]),
+    (lambda: _reshaped("model.10.conv_block.1.weight"),
+     ["key 'model.10.conv_block.1.weight' has shape (5, 16, 3, 3)", "(16, 16, 3, 3)"]),
+    (_discriminator_state, ["neither", "'0.weight'"]),
+], ids=["missing", "unexpected", "shape", "discriminator"])
+def test_another_layout_is_refused_naming_the_first_mismatched_key(cli, tmp_path, state,
+                                                                   needles):
+    weights = tmp_path / "G.pth"
+    torch.save(state(), weights)
+    before = snapshot(tmp_path)
+    result = cli("import-generator", weights, "--task", "stain-he", "--out", tmp_path / "run",
+                 "--threshold-a", "30")
+    one_line_error(result, str(weights), *needles)
+    assert snapshot(tmp_path) == before
+
+
+class Payload:
+    """Anything that is not tensors and plain data."""
+
+
+def test_a_file_that_would_run_code_is_refused(cli, tmp_path):
+    weights = tmp_path / "G.pth"
+    torch.save({"model.1.weight": torch.zeros(1), "hook": Payload()}, weights)
+    one_line_error(cli("import-generator", weights, "--task", "stain-he", "--out",
+                       tmp_path / "run", "--threshold-a", "30"), "refused", "Payload")
+    assert not (tmp_path / "run").exists()
+
+
+def test_imported_run_predicts_their_8_bit_intensities_and_exports(tmp_path):
+    """G_A of stain-he (1 → 3 channels) saved through DataParallel: ``utom predict`` gives
+    what their test script writes, ``(G(x / 127.5 - 1) + 1) / 2 · 255``, rounded."""
+    net = randomised(ClassicResnet(1, 3, 4, 6), seed=4)
+    weights = _saved(tmp_path, net, "module.", "latest_net_G_A.pth")
+    run = tmp_path / "run"
+    done = run_offline(tmp_path, "import-generator", weights, "--task", "stain-he", "--out", run,
+                       "--threshold-a", "30")
+    assert done.returncode == 0, done.stderr
+    assert "resnet_6blocks, ngf 4, instance norm" in done.stderr
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["normalisation_a"] == {"low": [0.0], "high": [255.0], "dtype": "uint8"}
+    assert meta["normalisation_b"]["high"] == [255.0] * 3
+    assert (meta["threshold_a"], meta["threshold_b"]) == (30.0, 220.0)  # B: the task's 8-bit
+
+    rng = np.random.default_rng(5)
+    image = (rng.random((160, 144)) * 255).astype(np.uint8)  # holds the export's test input
+    Image.fromarray(image).save(tmp_path / "af.png")
+    done = run_offline(tmp_path, "predict", run, tmp_path / "af.png", "--out",
+                       tmp_path / "he.tif")
+    assert done.returncode == 0, done.stderr
+    ours = tifffile.imread(tmp_path / "he.tif")
+    with torch.no_grad():
+        x = torch.from_numpy(image.astype(np.float32) / 127.5 - 1)[None, None]
+        theirs = ((net.eval()(x)[0].numpy() + 1) / 2 * 255).transpose(1, 2, 0)
+    ours = ours if ours.shape == theirs.shape else np.moveaxis(ours, 0, -1)
+    assert ours.dtype == np.uint8 and ours.shape == theirs.shape
+    assert np.abs(ours.astype(float) - theirs).max() <= 0.5 + 1e-3
+    # their tensor2im truncates where utom rounds: at most one level apart
+    assert np.abs(ours.astype(int) - theirs.astype(np.uint8).astype(int)).max() <= 1
+
+    done = run_offline(tmp_path, "export", run, "--bioimageio", tmp_path / "he.zip",
+                       "--sample", tmp_path / "af.png")
+    assert done.returncode == 0, done.stderr
+    with zipfile.ZipFile(tmp_path / "he.zip") as package:
+        readme = package.read("README.md").decode()
+    assert "imported by `utom import-generator` from `latest_net_G_A.pth`" in readme
+    assert "resnet_6blocks, ngf 4, instance norm" in readme
+
+
+def test_import_refusals_are_one_line_and_write_nothing(cli, tmp_path):
+    gray_to_gray = _saved(tmp_path, ClassicResnet(1, 1, 4, 6))
+    run = tmp_path / "run"
+    before = snapshot(tmp_path)
+    one_line_error(cli("import-generator", gray_to_gray, "--task", "stain-he", "--out", run,
+                       "--threshold-a", "30"), "maps 1 → 1", "needs 1 → 3")
+    one_line_error(cli("import-generator", gray_to_gray, "--task", "denoise", "--out", run),
+                   "--threshold-a", "8-bit")
+    one_line_error(cli("import-generator", gray_to_gray, "--task", "denoise", "--out", run,
+                       "--threshold-a", "300", "--threshold-b", "9"), "--threshold-a", "0–255")
+    one_line_error(cli("import-generator", tmp_path / "none.pth", "--task", "denoise", "--out",
+                       run, "--threshold-a", "9", "--threshold-b", "9"), "none.pth", "no such")
+    assert snapshot(tmp_path) == before
+    args = ["import-generator", gray_to_gray, "--task", "denoise", "--out", run,
+            "--threshold-a", "9", "--threshold-b", "12"]
+    assert cli(*args).code == 0
+    kept = snapshot(run)
+    one_line_error(cli(*args), str(run), "already exists")
+    assert snapshot(run) == kept
+    assert cli(*args, "--overwrite").code == 0
+    assert json.loads((run / "run.json").read_text())["threshold_b"] == 12.0
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "b.png")
+    one_line_error(cli("predict", run, tmp_path / "b.png", "--out", tmp_path / "x.tif",
+                       "--direction", "b2a"), "g_ba")  # only the imported direction exists
+
+
+def test_tiles_of_an_imported_batch_norm_generator_share_the_image_statistics(tmp_path):
+    """utom predict freezes norm statistics for tiles; with the scale and shift batch norm
+    brings, frozen statistics of the image itself give the whole-image output."""
+    from utom_core.networks.norm import frozen_norm_statistics
+
+    net = randomised(ClassicResnet(1, 1, 4, 6, "batch"), seed=6)
+    _, generator = load_authors_generator(_saved(tmp_path, net))
+    x = torch.rand(1, 1, 48, 48, generator=torch.Generator().manual_seed(7)) * 2 - 1
+    with torch.no_grad():
+        whole = generator(x)
+        with frozen_norm_statistics(generator, x):
+            frozen = generator(x)
+    torch.testing.assert_close(frozen, whole, rtol=1e-4, atol=1e-5)

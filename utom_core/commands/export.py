@@ -1,0 +1,38 @@
+"""``utom export``: share a trained generator, as a BioImage Model Zoo package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from utom_core.commands.common import PATHS
+from utom_core.console import console
+
+
+@click.command("export")
+@click.argument("run", type=PATHS)
+@click.option("--bioimageio", "package", required=True, type=PATHS,
+              help="Model package to write (.zip, BioImage Model Zoo format 0.5).")
+@click.option("--direction", type=click.Choice(["a2b", "b2a"]), default="a2b",
+              show_default=True, help="Generator to package: A→B or B→A.")
+@click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True,
+              help="The weights' moving average (what utom predict uses) or the last weights.")
+@click.option("--sample", type=PATHS, default=None,
+              help="Image whose centre becomes the test input and cover "
+                   "[default: the run's first training image of the source domain].")
+@click.option("--author", "authors", multiple=True,
+              help="Author of the model (repeatable) [default: the current user].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing package.")
+def export_command(run: Path, package: Path, direction: str, weights: str,
+                   sample: Path | None, authors: tuple[str, ...], overwrite: bool) -> None:
+    """Package the generator of RUN (run directory or model file) for the BioImage Model Zoo;
+    the package is tested with bioimageio.core first and written only if it passes."""
+    from utom_core.export.bioimageio import export_bioimageio
+    from utom_core.plugins import get_registry
+
+    get_registry()  # io then knows the formats that plugins register (--sample)
+    card = export_bioimageio(run, package, direction, weights, overwrite,
+                             sample, list(authors))
+    console.print(f"{package}: {card.name} ({direction}, {card.weights} weights); passed "
+                  "bioimageio.core's test", markup=False, soft_wrap=True)

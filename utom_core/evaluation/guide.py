@@ -1,0 +1,106 @@
+"""What each metric means and what a good value looks like: the report's reading guide.
+
+Metrics are listed in order of importance: whether content stayed in place (what UTOM
+promises), then fidelity to the reference beside its floor (the untransformed input: doing
+nothing), then colour, then the Dice twins of the IoUs. Typical values are the documented
+demo runs (docs/tasks.md: ``demo`` budget, bundled data, seed 0) and the bench's supervised
+ceiling (docs/bench-results.md), so a reader can tell a good run from a failed one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Guide:
+    meaning: str
+    good: str
+    """What good looks like: the direction, and a floor, ceiling or typical range."""
+    unit: str = ""
+
+
+GUIDE: dict[str, Guide] = {
+    "content_iou": Guide(
+        "overlap (IoU) of the input's content mask with the prediction's, what UTOM keeps",
+        "1 = content exactly where the input had it; demo runs 0.70 (stain-he), 1.00 "
+        "(isotropic, sr), 0.36 (denoise: a noisy input's mask is speckled). Far below your "
+        "task's demo value, content moved or vanished: look at the overlay"),
+    "content_iou_ref": Guide(
+        "IoU of the prediction's content mask with the reference's",
+        "1 = content where the reference has it; free of the input's noise, so often higher "
+        "than content_iou (demo denoise 0.58)"),
+    "psnr": Guide(
+        "PSNR against the reference in dB, on the target's [-1, 1] scale",
+        "above the floor, the model improves on its input; below it, the model makes the "
+        "image worse. +1 dB is a visible gain", " dB"),
+    "ssim": Guide(
+        "structural similarity (SSIM) to the reference, 11-px Gaussian window, mean over "
+        "channels",
+        "1 = identical structure, 0 = unrelated; above the floor where there is one. Where "
+        "the channel count changes (no floor) demo runs reach 0.43 (stain-he stand-in) and "
+        "0.46 (label), and a supervised U-Net on aligned pairs 0.67 and 0.52 (bench budget): "
+        "the ceiling"),
+    "color_emd": Guide(
+        "distance of the RGB histograms to the reference's (earth mover's, 8-bit levels)",
+        "0 = the reference's colours, lower is better; demo stain-he 5.7, and above ~20 the "
+        "colours are visibly off", " levels"),
+    "color_emd_tissue": Guide("the same colour distance, in tissue (content) pixels",
+                              "lower is better; demo stain-he 4.7", " levels"),
+    "color_emd_background": Guide("the same colour distance, in background pixels",
+                                  "lower is better; demo stain-he 8.1", " levels"),
+    "content_dice": Guide("Dice of the input's and the prediction's content masks",
+                          "2·IoU / (1 + IoU): it ranks runs as content_iou does"),
+    "content_dice_ref": Guide("Dice of the prediction's and the reference's content masks",
+                              "it ranks runs as content_iou_ref does"),
+}
+FLOOR_SUFFIX = "_input"
+"""``psnr_input`` is the floor of ``psnr``: the input itself scored against the reference."""
+CHANNEL = re.compile(r"^(?P<base>[a-z_]+?)(?P<floor>_input)?_c(?P<channel>\d+)$")
+
+
+def guide(name: str) -> Guide:
+    """The guide of a metric; per-channel keys (ssim_c0) are described by pattern, metrics
+    of third-party evaluators without a guide get an empty one."""
+    found = CHANNEL.match(name)
+    if found and found["base"] in GUIDE:
+        return Guide(f"{found['base'].upper()} of channel {found['channel']}",
+                     GUIDE[found["base"]].good.split(".")[0], GUIDE[found["base"]].unit)
+    return GUIDE.get(name, Guide("", ""))
+
+
+def floor_of(name: str) -> str:
+    """The key of a metric's floor: ``psnr`` → ``psnr_input``, ``ssim_c0`` → ``ssim_input_c0``."""
+    found = CHANNEL.match(name)
+    if found:
+        return f"{found['base']}{FLOOR_SUFFIX}_c{found['channel']}"
+    return name + FLOOR_SUFFIX
+
+
+def is_floor(name: str) -> bool:
+    found = CHANNEL.match(name)
+    return bool(found["floor"]) if found else name.endswith(FLOOR_SUFFIX)
+
+
+def ordered(metrics: dict[str, float]) -> list[str]:
+    """The metrics to show, most important first; floors go beside their metric, not in rows
+    of their own."""
+    def rank(name: str) -> tuple[int, int, str]:
+        found = CHANNEL.match(name)
+        base = found["base"] if found else name
+        order = list(GUIDE)
+        return (order.index(base) if base in order else len(order), 1 if found else 0, name)
+
+    return sorted((name for name in metrics if not is_floor(name)), key=rank)
+
+
+def verdict(name: str, value: float, floor: float | None) -> str:
+    """The value against its floor, in words, where there is one."""
+    if floor is None:
+        return ""
+    unit = guide(name).unit
+    gain = value - floor
+    if gain >= 0:
+        return f"{gain:+.3g}{unit} over the input: better than doing nothing"
+    return f"**{-gain:.3g}{unit} below the input: worse than doing nothing**"

@@ -1,0 +1,1 @@
+"""Sharing utom models: BioImage Model Zoo packages, and generators of the authors' code."""
