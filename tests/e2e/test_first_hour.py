@@ -208,7 +208,8 @@ def test_the_report_shows_a_validation_curve_when_the_run_has_one(tmp_path):
     report = (out / "report.md").read_text()
     assert "![validation curve](run/val_curve.png)" in report
     assert "**0.1 below the input: worse than doing nothing**" in report
-    assert "transposed convolutions are budget `full`'s" in report
+    assert "resize-then-convolve, the default of budget demo" in report
+    assert "which budget `full` keeps" in report
 
 
 def test_panel_labels_wrap_within_their_image_and_the_profile_line_is_marked(tmp_path):

@@ -257,15 +257,17 @@ def markup_images(tmp_path, data) -> list[Path]:
     return images
 
 
-def test_prediction_shows_markup_named_files_as_they_are(cli, tmp_path, data, markup_images):
+def test_prediction_shows_markup_named_files_as_they_are(cli, tmp_path, data, markup_images,
+                                                         monkeypatch):
+    monkeypatch.setenv("UTOM_PROGRESS_SECONDS", "0")  # plain progress lines on every update
     out = tmp_path / "out[v2]"
-    result = cli("predict", data.model, *markup_images, "--out", out)
+    result = cli("predict", data.model, *markup_images, "--out", out, "--tile", "32")
     assert result.code == 0, result.err
     for image in markup_images:
         assert (out / image.name).is_file()
         assert unwrapped(f"{image} → {out / image.name}") in unwrapped(result.err)
-        bars = [line for line in result.err.splitlines() if "tiles" in line]
-        assert any(line.startswith(image.name) for line in bars), result.err
+        lines = [line for line in result.err.splitlines() if " tile" in line]
+        assert any(line.startswith(f"predicting {image.name}: ") for line in lines), result.err
 
 
 def test_threshold_shows_a_markup_named_file_as_it_is(cli, markup_images):

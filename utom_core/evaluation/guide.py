@@ -24,7 +24,7 @@ class Guide:
 GUIDE: dict[str, Guide] = {
     "content_iou": Guide(
         "overlap (IoU) of the input's content mask with the prediction's, what UTOM keeps",
-        "1 = content exactly where the input had it; demo runs 0.70 (stain-he), 1.00 "
+        "1 = content exactly where the input had it; demo runs 0.74 (stain-he), 1.00 "
         "(isotropic, sr), 0.36 (denoise: a noisy input's mask is speckled). Far below your "
         "task's demo value, content moved or vanished: look at the overlay"),
     "content_iou_ref": Guide(
@@ -39,17 +39,17 @@ GUIDE: dict[str, Guide] = {
         "structural similarity (SSIM) to the reference, 11-px Gaussian window, mean over "
         "channels",
         "1 = identical structure, 0 = unrelated; above the floor where there is one. Where "
-        "the channel count changes (no floor) demo runs reach 0.43 (stain-he stand-in) and "
+        "the channel count changes (no floor) demo runs reach 0.46 (stain-he stand-in) and "
         "0.46 (label), and a supervised U-Net on aligned pairs 0.67 and 0.52 (bench budget): "
         "the ceiling"),
     "color_emd": Guide(
         "distance of the RGB histograms to the reference's (earth mover's, 8-bit levels)",
-        "0 = the reference's colours, lower is better; demo stain-he 5.7, and above ~20 the "
+        "0 = the reference's colours, lower is better; demo stain-he 7.8, and above ~20 the "
         "colours are visibly off", " levels"),
     "color_emd_tissue": Guide("the same colour distance, in tissue (content) pixels",
-                              "lower is better; demo stain-he 4.7", " levels"),
+                              "lower is better; demo stain-he 9.2", " levels"),
     "color_emd_background": Guide("the same colour distance, in background pixels",
-                                  "lower is better; demo stain-he 8.1", " levels"),
+                                  "lower is better; demo stain-he 7.6", " levels"),
     "content_dice": Guide("Dice of the input's and the prediction's content masks",
                           "2·IoU / (1 + IoU): it ranks runs as content_iou does"),
     "content_dice_ref": Guide("Dice of the prediction's and the reference's content masks",

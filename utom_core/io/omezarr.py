@@ -33,6 +33,11 @@ from utom_core.io.pyramid import (
 )
 from utom_core.io.units import micrometers
 
+zarr.config.set({"array.write_empty_chunks": True})
+"""Every chunk is stored, also all-zero ones, however an array is opened (the runtime config
+does not persist with an array, and reopened arrays would drop zero chunks): a missing chunk
+then always means an incomplete copy, which the reader refuses."""
+
 OME_VERSION = "0.5"
 AXIS_TYPES = {"c": "channel", "t": "time", "z": "space", "y": "space", "x": "space"}
 
@@ -163,7 +168,7 @@ class OmeZarrSink:
             else:
                 self.group = zarr.create_group(str(self.partial), zarr_format=3)
                 self._create_level(0, info.shape)
-            self._level0 = self.group["0"]  # keeps its write config
+            self._level0 = self.group["0"]
         except BaseException:  # a disk without room even for the metadata: nothing stays
             if not resuming:
                 remove(self.partial)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from utom_core import runs
+from utom_core.config import BUDGETS, Budget
 from utom_core.evaluation.figures.losses import save_loss_curves
 from utom_core.evaluation.guide import CHANNEL, floor_of, guide, ordered, verdict
 from utom_core.io import image_stem
@@ -23,11 +24,12 @@ SETTINGS_SHOWN = ("method", "generator", "residual", "upsampling", "ngf", "n_blo
 LOSS_CURVES = "previews/training_losses.png"
 """The report's loss-curve figure, in the run output."""
 READING_LOSSES = (
-    "What good looks like: the cycle and saliency terms fall over the first few hundred "
-    "iterations and then flatten; each discriminator's loss stays near 0.25 (the balance of "
-    "its least-squares loss). A discriminator loss near 0 means it has won: its generator "
-    "stopped learning, and more iterations will not help; noisy but level curves are normal "
-    "for a GAN. The losses do not say when the images are best: the validation curve does.")
+    "What good looks like: the cycle and saliency terms fall steeply over the first "
+    "iterations and then flatten; the discriminators' losses settle between about 0.1 and 0.3 "
+    "(0.25 is the balance of their least-squares loss). One that sinks towards 0 has won: its "
+    "generator stopped learning, and more iterations will not help. Noisy but level curves "
+    "are normal for a GAN. The losses do not say when the images are best: the validation "
+    "curve does.")
 
 
 def _fmt(value: Any) -> str:
@@ -73,14 +75,24 @@ def _thresholds(record: dict[str, Any]) -> str:
             "and previews its mask.")
 
 
+def upsampling_note(upsampling: str | None, budget: str) -> str:
+    """Why the generators upsample as they do: resize-conv is the default of the budgets it
+    measured better at; the paper's transposed convs stay the ``full`` budget's."""
+    default = BUDGETS[Budget(budget)].get("upsampling", "transpose")
+    chosen = f"the default of budget {budget}" if upsampling == default else "as set"
+    if upsampling == "resize":
+        return (f"Upsampling: resize-then-convolve, {chosen}: no checkerboard texture, and at "
+                "the quick and demo budgets it measured better than the paper's transposed "
+                "convolutions (docs/training.md), which budget `full` keeps "
+                "(`--set upsampling=transpose`).")
+    return (f"Upsampling: transposed convolutions as in the paper, {chosen}; they can leave a "
+            "checkerboard texture (`--set upsampling=resize` does not).")
+
+
 def _settings(cfg: dict[str, Any], budget: str) -> list[str]:
-    lines = ["| setting | value |", "|---|---|",
-             *[f"| {k} | {_fmt(cfg[k])} |" for k in SETTINGS_SHOWN if k in cfg]]
-    if cfg.get("upsampling") == "resize":
-        lines += ["", f"Upsampling: resize-then-convolve, the default of budget {budget} (no "
-                  "checkerboard texture, measured better there); the paper's transposed "
-                  "convolutions are budget `full`'s and `--set upsampling=transpose`."]
-    return lines
+    return ["| setting | value |", "|---|---|",
+            *[f"| {k} | {_fmt(cfg[k])} |" for k in SETTINGS_SHOWN if k in cfg], "",
+            upsampling_note(cfg.get("upsampling"), budget)]
 
 
 def _training(out: Path) -> list[str]:

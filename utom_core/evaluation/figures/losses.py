@@ -18,7 +18,8 @@ BINS = 100
 SIDES = {"a": "A", "b": "B", "ab": "A->B", "ba": "B->A"}
 """Key suffixes of a term's two sides (cycle_a, gan_ab, …), drawn in one panel (in ASCII:
 Pillow's bitmap font has no arrows)."""
-PANELS = {"gan": "adversarial (generators)", "disc": "discriminators (0.25: balanced)",
+PANELS = {"gan": "adversarial (generators)",
+          "disc": "discriminators (0.25: balanced; near 0: won)",
           "generator": "generator objective (total)", "l1": "L1 to the target (supervised)"}
 NOT_LOSSES = ("iteration", "rho", "lr")
 
