@@ -94,7 +94,7 @@ def expected(tmp_path_factory, run_dir):
                          metadata={"axes": "ZYX"[-data.ndim:]})
     for names, tile in ((("plane", "volume"), "512"), (("large",), "64")):
         utom("predict", str(run_dir), *(str(root / f"{n}.tif") for n in names),
-             "--out", str(root / f"out{tile}"), "--tile", tile)
+             "--out", str(root / f"out{tile}"), "--tile", tile, "--overlap", "0.25")
     return {name: (data, read_image(root / f"out{64 if name == 'large' else 512}" /
                                     f"{name}.tif")[0]) for name, data in images.items()}
 
@@ -199,7 +199,7 @@ def test_isotropic_run_predicts_xz_and_yz_planes(make_napari_viewer, qtbot, iso_
     volume = np.random.default_rng(5).integers(100, 20000, (12, 30, 34), dtype=np.uint16)
     tifffile.imwrite(tmp_path / "vol.tif", volume, imagej=True, metadata={"axes": "ZYX"})
     utom("predict", str(iso_run_dir), str(tmp_path / "vol.tif"), "--out",
-         str(tmp_path / "out.tif"))
+         str(tmp_path / "out.tif"), "--overlap", "0.25")  # the widget's (the paper's) overlap
     viewer = make_napari_viewer()
     widget = UtomWidget(viewer)
     widget.load_run(iso_run_dir)
