@@ -120,18 +120,24 @@ class Data:
     """uint16 ZYX, 3 × 40 × 40."""
 
 
-def make_data(root: Path) -> Data:
-    from utom_tasks.denoise import TASK as DENOISE
-    from utom_tasks.isotropic import TASK as ISOTROPIC
-
-    rng = np.random.default_rng(0)
-    root.mkdir(parents=True, exist_ok=True)
+def write_unpaired(root: Path, rng: np.random.Generator) -> dict[str, list[Path]]:
+    """Two noisy blob images for domain A and two clean ones for B: ``a0.tif`` … ``b1.tif``."""
     paths: dict[str, list[Path]] = {"a": [], "b": []}
     for domain, noise in (("a", 1500), ("b", 0)):
         for i in range(2):
             path = root / f"{domain}{i}.tif"
             tifffile.imwrite(path, blob_image(rng, noise))
             paths[domain].append(path)
+    return paths
+
+
+def make_data(root: Path) -> Data:
+    from utom_tasks.denoise import TASK as DENOISE
+    from utom_tasks.isotropic import TASK as ISOTROPIC
+
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = write_unpaired(root, rng)
     volume = root / "volume.tif"
     tifffile.imwrite(volume, np.stack([blob_image(rng, 500, 40) for _ in range(3)]),
                      imagej=True, metadata={"axes": "ZYX"})
