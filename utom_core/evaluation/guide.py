@@ -25,12 +25,12 @@ GUIDE: dict[str, Guide] = {
     "content_iou": Guide(
         "overlap (IoU) of the input's content mask with the prediction's, what UTOM keeps",
         "1 = content exactly where the input had it; demo runs 0.74 (stain-he), 1.00 "
-        "(isotropic, sr), 0.36 (denoise: a noisy input's mask is speckled). Far below your "
+        "(isotropic, sr), 0.35 (denoise: a noisy input's mask is speckled). Far below your "
         "task's demo value, content moved or vanished: look at the overlay"),
     "content_iou_ref": Guide(
         "IoU of the prediction's content mask with the reference's",
         "1 = content where the reference has it; free of the input's noise, so often higher "
-        "than content_iou (demo denoise 0.58)"),
+        "than content_iou (demo denoise 0.53)"),
     "psnr": Guide(
         "PSNR against the reference in dB, on the target's [-1, 1] scale",
         "above the floor, the model improves on its input; below it, the model makes the "
