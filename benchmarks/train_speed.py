@@ -65,7 +65,7 @@ def make_trainer(workdir: Path, tile: int, ngf: int, blocks: int, channels_last:
                       sample_pixels=10_000, threshold_a="auto", threshold_b="auto")
     trainer = Trainer(task, cfg, workdir / "run", [workdir / "a.tif"], [workdir / "b.tif"])
     if channels_last:
-        for net in (trainer.g_ab, trainer.g_ba, trainer.d_a, trainer.d_b):
+        for net in trainer.modules.values():
             net.to(memory_format=torch.channels_last)
     return trainer
 

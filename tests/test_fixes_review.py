@@ -15,10 +15,10 @@ import torch
 from utom_core.commands.threshold import mask_overlay
 from utom_core.config import SaliencyVariant, TrainConfig
 from utom_core.domain import Domain, PixelType, Polarity, fit_normalisation
+from utom_core.methods.losses import discriminator_loss, generator_terms, saliency_pair
 from utom_core.networks import PatchGAN, ResnetGenerator
 from utom_core.saliency import SigmoidSaliency
 from utom_core.task import Task
-from utom_core.training.objective import discriminator_loss, generator_terms, saliency_pair
 from utom_core.training.train import train
 
 # -- 1. per-channel thresholds: one raw threshold, one mask, in training and in the preview ----

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from utom_core.config import Budget, Method, build_config
+from utom_core.config import Budget, TrainConfig, build_config
 from utom_core.errors import UtomError
 from utom_core.io.atomic import write_json
+from utom_core.plugins import get_registry
 from utom_core.rundirs import METRICS_FILE
 from utom_core.task import Task
 from utom_core.training.supervised import NoPairs
@@ -39,20 +40,18 @@ HIGHER_IS_BETTER = ("psnr", "ssim", "iou", "dice", "intersection")
 @dataclass(frozen=True)
 class BenchRun:
     task: Task
-    method: Method
+    method: str
     seed: int
 
     @property
     def key(self) -> str:
-        return f"{self.task.name}/{self.method.value}/seed{self.seed}"
+        return f"{self.task.name}/{self.method}/seed{self.seed}"
 
 
-def applicable(task: Task, method: Method) -> str | None:
-    """Why ``method`` cannot run on ``task`` (None when it can)."""
-    if method is Method.cyclegan_identity and task.domain_a.channels != task.domain_b.channels:
-        return (f"identity loss needs equal channel counts ({task.domain_a.channels} → "
-                f"{task.domain_b.channels})")
-    return None
+def applicable(task: Task, cfg: TrainConfig) -> str | None:
+    """Why ``cfg.method`` cannot run on ``task`` (None when it can)."""
+    channels = (task.domain_a.channels, task.domain_b.channels)
+    return get_registry().method(cfg.method).not_applicable(cfg, channels)
 
 
 def load_results(out: Path) -> dict[str, dict[str, Any]]:
@@ -71,7 +70,7 @@ def save_results(out: Path, results: dict[str, dict[str, Any]], budget: Budget) 
 
 def _base_row(run: BenchRun) -> dict[str, Any]:
     return {"key": run.key, "task": run.task.name, "plugin": run.task.plugin,
-            "method": run.method.value, "seed": run.seed}
+            "method": run.method, "seed": run.seed}
 
 
 def failed_row(run: BenchRun, err: BaseException, seconds: float) -> dict[str, Any]:
@@ -85,13 +84,13 @@ def failed_row(run: BenchRun, err: BaseException, seconds: float) -> dict[str, A
 def run_one(run: BenchRun, budget: Budget, out: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     """One bench row: the task's workflow, or the reason it failed or does not apply."""
     row = _base_row(run)
-    reason = applicable(run.task, run.method)
-    if reason:
-        return {**row, "status": "not applicable", "error": reason}
     start = time.perf_counter()
     try:
         cfg = build_config(*run.task.config_layers(budget), overrides,
                            {"method": run.method, "seed": run.seed}, source="bench")
+        reason = applicable(run.task, cfg)
+        if reason:
+            return {**row, "status": "not applicable", "error": reason}
         outcome = run_workflow(run.task, cfg, budget, out / "runs" / run.key, None,
                                overwrite=True, show_progress=False)
     except NoPairs as err:
@@ -101,6 +100,7 @@ def run_one(run: BenchRun, budget: Budget, out: Path, overrides: dict[str, Any])
     record = outcome.metrics
     return {**row, "status": "ok", "metrics": record["metrics"],
             "iterations": record["iterations"], "wall_seconds": record["wall_seconds"],
+            "train_seconds": record["train_seconds"],
             "settings": {k: record["config"][k] for k in BENCH_SETTINGS},
             "threads": torch.get_num_threads(),
             "versions": record["versions"], "machine": record["machine"],
@@ -111,10 +111,8 @@ def run_in_worker(task: str, method: str, seed: int, budget: Budget, out: Path,
                   overrides: dict[str, Any], threads: int) -> dict[str, Any]:
     """``run_one`` in a fresh worker process (``--jobs``): the task is looked up by name in the
     worker's own plugin registry, and torch gets its share of the cores."""
-    from utom_core.plugins import get_registry
-
     torch.set_num_threads(threads)
-    run = BenchRun(get_registry().tasks[task], Method(method), seed)
+    run = BenchRun(get_registry().tasks[task], method, seed)
     return run_one(run, budget, out, overrides)
 
 
@@ -141,7 +139,8 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, li
                 floor = methods.setdefault(FLOOR, {})
                 floor.setdefault(metric.removesuffix("_input"), []).append(value)
             else:
-                name = CEILING if row["method"] == Method.supervised.value else row["method"]
+                paired = get_registry().method(row["method"]).paired
+                name = CEILING if paired else row["method"]
                 methods.setdefault(name, {}).setdefault(metric, []).append(value)
     last = (CEILING, FLOOR)  # reference rows below the methods they frame
     return {task: dict(sorted(methods.items(), key=lambda item: last.index(item[0]) + 1
@@ -166,38 +165,75 @@ def _verdict(holds: bool) -> str:
     return "holds" if holds else "**does not hold**"
 
 
+SALIENCY_PAIRS = (("utom", "cyclegan", "## The paper's claims on this bench"),
+                  ("utom-cut", "cut", "## Does the saliency constraint help CUT?"))
+"""(with the constraint, without it, section): the comparisons the report checks."""
+LABELS = {"utom": "UTOM", "cyclegan": "CycleGAN", "utom-cut": "UTOM-CUT", "cut": "CUT"}
+"""How the claims name the methods (as the papers do)."""
+
+
+def _pair_rows(task: str, methods: dict[str, dict[str, list[float]]], with_: str,
+               without: str) -> list[str]:
+    """Mean and seed spread of SSIM/PSNR, and content IoU, of a method with the saliency
+    constraint against the same method without it."""
+    on, off = methods.get(with_), methods.get(without)
+    if not (on and off):
+        return []
+    with_, without = LABELS.get(with_, with_), LABELS.get(without, without)
+    lines = []
+    for metric in ("ssim", "psnr"):
+        if metric in on and metric in off:
+            u, c = float(np.mean(on[metric])), float(np.mean(off[metric]))
+            lines.append(f"| {task} | {with_} {metric} ≥ {without} | {u:.4g} vs {c:.4g} | "
+                         f"{_verdict(u >= c)} |")
+            su, sc = _relative_spread(on[metric]), _relative_spread(off[metric])
+            lines.append(f"| {task} | {with_} {metric} spread < {without} | {100 * su:.1f}% vs "
+                         f"{100 * sc:.1f}% | {_verdict(su < sc)} |")
+    if "content_iou" in on and "content_iou" in off:
+        u, c = float(np.mean(on["content_iou"])), float(np.mean(off["content_iou"]))
+        lines.append(f"| {task} | {with_} content IoU > {without} | {u:.3f} vs {c:.3f} | "
+                     f"{_verdict(u > c)} |")
+    return lines
+
+
+def _floor_rows(task: str, methods: dict[str, dict[str, list[float]]]) -> list[str]:
+    lines = []
+    for metric, values in methods.get(FLOOR, {}).items():
+        level = float(np.mean(values))
+        below = [f"{m} {float(np.mean(v[metric])):.4g}" for m, v in methods.items()
+                 if m != FLOOR and metric in v
+                 and better(metric) * (float(np.mean(v[metric])) - level) <= 0]
+        lines.append(f"| {task} | every method beats the floor on {metric} ({level:.4g}) | "
+                     f"{'below: ' + ', '.join(below) if below else 'all above'} | "
+                     f"{_verdict(not below)} |")
+    return lines
+
+
 def claims(table: dict[str, dict[str, dict[str, list[float]]]]) -> list[str]:
-    """The paper's claims, checked on this bench: UTOM vs CycleGAN on the mean and spread of
-    SSIM/PSNR and on content IoU, and which methods stay below the degraded-input floor."""
-    lines = ["## The paper's claims on this bench", "",
-             "| task | claim | measured | verdict |", "|---|---|---|---|"]
-    for task, methods in table.items():
-        utom, cyclegan = methods.get(Method.utom.value), methods.get(Method.cyclegan.value)
-        if utom and cyclegan:
-            for metric in ("ssim", "psnr"):
-                if metric in utom and metric in cyclegan:
-                    u, c = float(np.mean(utom[metric])), float(np.mean(cyclegan[metric]))
-                    lines.append(f"| {task} | UTOM {metric} ≥ CycleGAN | {u:.4g} vs {c:.4g} | "
-                                 f"{_verdict(u >= c)} |")
-                    su, sc = _relative_spread(utom[metric]), _relative_spread(cyclegan[metric])
-                    lines.append(f"| {task} | UTOM {metric} spread < CycleGAN | "
-                                 f"{100 * su:.1f}% vs {100 * sc:.1f}% | {_verdict(su < sc)} |")
-            if "content_iou" in utom and "content_iou" in cyclegan:
-                u = float(np.mean(utom["content_iou"]))
-                c = float(np.mean(cyclegan["content_iou"]))
-                lines.append(f"| {task} | UTOM content IoU > CycleGAN | {u:.3f} vs {c:.3f} | "
-                             f"{_verdict(u > c)} |")
-        floor = methods.get(FLOOR, {})
-        for metric, values in floor.items():
-            level = float(np.mean(values))
-            below = [f"{m} {float(np.mean(v[metric])):.4g}" for m, v in methods.items()
-                     if m != FLOOR and metric in v
-                     and better(metric) * (float(np.mean(v[metric])) - level) <= 0]
-            lines.append(f"| {task} | every method beats the floor on {metric} ({level:.4g}) | "
-                         f"{'below: ' + ', '.join(below) if below else 'all above'} | "
-                         f"{_verdict(not below)} |")
-    lines.append("")
-    return lines if len(lines) > 5 else []
+    """The paper's claims (UTOM vs CycleGAN on mean and spread of SSIM/PSNR and on content
+    IoU, which methods stay below the input floor) and the same test of the saliency
+    constraint on CUT (utom-cut vs cut), each section where the bench ran both methods."""
+    lines: list[str] = []
+    for number, (with_, without, title) in enumerate(SALIENCY_PAIRS):
+        rows = [row for task, methods in table.items()
+                for row in (_pair_rows(task, methods, with_, without)
+                            + (_floor_rows(task, methods) if number == 0 else []))]
+        if rows:
+            lines += [title, "", "| task | claim | measured | verdict |", "|---|---|---|---|",
+                      *rows, ""]
+    return lines
+
+
+def speed(results: list[dict[str, Any]]) -> list[str]:
+    """Seconds of training per iteration per method (mean over the tasks and seeds run)."""
+    per: dict[str, list[float]] = {}
+    for row in results:
+        if row["status"] == "ok" and row.get("train_seconds") and row.get("iterations"):
+            per.setdefault(row["method"], []).append(row["train_seconds"] / row["iterations"])
+    if not per:
+        return []
+    return ["## Seconds per iteration", "", "| method | s/iteration | runs |", "|---|---|---|",
+            *[f"| {m} | {float(np.mean(v)):.3f} | {len(v)} |" for m, v in per.items()], ""]
 
 
 def markdown(results: list[dict[str, Any]], budget: Budget, appendix: str = "") -> str:
@@ -224,7 +260,7 @@ def markdown(results: list[dict[str, Any]], budget: Budget, appendix: str = "") 
                 cells.append(f"**{text}**" if best[metric] == method else text)
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += claims(table)
+    lines += claims(table) + speed(results)
     other = [r for r in results if r["status"] != "ok"]
     if other:
         lines += ["## Runs without metrics", "", "| run | status | reason |", "|---|---|---|"]

@@ -66,6 +66,19 @@ def tasks_command(as_json: bool) -> None:
     _listing("utom tasks", ("task", "A → B", "channels", "summary", "plugin"), rows, as_json)
 
 
+@cli.command("methods")
+@JSON_OPTION
+def methods_command(as_json: bool) -> None:
+    """List the registered training methods (built in and from installed plugins)."""
+    from utom_core.plugins import get_registry
+
+    rows = [{"method": m.name, "trains": ("aligned pairs" if m.paired else
+                                          "G: A→B, F: B→A" if m.two_sided else "G: A→B"),
+             "summary": m.summary, "source": m.source}
+            for m in get_registry().methods.values()]
+    _listing("utom methods", ("method", "trains", "summary", "source"), rows, as_json)
+
+
 @cli.command("plugins")
 @JSON_OPTION
 def plugins_command(as_json: bool) -> None:

@@ -17,19 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from utom_core.errors import UtomError
 
-
-class Method(StrEnum):
-    """Objective: UTOM (cycle + saliency), the CycleGAN ablations the bench compares, or the
-    supervised ceiling (a U-Net with L1 on aligned pairs, where a task can build them)."""
-
-    utom = "utom"
-    cyclegan = "cyclegan"
-    cyclegan_identity = "cyclegan-identity"
-    supervised = "supervised"
-
-
-UNPAIRED_METHODS = (Method.utom, Method.cyclegan, Method.cyclegan_identity)
-"""What ``utom train`` offers: the supervised ceiling needs aligned pairs (``utom run``)."""
+BUILTIN_METHODS = ("utom", "cyclegan", "cyclegan-identity", "cut", "fastcut", "utom-cut",
+                   "supervised")
+"""The methods utom registers itself (``utom_core.methods``); plugins add others."""
 
 
 class SaliencyVariant(StrEnum):
@@ -62,8 +52,9 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
-    method: Method = Method.utom
-    """utom, cyclegan or cyclegan-identity."""
+    method: str = Field("utom", min_length=1)
+    """Registered training method (``utom methods``): utom, cyclegan, cyclegan-identity, cut,
+    fastcut, utom-cut, a plugin's; supervised is ``utom run``'s ceiling on aligned pairs."""
     generator: str = "resnet"
     """Registered generator architecture (built in: resnet, unet, cyclegan-unet: the U-Net
     layout of the authors' code, ``unet_depth`` 7 or 8 for their unet_128 or unet_256)."""
@@ -73,8 +64,9 @@ class TrainConfig(BaseModel):
     """Residual blocks of the ResNet generator (paper: 9)."""
     unet_depth: int = Field(4, ge=1, le=8)
     """Stride-2 levels of the U-Net generator."""
-    upsampling: Literal["transpose", "resize"] = "transpose"
-    """Transposed conv (paper) or resize-then-conv (no checkerboard texture)."""
+    upsampling: Literal["transpose", "resize"] = "resize"
+    """Resize-then-conv (default: no checkerboard texture, and measured better on the
+    restoration tasks, docs/training.md) or the paper's transposed convolutions."""
     residual: bool = False
     """Generators learn a correction to their input (identity at start; equal channels only)."""
     norm_affine: bool = False
@@ -108,6 +100,13 @@ class TrainConfig(BaseModel):
     """UTOM only: add the identity term |F(a) − a| + |G(b) − b| (equal channels only), which
     keeps intensity levels where the input already looks like the target domain. The CycleGAN
     ablations fix it: off for cyclegan, on for cyclegan-identity."""
+    lambda_nce: float | None = Field(None, ge=0)
+    """Weight of the PatchNCE loss of cut, fastcut and utom-cut; None: the method's own
+    (CUT 1, FastCUT 10, Park et al. 2020)."""
+    nce_patches: int = Field(256, ge=1, le=4096)
+    """Patches per encoder tap in PatchNCE (CUT: 256)."""
+    nce_temperature: float = Field(0.07, gt=0)
+    """Temperature of PatchNCE's similarities (CUT: 0.07)."""
     rho0: float = Field(5.0, ge=0)
     """Initial saliency weight ρ₀ (λρ₀ = 50 in the authors' code)."""
     images_per_epoch: int | None = Field(None, ge=1)
@@ -120,8 +119,10 @@ class TrainConfig(BaseModel):
     """Domain A threshold in raw units, "auto" (estimated) or "task" (the task's default)."""
     threshold_b: ThresholdSetting = "task"
     """Domain B threshold in raw units, "auto" or "task"."""
-    threshold_method: Literal["otsu", "midpoint"] = "midpoint"
-    """Estimator for "auto" thresholds: Otsu, or the paper's background/foreground midpoint."""
+    threshold_method: Literal["otsu", "midpoint", "triangle"] = "midpoint"
+    """Estimator for "auto" thresholds: Otsu, the paper's background/foreground midpoint, or
+    the triangle method for sparse content (tried by itself where the others mark under 1%
+    or over 99% of pixels as content)."""
     pool_size: int = Field(50, ge=0, le=10000)
     """Image pool of generated images shown to the discriminators."""
     ema_decay: float = Field(0.999, ge=0, lt=1)
@@ -159,12 +160,6 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0, le=2**63 - 1)
     """Seed of every random choice: a run is bit-for-bit repeatable on CPU."""
 
-    @property
-    def uses_identity(self) -> bool:
-        """Whether the objective has the identity term (see ``identity``)."""
-        return self.method is Method.cyclegan_identity or (
-            self.method is Method.utom and self.identity)
-
     def decay_length(self, processes: int = 1) -> int:
         """images_per_epoch of the ρ schedule, explicit or derived from the planned run: the
         images all ``processes`` of a distributed run see together."""
@@ -181,15 +176,15 @@ BUDGETS: dict[Budget, dict[str, Any]] = {
     ),
     Budget.quick: dict(  # the demo's networks and tiles, 40% of its iterations (docs/training.md)
         ngf=24, n_blocks=6, ndf=32, tile=96, iterations=600, checkpoint_every=300,
-        preview_every=300, val_every=100, upsampling="resize",
+        preview_every=300, val_every=100,
     ),
     Budget.bench: dict(  # every task x method x 3 seeds in about an hour on 2 CPU cores
         ngf=24, n_blocks=6, ndf=32, tile=64, iterations=500, checkpoint_every=250,
         preview_every=250, val_every=100,
     ),
-    Budget.demo: dict(  # resize-conv: no checkerboard, and measured better (docs/training.md)
+    Budget.demo: dict(
         ngf=24, n_blocks=6, ndf=32, tile=96, iterations=1500, checkpoint_every=500,
-        preview_every=500, val_every=150, upsampling="resize",
+        preview_every=500, val_every=150,
     ),
     Budget.full: dict(ngf=64, n_blocks=9, ndf=64, tile=256, iterations=40000),
 }

@@ -29,3 +29,8 @@ def register_writers(register):
 @hookspec
 def register_evaluators(register):
     "Register evaluators: register(evaluator) for each Evaluator the plugin provides"
+
+
+@hookspec
+def register_methods(register):
+    "Register training methods: register(method) for each utom_core.methods.TrainingMethod"

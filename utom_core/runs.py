@@ -25,7 +25,7 @@ from utom_core import __version__
 from utom_core.checkpoints import load_torch
 from utom_core.config import TrainConfig, describe_validation_error
 from utom_core.domain import Domain, Normalisation
-from utom_core.errors import InputError, first_line
+from utom_core.errors import InputError, UtomError, first_line
 from utom_core.networks.base import Generator
 from utom_core.plugins import get_registry
 from utom_core.task import Slicing
@@ -143,6 +143,10 @@ def load_predictor(
     source, target = (meta.domain_a, meta.domain_b) if a2b else (meta.domain_b, meta.domain_a)
     generator = get_registry().build_generator(cfg, source.channels, target.channels)
     key = ("ema_" if ema and cfg.ema_decay > 0 else "g_") + ("ab" if a2b else "ba")
+    if key not in state and not a2b:
+        raise UtomError(f"{path}: the run holds no B → A generator (one-sided: method "
+                        f"{cfg.method}, or one imported direction); it cannot predict "
+                        "--direction b2a")
     try:
         generator.load_state_dict(state[key])
     except (KeyError, RuntimeError, TypeError, ValueError) as err:

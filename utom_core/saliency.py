@@ -125,4 +125,27 @@ def midpoint_threshold(values: np.ndarray, iterations: int = 100) -> float:
     return float(t)
 
 
-THRESHOLD_ESTIMATORS = {"otsu": otsu_threshold, "midpoint": midpoint_threshold}
+def triangle_threshold(values: np.ndarray, bins: int = 1024) -> float:
+    """Zack's triangle threshold for content much rarer than background (sparse fluorescence).
+
+    A line joins the histogram's peak (the background) to its far end on the bright side;
+    the threshold is the bin edge farthest below that line, where the background's tail
+    gives way to the flat run of content values. Otsu and the midpoint split two populations
+    of comparable size and put a sparse image's threshold far inside its few bright objects.
+    """
+    values = np.asarray(values, dtype=np.float64).ravel()
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return lo
+    hist, edges = np.histogram(values, bins=bins, range=(lo, hi))
+    peak, end = int(np.argmax(hist)), int(np.flatnonzero(hist)[-1])
+    if end <= peak:
+        return float(edges[peak + 1])
+    x = np.arange(peak, end + 1, dtype=np.float64)
+    rise, run = float(hist[end] - hist[peak]), float(end - peak)
+    below = (rise * (x - peak) - run * (hist[peak:end + 1] - hist[peak])) / math.hypot(rise, run)
+    return float(edges[peak + int(np.argmax(below)) + 1])
+
+
+THRESHOLD_ESTIMATORS = {"otsu": otsu_threshold, "midpoint": midpoint_threshold,
+                        "triangle": triangle_threshold}

@@ -208,8 +208,8 @@ def test_the_report_shows_a_validation_curve_when_the_run_has_one(tmp_path):
     report = (out / "report.md").read_text()
     assert "![validation curve](run/val_curve.png)" in report
     assert "**0.1 below the input: worse than doing nothing**" in report
-    assert "resize-then-convolve, the default of budget demo" in report
-    assert "which budget `full` keeps" in report
+    assert "resize-then-convolve (the default)" in report
+    assert "Warning: the prediction is worse than the input" in report.split("## Data")[0]
 
 
 def test_panel_labels_wrap_within_their_image_and_the_profile_line_is_marked(tmp_path):
@@ -244,7 +244,7 @@ def test_train_help_offers_only_what_train_can_do(cli):
         assert f"{budget} (" in " ".join(train.out.split())
 
 
-@pytest.mark.parametrize("command", ["tasks", "plugins"])
+@pytest.mark.parametrize("command", ["tasks", "plugins", "methods"])
 def test_listings_are_whole_when_piped_and_have_json(cli, command):
     from utom_core.plugins import get_registry
 
@@ -254,6 +254,11 @@ def test_listings_are_whole_when_piped_and_have_json(cli, command):
     if command == "tasks":
         assert {row["task"] for row in listed} == set(get_registry().tasks)
         assert all(task.summary in table.out for task in get_registry().tasks.values())
+    elif command == "methods":
+        assert [row["method"] for row in listed] == list(get_registry().methods)
+        assert {row["trains"] for row in listed} == {"G: A→B, F: B→A", "G: A→B", "aligned pairs"}
+        shown = " ".join(table.out.split())
+        assert all(m.summary in shown for m in get_registry().methods.values())
     else:
         assert {row["plugin"] for row in listed} == {p.name for p in get_registry().plugins}
         assert all(row["module"] in table.out for row in listed)

@@ -182,7 +182,7 @@ def test_import_refusals_are_one_line_and_write_nothing(cli, tmp_path):
     assert json.loads((run / "run.json").read_text())["threshold_b"] == 12.0
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "b.png")
     one_line_error(cli("predict", run, tmp_path / "b.png", "--out", tmp_path / "x.tif",
-                       "--direction", "b2a"), "g_ba")  # only the imported direction exists
+                       "--direction", "b2a"), "no B → A generator")  # only the imported one
 
 
 def test_tiles_of_an_imported_batch_norm_generator_share_the_image_statistics(tmp_path):

@@ -209,3 +209,15 @@ def test_hook_register_evaluators(cli, plugin, tmp_path):
     expected = np.clip(2 * (prediction - low) / (high - low) - 1, -1, 1).mean()
     assert record["metrics"]["toy_mean"] == pytest.approx(expected, abs=1e-5)
     assert "psnr" in record["metrics"]
+
+
+def test_hook_register_methods(cli, plugin, tmp_path):
+    from test_methods import L1ToInput
+
+    plugin(register_methods=lambda register: register(L1ToInput()))
+    listed = cli("methods")
+    assert "toy-l1" in listed.out and "LSGAN + L1 to the input" in listed.out
+    run = _train(cli, tmp_path, "--method", "toy-l1")
+    last = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    assert {"gan_ab", "l1_a", "generator", "disc_b"} <= set(last)
+    assert json.loads((run / "config.json").read_text())["method"] == "toy-l1"

@@ -156,7 +156,7 @@ def test_natural_spellings_validate_and_the_saved_config_loads_again(cli, tmp_pa
     config.json and checkpoint written from them load again for prediction and resume."""
     config = tmp_path / "settings.toml"
     config.write_text('method = "utom"\nlambda_cycle = 10\nrho0 = 5\nbetas = [0.5, 0.999]\n'
-                      'threshold_a = 3000\nupsampling = "resize"\n'
+                      'threshold_a = 3000\nupsampling = "transpose"\n'
                       'saliency_variant = "authors-code"\n')
     run = tmp_path / "run"
     result = cli(*_train(data, run, "--config", config, "--iterations", "1",
@@ -167,7 +167,7 @@ def test_natural_spellings_validate_and_the_saved_config_loads_again(cli, tmp_pa
     assert saved["method"] == "utom" and saved["saliency_variant"] == "authors-code"
     assert saved["betas"] == [0.5, 0.9] and saved["lambda_cycle"] == 10.0
     assert saved["threshold_a"] == 3000.0 and saved["threshold_b"] == "auto"
-    assert saved["upsampling"] == "resize" and saved["lambda_identity"] == 1.0
+    assert saved["upsampling"] == "transpose" and saved["lambda_identity"] == 1.0
     predicted = cli("predict", run, data.a[1], "--out", tmp_path / "p.tif")
     assert predicted.code == 0, predicted.err
     resumed = cli("train", "denoise", "--out", run, "--resume", "--iterations", "2")

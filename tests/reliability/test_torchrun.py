@@ -38,7 +38,7 @@ ENTRY = textwrap.dedent('''
     def hashed(self):
         terms = step(self)
         digest = hashlib.sha256()
-        for net in (self.g_ab, self.g_ba, self.d_a, self.d_b, self.ema_ab, self.ema_ba):
+        for net in (*self.modules.values(), *self.emas.values()):
             for tensor in net.state_dict().values():
                 digest.update(tensor.detach().cpu().numpy().tobytes())
         with open(os.path.join(os.environ["HASH_DIR"], f"rank{os.environ['RANK']}"), "a") as f:

@@ -27,7 +27,7 @@ from utom_core.bench import (
     save_results,
     summarise,
 )
-from utom_core.config import Budget, Method, parse_overrides
+from utom_core.config import Budget, parse_overrides
 from utom_core.console import console
 from utom_core.errors import UtomError
 from utom_core.evaluation.figures.bars import bar_plot
@@ -74,7 +74,7 @@ def _finished_runs(plan: list[BenchRun], budget: Budget, out: Path, settings: di
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
     with ProcessPoolExecutor(jobs, mp_context=context) as pool:
         started = time.perf_counter()
-        futures = {pool.submit(run_in_worker, run.task.name, run.method.value, run.seed,
+        futures = {pool.submit(run_in_worker, run.task.name, run.method, run.seed,
                                budget, out, settings, threads): run for run in plan}
         try:
             for future in as_completed(futures):
@@ -91,7 +91,8 @@ def _finished_runs(plan: list[BenchRun], budget: Budget, out: Path, settings: di
 
 @click.command("bench")
 @click.option("--tasks", default=None, help="Comma-separated task names (default: all).")
-@click.option("--methods", default=",".join(m.value for m in Method), show_default=True)
+@click.option("--methods", default=None,
+              help="Comma-separated method names (default: every registered method).")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--budget", type=click.Choice([b.value for b in Budget]), default="bench",
               show_default=True)
@@ -100,14 +101,14 @@ def _finished_runs(plan: list[BenchRun], budget: Budget, out: Path, settings: di
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Runs at once, each in its own process with an equal share of the threads.")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
-def bench_command(tasks: str | None, methods: str, seeds: int, budget: str,
+def bench_command(tasks: str | None, methods: str | None, seeds: int, budget: str,
                   overrides: tuple[str, ...], jobs: int, out: Path) -> None:
     """Run every task × method × seed and write bench.json, bench.md and plots to --out."""
     registry = get_registry()
     task_names = _names(tasks, list(registry.tasks), "tasks")
-    method_names = _names(methods, [m.value for m in Method], "methods")
+    method_names = _names(methods, list(registry.methods), "methods")
     settings = parse_overrides(overrides)
-    plan = [BenchRun(registry.tasks[t], Method(m), s)
+    plan = [BenchRun(registry.tasks[t], m, s)
             for t in task_names for m in method_names for s in range(seeds)]
     out.mkdir(parents=True, exist_ok=True)
     results = load_results(out)

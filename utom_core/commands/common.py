@@ -11,15 +11,16 @@ from click.core import ParameterSource
 
 from utom_core.config import (
     BUDGET_NOTES,
+    BUILTIN_METHODS,
     RESUME_SETTINGS,
     Budget,
-    Method,
     TrainConfig,
     build_config,
     load_config_file,
     parse_overrides,
 )
 from utom_core.errors import UtomError
+from utom_core.plugins import get_registry
 from utom_core.task import Task
 
 PATHS = click.Path(path_type=Path)
@@ -41,17 +42,18 @@ def budget_help() -> str:
         f"{budget.value} ({note})" for budget, note in BUDGET_NOTES.items()) + "."
 
 
-def training_options(command: Callable[..., Any] | None = None, *,
-                     methods: tuple[Method, ...] = tuple(Method)) -> Any:
-    """Options every training entry point accepts; ``methods``: the objectives it offers
-    (``@training_options`` or ``@training_options(methods=…)``)."""
+def training_options(command: Callable[..., Any] | None = None, *, paired: bool = True) -> Any:
+    """Options every training entry point accepts; ``paired``: whether it offers the
+    supervised ceiling (``@training_options`` or ``@training_options(paired=False)``)."""
     if command is None:
-        return lambda decorated: training_options(decorated, methods=methods)
+        return lambda decorated: training_options(decorated, paired=paired)
+    offered = [m for m in BUILTIN_METHODS if paired or m != "supervised"]
     options = [
         click.option("--budget", type=click.Choice([b.value for b in Budget]), default="demo",
                      show_default=True, help=budget_help()),
-        click.option("--method", type=click.Choice([m.value for m in methods]), default=None,
-                     help="Objective (default: utom)."),
+        click.option("--method", default=None, metavar="NAME",
+                     help="Training method (default: utom): " + ", ".join(offered)
+                     + ", or a plugin's (`utom methods` lists them)."),
         click.option("--iterations", type=click.IntRange(min=1), default=None,
                      help="Total iterations of the run (overrides the budget)."),
         click.option("--seed", type=int, default=None, help="Seed of every random choice."),
@@ -85,8 +87,13 @@ def assemble_config(task: Task, budget: str, method: str | None, iterations: int
     given.append((parse_overrides(overrides), "--set"))
     for layer, source in given:
         build_config(layer, source=source)
-    return build_config(*task.config_layers(Budget(budget)), *(layer for layer, _ in given),
-                        explicit, source="settings")
+    cfg = build_config(*task.config_layers(Budget(budget)), *(layer for layer, _ in given),
+                       explicit, source="settings")
+    try:  # an unknown name is refused here, listing the known
+        get_registry().method(cfg.method)
+    except UtomError as err:
+        raise UtomError(f"--method: {err}") from None
+    return cfg
 
 
 FIXED_ON_RESUME = ("budget", "method", "seed", "config_file", "threshold_a", "threshold_b")

@@ -62,3 +62,5 @@ def run_command(task_name: str, a_paths, b_paths, test_paths, reference_paths, r
     outcome = run_workflow(task, cfg, Budget(budget), out, data, overwrite=overwrite,
                            held_out=held_out)
     console.print(outcome.summary, soft_wrap=True, markup=False)
+    if outcome.warning:
+        console.print(outcome.warning, soft_wrap=True, markup=False, style="yellow")

@@ -11,12 +11,13 @@ import numpy as np
 from utom_core.commands.common import PATHS, threshold_value
 from utom_core.config import TrainConfig
 from utom_core.console import stdout
-from utom_core.data.fitting import check_fit, fit_domain, fitting_sample
+from utom_core.data.fitting import balanced, check_fit, fit_domain, fitting_sample
 from utom_core.data.images import DomainImages, Plane
 from utom_core.domain import Domain, Normalisation, Polarity
 from utom_core.errors import UtomError
 from utom_core.evaluation.figures.panels import save_panel, to_display
 from utom_core.plugins import get_registry
+from utom_core.task import Task
 
 PREVIEW_MAX = 4096
 """Largest preview side in pixels; larger planes are shown downsampled (block means)."""
@@ -28,17 +29,23 @@ READ_SIDE = 2048
 @click.argument("image", type=PATHS)
 @click.option("--task", "task_name", required=True, help="Task whose domain the image belongs to.")
 @click.option("--domain", type=click.Choice(["a", "b"]), default="a", show_default=True)
-@click.option("--method", type=click.Choice(["midpoint", "otsu"]), default="midpoint",
-              show_default=True, help="Estimator (midpoint: the paper's background/foreground "
-              "rule), as training's threshold_method.")
+@click.option("--method", type=click.Choice(["midpoint", "otsu", "triangle"]),
+              default="midpoint", show_default=True, help="Estimator (midpoint: the paper's "
+              "background/foreground rule; triangle: sparse content, tried by itself where "
+              "the other marks under 1% or over 99% as content), as training's "
+              "threshold_method.")
 @click.option("--value", metavar="RAW|auto", default=None,
               callback=lambda c, p, v: threshold_value(v),
               help="Check this raw threshold, or 'auto' to estimate one where the task sets one "
               "(as --threshold-a/-b in training). Default: what training uses.")
+@click.option("--other", "others", type=PATHS, multiple=True, help="The other domain's "
+              "training images (repeatable): a task with shared_range (sr, isotropic) "
+              "estimates one threshold on both domains together, as training then does.")
 @click.option("--preview", type=PATHS, default=None, help="PNG of the content mask over the image.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --preview file.")
 def threshold_command(image: Path, task_name: str, domain: str, method: str,
-                      value: float | str | None, preview: Path | None, overwrite: bool) -> None:
+                      value: float | str | None, others: tuple[Path, ...], preview: Path | None,
+                      overwrite: bool) -> None:
     """The content threshold training would use for IMAGE (raw units), and its mask.
 
     Training fits on the same fixed sample of the same pixels with the same function, so
@@ -53,14 +60,16 @@ def threshold_command(image: Path, task_name: str, domain: str, method: str,
         if preview is not None:
             check_preview(preview, [source.path for source in images.sources], overwrite)
         samples = fitting_sample(images, TrainConfig().sample_pixels, str(image))
+        shared = shared_sample(task, domain, samples, list(others))
         fit = fit_domain(samples, spec, "task" if value is None else value, method, str(image),
-                         check=False)
+                         shared, check=False)
         stdout.print(f"{image}: {fit.describe()} ({spec.background.value} background)",
                      markup=False, soft_wrap=True)
-        if task.training.get("shared_range") and fit.source.endswith("estimate"):
+        if shared is None and task.training.get("shared_range") and "estimate" in fit.source:
             stdout.print(f"note: task {task.name} estimates one threshold on both domains' "
-                         "images together (shared_range); training's also depends on the other "
-                         "domain's images", markup=False, soft_wrap=True)
+                         "images together (shared_range): give the other domain's images with "
+                         "--other for the value training will use", markup=False,
+                         soft_wrap=True)
         check_fit(fit, str(image))  # refused: no preview either
         if preview is not None:
             raw = downsampled_plane(images, images.planes[0])
@@ -68,6 +77,27 @@ def threshold_command(image: Path, task_name: str, domain: str, method: str,
             stdout.print(f"mask preview: {preview}", markup=False, soft_wrap=True)
     finally:
         images.close()
+
+
+def shared_sample(task: Task, domain: str, samples: np.ndarray,
+                  others: list[Path]) -> np.ndarray | None:
+    """Both domains' fitting samples, balanced as training balances them, where the task
+    shares one range and threshold between its domains and the other's images are given."""
+    if not others:
+        return None
+    if not task.training.get("shared_range"):
+        raise UtomError(f"--other: task {task.name} fits each domain on its own images "
+                        "(no shared_range); leave --other out")
+    other = "b" if domain == "a" else "a"
+    spec = task.domain_b if other == "b" else task.domain_a
+    images = DomainImages(others, spec, task.cut_axes()[0 if other == "a" else 1])
+    try:
+        where = ", ".join(str(path) for path in others)
+        other_samples = fitting_sample(images, TrainConfig().sample_pixels, where)
+    finally:
+        images.close()
+    return (balanced(samples, other_samples) if domain == "a"
+            else balanced(other_samples, samples))  # training's order: the same sums
 
 
 def check_preview(preview: Path, inputs: list[Path], overwrite: bool) -> None:

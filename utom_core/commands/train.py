@@ -1,4 +1,5 @@
-"""``utom train``: learn G: A→B and F: B→A from two unpaired image collections."""
+"""``utom train``: learn G: A→B (and F: B→A, two-sided methods) from two unpaired image
+collections."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pathlib import Path
 import click
 
 from utom_core.commands.common import PATHS, assemble_config, resume_settings, training_options
-from utom_core.config import UNPAIRED_METHODS
 from utom_core.console import console
 from utom_core.errors import UtomError
 from utom_core.plugins import get_registry
@@ -28,7 +28,7 @@ from utom_core.training.train import train
               help="Held-out domain A image validated every val_every iterations (repeatable).")
 @click.option("--val-reference", "val_references", multiple=True, type=PATHS,
               help="Ground truth of each --val image (repeatable, same order): PSNR and SSIM.")
-@training_options(methods=UNPAIRED_METHODS)
+@training_options(paired=False)
 @click.pass_context
 def train_command(ctx: click.Context, task_name: str, a_paths: tuple[Path, ...],
                   b_paths: tuple[Path, ...], run_dir: Path, resume: bool, overwrite: bool,

@@ -30,15 +30,49 @@ class DomainFit:
     source: str
     """"given", "task default" or the estimator's name ("midpoint estimate", …)."""
     fraction: float
+    note: str = ""
+    """Why the estimator is not the one asked for, where it is not."""
 
     def describe(self) -> str:
-        return (f"threshold {self.threshold:.6g} ({self.source}, raw units) marks "
+        note = f"; {self.note}" if self.note else ""
+        return (f"threshold {self.threshold:.6g} ({self.source}, raw units{note}) marks "
                 f"{self.fraction:.1%} of pixels as content")
 
 
-def estimate_threshold(samples: np.ndarray, method: str) -> float:
-    """A raw threshold on the channel mean of sampled pixels."""
-    return THRESHOLD_ESTIMATORS[method](samples.mean(axis=0))
+SPARSE_ESTIMATOR = "triangle"
+"""Where the chosen estimator's threshold marks a content fraction outside the allowed range
+(sparse neurites, puncta, a few cells on a black field), this one is tried instead."""
+
+
+def estimate_threshold(samples: np.ndarray, method: str,
+                       background: Polarity = Polarity.dark) -> float:
+    """A raw threshold on the channel mean of sampled pixels; the triangle method looks for
+    content on the side away from the background (bright on dark, dark on bright)."""
+    mean = samples.mean(axis=0)
+    if method == SPARSE_ESTIMATOR and background is Polarity.bright:
+        return -THRESHOLD_ESTIMATORS[method](-mean)
+    return THRESHOLD_ESTIMATORS[method](mean)
+
+
+def allowed(fraction: float) -> bool:
+    return MIN_CONTENT_FRACTION <= fraction <= MAX_CONTENT_FRACTION
+
+
+def estimated(samples: np.ndarray, method: str,
+              background: Polarity) -> tuple[float, str, str]:
+    """(threshold, estimator, note): the estimate of ``method``, or, where it marks too little
+    or too much of ``samples`` as content, the sparse-content estimate when that one is
+    within the allowed range (the note says why). Neither in range: ``method``'s, which
+    ``check_fit`` then refuses (a blank image has no threshold)."""
+    threshold = estimate_threshold(samples, method, background)
+    fraction = content_fraction(samples, threshold, background)
+    if allowed(fraction) or method == SPARSE_ESTIMATOR:
+        return threshold, method, ""
+    sparse = estimate_threshold(samples, SPARSE_ESTIMATOR, background)
+    if not allowed(content_fraction(samples, sparse, background)):
+        return threshold, method, ""
+    return sparse, SPARSE_ESTIMATOR, (f"sparse content: the {method} estimate {threshold:.6g} "
+                                      f"marked {fraction:.2%}")
 
 
 def content_fraction(samples: np.ndarray, threshold: float, background: Polarity) -> float:
@@ -50,7 +84,7 @@ def content_fraction(samples: np.ndarray, threshold: float, background: Polarity
 
 def check_fit(fit: DomainFit, where: str) -> None:
     """Refuse a threshold that makes (almost) everything content or background."""
-    if not MIN_CONTENT_FRACTION <= fit.fraction <= MAX_CONTENT_FRACTION:
+    if not allowed(fit.fraction):
         raise UtomError(
             f"{where}: threshold {fit.threshold:g} marks {fit.fraction:.1%} of sampled pixels "
             f"as content (allowed {MIN_CONTENT_FRACTION:.0%}–{MAX_CONTENT_FRACTION:.0%}); "
@@ -68,6 +102,17 @@ def fitting_sample(images: DomainImages, count: int, where: str) -> np.ndarray:
     if not np.isfinite(samples).all():
         raise UtomError(f"{where}: images contain NaN or infinite values")
     return samples
+
+
+def balanced(samples_a: np.ndarray, samples_b: np.ndarray) -> np.ndarray:
+    """Both domains' samples with equal weight: the larger evenly thinned to the smaller's
+    size (small images give all their pixels, fewer than a large domain's sample)."""
+    size = min(samples_a.shape[1], samples_b.shape[1])
+
+    def thinned(samples: np.ndarray) -> np.ndarray:
+        return samples[:, np.linspace(0, samples.shape[1] - 1, size).astype(int)]
+
+    return np.concatenate([thinned(samples_a), thinned(samples_b)], axis=1)
 
 
 def fit_domain(
@@ -88,14 +133,15 @@ def fit_domain(
     except ValueError as err:
         raise UtomError(f"{where}: {err}") from None
     if setting == "auto" or (setting == "task" and domain.threshold is None):
-        threshold = estimate_threshold(fit_on, method)
-        source = f"{method} estimate" + (" on both domains" if range_samples is not None else "")
+        threshold, used, note = estimated(fit_on, method, domain.background)
+        source = f"{used} estimate" + (" on both domains" if range_samples is not None else "")
     elif setting == "task":
+        note = ""
         threshold, source = float(domain.threshold), "task default"  # type: ignore[arg-type]
     else:
-        threshold, source = float(setting), "given"
+        threshold, source, note = float(setting), "given", ""
     fit = DomainFit(normalisation, threshold, source,
-                    content_fraction(samples, threshold, domain.background))
+                    content_fraction(samples, threshold, domain.background), note)
     if check:
         check_fit(fit, where)
     return fit

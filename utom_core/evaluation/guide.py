@@ -104,3 +104,24 @@ def verdict(name: str, value: float, floor: float | None) -> str:
     if gain >= 0:
         return f"{gain:+.3g}{unit} over the input: better than doing nothing"
     return f"**{-gain:.3g}{unit} below the input: worse than doing nothing**"
+
+
+def below_floor(metrics: dict[str, float]) -> list[str]:
+    """One sentence per metric that scores below its floor: the prediction is further from
+    the reference than the untransformed input (said by ``utom run`` and the report)."""
+    return [f"{name} {metrics[name]:.3g}{guide(name).unit} is below the input's "
+            f"{metrics[floor_of(name)]:.3g}{guide(name).unit}"
+            for name in ordered(metrics)
+            if floor_of(name) in metrics and metrics[name] < metrics[floor_of(name)]]
+
+
+def worse_warning(metrics: dict[str, float]) -> str:
+    """The warning of a prediction that scores below its input, or "" where none does."""
+    worse = below_floor(metrics)
+    if not worse:
+        return ""
+    return ("warning: the prediction is worse than the input it was made from ("
+            + "; ".join(worse) + "): doing nothing scores better on this reference. Look at "
+            "the panels, train longer (the validation curve shows whether it helps), or check "
+            "the thresholds")
+

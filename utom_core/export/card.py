@@ -75,7 +75,7 @@ class Card:
         return ["## Task", "",
                 f"- From **{p.source.name}** ({_domain(p.source)}) to **{p.target.name}** "
                 f"({_domain(p.target)}).",
-                f"- Method `{cfg.method.value}`; generator `{cfg.generator}` (ngf {cfg.ngf}, "
+                f"- Method `{cfg.method}`; generator `{cfg.generator}` (ngf {cfg.ngf}, "
                 f"{_levels(cfg)}); {self.weights} weights.",
                 f"- Content thresholds (raw units): source {p.source_threshold:g}, target "
                 f"{p.target_threshold:g}.", ""]

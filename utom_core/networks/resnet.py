@@ -94,5 +94,27 @@ class ResnetGenerator(Generator):
     def size_multiple(self) -> int:
         return 4
 
+    def encoder_taps(self) -> list[int]:
+        """Layers whose outputs PatchNCE compares (CUT's choice on this layout): the padded
+        input, both downsampling convs, the first and the fifth residual block (or the last,
+        with fewer)."""
+        blocks = 10  # head (4 layers) and two downsamplings (3 each)
+        taps = [0, 4, 7] + ([blocks, blocks + min(4, self.n_blocks - 1)] if self.n_blocks else [])
+        return sorted(set(taps))
+
+    def encoder_channels(self) -> list[int]:
+        """Channels of each tap's output."""
+        widths = {0: self.in_channels, 4: 2 * self.ngf, 7: 4 * self.ngf}
+        return [widths.get(tap, 4 * self.ngf) for tap in self.encoder_taps()]
+
+    def encoder_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The taps' outputs for ``x``, running the encoder no further than the last tap."""
+        taps, found = self.encoder_taps(), []
+        for index, layer in enumerate(self.model[:taps[-1] + 1]):
+            x = layer(x)
+            if index in taps:
+                found.append(x)
+        return found
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return tanh_output(self.model(x), x, self.residual)

@@ -31,6 +31,14 @@ def register_generators(register):
 
 
 @hookimpl
+def register_methods(register):
+    from utom_core.methods import BUILTIN
+
+    for method in BUILTIN:
+        register(method)
+
+
+@hookimpl
 def register_evaluators(register):
     from utom_core.evaluation.metrics import EVALUATORS
 

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from utom_core import hookspecs
 from utom_core.errors import UtomError
 from utom_core.io.formats import FormatTable, use_formats
+from utom_core.methods.base import Method
 from utom_core.networks.base import Generator
 from utom_core.task import Task
 
@@ -56,6 +57,7 @@ class Registry:
     formats: FormatTable = field(default_factory=FormatTable)
     """Readers and writers; handed to ``io`` when this registry becomes the process's."""
     evaluators: dict[str, Any] = field(default_factory=dict)
+    methods: dict[str, Method] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -65,6 +67,13 @@ class Registry:
             known = ", ".join(sorted(self.tasks)) or "none"
             raise UtomError(f"unknown task {name!r} (registered: {known})")
         return self.tasks[name]
+
+    def method(self, name: str) -> Method:
+        """The method called ``name``, or a UtomError listing the known ones."""
+        if name not in self.methods:
+            raise UtomError(f"unknown method {name!r} (registered: "
+                            f"{', '.join(self.methods) or 'none'})")
+        return self.methods[name]
 
     def build_generator(self, cfg: Any, in_channels: int, out_channels: int) -> Generator:
         """A generator of the architecture ``cfg.generator`` names (a TrainConfig)."""
@@ -175,8 +184,17 @@ def _adders(registry: Registry) -> dict[str, Callable[..., None]]:
             raise ValueError(f"evaluator {evaluator.name!r} is already registered")
         registry.evaluators[evaluator.name] = evaluator
 
+    def add_method(info: PluginInfo, method: Method) -> None:
+        if not isinstance(method, Method) or not method.name:
+            raise TypeError(f"register_methods takes utom_core.methods.Method objects, not "
+                            f"{type(method).__name__}")
+        if method.name in registry.methods:
+            raise ValueError(f"method {method.name!r} is already registered")
+        registry.methods[method.name] = method
+
     return {
         "register_tasks": add_task,
+        "register_methods": add_method,
         "register_generators": add_generator,
         "register_readers": lambda info, reader: registry.formats.readers.append(reader),
         "register_writers": lambda info, writer: registry.formats.writers.append(writer),

@@ -1,49 +1,34 @@
-"""How the four networks run in a training step: DDP across ranks, torch.compile,
+"""How a method's networks run in a training step: DDP across ranks, torch.compile,
 channels_last, and bf16 autocast on CUDA. The plain modules stay the trainer's own (state
 dicts, EMA, previews); only the step goes through these wrappers."""
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from utom_core.config import TrainConfig
 from utom_core.errors import UtomError, first_line
+from utom_core.methods.base import StepNetworks
 from utom_core.training.distributed import data_parallel
 
 
-@dataclass
-class StepNetworks:
-    """The networks as one training step calls them."""
-
-    g_ab: nn.Module
-    g_ba: nn.Module
-    d_a: nn.Module
-    """D_A for its own update: its gradients are averaged across ranks."""
-    d_b: nn.Module
-    judge_a: nn.Module
-    """D_A as the generators' loss sees it: frozen then, so nothing of it is synchronised
-    (a DDP forward whose backward never reaches D's weights would stall the next one)."""
-    judge_b: nn.Module
-
-
-def step_networks(g_ab: nn.Module, g_ba: nn.Module, d_a: nn.Module, d_b: nn.Module,
-                  cfg: TrainConfig, device: torch.device) -> StepNetworks:
+def step_networks(modules: dict[str, nn.Module], cfg: TrainConfig,
+                  device: torch.device) -> StepNetworks:
+    """Every module as a training step calls it: DDP-wrapped (and compiled) to be updated,
+    compiled only to judge (see ``StepNetworks``)."""
     if cfg.channels_last:
-        for net in (g_ab, g_ba, d_a, d_b):
+        for net in modules.values():
             net.to(memory_format=torch.channels_last)
 
     def compiled(module: nn.Module) -> nn.Module:
         return torch.compile(module) if cfg.compile else module
 
-    def trained(module: nn.Module) -> nn.Module:
-        return compiled(data_parallel(module, device))
-
-    return StepNetworks(trained(g_ab), trained(g_ba), trained(d_a), trained(d_b),
-                        compiled(d_a), compiled(d_b))
+    return StepNetworks(
+        trained={name: compiled(data_parallel(net, device)) for name, net in modules.items()},
+        plain={name: compiled(net) for name, net in modules.items()})
 
 
 def step_input(batch: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
@@ -58,7 +43,7 @@ def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManag
     return contextlib.nullcontext()
 
 
-def check_tile(cfg: TrainConfig, g_ab: nn.Module, d_b: nn.Module, channels: int,
+def check_tile(cfg: TrainConfig, g_ab: nn.Module, d_b: nn.Module | None, channels: int,
                device: torch.device) -> None:
     """Refuse a tile size the networks cannot process, before anything is written."""
     multiple = g_ab.size_multiple
@@ -68,7 +53,9 @@ def check_tile(cfg: TrainConfig, g_ab: nn.Module, d_b: nn.Module, channels: int,
     x = torch.zeros(1, channels, cfg.tile, cfg.tile, device=device)
     try:  # one dry forward pass through G and D; the RNG is left as it was
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            d_b(g_ab(x))
+            out = g_ab(x)
+            if d_b is not None:
+                d_b(out)
     except (RuntimeError, ValueError) as err:
         if type(err).__name__ == "OutOfMemoryError":
             raise

@@ -6,11 +6,9 @@ import hashlib
 import os
 from pathlib import Path
 
-import numpy as np
-
 from utom_core import runs
 from utom_core.config import TrainConfig
-from utom_core.data.fitting import fit_domain, fitting_sample
+from utom_core.data.fitting import balanced, fit_domain, fitting_sample
 from utom_core.data.images import DomainImages
 from utom_core.errors import InputError, UtomError
 from utom_core.task import Task
@@ -44,17 +42,6 @@ def fit_run_meta(task: Task, cfg: TrainConfig, images_a: DomainImages,
         **input_records(images_a, images_b),
         images_per_epoch=cfg.decay_length(processes),
     )
-
-
-def balanced(samples_a: np.ndarray, samples_b: np.ndarray) -> np.ndarray:
-    """Both domains' samples with equal weight: the larger evenly thinned to the smaller's
-    size (small images give all their pixels, fewer than a large domain's sample)."""
-    size = min(samples_a.shape[1], samples_b.shape[1])
-
-    def thinned(samples: np.ndarray) -> np.ndarray:
-        return samples[:, np.linspace(0, samples.shape[1] - 1, size).astype(int)]
-
-    return np.concatenate([thinned(samples_a), thinned(samples_b)], axis=1)
 
 
 def _where(side: str, images: DomainImages) -> str:

@@ -11,34 +11,42 @@ import torch
 from utom_core import runs
 from utom_core.console import is_main_process
 from utom_core.io.atomic import write_text
-from utom_core.training.objective import LOSS_TERMS
 
 Row = tuple[int, float, float, torch.Tensor]
 """(iteration, ρ, learning rate, loss terms on the device) of one iteration."""
 
 
-def append_rows(run_dir: Path, rows: list[Row]) -> dict[str, float]:
-    """Write buffered per-iteration rows (one device sync for the whole buffer); returns the
-    last row's loss terms. Under torchrun rank 0 logs its own losses; the others write none."""
+def append_rows(run_dir: Path, rows: list[Row], names: tuple[str, ...]) -> dict[str, float]:
+    """Write buffered per-iteration rows of the loss terms ``names`` (one device sync for the
+    whole buffer); returns the last row's terms. Under torchrun rank 0 logs its own losses;
+    the others write none."""
     values = torch.stack([r[3] for r in rows]).cpu().tolist()
     if not is_main_process():
-        return dict(zip(LOSS_TERMS, values[-1], strict=True))
+        return dict(zip(names, values[-1], strict=True))
     lines = []
     for (iteration, rho_now, lr, _), terms in zip(rows, values, strict=True):
         record = {"iteration": iteration, "rho": rho_now, "lr": lr}
-        record.update(zip(LOSS_TERMS, terms, strict=True))
+        record.update(zip(names, terms, strict=True))
         lines.append(json.dumps(record))
     with open(run_dir / runs.LOG_FILE, "a") as log:
         log.write("\n".join(lines) + "\n")
-    return dict(zip(LOSS_TERMS, values[-1], strict=True))
+    return dict(zip(names, values[-1], strict=True))
+
+
+SHOWN = {"cyc": "cycle", "nce": "nce", "sal": "saliency"}
+"""Progress-bar abbreviations of the paired terms a method logs (name_a + name_b)."""
 
 
 def summary(losses: dict[str, float], rho_now: float) -> str:
-    """The progress bar's loss column: each pair of terms summed, ρ last."""
-    cycle = losses["cycle_a"] + losses["cycle_b"]
-    sal = losses["saliency_a"] + losses["saliency_b"]
-    disc = losses["disc_a"] + losses["disc_b"]
-    return f"G {losses['generator']:.3f} D {disc:.3f} cyc {cycle:.3f} sal {sal:.3f} ρ {rho_now:.3f}"
+    """The progress bar's loss column: G, D, and each paired term the method logs, summed
+    over its sides; ρ last."""
+    def total(prefix: str) -> float:
+        return sum(v for k, v in losses.items() if k.rpartition("_")[0] == prefix)
+
+    parts = [f"G {losses['generator']:.3f}", f"D {total('disc'):.3f}"]
+    parts += [f"{short} {total(name):.3f}" for short, name in SHOWN.items()
+              if any(k.rpartition("_")[0] == name for k in losses)]
+    return " ".join(parts) + f" ρ {rho_now:.3f}"
 
 
 def truncate_log(run_dir: Path, iteration: int, name: str = runs.LOG_FILE) -> None:

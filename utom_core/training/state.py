@@ -13,8 +13,8 @@ import torch
 
 from utom_core.data.pipeline import TileStreams
 from utom_core.errors import UtomError
+from utom_core.methods.pool import ImagePool
 from utom_core.training.distributed import Ranks
-from utom_core.training.pool import ImagePool
 
 
 def rank_state(pools: tuple[ImagePool, ImagePool], rng: np.random.Generator,

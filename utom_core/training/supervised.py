@@ -30,7 +30,7 @@ from utom_core.rundirs import check_run_dir, prepare_run_dir
 from utom_core.task import Task
 from utom_core.training.ema import update_ema
 from utom_core.training.meta import cut_axes, fit_run_meta
-from utom_core.training.objective import lr_factor
+from utom_core.training.schedules import lr_factor
 from utom_core.training.trainer import TrainResult
 
 CEILING_GENERATOR = "unet"

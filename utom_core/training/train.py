@@ -18,8 +18,8 @@ from utom_core.rundirs import check_run_dir, prepare_run_dir
 from utom_core.task import Task
 from utom_core.training import distributed
 from utom_core.training.meta import input_records, recorded_inputs
-from utom_core.training.objective import resumed_decay
 from utom_core.training.runlog import truncate_log
+from utom_core.training.schedules import resumed_decay
 from utom_core.training.trainer import Trainer, TrainResult
 from utom_core.training.validation import ValPair
 

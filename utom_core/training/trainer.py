@@ -1,4 +1,5 @@
-"""The UTOM training loop: two generators, two PatchGANs, image pools, EMA, full-state resume.
+"""The training loop: a registered method's networks and step, image pools, EMA, full-state
+resume.
 
 No module-level state: everything a run needs lives on its ``Trainer``, so several runs, or the
 ranks of a torchrun job (``training.distributed``), never share anything by accident.
@@ -16,13 +17,15 @@ import torch
 
 from utom_core import runs
 from utom_core.checkpoints import save_torch
-from utom_core.config import Method, TrainConfig
+from utom_core.config import TrainConfig
 from utom_core.data.images import DomainImages
 from utom_core.data.pipeline import TileStreams, worker_count
 from utom_core.data.sampling import TileSampler
 from utom_core.device import resolve_device
 from utom_core.errors import DiskError, UtomError
-from utom_core.networks import PatchGAN
+from utom_core.methods import StepContext, TrainingMethod
+from utom_core.methods.losses import saliency_pair
+from utom_core.methods.pool import ImagePool
 from utom_core.plugins import get_registry
 from utom_core.progress import LoopProgress
 from utom_core.task import Task
@@ -30,23 +33,18 @@ from utom_core.training import distributed
 from utom_core.training.ema import update_ema
 from utom_core.training.execution import autocast, check_tile, step_input, step_networks
 from utom_core.training.meta import cut_axes, fit_run_meta
-from utom_core.training.objective import (
-    LOSS_TERMS,
-    discriminator_loss,
-    generator_terms,
-    lr_factor,
-    rho,
-    saliency_pair,
-)
-from utom_core.training.pool import ImagePool
 from utom_core.training.previews import save_training_previews
 from utom_core.training.runlog import Row, append_rows, summary
+from utom_core.training.schedules import lr_factor, rho
 from utom_core.training.signals import stop_on_signals
 from utom_core.training.state import own_part, rank_state, restore_rank_state
 from utom_core.training.validation import Validator, ValPair
 
 POOL_KEY = 3
-"""Second word of the pools' seed ([seed, 1]: fitting, [seed, 2, …]: tiles)."""
+"""Second word of the seed of the run's own generator (pools, patch positions; [seed, 1]:
+fitting, [seed, 2, …]: tiles)."""
+GENERATORS = ("g_ab", "g_ba")
+"""Module names of the generators: what the model file holds and EMA follows."""
 
 
 @dataclass
@@ -84,15 +82,16 @@ class Trainer:
     def _setup(self, task: Task, cfg: TrainConfig, meta: runs.RunMeta | None,
                val: list[ValPair]) -> None:
         a_channels, b_channels = task.domain_a.channels, task.domain_b.channels
-        if cfg.method is Method.supervised:
-            raise UtomError("method supervised trains on aligned pairs: use `utom run "
-                            f"{task.name} --method supervised` (the bench's ceiling)")
-        same_units = {f"the identity term ({cfg.method.value})": cfg.uses_identity,
-                      "shared_range": cfg.shared_range}
-        needing = [name for name, on in same_units.items() if on]
-        if needing and a_channels != b_channels:
-            raise UtomError(f"{needing[0]} needs equal channel counts; task {task.name} maps "
-                            f"{a_channels} → {b_channels} channels")
+        method = get_registry().method(cfg.method)
+        if not isinstance(method, TrainingMethod):
+            raise UtomError(f"method {method.name} trains on aligned pairs: use `utom run "
+                            f"{task.name} --method {method.name}` (the bench's ceiling)")
+        reason = method.not_applicable(cfg, (a_channels, b_channels))
+        if reason is None and cfg.shared_range and a_channels != b_channels:
+            reason = f"shared_range needs equal channel counts, not {a_channels} → {b_channels}"
+        if reason:
+            raise UtomError(f"method {method.name} on task {task.name}: {reason}")
+        self.method = method
         if meta is None:  # fitted once, on rank 0, so that every rank uses the same
             meta = distributed.from_rank0(lambda: fit_run_meta(
                 task, cfg, self.images_a, self.images_b, self.ranks.world))
@@ -109,9 +108,8 @@ class Trainer:
         self.streams = TileStreams(samplers, cfg.batch_size, cfg.seed, self.ranks.rank,
                                    worker_count(cfg.num_workers, self.device), self.device)
         self._build_networks()
-        check_tile(self.cfg, self.g_ab, self.d_b, a_channels, self.device)
-        self.nets = step_networks(self.g_ab, self.g_ba, self.d_a, self.d_b, self.cfg,
-                                  self.device)
+        check_tile(self.cfg, self.g_ab, self.modules.get("d_b"), a_channels, self.device)
+        self.nets = step_networks(self.modules, self.cfg, self.device)
         self.validator = Validator(task, meta, self.cfg, val, cut_axes(task)[0],
                                    self.g_ab.size_multiple, self.device) if val else None
         self.iteration = 0
@@ -127,26 +125,32 @@ class Trainer:
 
     def _build_networks(self) -> None:
         cfg, a, b = self.cfg, self.task.domain_a.channels, self.task.domain_b.channels
+        registry = get_registry()
         torch.manual_seed(cfg.seed)
-        self.g_ab = get_registry().build_generator(cfg, a, b).to(self.device)
-        self.g_ba = get_registry().build_generator(cfg, b, a).to(self.device)
-        self.d_a = PatchGAN(a, cfg.ndf, cfg.d_layers).to(self.device)
-        self.d_b = PatchGAN(b, cfg.ndf, cfg.d_layers).to(self.device)
-        self.ema_ab = copy.deepcopy(self.g_ab).requires_grad_(False)
-        self.ema_ba = copy.deepcopy(self.g_ba).requires_grad_(False)
-        g_params = [*self.g_ab.parameters(), *self.g_ba.parameters()]
-        d_params = [*self.d_a.parameters(), *self.d_b.parameters()]
-        self.opt_g = torch.optim.Adam(g_params, lr=cfg.lr, betas=cfg.betas, foreach=True)
-        self.opt_d = torch.optim.Adam(d_params, lr=cfg.lr, betas=cfg.betas, foreach=True)
+        built = self.method.build(cfg, (a, b), lambda i, o: registry.build_generator(cfg, i, o))
+        self.modules = {name: net.to(self.device) for name, net in built.items()}
+        self.emas = {f"ema_{name[2:]}": copy.deepcopy(self.modules[name]).requires_grad_(False)
+                     for name in GENERATORS if name in self.modules}
+        """EMA copies of the generators (ema_ab, and ema_ba for two-sided methods)."""
+        self.optimisers = self.method.optimisers(self.modules, cfg)
         self.pool_a, self.pool_b = ImagePool(cfg.pool_size), ImagePool(cfg.pool_size)
+
+    @property
+    def g_ab(self) -> torch.nn.Module:
+        return self.modules["g_ab"]
+
+    @property
+    def ema_ab(self) -> torch.nn.Module:
+        return self.emas["ema_ab"]
 
     # -- state -------------------------------------------------------------------------
     def state_dict(self, ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """The full training state; ``ranks``: every rank's own part (this rank's alone)."""
         state = self.model_state()
+        state.update({name: net.state_dict() for name, net in self.modules.items()
+                      if name not in GENERATORS})
+        state.update({name: opt.state_dict() for name, opt in self.optimisers.items()})
         state.update(
-            d_a=self.d_a.state_dict(), d_b=self.d_b.state_dict(),
-            opt_g=self.opt_g.state_dict(), opt_d=self.opt_d.state_dict(),
             ranks=ranks or [self.rank_state()], images_seen=self.images_seen,
             lr_resumed=self.lr_resumed,
             validation=self.validator.records() if self.validator else [],
@@ -157,17 +161,19 @@ class Trainer:
         return rank_state((self.pool_a, self.pool_b), self.rng, self.streams, self.device)
 
     def model_state(self) -> dict[str, Any]:
+        """What prediction loads: the generators and their EMA copies (``runs``)."""
+        generators = {name: self.modules[name].state_dict() for name in GENERATORS
+                      if name in self.modules}
         return dict(
             format=runs.MODEL_FORMAT,
             config=self.cfg.model_dump(mode="json"), meta=self.meta.model_dump(mode="json"),
-            g_ab=self.g_ab.state_dict(), g_ba=self.g_ba.state_dict(),
-            ema_ab=self.ema_ab.state_dict(), ema_ba=self.ema_ba.state_dict(),
+            **generators, **{name: ema.state_dict() for name, ema in self.emas.items()},
             iteration=self.iteration,
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in ("g_ab", "g_ba", "d_a", "d_b", "ema_ab", "ema_ba", "opt_g", "opt_d"):
-            getattr(self, name).load_state_dict(state[name])
+        for name, part in (*self.modules.items(), *self.emas.items(), *self.optimisers.items()):
+            part.load_state_dict(state[name])
         self.iteration, self.images_seen = int(state["iteration"]), int(state["images_seen"])
         restore_rank_state(own_part(state, self.ranks), (self.pool_a, self.pool_b), self.rng,
                            self.streams, self.device)
@@ -186,48 +192,24 @@ class Trainer:
 
     # -- one iteration -----------------------------------------------------------------
     def step(self) -> torch.Tensor:
-        """One generator and one discriminator update; returns the loss terms (no sync)."""
-        cfg, nets = self.cfg, self.nets
+        """One update of every network by the method; returns its loss terms (no sync)."""
+        cfg = self.cfg
         real_a, real_b = (step_input(batch, cfg) for batch in self.streams.next())
         lr = self.lr()
-        for opt in (self.opt_g, self.opt_d):
+        for opt in self.optimisers.values():
             for group in opt.param_groups:
                 group["lr"] = lr
-        rho_now = rho(self.images_seen, cfg.rho0, self.meta.images_per_epoch)
-
-        self.d_a.requires_grad_(False)
-        self.d_b.requires_grad_(False)
-        with autocast(self.device, cfg.amp):
-            fake_b, fake_a = nets.g_ab(real_a), nets.g_ba(real_b)
-            rec_a, rec_b = nets.g_ba(fake_b), nets.g_ab(fake_a)
-            idt_a = idt_b = None
-            if cfg.uses_identity:
-                idt_a, idt_b = nets.g_ba(real_a), nets.g_ab(real_b)
-            terms = generator_terms(
-                cfg, real_a, real_b, fake_b, fake_a, rec_a, rec_b,
-                nets.judge_a(fake_a), nets.judge_b(fake_b), self.saliency, rho_now, idt_a, idt_b,
-            )
-        self.opt_g.zero_grad(set_to_none=True)
-        terms["generator"].backward()
-        self.opt_g.step()
-
-        self.d_a.requires_grad_(True)
-        self.d_b.requires_grad_(True)
-        pooled_b = self.pool_b.query(fake_b, self.rng)
-        pooled_a = self.pool_a.query(fake_a, self.rng)
-        with autocast(self.device, cfg.amp):
-            terms["disc_b"] = discriminator_loss(nets.d_b(real_b), nets.d_b(pooled_b))
-            terms["disc_a"] = discriminator_loss(nets.d_a(real_a), nets.d_a(pooled_a))
-        self.opt_d.zero_grad(set_to_none=True)
-        (terms["disc_a"] + terms["disc_b"]).backward()
-        self.opt_d.step()
-
-        for ema, net in ((self.ema_ab, self.g_ab), (self.ema_ba, self.g_ba)):
-            update_ema(ema, net, cfg.ema_decay, self.iteration)
+        ctx = StepContext(cfg, self.saliency, rho(self.images_seen, cfg.rho0,
+                                                  self.meta.images_per_epoch),
+                          self.rng, (self.pool_a, self.pool_b),
+                          lambda: autocast(self.device, cfg.amp))
+        terms = self.method.step(ctx, self.nets, self.optimisers, real_a, real_b)
+        for name, ema in self.emas.items():
+            update_ema(ema, self.modules["g_" + name[4:]], cfg.ema_decay, self.iteration)
         self.iteration += 1
         self.images_seen += cfg.batch_size * self.ranks.world
         self.last_batch = (real_a, real_b)
-        return torch.stack([terms[name].detach().float() for name in LOSS_TERMS])
+        return torch.stack([terms[name].detach().float() for name in self.method.loss_terms])
 
     def lr(self) -> float:
         """Learning rate of the next iteration."""
@@ -249,7 +231,7 @@ class Trainer:
         if not self.ranks.main:
             return
         save_training_previews(self.run_dir / runs.PREVIEW_DIR, self.iteration, self.ema_ab,
-                               self.ema_ba, self.saliency, *self.last_batch)
+                               self.emas.get("ema_ba"), self.saliency, *self.last_batch)
 
     # -- the loop ----------------------------------------------------------------------
     def fit(self, stop_at: int | None = None, show_progress: bool = True) -> TrainResult:
@@ -269,7 +251,7 @@ class Trainer:
                     rows.append((self.iteration, rho_now, lr, terms))
                     done = self.iteration
                     if done % cfg.log_every == 0 or done == end:
-                        losses = append_rows(self.run_dir, rows)
+                        losses = append_rows(self.run_dir, rows, self.method.loss_terms)
                         rows.clear()
                         progress.update(done, note=summary(losses, rho_now))
                     else:
@@ -280,7 +262,7 @@ class Trainer:
                     if done % cfg.checkpoint_every == 0 or done == end:
                         self.save()
                 if rows:
-                    losses = append_rows(self.run_dir, rows)
+                    losses = append_rows(self.run_dir, rows, self.method.loss_terms)
                 if self.stop_requested:
                     self.save()
         except OSError as err:  # disk full, read-only folder: the last checkpoint stays intact

@@ -12,9 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from utom_core import runs
-from utom_core.config import BUDGETS, Budget
 from utom_core.evaluation.figures.losses import save_loss_curves
-from utom_core.evaluation.guide import CHANNEL, floor_of, guide, ordered, verdict
+from utom_core.evaluation.guide import (
+    CHANNEL,
+    floor_of,
+    guide,
+    ordered,
+    verdict,
+    worse_warning,
+)
 from utom_core.io import image_stem
 from utom_core.io.atomic import write_text
 
@@ -70,29 +76,27 @@ def _thresholds(record: dict[str, Any]) -> str:
         marked = f" (marks {share:.1%} of its training pixels as content)" if share else ""
         return f"{side.upper()} {value:.6g}{marked}"
 
+    other = " --other B_IMAGE" if record["config"].get("shared_range") else ""
     return (f"Content thresholds (raw units): {one('a')}, {one('b')}. `utom threshold IMAGE "
-            f"--task {record['task']} --domain a` fits the same threshold on the same images "
-            "and previews its mask.")
+            f"--task {record['task']} --domain a{other}` fits the same threshold on the same "
+            "images and previews its mask.")
 
 
-def upsampling_note(upsampling: str | None, budget: str) -> str:
-    """Why the generators upsample as they do: resize-conv is the default of the budgets it
-    measured better at; the paper's transposed convs stay the ``full`` budget's."""
-    default = BUDGETS[Budget(budget)].get("upsampling", "transpose")
-    chosen = f"the default of budget {budget}" if upsampling == default else "as set"
+def upsampling_note(upsampling: str | None) -> str:
+    """Why the generators upsample as they do: resize-conv is the default (no checkerboard,
+    measured better on the restoration tasks); the paper's transposed convs stay selectable."""
     if upsampling == "resize":
-        return (f"Upsampling: resize-then-convolve, {chosen}: no checkerboard texture, and at "
-                "the quick and demo budgets it measured better than the paper's transposed "
-                "convolutions (docs/training.md), which budget `full` keeps "
-                "(`--set upsampling=transpose`).")
-    return (f"Upsampling: transposed convolutions as in the paper, {chosen}; they can leave a "
-            "checkerboard texture (`--set upsampling=resize` does not).")
+        return ("Upsampling: resize-then-convolve (the default): no checkerboard texture, and "
+                "it measured better than the paper's transposed convolutions "
+                "(docs/training.md; `--set upsampling=transpose` for the paper's layout).")
+    return ("Upsampling: transposed convolutions as in the paper, as set; they can leave a "
+            "checkerboard texture (the default, resize-then-convolve, does not).")
 
 
-def _settings(cfg: dict[str, Any], budget: str) -> list[str]:
+def _settings(cfg: dict[str, Any]) -> list[str]:
     return ["| setting | value |", "|---|---|",
             *[f"| {k} | {_fmt(cfg[k])} |" for k in SETTINGS_SHOWN if k in cfg], "",
-            upsampling_note(cfg.get("upsampling"), budget)]
+            upsampling_note(cfg.get("upsampling"))]
 
 
 def _training(out: Path) -> list[str]:
@@ -130,6 +134,12 @@ def _images(record: dict[str, Any], out: Path) -> list[str]:
     return lines
 
 
+def _warning(metrics: dict[str, float]) -> list[str]:
+    """The worse-than-the-input warning, in bold above everything else, where it applies."""
+    warning = worse_warning(metrics)
+    return [f"**{warning[0].upper()}{warning[1:]}.**", ""] if warning else []
+
+
 def write_report(path: Path, record: dict[str, Any], out: Path) -> None:
     lines = [
         f"# utom run: {record['task']} ({record['method']}, budget {record['budget']})",
@@ -138,6 +148,7 @@ def write_report(path: Path, record: dict[str, Any], out: Path) -> None:
         f"{record['wall_seconds'] / 60:.1f} min in all; utom {record['versions']['utom']}, "
         f"torch {record['versions']['torch']}, {record['machine']['cpus']} CPUs.",
         "",
+        *_warning(record["metrics"]),
         "## Data",
         "",
         *[f"- {note}" for note in record["notes"]],
@@ -146,7 +157,7 @@ def write_report(path: Path, record: dict[str, Any], out: Path) -> None:
         "",
         "## Settings",
         "",
-        *_settings(record["config"], record["budget"]),
+        *_settings(record["config"]),
         "",
         "## Metrics (mean over test images)",
         "",

@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 
 from utom_core import __version__, runs
-from utom_core.config import Budget, Method, TrainConfig
+from utom_core.config import Budget, TrainConfig
 from utom_core.errors import Interrupted, UtomError
+from utom_core.evaluation.guide import worse_warning
 from utom_core.evaluation.streamed import evaluate_prediction
 from utom_core.inference import TileOptions, output_name, predict_file
 from utom_core.io.atomic import write_json
+from utom_core.plugins import get_registry
 from utom_core.rundirs import (
     DATA_SUBDIR,
     METRICS_FILE,
@@ -48,6 +50,8 @@ class RunOutcome:
     out_dir: Path
     metrics: dict[str, Any]
     summary: str
+    warning: str = ""
+    """Said when the prediction scores below its input on a reference (``worse_warning``)."""
 
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -64,15 +68,16 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
     Under torchrun rank 0 does all of it; the other ranks only train with it."""
 
     distributed.join(cfg.device)
-    if distributed.launched() and cfg.method is Method.supervised:
+    paired = get_registry().method(cfg.method).paired
+    if distributed.launched() and paired:
         raise UtomError("--method supervised trains in one process: start it without torchrun")
     if not distributed.ranks().main:
         return _other_rank(task, cfg, out)
     start = time.perf_counter()
     if data is not None:
         check_user_data(task, data, out, held_out.inputs() if held_out else [])
-        if cfg.method is Method.supervised:  # user_data keeps one side of any aligned pair
-            raise UtomError("--method supervised trains on a task's demo pairs; it does not "
+        if paired:  # user_data keeps one side of any aligned pair
+            raise UtomError(f"--method {cfg.method} trains on a task's demo pairs; it does not "
                             "take --a/--b")
     existed = out.exists()
     aside = prepare_out_dir(out, overwrite)
@@ -86,7 +91,7 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
             data = held_out.cut(data, out / DATA_SUBDIR)
             record_outputs(out)
         distributed.share(data)
-        if cfg.method is Method.supervised:
+        if paired:
             result = train_supervised(task, cfg, out / RUN_SUBDIR, data.pairs,
                                       fit_on=(data.a, data.b), show_progress=show_progress)
         else:
@@ -123,7 +128,7 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
     record_outputs(out)
     summary_metrics = _mean([row["metrics"] for row in rows])
     record = {
-        "task": task.name, "plugin": task.plugin, "method": cfg.method.value,
+        "task": task.name, "plugin": task.plugin, "method": cfg.method,
         "budget": budget.value, "seed": cfg.seed, "iterations": result.iteration,
         "wall_seconds": round(time.perf_counter() - start, 1),
         "train_seconds": round(train_seconds, 1),
@@ -139,7 +144,7 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
     write_report(out / REPORT_FILE, record, out)
     record_outputs(out)  # the report's figures
     summary = _summary_line(task, cfg, summary_metrics, record["wall_seconds"], out)
-    return RunOutcome(out, record, summary)
+    return RunOutcome(out, record, summary, worse_warning(summary_metrics))
 
 
 def _validation(data: TaskData) -> list[tuple[Path, Path | None]]:
@@ -164,7 +169,7 @@ def _summary_line(task: Task, cfg: TrainConfig, metrics: dict[str, float], secon
                   out: Path) -> str:
     shown = [f"{k} {v:.3f}" for k, v in metrics.items()
              if k in ("psnr", "psnr_input", "ssim", "ssim_input", "content_iou")]
-    return (f"{task.name} [{cfg.method.value}]: " + ", ".join(shown) +
+    return (f"{task.name} [{cfg.method}]: " + ", ".join(shown) +
             f" in {seconds / 60:.1f} min → {out / REPORT_FILE}")
 
 

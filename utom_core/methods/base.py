@@ -1,0 +1,103 @@
+"""The method interface: what a training objective brings to utom's trainer.
+
+A method names the networks it trains (a ``g_ab`` generator always, a ``g_ba`` where it is
+two-sided, discriminators, projection heads, …), their optimisers, its loss terms and one
+training step. The trainer owns everything else — tiles, learning-rate and ρ schedules, EMA
+of the generators, checkpoints and bit-exact resume, DDP, validation, previews, logs — so a
+method registered by a third-party package (``register_methods``) gets all of it unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from utom_core.config import TrainConfig
+from utom_core.methods.losses import SaliencyPair
+from utom_core.methods.pool import ImagePool
+from utom_core.networks.base import Generator
+
+GeneratorFactory = Callable[[int, int], Generator]
+"""Builds the run's registered generator architecture for (in, out) channels."""
+
+
+@dataclass
+class StepContext:
+    """What one step may use besides the networks: the run's settings, the saliency
+    operators, ρ now, the run's own random generator (checkpointed: draw from it, never from
+    a fresh one), the image pools of generated A and B images, and autocast."""
+
+    cfg: TrainConfig
+    saliency: SaliencyPair
+    rho: float
+    rng: np.random.Generator
+    pools: tuple[ImagePool, ImagePool]
+    autocast: Callable[[], contextlib.AbstractContextManager]
+
+
+@dataclass
+class StepNetworks:
+    """The method's modules as a step calls them: ``trained`` (DDP across ranks, compiled)
+    for the module being updated, ``plain`` (compiled only) for a frozen module judging
+    another's output — a DDP forward whose backward never reaches its weights would stall
+    the next step."""
+
+    trained: dict[str, nn.Module]
+    plain: dict[str, nn.Module]
+
+
+class Method:
+    """A registered method as listings, the bench and the workflow see it. Subclasses set
+    these as class attributes; an instance may set them by keyword."""
+
+    name: str = ""
+    summary: str = ""
+    two_sided: bool = True
+    """Trains a B → A generator too (``utom predict --direction b2a``)."""
+    paired: bool = False
+    """Trains on aligned pairs (the supervised ceiling, ``training.supervised``): ``utom
+    run`` on a task's demo pairs only; the unpaired methods subclass ``TrainingMethod``."""
+    source: str = ""
+    """Where the method and its defaults come from (paper, code), for the docs and listings."""
+
+    def __init__(self, **attributes: Any) -> None:
+        for key, value in attributes.items():
+            if not hasattr(type(self), key):
+                raise TypeError(f"{type(self).__name__} has no attribute {key!r}")
+            setattr(self, key, value)
+
+    def not_applicable(self, cfg: TrainConfig, channels: tuple[int, int]) -> str | None:
+        """Why the method cannot train a task mapping ``channels`` (A, B) under ``cfg``, or
+        None; ``utom bench`` reports it as "not applicable", training refuses it."""
+        return None
+
+
+class TrainingMethod(Method, ABC):
+    """An unpaired objective the trainer runs; registered instances are shared by every run,
+    so per-run state lives in the modules ``build`` returns."""
+
+    loss_terms: tuple[str, ...]
+    """The terms ``step`` returns, in log order; "generator" is the total G objective."""
+
+    @abstractmethod
+    def build(self, cfg: TrainConfig, channels: tuple[int, int],
+              generator: GeneratorFactory) -> dict[str, nn.Module]:
+        """Every module the method trains, by checkpoint name (``g_ab`` always; ``g_ba`` if
+        two-sided); called once with the torch seed set, so weights repeat per seed."""
+
+    @abstractmethod
+    def optimisers(self, modules: dict[str, nn.Module],
+                   cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers, by checkpoint name; the trainer sets their learning rate."""
+
+    @abstractmethod
+    def step(self, ctx: StepContext, nets: StepNetworks, optimisers: dict[str, Any],
+             real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One update of every module; returns ``loss_terms`` (tensors, not synchronised)."""
