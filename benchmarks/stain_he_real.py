@@ -67,6 +67,7 @@ def summary(rows: list[dict], cut: float) -> list[str]:
     lines = [head, "|---" * 8 + "|"]
 
     def stat(values: list[float]) -> str:
+        values = [v for v in values if v == v]  # a mask with no tissue has no tissue colour
         return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "–"
 
     for method, runs in by_method.items():
@@ -76,8 +77,8 @@ def summary(rows: list[dict], cut: float) -> list[str]:
         lines.append(
             f"| {method} | {len(ok)} | {failed}/{len(ok)} | {stat(iou)} | "
             f"{stat([r['metrics']['ssim'] for r in ok])} | "
-            f"{stat([r['adjacent']['color_emd_tissue'] for r in ok])} | "
-            f"{stat([r['adjacent']['color_emd_background'] for r in ok])} | "
+            f"{stat([r['adjacent'].get('color_emd_tissue', np.nan) for r in ok])} | "
+            f"{stat([r['adjacent'].get('color_emd_background', np.nan) for r in ok])} | "
             f"{stat([r['train_seconds'] / r['iterations'] for r in ok])} |")
     return lines
 
