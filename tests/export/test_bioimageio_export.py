@@ -241,3 +241,16 @@ def test_without_bioimageio_core_the_export_says_how_to_install_it(smoke: Smoke,
                           env=offline_env(tmp_path), timeout=120)
     one_line_error(Result(done.returncode, done.stdout, done.stderr), "utom[bioimageio]")
     assert list(tmp_path.glob("*.zip")) == []
+
+
+def test_a_one_sided_cut_run_exports_and_passes_bioimageio_test(smoke: Smoke, tmp_path):
+    """Export reads the A → B generator only, so a method without F exports like any run."""
+    run = tmp_path / "cut"
+    trained = run_offline(tmp_path, "train", "denoise", "--a", smoke.a[0], "--b", smoke.b[0],
+                          "--out", run, "--method", "cut", "--budget", "smoke", "--set",
+                          "n_blocks=1", "--set", "d_layers=2", "--set", "sample_pixels=5000")
+    assert trained.returncode == 0, trained.stderr
+    package = tmp_path / "cut.zip"
+    exported = run_offline(tmp_path, "export", run, "--bioimageio", package)
+    assert exported.returncode == 0, exported.stderr
+    assert "`cut`" in _member(package, "README.md").decode()

@@ -219,3 +219,13 @@ def test_a_run_of_two_ranks_resumes_with_two_only(straight: Job, cli):
     result = cli("train", "denoise", "--resume", "--out", straight.run, "--iterations", "10")
     one_line_error(result, "trained by 2 process(es)", "--nproc-per-node")
     assert snapshot(straight.run) == before
+
+
+def test_a_contrastive_method_keeps_every_rank_identical(tmp_path, data: Data):
+    """fastcut reads G's encoder outside its DDP wrapper and runs its projection heads twice a
+    step; the ranks (each with its own flips and patch positions) still hold one model."""
+    job = new_job(tmp_path)
+    job.finish(*train_args(data, job.run), "--method", "fastcut")
+    steps = job.hashes(0)
+    assert len(steps) == ITERATIONS and steps == job.hashes(1)
+    assert len({line.split()[1] for line in steps}) == ITERATIONS
