@@ -10,7 +10,9 @@ mirrored back before comparing); ``utom-cut``: ``cut`` plus UTOM's saliency cons
 
 Where A and B differ in channel count (stain-he: 1 → 3) G's encoder cannot read B images:
 the NCE identity term is left out, and G(a) is read by the encoder as its channel mean
-broadcast to A's channels (a fixed projection, no parameters).
+broadcast to A's channels — negated where one domain has a dark and the other a bright
+background (autofluorescence → H&E), so content is bright in both images the encoder
+compares (a fixed projection, no parameters).
 """
 
 from __future__ import annotations
@@ -73,10 +75,15 @@ class ContrastiveMethod(TrainingMethod):
         source = torch.flip(real_a, dims=[3]) if flipped else real_a
         zero = real_a.new_zeros((), dtype=torch.float32)
 
+        flip_polarity = (getattr(ctx.saliency.real_a, "inverted", False)
+                         != getattr(ctx.saliency.fake_b, "inverted", False))
+
         def as_input(image: torch.Tensor) -> torch.Tensor:
             if same_channels:
                 return image
-            return image.mean(dim=1, keepdim=True).expand(-1, real_a.shape[1], -1, -1)
+            mean = image.mean(dim=1, keepdim=True)
+            mean = -mean if flip_polarity else mean  # content bright, as in A
+            return mean.expand(-1, real_a.shape[1], -1, -1)
 
         def nce(original: torch.Tensor, output: torch.Tensor, mirrored: bool) -> torch.Tensor:
             return lam * patch_nce_loss(g_plain.encoder_features, run["heads"], original,
