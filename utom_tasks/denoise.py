@@ -71,6 +71,12 @@ def real_noise_data(workdir: Path, seed: int) -> TaskData:
     return writer.finish(notes)
 
 
+def degrade(image: np.ndarray, rng: np.random.Generator, offset: float,
+            peak: float) -> np.ndarray:
+    """The simulated low-SNR image: shot and read noise at PHOTONS (float)."""
+    return poisson_gaussian(image, PHOTONS, READ_NOISE, rng, offset, peak)
+
+
 def simulated_noise_data(workdir: Path, seed: int) -> TaskData:
     """Confocal nuclei with Poisson–Gaussian noise: A = noisy XY slices of the left band,
     B = clean slices of the right band, test = noisy slices of the middle band + clean ones."""
@@ -80,7 +86,7 @@ def simulated_noise_data(workdir: Path, seed: int) -> TaskData:
     offset = float(np.percentile(volume, 1))
 
     def noisy(stack: np.ndarray) -> np.ndarray:
-        return to_uint16(poisson_gaussian(stack, PHOTONS, READ_NOISE, rng, offset, peak))
+        return to_uint16(degrade(stack, rng, offset, peak))
 
     cut_a, cut_test, cut_b = bands(volume.shape[2])
     specimen = "confocal nuclei (nuclei.tif)"

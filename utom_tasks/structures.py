@@ -78,20 +78,11 @@ STRUCTURES: dict[str, Callable[[], np.ndarray]] = {
 """Every structure by name, each a clean (Y, X) float64 image in 16-bit units."""
 
 
-def _degradation(task: str, rng: np.random.Generator, offset: float,
-                 peak: float) -> Callable[[np.ndarray], np.ndarray]:
-    """The task's demo degradation, at the photon levels its demo states."""
-    if task == "sr":
-        sr = super_resolution
-        return lambda part: poisson_gaussian(gaussian_filter(part, sr.PSF_SIGMA), sr.PHOTONS,
-                                             sr.READ_NOISE, rng, offset, peak)
-    if task == "denoise":
-        return lambda part: poisson_gaussian(part, denoise.PHOTONS, denoise.READ_NOISE, rng,
-                                             offset, peak)
-    raise UtomError(f"no structure cases for task {task!r} (sr, denoise)")
+DEGRADATIONS = {"sr": super_resolution.degrade, "denoise": denoise.degrade}
+"""Each task's own demo degradation, at the photon levels its demo states."""
 
 
-CASE_TASKS = ("sr", "denoise")
+CASE_TASKS = tuple(DEGRADATIONS)
 
 
 def structure_case(task: str, structure: str, workdir: Path, seed: int = 0,
@@ -103,7 +94,12 @@ def structure_case(task: str, structure: str, workdir: Path, seed: int = 0,
     clean = STRUCTURES[structure]()[::shrink, ::shrink]
     rng = np.random.default_rng(seed)
     offset, peak = float(np.percentile(clean, 1)), float(np.percentile(clean, 99.9))
-    degrade = _degradation(task, rng, offset, peak)
+    if task not in DEGRADATIONS:
+        raise UtomError(f"no structure cases for task {task!r} ({', '.join(DEGRADATIONS)})")
+
+    def degrade(part: np.ndarray) -> np.ndarray:
+        return DEGRADATIONS[task](part, rng, offset, peak)
+
     axis = int(np.argmax(clean.shape))
     cut_a, cut_test, cut_b = bands(clean.shape[axis], test_fraction=0.25,
                                    gap=max(2, GAP // shrink))

@@ -26,6 +26,13 @@ GAP = 16
 """Guard pixels between bands (well beyond the 3σ PSF radius)."""
 
 
+def degrade(image: np.ndarray, rng: np.random.Generator, offset: float,
+            peak: float) -> np.ndarray:
+    """The simulated wide-field image: Gaussian PSF blur, then shot and read noise (float)."""
+    return poisson_gaussian(gaussian_filter(image, PSF_SIGMA), PHOTONS, READ_NOISE, rng,
+                            offset, peak)
+
+
 def demo_data(workdir: Path, seed: int) -> TaskData:
     """A = blurred + noisy left band, B = sharp right band, test = blurred + noisy middle band
     with the sharp band as reference (all YX uint16)."""
@@ -35,8 +42,7 @@ def demo_data(workdir: Path, seed: int) -> TaskData:
     peak = float(np.percentile(sharp, 99.9))
 
     def widefield(part: np.ndarray) -> np.ndarray:
-        blurred = gaussian_filter(part, PSF_SIGMA)
-        return to_uint16(poisson_gaussian(blurred, PHOTONS, READ_NOISE, rng, offset, peak))
+        return to_uint16(degrade(part, rng, offset, peak))
 
     cut_a, cut_test, cut_b = bands(sharp.shape[1], test_fraction=0.2, gap=GAP)
     rows = slice(None)

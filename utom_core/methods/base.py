@@ -101,3 +101,9 @@ class TrainingMethod(Method, ABC):
     def step(self, ctx: StepContext, nets: StepNetworks, optimisers: dict[str, Any],
              real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
         """One update of every module; returns ``loss_terms`` (tensors, not synchronised)."""
+
+
+def adam(modules: dict[str, nn.Module], cfg: TrainConfig, *names: str) -> torch.optim.Optimizer:
+    """One Adam (the run's lr and betas) over the parameters of the named modules, in order."""
+    params = [p for name in names for p in modules[name].parameters()]
+    return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, foreach=True)

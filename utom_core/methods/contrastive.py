@@ -23,7 +23,13 @@ import torch
 from torch import nn
 
 from utom_core.config import TrainConfig
-from utom_core.methods.base import GeneratorFactory, StepContext, StepNetworks, TrainingMethod
+from utom_core.methods.base import (
+    GeneratorFactory,
+    StepContext,
+    StepNetworks,
+    TrainingMethod,
+    adam,
+)
 from utom_core.methods.losses import discriminator_loss, lsgan, saliency_term
 from utom_core.methods.patchnce import ProjectionHeads, patch_nce_loss
 from utom_core.networks import PatchGAN
@@ -58,11 +64,7 @@ class ContrastiveMethod(TrainingMethod):
 
     def optimisers(self, modules: dict[str, nn.Module],
                    cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-        def adam(*names: str) -> torch.optim.Optimizer:
-            params = [p for name in names for p in modules[name].parameters()]
-            return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, foreach=True)
-
-        return {"opt_g": adam("g_ab", "heads"), "opt_d": adam("d_b")}
+        return {"opt_g": adam(modules, cfg, "g_ab", "heads"), "opt_d": adam(modules, cfg, "d_b")}
 
     def step(self, ctx: StepContext, nets: StepNetworks, optimisers: dict[str, Any],
              real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ from utom_core.methods.base import (
     StepContext,
     StepNetworks,
     TrainingMethod,
+    adam,
 )
 from utom_core.methods.losses import CYCLE_TERMS, discriminator_loss, generator_terms
 from utom_core.networks import PatchGAN
@@ -50,11 +51,8 @@ class CycleMethod(TrainingMethod):
 
     def optimisers(self, modules: dict[str, nn.Module],
                    cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-        def adam(*names: str) -> torch.optim.Optimizer:
-            params = [p for name in names for p in modules[name].parameters()]
-            return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, foreach=True)
-
-        return {"opt_g": adam("g_ab", "g_ba"), "opt_d": adam("d_a", "d_b")}
+        return {"opt_g": adam(modules, cfg, "g_ab", "g_ba"),
+                "opt_d": adam(modules, cfg, "d_a", "d_b")}
 
     def step(self, ctx: StepContext, nets: StepNetworks, optimisers: dict[str, Any],
              real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
