@@ -34,12 +34,15 @@ PSNR_TOLERANCE, SSIM_TOLERANCE = 0.5, 0.01
 """How far below its floor a case may score and still count as holding it."""
 
 
-def run_case(task: str, structure: str, budget: str, seed: int, out: Path) -> dict:
+def run_case(task: str, structure: str, budget: str, seed: int, out: Path,
+             settings: list[str]) -> dict:
     """Build the case and train, predict and evaluate it with ``utom run`` (one thread)."""
     folder = out / f"{task}-{structure}"
     data = structure_case(task, structure, folder / "data", seed)
     command = [sys.executable, "-m", "utom_core", "run", task, "--budget", budget,
                "--seed", str(seed), "--out", str(folder / "run"), "--overwrite"]
+    for setting in settings:
+        command += ["--set", setting]
     for flag, paths in (("--a", data.a), ("--b", data.b), ("--test", data.test),
                         ("--reference", data.reference)):
         for path in paths:
@@ -53,7 +56,7 @@ def run_case(task: str, structure: str, budget: str, seed: int, out: Path) -> di
     metrics = record["metrics"]
     return {"task": task, "structure": structure, "seconds": time.perf_counter() - start,
             "metrics": metrics, "thresholds": record["thresholds"],
-            "fractions": record["content_fractions"],
+            "fractions": record["content_fractions"], "sources": record["threshold_sources"],
             "holds": (metrics["psnr"] >= metrics["psnr_input"] - PSNR_TOLERANCE
                       and metrics["ssim"] >= metrics["ssim_input"] - SSIM_TOLERANCE),
             "images": [record["images"][0][key] for key in ("test", "prediction", "reference")]}
@@ -70,7 +73,8 @@ def line(row: dict) -> str:
             f"{m.get('content_iou', float('nan')):.2f}  "
             f"{'holds the floor' if row['holds'] else 'BELOW THE FLOOR'}  "
             f"thresholds {row['thresholds']['a']:.0f}/{row['thresholds']['b']:.0f} "
-            f"({row['fractions']['a']:.1%}/{row['fractions']['b']:.1%} content)  "
+            f"({row['fractions']['a']:.1%}/{row['fractions']['b']:.1%} content, "
+            f"{'/'.join(row['sources'][side].split()[0] for side in 'ab')})  "
             f"{row['seconds'] / 60:.1f} min")
 
 
@@ -105,12 +109,16 @@ def main() -> None:
     parser.add_argument("--cases", nargs="*", metavar="TASK:STRUCTURE",
                         default=[f"{t}:{s}" for t in CASE_TASKS for s in STRUCTURES])
     parser.add_argument("--out", type=Path, default=Path("structures-bench"))
+    parser.add_argument("--set", dest="settings", action="append", default=[],
+                        metavar="KEY=VALUE", help="a training setting for every case")
     args = parser.parse_args()
     cases = [case.split(":") for case in args.cases]
+    settings = " ".join(args.settings) or "the tasks' own"
     print(f"budget {args.budget}, seed {args.seed}, {len(cases)} cases, {args.jobs} jobs "
-          f"of one thread, {os.cpu_count()} CPUs", flush=True)
+          f"of one thread, {os.cpu_count()} CPUs, settings {settings}", flush=True)
     with ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_case, task, structure, args.budget, args.seed, args.out)
+        futures = [pool.submit(run_case, task, structure, args.budget, args.seed, args.out,
+                               args.settings)
                    for task, structure in cases]
         rows = []
         for future in futures:

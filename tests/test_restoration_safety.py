@@ -125,9 +125,11 @@ def test_threshold_command_with_other_matches_training(tmp_path, cli):
                    show_progress=False)
     assert f"threshold {result.meta.threshold_a:.6g} (triangle estimate on both domains" \
         in shown.out
+    assert result.meta.threshold_source_a.startswith("triangle estimate on both domains; "
+                                                     "sparse content: the midpoint estimate")
     alone = cli("threshold", data.a[0], "--task", "sr")
     assert "--other" in alone.out
-    refused = cli("threshold", data.a[0], "--task", "denoise", "--other", data.b[0])
+    refused = cli("threshold", data.a[0], "--task", "label", "--other", data.b[0])
     assert refused.code != 0 and "no shared_range" in refused.err
 
 
@@ -159,3 +161,19 @@ def test_run_warns_when_the_prediction_is_worse_than_its_input(tmp_path, cli):
     assert "psnr" in done.err.split("warning:")[1]
     report = (tmp_path / "out" / "report.md").read_text()
     assert report.index("Warning: the prediction is worse") < report.index("## Data")
+
+
+def test_a_shared_range_over_domains_in_different_units_is_doubted(tmp_path, cli):
+    """A 10× dimmer exposure of the same specimen: sr pools the ranges; the run says so and
+    names the settings that train the domains apart."""
+    data = structure_case("sr", "neurites", tmp_path / "case", shrink=2)
+    dim = tmp_path / "dim_a.tif"
+    tifffile.imwrite(dim, (tifffile.imread(data.a[0]) // 10).astype(np.uint16))
+    done = cli("train", "sr", "--a", dim, "--b", data.b[0], "--out", tmp_path / "run",
+               "--budget", "smoke", "--set", "iterations=1")
+    assert done.code == 0, done.err
+    assert "shared_range: domain A's own intensity span" in done.err
+    assert "--set shared_range=false --set anchor_sigma=0" in done.err
+    same = cli("train", "sr", "--a", data.a[0], "--b", data.b[0], "--out", tmp_path / "same",
+               "--budget", "smoke", "--set", "iterations=1")
+    assert same.code == 0 and "shared_range:" not in same.err

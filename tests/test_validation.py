@@ -124,3 +124,34 @@ def test_utom_run_validates_on_its_test_images(cli, tmp_path, blob_tiffs):
     logged = [json.loads(line) for line in (out / "run" / runs.VAL_LOG_FILE).read_text()
               .splitlines()]
     assert [r["iteration"] for r in logged] == [2, 4] and "psnr" in logged[0]
+
+
+def test_utom_run_predicts_with_the_model_content_iou_picked(cli, tmp_path, blob_tiffs):
+    """denoise predicts with its best validation by content IoU, never by the references:
+    the model is the first of the highest IoU logged, and it is what `utom predict
+    --checkpoint best` uses; val_metric=psnr is refused with it, last predicts with the last."""
+    val = held_out(tmp_path)
+    out = tmp_path / "out"
+    base = ["run", "denoise", "--a", *blob_tiffs["a"][:1], "--b", *blob_tiffs["b"][:1],
+            "--test", val[0], "--reference", val[1], *TINY_ARGS, "--iterations", "4",
+            "--set", "val_every=1"]
+    result = cli(*base, "--out", out)
+    assert result.code == 0, result.err
+    record = json.loads((out / "metrics.json").read_text())
+    logged = [json.loads(line) for line in (out / "run" / runs.VAL_LOG_FILE).read_text()
+              .splitlines()]
+    ious = [row["content_iou"] for row in logged]
+    used = record["predicted_with"]
+    assert used["model"] == "best" and used["metric"] == "content_iou"
+    assert used["iteration"] == logged[ious.index(max(ious))]["iteration"]
+    again = tmp_path / "again.tif"
+    assert cli("predict", out / "run", val[0], "--out", again, "--checkpoint", "best").code == 0
+    assert np.array_equal(tifffile.imread(again),
+                          tifffile.imread(record["images"][0]["prediction"]))
+    assert "Predicted with `model_best.pt`" in (out / "report.md").read_text()
+    one_line_error(cli(*base, "--out", tmp_path / "psnr", "--set", "val_metric=psnr"),
+                   "run_checkpoint=best", "references")
+    last = cli(*base, "--out", tmp_path / "last", "--set", "run_checkpoint=last")
+    assert last.code == 0, last.err
+    used = json.loads((tmp_path / "last" / "metrics.json").read_text())["predicted_with"]
+    assert used == {"model": "last", "iteration": 4}

@@ -69,6 +69,11 @@ class TrainConfig(BaseModel):
     restoration tasks, docs/training.md) or the paper's transposed convolutions."""
     residual: bool = False
     """Generators learn a correction to their input (identity at start; equal channels only)."""
+    anchor_sigma: float = Field(0.0, ge=0, le=64)
+    """σ in pixels of the input's low frequencies the generators keep (output + lowpass(input −
+    output); 0: off; equal channels only): a restoration may then change only the detail finer
+    than σ, never dim or drop content at coarser scales. For same-unit tasks whose degradation
+    keeps the coarse image (noise, blur); σ several times the blur's."""
     norm_affine: bool = False
     """Generator norm layers learn a per-channel scale and shift (the authors' batch norm as their
     test script applies it, one image at a time; set by ``utom import-generator``)."""
@@ -157,6 +162,11 @@ class TrainConfig(BaseModel):
     val_metric: Literal["auto", "psnr", "ssim", "content_iou"] = "auto"
     """Validation score that picks the best model; auto: psnr where every validation image
     has a reference, else content_iou."""
+    run_checkpoint: Literal["last", "best"] = "last"
+    """The model ``utom run`` predicts its tests with: the last, or the best by validation on
+    the test images' content IoU alone — never by their references, which would flatter the
+    scores it reports. GAN restorations drift from a good early model as they chase the other
+    domain's statistics; the input's content kept tells when, without ground truth."""
     seed: int = Field(0, ge=0, le=2**63 - 1)
     """Seed of every random choice: a run is bit-for-bit repeatable on CPU."""
 

@@ -75,6 +75,12 @@ class RunMeta(BaseModel):
     """Share of domain A's fitting sample its threshold marks as content (None: runs of
     earlier utoms)."""
     content_fraction_b: float | None = None
+    threshold_source_a: str | None = None
+    """Where domain A's threshold came from ("given", "triangle estimate; sparse content: …");
+    None: runs of earlier utoms."""
+    threshold_source_b: str | None = None
+    range_note: str = ""
+    """A doubt about a shared range (``fitting.range_note``), said after training."""
     inputs_a: list[InputFile | str] = []
     """Domain A's files; plain paths (as given, perhaps relative) in runs of earlier utoms."""
     inputs_b: list[InputFile | str] = []

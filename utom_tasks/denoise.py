@@ -133,6 +133,7 @@ TASK = Task(
     domain_a=Domain(name="low-SNR fluorescence", channels=1, dtype=PixelType.uint16,
                     saliency_smooth=1.5),
     domain_b=Domain(name="high-SNR fluorescence", channels=1, dtype=PixelType.uint16),
+    training={"shared_range": True, "anchor_sigma": 2.0, "run_checkpoint": "best"},
     demo_data=demo_data,
     evaluators=["psnr", "ssim", "content"],
 )

@@ -74,7 +74,8 @@ TASK = Task(
                     percentiles=PERCENTILES),
     domain_b=Domain(name="super-resolved fluorescence", channels=1, dtype=PixelType.uint16,
                     percentiles=PERCENTILES),
-    training={"residual": True, "shared_range": True, "identity": True},
+    training={"residual": True, "shared_range": True, "identity": True, "anchor_sigma": 3.0,
+              "run_checkpoint": "best"},
     demo_data=demo_data,
     evaluators=["psnr", "ssim", "content"],
 )

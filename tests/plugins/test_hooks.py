@@ -106,7 +106,11 @@ class ToyConv(Generator):
 def test_hook_register_generators(cli, plugin, tmp_path):
     plugin(register_generators=lambda register: register(
         "toy-conv", lambda i, o, cfg: ToyConv(i, o)))
-    run = _train(cli, tmp_path, "--set", "generator=toy-conv")
+    paths = _tiffs(tmp_path)
+    refused = cli("train", "denoise", "--a", paths["a"], "--b", paths["b"], "--out",
+                  tmp_path / "no", *TINY, "--set", "generator=toy-conv")
+    assert refused.code != 0 and "does not keep the input's low frequencies" in refused.err
+    run = _train(cli, tmp_path, "--set", "generator=toy-conv", "--set", "anchor_sigma=0")
     state = torch.load(run / "model.pt", weights_only=True)
     assert set(state["g_ab"]) == {"conv.weight", "conv.bias"}
     result = cli("predict", run, tmp_path / "test.tif", "--out", tmp_path / "out.tif")

@@ -53,18 +53,22 @@ def train_command(ctx: click.Context, task_name: str, a_paths: tuple[Path, ...],
     console.print(f"{task.name}: {state} iteration {result.iteration}; run in {run_dir}"
                   + (f"; content thresholds {thresholds(result.meta)}" if result.meta else ""),
                   soft_wrap=True, markup=False)
+    if result.meta and result.meta.range_note:
+        console.print(f"warning: {result.meta.range_note}", soft_wrap=True, markup=False,
+                      style="yellow")
     if result.interrupted:
         raise SystemExit(130)
 
 
 def thresholds(meta: RunMeta) -> str:
     """``A 22617 (37.6% content), B 220 (40.8% content)``, as ``utom threshold`` says them."""
-    def one(side: str, value: float, fraction: float | None) -> str:
-        return f"{side} {value:.6g}" + (f" ({fraction:.1%} content)" if fraction is not None
-                                        else "")
+    def one(side: str, value: float, fraction: float | None, source: str | None) -> str:
+        said = [f"{fraction:.1%} content"] if fraction is not None else []
+        said += [source] if source else []
+        return f"{side} {value:.6g}" + (f" ({', '.join(said)})" if said else "")
 
-    return (one("A", meta.threshold_a, meta.content_fraction_a) + ", "
-            + one("B", meta.threshold_b, meta.content_fraction_b))
+    return (one("A", meta.threshold_a, meta.content_fraction_a, meta.threshold_source_a)
+            + ", " + one("B", meta.threshold_b, meta.content_fraction_b, meta.threshold_source_b))
 
 
 def validation_pairs(images: tuple[Path, ...], references: tuple[Path, ...]

@@ -33,9 +33,12 @@ class DomainFit:
     note: str = ""
     """Why the estimator is not the one asked for, where it is not."""
 
+    def origin(self) -> str:
+        """The source with the reason for it: what run.json and the report keep."""
+        return f"{self.source}; {self.note}" if self.note else self.source
+
     def describe(self) -> str:
-        note = f"; {self.note}" if self.note else ""
-        return (f"threshold {self.threshold:.6g} ({self.source}, raw units{note}) marks "
+        return (f"threshold {self.threshold:.6g} ({self.origin()}, raw units) marks "
                 f"{self.fraction:.1%} of pixels as content")
 
 
@@ -113,6 +116,27 @@ def balanced(samples_a: np.ndarray, samples_b: np.ndarray) -> np.ndarray:
         return samples[:, np.linspace(0, samples.shape[1] - 1, size).astype(int)]
 
     return np.concatenate([thinned(samples_a), thinned(samples_b)], axis=1)
+
+
+UNIT_RATIO = 2.0
+"""How far apart two domains' own intensity spans may be before a shared range is doubted:
+noise and band-to-band content move them by tens of percent, a different exposure by more."""
+
+
+def range_note(samples_a: np.ndarray, samples_b: np.ndarray, domain_a: Domain,
+               domain_b: Domain) -> str:
+    """Where a shared range pools both domains, a word if each domain's own range says they
+    are not in the same units (another exposure, gain or bit depth), else ""."""
+    spans = []
+    for samples, domain in ((samples_a, domain_a), (samples_b, domain_b)):
+        own = fit_normalisation(samples, domain)
+        spans.append(float(np.mean(np.subtract(own.high, own.low))))
+    ratio = max(spans) / max(min(spans), 1e-12)
+    if ratio < UNIT_RATIO:
+        return ""
+    return (f"shared_range: domain A's own intensity span ({spans[0]:.6g}) and B's "
+            f"({spans[1]:.6g}) differ {ratio:.1f}×; if they were not acquired in the same units "
+            "(exposure, gain), train with --set shared_range=false --set anchor_sigma=0")
 
 
 def fit_domain(

@@ -136,6 +136,20 @@ def _weights(v: Any, p: Predictor, work: Path) -> Any:
             parent="pytorch_state_dict"))
 
 
+RANGE_TOLERANCE = 1e-5
+"""Share of the output's raw range a reproduced value may be off by: float32 noise through
+a deep network and a linear postprocessing, far under one grey level of a 16-bit image."""
+
+
+def raw_tolerance(norm: Normalisation) -> float:
+    """The absolute tolerance of the zoo's reproduction test: the default 1e-3, or
+    ``RANGE_TOLERANCE`` of the output's range where that is coarser. Raw 16-bit outputs reach
+    10⁴, where float32 resolves 1e-3 only, so a runtime's other summation order (another conv
+    algorithm, another postprocessing formula) would count as a mismatch by the default."""
+    span = float(np.max(np.subtract(norm.high, norm.low)))
+    return max(1e-3, RANGE_TOLERANCE * span)
+
+
 def describe(card: Card, work: Path, authors: list[str]) -> Any:
     """The package's ModelDescr over the files in ``work`` (validated by bioimageio.spec)."""
     v = _spec()
@@ -151,7 +165,9 @@ def describe(card: Card, work: Path, authors: list[str]) -> Any:
         license=v.LicenseId(LICENSE), documentation=_file(v, work / "README.md"),
         covers=[_file(v, work / "cover.png")], tags=card.tags, inputs=[inputs], outputs=[outputs],
         weights=_weights(v, p, work),
-        config=v.Config(utom=dict(
+        config=v.Config(bioimageio=v.BioimageioConfig(reproducibility_tolerance=[
+            v.ReproducibilityTolerance(absolute_tolerance=raw_tolerance(p.target_norm),
+                                       mismatched_elements_per_million=0)]), utom=dict(
             version=__version__, task=card.meta.task, direction=card.direction,
             weights=card.weights, generator=p.config.generator,
             source_normalisation=p.source_norm.model_dump(mode="json"),

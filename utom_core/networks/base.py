@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -45,6 +47,52 @@ def tanh_output(pre: torch.Tensor, x: torch.Tensor, residual: bool) -> torch.Ten
     if residual:
         pre = pre + torch.atanh(x.clamp(-RESIDUAL_LIMIT, RESIDUAL_LIMIT))
     return torch.tanh(pre)
+
+
+class LowPass(nn.Module):
+    """A fixed separable Gaussian blur of σ ``sigma`` pixels per channel, truncated at 3σ,
+    borders replicated (any tile size). No parameters, no persistent buffers: a generator's
+    state dict is the same with or without one."""
+
+    def __init__(self, sigma: float) -> None:
+        super().__init__()
+        self.radius = math.ceil(3 * sigma)
+        taps = torch.arange(-self.radius, self.radius + 1, dtype=torch.float32)
+        kernel = torch.exp(-(taps**2) / (2 * sigma**2))
+        self.register_buffer("kernel", kernel / kernel.sum(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # one memory layout whatever the caller's (a zoo runner's tensors may be strided
+        # otherwise), so the sums run in one order and every runtime gets the same floats
+        x = x.contiguous()
+        channels, r = x.shape[1], self.radius
+        kernel = self.kernel.to(x.dtype)
+        rows = kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
+        cols = kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
+        x = F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), rows, groups=channels)
+        return F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), cols, groups=channels)
+
+
+def low_pass(sigma: float) -> LowPass | None:
+    """The anchor of a generator with ``anchor_sigma`` σ (None where it is 0: off)."""
+    return LowPass(sigma) if sigma > 0 else None
+
+
+def anchor_radius(anchor: LowPass | None) -> int:
+    """Pixels the anchor adds to a generator's receptive radius."""
+    return anchor.radius if anchor is not None else 0
+
+
+def anchored(output: torch.Tensor, x: torch.Tensor, anchor: LowPass | None) -> torch.Tensor:
+    """``output`` with its low frequencies replaced by the input's: output + lowpass(x − output).
+
+    For restorations in the input's units whose degradation keeps the coarse image (noise,
+    blur, axial blur), the generator may then change only the detail the degradation
+    destroyed: it cannot dim, drop or relocate content at scales above σ, which is what made
+    short GAN runs score below doing nothing on sparse structures."""
+    if anchor is None:
+        return output
+    return torch.clamp(output + anchor(x - output), -1.0, 1.0)
 
 
 def init_weights(module: nn.Module, gain: float = 0.02) -> None:

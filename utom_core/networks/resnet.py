@@ -7,7 +7,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from utom_core.networks.base import Generator, init_weights, tanh_output
+from utom_core.networks.base import (
+    Generator,
+    anchor_radius,
+    anchored,
+    init_weights,
+    low_pass,
+    tanh_output,
+)
 from utom_core.networks.norm import InstanceNorm
 
 Upsampling = Literal["transpose", "resize"]
@@ -60,6 +67,7 @@ class ResnetGenerator(Generator):
         upsampling: Upsampling = "transpose",
         residual: bool = False,
         norm_affine: bool = False,
+        anchor_sigma: float = 0.0,
     ) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.ngf = in_channels, out_channels, ngf
@@ -82,13 +90,14 @@ class ResnetGenerator(Generator):
             layers += upsample_block(ngf * mult, ngf * mult // 2, upsampling, norm_affine)
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7)]
         self.model = nn.Sequential(*layers)
+        self.anchor_sigma, self.anchor = anchor_sigma, low_pass(anchor_sigma)
         init_weights(self)
 
     @property
     def receptive_radius(self) -> int:
         # 7x7 (3) + downsamplings (1 + 2) + 2 convs per block at stride 4 + upsamplings + 7x7 (3)
         up = 4 + 2 if self.upsampling == "transpose" else 8 + 4
-        return 3 + 1 + 2 + 8 * self.n_blocks + up + 3
+        return 3 + 1 + 2 + 8 * self.n_blocks + up + 3 + anchor_radius(self.anchor)
 
     @property
     def size_multiple(self) -> int:
@@ -117,4 +126,4 @@ class ResnetGenerator(Generator):
         return found
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return tanh_output(self.model(x), x, self.residual)
+        return anchored(tanh_output(self.model(x), x, self.residual), x, self.anchor)

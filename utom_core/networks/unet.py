@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from utom_core.networks.base import Generator, init_weights, tanh_output
+from utom_core.networks.base import (
+    Generator,
+    anchor_radius,
+    anchored,
+    init_weights,
+    low_pass,
+    tanh_output,
+)
 from utom_core.networks.norm import InstanceNorm
 from utom_core.networks.resnet import Upsampling, upsample_block
 
@@ -35,6 +42,7 @@ class UnetGenerator(Generator):
         upsampling: Upsampling = "resize",
         residual: bool = False,
         norm_affine: bool = False,
+        anchor_sigma: float = 0.0,
     ) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.depth = in_channels, out_channels, depth
@@ -52,12 +60,14 @@ class UnetGenerator(Generator):
         self.decoders = nn.ModuleList(double_conv(2 * widths[i], widths[i], norm_affine)
                                       for i in range(depth))
         self.head = nn.Sequential(nn.Conv2d(widths[0], out_channels, 1))
+        self.anchor_sigma, self.anchor = anchor_sigma, low_pass(anchor_sigma)
         init_weights(self)
 
     @property
     def receptive_radius(self) -> int:
         # two 3x3 convs per level on the way down and up, pooling and upsampling at each level
-        return sum(5 * 2**level for level in range(self.depth + 1)) + 2 ** (self.depth + 1)
+        return (sum(5 * 2**level for level in range(self.depth + 1)) + 2 ** (self.depth + 1)
+                + anchor_radius(self.anchor))
 
     @property
     def size_multiple(self) -> int:
@@ -71,4 +81,4 @@ class UnetGenerator(Generator):
         x = skips.pop()
         for level in reversed(range(self.depth)):
             x = self.decoders[level](torch.cat([self.ups[level](x), skips.pop()], dim=1))
-        return tanh_output(self.head(x), image, self.residual)
+        return anchored(tanh_output(self.head(x), image, self.residual), image, self.anchor)

@@ -80,10 +80,16 @@ class Registry:
         if cfg.generator not in self.generators:
             raise UtomError(f"unknown generator {cfg.generator!r} (registered: "
                             f"{', '.join(sorted(self.generators))})")
-        if cfg.residual and in_channels != out_channels:
-            raise UtomError(f"residual generators need equal channel counts, not {in_channels} "
-                            f"→ {out_channels}; remove residual=true")
-        return self.generators[cfg.generator](in_channels, out_channels, cfg)
+        for on, what, off in ((cfg.residual, "residual generators", "residual=false"),
+                              (cfg.anchor_sigma, "anchor_sigma", "anchor_sigma=0")):
+            if on and in_channels != out_channels:
+                raise UtomError(f"{what} need equal channel counts, not {in_channels} → "
+                                f"{out_channels}; set {off}")
+        generator = self.generators[cfg.generator](in_channels, out_channels, cfg)
+        if getattr(generator, "anchor_sigma", 0.0) != cfg.anchor_sigma:
+            raise UtomError(f"generator {cfg.generator!r} does not keep the input's low "
+                            f"frequencies; set anchor_sigma=0")
+        return generator
 
 
 def _warn(registry: Registry, message: str) -> None:

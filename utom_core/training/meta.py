@@ -8,7 +8,7 @@ from pathlib import Path
 
 from utom_core import runs
 from utom_core.config import TrainConfig
-from utom_core.data.fitting import balanced, fit_domain, fitting_sample
+from utom_core.data.fitting import balanced, fit_domain, fitting_sample, range_note
 from utom_core.data.images import DomainImages
 from utom_core.errors import InputError, UtomError
 from utom_core.task import Task
@@ -39,6 +39,9 @@ def fit_run_meta(task: Task, cfg: TrainConfig, images_a: DomainImages,
         normalisation_a=fit_a.normalisation, normalisation_b=fit_b.normalisation,
         threshold_a=fit_a.threshold, threshold_b=fit_b.threshold,
         content_fraction_a=fit_a.fraction, content_fraction_b=fit_b.fraction,
+        threshold_source_a=fit_a.origin(), threshold_source_b=fit_b.origin(),
+        range_note=range_note(samples_a, samples_b, task.domain_a, task.domain_b)
+        if cfg.shared_range else "",
         **input_records(images_a, images_b),
         images_per_epoch=cfg.decay_length(processes),
     )

@@ -68,18 +68,31 @@ def reading(metrics: dict[str, float]) -> list[str]:
     return lines
 
 
+def _model_used(used: dict[str, Any] | None) -> list[str]:
+    """Which model the scores are of, where it is not simply the last one."""
+    if not used or used["model"] != "best":
+        return []
+    return [f"Predicted with `model_best.pt`: iteration {used['iteration']}, the best "
+            f"{used['metric']} ({used['score']:.3f}) of the validations on the test images, "
+            "picked without their references (`run_checkpoint = \"best\"`; the curve is "
+            "in `run/val_curve.png`).", ""]
+
+
 def _thresholds(record: dict[str, Any]) -> str:
     fractions = record.get("content_fractions") or {}
+    sources = record.get("threshold_sources") or {}
 
     def one(side: str) -> str:
-        value, share = record["thresholds"][side], fractions.get(side)
-        marked = f" (marks {share:.1%} of its training pixels as content)" if share else ""
-        return f"{side.upper()} {value:.6g}{marked}"
+        value, share, source = record["thresholds"][side], fractions.get(side), sources.get(side)
+        said = [f"marks {share:.1%} of its training pixels as content"] if share else []
+        said += [f"from the {source}" if "estimate" in source else source] if source else []
+        return f"{side.upper()} {value:.6g}" + (f" ({'; '.join(said)})" if said else "")
 
     other = " --other B_IMAGE" if record["config"].get("shared_range") else ""
+    doubt = f" Warning: {record['range_note']}." if record.get("range_note") else ""
     return (f"Content thresholds (raw units): {one('a')}, {one('b')}. `utom threshold IMAGE "
             f"--task {record['task']} --domain a{other}` fits the same threshold on the same "
-            "images and previews its mask.")
+            f"images and previews its mask.{doubt}")
 
 
 def upsampling_note(upsampling: str | None) -> str:
@@ -161,6 +174,7 @@ def write_report(path: Path, record: dict[str, Any], out: Path) -> None:
         "",
         "## Metrics (mean over test images)",
         "",
+        *_model_used(record.get("predicted_with")),
         "Most important first. The floor is the untransformed input scored against the same "
         "reference: a restoration must beat it. Tasks that change the channel count have no "
         "floor; their typical values are stated instead.",

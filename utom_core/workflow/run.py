@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from utom_core import __version__, runs
+from utom_core.checkpoints import load_torch
 from utom_core.config import Budget, TrainConfig
 from utom_core.errors import Interrupted, UtomError
 from utom_core.evaluation.guide import worse_warning
@@ -33,7 +34,7 @@ from utom_core.rundirs import (
     prepare_out_dir,
     record_outputs,
 )
-from utom_core.runs import load_predictor
+from utom_core.runs import chosen_model, load_predictor
 from utom_core.task import Task, TaskData
 from utom_core.training import distributed
 from utom_core.training.supervised import train_supervised
@@ -51,7 +52,8 @@ class RunOutcome:
     metrics: dict[str, Any]
     summary: str
     warning: str = ""
-    """Said when the prediction scores below its input on a reference (``worse_warning``)."""
+    """Said when the prediction scores below its input on a reference (``worse_warning``), or
+    when a shared range looks doubtful (``fitting.range_note``); one per line."""
 
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -69,6 +71,7 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
 
     distributed.join(cfg.device)
     paired = get_registry().method(cfg.method).paired
+    cfg = _picking(cfg, paired)
     if distributed.launched() and paired:
         raise UtomError("--method supervised trains in one process: start it without torchrun")
     if not distributed.ranks().main:
@@ -113,7 +116,8 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
         raise Interrupted(f"{out}: training interrupted at iteration {result.iteration}; continue "
                           f"with `utom train {task.name} --resume --out {out / RUN_SUBDIR}`")
     train_seconds = time.perf_counter() - start
-    predictor = load_predictor(out / RUN_SUBDIR)
+    model = chosen_model(out / RUN_SUBDIR, cfg.run_checkpoint)
+    predictor = load_predictor(model)
     rows = []
     for test, reference in zip(data.test, data.reference, strict=True):
         record_outputs(out)  # what utom wrote is known as utom's (rundirs)
@@ -137,6 +141,10 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
         "thresholds": {"a": predictor.source_threshold, "b": predictor.target_threshold},
         "content_fractions": {"a": result.meta.content_fraction_a if result.meta else None,
                               "b": result.meta.content_fraction_b if result.meta else None},
+        "threshold_sources": {"a": result.meta.threshold_source_a if result.meta else None,
+                              "b": result.meta.threshold_source_b if result.meta else None},
+        "range_note": result.meta.range_note if result.meta else "",
+        "predicted_with": _predicted_with(model, result.iteration),
         "held_out": held_out.record() if held_out else None,
         "versions": _versions(), "machine": _machine(),
     }
@@ -144,7 +152,31 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
     write_report(out / REPORT_FILE, record, out)
     record_outputs(out)  # the report's figures
     summary = _summary_line(task, cfg, summary_metrics, record["wall_seconds"], out)
-    return RunOutcome(out, record, summary, worse_warning(summary_metrics))
+    warnings = [worse_warning(summary_metrics)]
+    warnings += [f"warning: {record['range_note']}"] if record["range_note"] else []
+    return RunOutcome(out, record, summary, "\n".join(filter(None, warnings)))
+
+
+def _picking(cfg: TrainConfig, paired: bool) -> TrainConfig:
+    """The run's settings with what ``run_checkpoint`` implies: ``best`` validates the tests by
+    content IoU alone (their references would flatter the scores reported); a paired method,
+    which does not validate, predicts with its last model."""
+    if cfg.run_checkpoint == "last":
+        return cfg
+    if paired:
+        return cfg.model_copy(update={"run_checkpoint": "last"})
+    if cfg.val_metric in ("psnr", "ssim"):
+        raise UtomError(f"run_checkpoint=best picks among validations of the test images: "
+                        f"val_metric={cfg.val_metric} would pick by their references and "
+                        "flatter the scores reported; use val_metric=content_iou")
+    return cfg.model_copy(update={"val_metric": "content_iou"})
+
+
+def _predicted_with(model: Path, last: int) -> dict[str, Any]:
+    """Which model predicted the tests: the last, or the best validation's (its record)."""
+    if model.name != runs.BEST_MODEL_FILE:
+        return {"model": "last", "iteration": last}
+    return {"model": "best", **load_torch(model)["validation"]}
 
 
 def _validation(data: TaskData) -> list[tuple[Path, Path | None]]:
