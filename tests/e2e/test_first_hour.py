@@ -151,7 +151,7 @@ def test_utom_threshold_and_training_report_the_same_threshold(cli, tmp_path, im
         meta = json.loads((run / "run.json").read_text())
         assert f"{meta['threshold_a']:.6g}" == f"{threshold:.6g}"
         assert f"{meta['content_fraction_a']:.1%}" == fraction
-        assert f"A {threshold:.6g} ({fraction} content)" in result.err
+        assert f"A {threshold:.6g} ({fraction} content, " in result.err
 
 
 def test_the_h_and_e_mask_preview_is_green_with_an_outline(cli, tmp_path, images):

@@ -153,6 +153,8 @@ def fit_domain(
     """
     fit_on = samples if range_samples is None else range_samples
     try:
+        if range_samples is not None:  # a flat domain is refused as such, pooled or not
+            fit_normalisation(samples, domain)
         normalisation = fit_normalisation(fit_on, domain)
     except ValueError as err:
         raise UtomError(f"{where}: {err}") from None

@@ -34,7 +34,7 @@ from utom_core.rundirs import (
     prepare_out_dir,
     record_outputs,
 )
-from utom_core.runs import chosen_model, load_predictor
+from utom_core.runs import load_predictor
 from utom_core.task import Task, TaskData
 from utom_core.training import distributed
 from utom_core.training.supervised import train_supervised
@@ -116,7 +116,9 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
         raise Interrupted(f"{out}: training interrupted at iteration {result.iteration}; continue "
                           f"with `utom train {task.name} --resume --out {out / RUN_SUBDIR}`")
     train_seconds = time.perf_counter() - start
-    model = chosen_model(out / RUN_SUBDIR, cfg.run_checkpoint)
+    model = out / RUN_SUBDIR  # the last, where no validation ran (a test image too small)
+    if cfg.run_checkpoint == "best" and (model / runs.BEST_MODEL_FILE).is_file():
+        model = model / runs.BEST_MODEL_FILE
     predictor = load_predictor(model)
     rows = []
     for test, reference in zip(data.test, data.reference, strict=True):
