@@ -38,17 +38,6 @@ RESIDUAL_LIMIT = 0.999
 """Inputs are clamped to ±this before atanh, which is infinite at ±1."""
 
 
-def tanh_output(pre: torch.Tensor, x: torch.Tensor, residual: bool) -> torch.Tensor:
-    """The generator's tanh output; ``residual`` adds atanh(input) before it.
-
-    A residual generator learns a correction to its input (it is the identity at
-    initialisation), which suits restoration tasks whose output lives on the input's scale.
-    """
-    if residual:
-        pre = pre + torch.atanh(x.clamp(-RESIDUAL_LIMIT, RESIDUAL_LIMIT))
-    return torch.tanh(pre)
-
-
 class LowPass(nn.Module):
     """A fixed separable Gaussian blur of σ ``sigma`` pixels per channel, truncated at 3σ,
     borders replicated (any tile size). No parameters, no persistent buffers: a generator's
@@ -93,6 +82,19 @@ def anchored(output: torch.Tensor, x: torch.Tensor, anchor: LowPass | None) -> t
     if anchor is None:
         return output
     return torch.clamp(output + anchor(x - output), -1.0, 1.0)
+
+
+def tanh_output(pre: torch.Tensor, x: torch.Tensor, residual: bool,
+                anchor: LowPass | None = None) -> torch.Tensor:
+    """The generator's tanh output; ``residual`` adds atanh(input) before it, ``anchor`` then
+    gives it the input's coarse image (``anchored``).
+
+    A residual generator learns a correction to its input (it is the identity at
+    initialisation), which suits restoration tasks whose output lives on the input's scale.
+    """
+    if residual:
+        pre = pre + torch.atanh(x.clamp(-RESIDUAL_LIMIT, RESIDUAL_LIMIT))
+    return anchored(torch.tanh(pre), x, anchor)
 
 
 def init_weights(module: nn.Module, gain: float = 0.02) -> None:

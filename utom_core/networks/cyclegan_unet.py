@@ -10,14 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from utom_core.networks.base import (
-    Generator,
-    anchor_radius,
-    anchored,
-    init_weights,
-    low_pass,
-    tanh_output,
-)
+from utom_core.networks.base import Generator, anchor_radius, init_weights, low_pass, tanh_output
 from utom_core.networks.norm import InstanceNorm
 
 
@@ -77,4 +70,4 @@ class CycleganUnetGenerator(Generator):
         return 2**self.depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return anchored(tanh_output(self.model(x), x, self.residual), x, self.anchor)
+        return tanh_output(self.model(x), x, self.residual, self.anchor)

@@ -7,14 +7,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from utom_core.networks.base import (
-    Generator,
-    anchor_radius,
-    anchored,
-    init_weights,
-    low_pass,
-    tanh_output,
-)
+from utom_core.networks.base import Generator, anchor_radius, init_weights, low_pass, tanh_output
 from utom_core.networks.norm import InstanceNorm
 
 Upsampling = Literal["transpose", "resize"]
@@ -126,4 +119,4 @@ class ResnetGenerator(Generator):
         return found
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return anchored(tanh_output(self.model(x), x, self.residual), x, self.anchor)
+        return tanh_output(self.model(x), x, self.residual, self.anchor)

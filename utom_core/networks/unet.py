@@ -5,14 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from utom_core.networks.base import (
-    Generator,
-    anchor_radius,
-    anchored,
-    init_weights,
-    low_pass,
-    tanh_output,
-)
+from utom_core.networks.base import Generator, anchor_radius, init_weights, low_pass, tanh_output
 from utom_core.networks.norm import InstanceNorm
 from utom_core.networks.resnet import Upsampling, upsample_block
 
@@ -81,4 +74,4 @@ class UnetGenerator(Generator):
         x = skips.pop()
         for level in reversed(range(self.depth)):
             x = self.decoders[level](torch.cat([self.ups[level](x), skips.pop()], dim=1))
-        return anchored(tanh_output(self.head(x), image, self.residual), image, self.anchor)
+        return tanh_output(self.head(x), image, self.residual, self.anchor)
