@@ -14,6 +14,7 @@ from utom_core.data.fitting import (
     content_fraction,
     estimate_threshold,
     fit_domain,
+    range_note,
 )
 from utom_core.domain import Domain, Polarity
 from utom_core.errors import UtomError
@@ -137,7 +138,9 @@ def test_below_floor_names_every_worse_metric():
     metrics = {"psnr": 27.5, "psnr_input": 33.3, "ssim": 0.85, "ssim_input": 0.84,
                "ssim_c0": 0.2, "ssim_input_c0": 0.3, "content_iou": 0.5}
     worse = below_floor(metrics)
-    assert len(worse) == 2 and worse[0].startswith("psnr 27.5 dB is below the input's 33.3")
+    assert len(worse) == 2 and worse[0].startswith("psnr 27.5 dB is 5.8 dB below the input's 33.3")
+    hair = below_floor({"psnr": 26.2374, "psnr_input": 26.2380})
+    assert hair == ["psnr 26.2 dB is 0.0006 dB below the input's 26.2 dB"]
     assert "SSIM" not in worse_warning({"psnr": 30.0, "psnr_input": 29.0}) == ""
 
 
@@ -172,8 +175,26 @@ def test_a_shared_range_over_domains_in_different_units_is_doubted(tmp_path, cli
     done = cli("train", "sr", "--a", dim, "--b", data.b[0], "--out", tmp_path / "run",
                "--budget", "smoke", "--set", "iterations=1")
     assert done.code == 0, done.err
-    assert "shared_range: domain A's own intensity span" in done.err
+    assert "shared_range: domain A's intensity span" in done.err
     assert "--set shared_range=false --set anchor_sigma=0" in done.err
     same = cli("train", "sr", "--a", data.a[0], "--b", data.b[0], "--out", tmp_path / "same",
                "--budget", "smoke", "--set", "iterations=1")
     assert same.code == 0 and "shared_range:" not in same.err
+
+
+def test_noise_alone_does_not_doubt_a_shared_range():
+    """denoise's case: a clean domain and the same specimen with Poisson noise (spans ~2×
+    apart, same mean) raise no doubt, nor does a sparser band (same span, a third of the
+    mean); the same specimen at a tenth of the exposure does."""
+    rng = np.random.default_rng(0)
+    clean = np.zeros((64, 64))
+    clean[16:48, 16:48] = 400.0
+    clean = np.tile(clean, (4, 4)).ravel()[None]
+    noisy = rng.poisson(clean / 50.0).astype(float) * 50.0
+    dim = rng.poisson(clean / 200.0).astype(float) * 2.0
+    domain = Domain(name="fluorescence", channels=1)
+    sparse = clean.copy()
+    sparse[:, : sparse.shape[1] * 2 // 3] = 0.0
+    assert range_note(noisy, clean, domain, domain) == ""
+    assert range_note(sparse, clean, domain, domain) == ""
+    assert "differ" in range_note(dim, clean, domain, domain)

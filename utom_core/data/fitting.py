@@ -119,24 +119,32 @@ def balanced(samples_a: np.ndarray, samples_b: np.ndarray) -> np.ndarray:
 
 
 UNIT_RATIO = 2.0
-"""How far apart two domains' own intensity spans may be before a shared range is doubted:
-noise and band-to-band content move them by tens of percent, a different exposure by more."""
+"""How far apart two domains' spans, and their mean levels, may both be before a shared range
+is doubted: noise or content share moves one of them that far, a different exposure both."""
 
 
 def range_note(samples_a: np.ndarray, samples_b: np.ndarray, domain_a: Domain,
                domain_b: Domain) -> str:
-    """Where a shared range pools both domains, a word if each domain's own range says they
-    are not in the same units (another exposure, gain or bit depth), else ""."""
-    spans = []
+    """Where a shared range pools both domains, a word if their intensities say they are not
+    in the same units (another exposure, gain or bit depth), else "".
+
+    Two measures, each above the domain's own low percentile, must both differ: its span and
+    its mean level. Zero-mean noise stretches the span of a noisy domain (denoise's are 2×
+    apart) but leaves its mean; a sparse band's mean is a fraction of a dense one's at the
+    same span; another exposure scales both."""
+    spans, levels = [], []
     for samples, domain in ((samples_a, domain_a), (samples_b, domain_b)):
         own = fit_normalisation(samples, domain)
-        spans.append(float(np.mean(np.subtract(own.high, own.low))))
-    ratio = max(spans) / max(min(spans), 1e-12)
-    if ratio < UNIT_RATIO:
+        low = np.asarray(own.low)
+        spans.append(float(np.mean(np.asarray(own.high) - low)))
+        levels.append(float(np.mean(np.mean(samples, axis=1) - low)))
+    ratios = [max(pair) / max(min(pair), 1e-12) for pair in (spans, levels)]
+    if min(ratios) < UNIT_RATIO:
         return ""
-    return (f"shared_range: domain A's own intensity span ({spans[0]:.6g}) and B's "
-            f"({spans[1]:.6g}) differ {ratio:.1f}×; if they were not acquired in the same units "
-            "(exposure, gain), train with --set shared_range=false --set anchor_sigma=0")
+    return (f"shared_range: domain A's intensity span ({spans[0]:.6g}) and mean level "
+            f"({levels[0]:.6g}) above its background differ {min(ratios):.1f}× or more from "
+            f"B's ({spans[1]:.6g}, {levels[1]:.6g}); if they were not acquired in the same "
+            "units (exposure, gain), train with --set shared_range=false --set anchor_sigma=0")
 
 
 def fit_domain(

@@ -108,8 +108,11 @@ def verdict(name: str, value: float, floor: float | None) -> str:
 
 def below_floor(metrics: dict[str, float]) -> list[str]:
     """One sentence per metric that scores below its floor: the prediction is further from
-    the reference than the untransformed input (said by ``utom run`` and the report)."""
-    return [f"{name} {metrics[name]:.3g}{guide(name).unit} is below the input's "
+    the reference than the untransformed input (said by ``utom run`` and the report). The gap
+    is given on its own: a model that stayed at its input is a hair below it, at the same
+    rounded score, and that reads differently from a drop of decibels."""
+    return [f"{name} {metrics[name]:.3g}{guide(name).unit} is "
+            f"{metrics[floor_of(name)] - metrics[name]:.2g}{guide(name).unit} below the input's "
             f"{metrics[floor_of(name)]:.3g}{guide(name).unit}"
             for name in ordered(metrics)
             if floor_of(name) in metrics and metrics[name] < metrics[floor_of(name)]]
