@@ -17,6 +17,7 @@ parallel torch jobs on few cores); each run still fills ``--minutes`` of wall ti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import time
@@ -104,17 +105,13 @@ def main() -> None:
           f"run, budget bench networks, seed {args.seed}, {args.jobs} job(s)", flush=True)
     runs = [(task_name, method, args.minutes, args.points, args.seed, args.out)
             for task_name in args.tasks for method in METHODS]
+    pool = (ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                initializer=one_thread) if args.jobs > 1 else None)
     results = []
-    if args.jobs == 1:
-        for run in runs:
-            results.append(curve(*run))
-            print(summary(results[-1]), flush=True)
-    else:
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=one_thread) as pool:
-            for result in pool.map(curve, *zip(*runs, strict=True)):
-                results.append(result)
-                print(summary(result), flush=True)
+    with pool or contextlib.nullcontext():
+        for result in (pool.map if pool else map)(curve, *zip(*runs, strict=True)):
+            results.append(result)
+            print(summary(result), flush=True)
     (args.out / "learning_curves.json").write_text(json.dumps(results, indent=1))
     panels = {}
     for task_name in args.tasks:
