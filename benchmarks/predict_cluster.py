@@ -37,7 +37,7 @@ def demo_model(folder: Path) -> Path:
     loads; the weights do not change the cost)."""
     import torch
 
-    from utom_core import runs
+    from utom_core import trained
     from utom_core.checkpoints import save_torch
     from utom_core.config import BUDGETS, Budget, TrainConfig
     from utom_core.domain import Domain, Normalisation
@@ -49,14 +49,14 @@ def demo_model(folder: Path) -> Path:
     g = get_registry().build_generator(cfg, 1, 1)
     domain = Domain(name="fluorescence", channels=1, dtype="uint16")
     norm = Normalisation(low=(1000.0,), high=(40000.0,), dtype="uint16")
-    meta = runs.RunMeta(task="denoise", domain_a=domain, domain_b=domain, images_per_epoch=1,
+    meta = trained.RunMeta(task="denoise", domain_a=domain, domain_b=domain, images_per_epoch=1,
                         normalisation_a=norm, normalisation_b=norm, threshold_a=3000.0,
                         threshold_b=3000.0)
     folder.mkdir(parents=True, exist_ok=True)
     state = g.state_dict()
-    save_torch(dict(format=runs.MODEL_FORMAT, config=cfg.model_dump(mode="json"),
+    save_torch(dict(format=trained.MODEL_FORMAT, config=cfg.model_dump(mode="json"),
                     meta=meta.model_dump(mode="json"), g_ab=state, g_ba=state, ema_ab=state,
-                    ema_ba=state, iteration=1), folder / runs.MODEL_FILE)
+                    ema_ba=state, iteration=1), folder / trained.MODEL_FILE)
     return folder
 
 

@@ -91,9 +91,9 @@ def main() -> None:
     _, height, width = source.info.shape
     raw = source.read((slice(None), slice(None)))
     if args.run:
-        from utom_core.runs import load_predictor
+        from utom_core.trained import load_model
 
-        predictor = load_predictor(args.run)
+        predictor = load_model(args.run)
         generator, norm_in, norm_out = (predictor.generator, predictor.source_norm,
                                         predictor.target_norm)
         model = f"trained run {args.run}"

@@ -30,7 +30,7 @@ from PIL import Image
 
 from utom_core.evaluation.streamed import evaluate_prediction
 from utom_core.plugins import get_registry
-from utom_core.runs import load_predictor
+from utom_core.trained import load_model
 from utom_tasks.demo import bands
 from utom_tasks.stain_he import DATA_ENV, REAL_GAP
 
@@ -50,7 +50,7 @@ def adjacent_he_band(data: Path, out: Path) -> Path:
 def colour_to_adjacent(row: dict, reference: Path, scratch: Path) -> dict[str, float]:
     run_dir = Path(row["run_dir"])
     record = json.loads((run_dir / "metrics.json").read_text())["images"][0]
-    predictor = load_predictor(run_dir / "run")
+    predictor = load_model(run_dir / "run")
     evaluation = evaluate_prediction(get_registry().task("stain-he"), predictor,
                                      Path(record["test"]), Path(record["prediction"]),
                                      reference, scratch)

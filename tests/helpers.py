@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from utom_core import hookspecs
+from utom_core.domain import Domain, Normalisation
+from utom_core.inference import TileOptions, output_info, predict_image
 from utom_core.inference.tiling import Stitcher, TileGrid, pad_to
 from utom_core.io.base import ImageInfo
 from utom_core.networks import Generator
+from utom_core.task import Slicing, Task
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PLUGIN = REPO / "plugins" / "utom-example-task"
@@ -100,3 +105,42 @@ def validate_ome_zarr(path: Path) -> list[np.ndarray]:
     levels = [np.asarray(level) for level in node.data]
     assert len(levels) == len(multiscale.datasets)
     return levels
+
+
+# toy training runs shared by the training tests
+TINY = dict(ngf=8, n_blocks=1, ndf=8, d_layers=2, tile=32, pool_size=4, sample_pixels=5000,
+            log_every=3, preview_every=1000, checkpoint_every=1000)
+DENOISE = Task(name="toy-denoise", summary="toy",
+               domain_a=Domain(name="noisy", channels=1), domain_b=Domain(name="clean", channels=1))
+
+
+def weights(run_dir):
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    return {k: v for k, v in {**state["g_ab"], **state["ema_ba"]}.items()}
+
+
+def assert_same(w1, w2):
+    assert w1.keys() == w2.keys()
+    for key in w1:
+        assert torch.equal(w1[key], w2[key]), key
+
+
+def predict_array(data: np.ndarray, generator: Generator, in_norm: Normalisation, out_norm=None,
+             **options) -> np.ndarray:
+    out_norm = out_norm or in_norm
+    source = Memory(data)
+    sink = Memory(np.zeros(output_info(source.info, generator.out_channels, out_norm.dtype.value
+                                       ).shape, out_norm.dtype.value))
+    slicing = options.pop("slicing", Slicing.xy)
+    predict_image(source, generator, in_norm, out_norm, sink, TileOptions(**options), slicing)
+    return sink.data
+
+
+def whole_image(generator: Generator, unit: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return generator(torch.from_numpy(unit[None]))[0].numpy()
+
+
+def hook_functions():
+    return {name: fn for name, fn in vars(hookspecs).items()
+            if inspect.isfunction(fn) and hasattr(fn, "utom_spec")}

@@ -20,10 +20,10 @@ from utom_core.config import Budget, TrainConfig, build_config
 from utom_core.errors import UtomError
 from utom_core.io.atomic import write_json
 from utom_core.plugins import get_registry
-from utom_core.rundirs import METRICS_FILE
+from utom_core.run_folders import METRICS_FILE
 from utom_core.task import Task
 from utom_core.training.supervised import NoPairs
-from utom_core.workflow.run import run_workflow
+from utom_core.workflow.end_to_end import run_workflow
 
 BENCH_JSON = "bench.json"
 BENCH_MD = "bench.md"

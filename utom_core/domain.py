@@ -159,12 +159,6 @@ class Normalisation(BaseModel):
         high = float(np.mean(self.high))
         return 2.0 * (raw_threshold - low) / (high - low) - 1.0
 
-    def threshold_to_raw(self, unit_threshold: float) -> float:
-        """Inverse of ``threshold_to_unit``."""
-        low = float(np.mean(self.low))
-        high = float(np.mean(self.high))
-        return (unit_threshold + 1.0) / 2.0 * (high - low) + low
-
 
 def fit_normalisation(samples: np.ndarray, domain: Domain) -> Normalisation:
     """Fit a domain's percentile range on a (C, N) sample of raw pixels from all its images."""

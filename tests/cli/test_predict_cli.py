@@ -9,7 +9,7 @@ import pytest
 import tifffile
 import torch
 
-from utom_core import runs
+from utom_core import trained
 from utom_core.checkpoints import save_torch
 from utom_core.config import TrainConfig
 from utom_core.domain import Domain, Normalisation
@@ -28,15 +28,15 @@ def run_dir(tmp_path_factory):
     torch.manual_seed(0)
     registry = get_registry()
     g_ab, g_ba = registry.build_generator(cfg, 1, 3), registry.build_generator(cfg, 3, 1)
-    meta = runs.RunMeta(
+    meta = trained.RunMeta(
         task="stain-he", domain_a=AF, domain_b=HE, images_per_epoch=1,
         normalisation_a=Normalisation(low=(100.0,), high=(4000.0,), dtype="uint16"),
         normalisation_b=Normalisation(low=(0.0,) * 3, high=(255.0,) * 3, dtype="uint8"),
         threshold_a=500.0, threshold_b=200.0)
     save_torch(dict(
-        format=runs.MODEL_FORMAT, config=cfg.model_dump(mode="json"),
+        format=trained.MODEL_FORMAT, config=cfg.model_dump(mode="json"),
         meta=meta.model_dump(mode="json"), g_ab=g_ab.state_dict(), g_ba=g_ba.state_dict(),
-        ema_ab=g_ab.state_dict(), ema_ba=g_ba.state_dict(), iteration=1), path / runs.MODEL_FILE)
+        ema_ab=g_ab.state_dict(), ema_ba=g_ba.state_dict(), iteration=1), path / trained.MODEL_FILE)
     return path
 
 

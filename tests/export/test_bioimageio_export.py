@@ -19,11 +19,11 @@ import tifffile
 import torch
 from export.offline_run import Smoke, network_attempts, offline_env, run_offline
 from reliability.checks import CLI, leftovers, one_line_error, snapshot
-from reliability.test_full_disk import NO_SPACE, Result, disk  # noqa: F401  (fixture)
 from reliability.test_interruptions import wait_for
+from reliability.test_real_full_disk import NO_SPACE, Result, disk  # noqa: F401  (fixture)
 
 from utom_core.export.card import PAPER_DOI
-from utom_core.runs import load_predictor
+from utom_core.trained import load_model
 
 
 def _member(package: Path, name: str) -> bytes:
@@ -111,7 +111,7 @@ def test_the_package_describes_the_run(smoke: Smoke):
     (low,), (high,) = target["low"], target["high"]
     assert post["scale_linear"].gain == pytest.approx((high - low) / 2)
     assert post["scale_linear"].offset == pytest.approx((high + low) / 2)
-    generator = load_predictor(smoke.run).generator
+    generator = load_model(smoke.run).generator
     halos = {a.halo for a in model.outputs[0].axes if hasattr(a, "halo")}
     assert len(halos) == 1 and halos.pop() >= generator.receptive_radius
     readme = _member(smoke.package, "README.md").decode()

@@ -1,7 +1,7 @@
 """Every hook has a test: toy third-party plugins, registered in-process, used through the CLI.
 
 ``test_every_hook_has_a_test`` fails when a hook is added to ``utom_core.hookspecs`` without a
-``test_hook_<name>`` here (as ``tests/test_docs.py`` fails when it is not documented).
+``test_hook_<name>`` here (as ``tests/project/test_docs.py`` fails when it is not documented).
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from helpers import blobs
-from test_docs import hook_functions
+from helpers import blobs, hook_functions
 
 from utom_core import plugins
 from utom_core.domain import Domain

@@ -13,7 +13,7 @@ import tifffile
 import torch
 from helpers import blobs
 
-from utom_core import runs
+from utom_core import trained
 from utom_core.checkpoints import save_torch
 from utom_core.config import TrainConfig
 from utom_core.domain import Domain, Normalisation
@@ -76,7 +76,7 @@ def save_model(path: Path, domain_a: Domain, domain_b: Domain, task: str,
     torch.manual_seed(0)
     g_ab = get_registry().build_generator(cfg, domain_a.channels, domain_b.channels)
     g_ba = get_registry().build_generator(cfg, domain_b.channels, domain_a.channels)
-    meta = runs.RunMeta(
+    meta = trained.RunMeta(
         task=task, domain_a=domain_a, domain_b=domain_b, slicing=slicing, images_per_epoch=1,
         normalisation_a=Normalisation(low=(100.0,) * domain_a.channels,
                                       high=(20000.0,) * domain_a.channels, dtype=domain_a.dtype),
@@ -85,9 +85,9 @@ def save_model(path: Path, domain_a: Domain, domain_b: Domain, task: str,
         threshold_a=3000.0, threshold_b=3000.0)
     path.mkdir(parents=True, exist_ok=True)
     save_torch(dict(
-        format=runs.MODEL_FORMAT, config=cfg.model_dump(mode="json"),
+        format=trained.MODEL_FORMAT, config=cfg.model_dump(mode="json"),
         meta=meta.model_dump(mode="json"), g_ab=g_ab.state_dict(), g_ba=g_ba.state_dict(),
-        ema_ab=g_ab.state_dict(), ema_ba=g_ba.state_dict(), iteration=1), path / runs.MODEL_FILE)
+        ema_ab=g_ab.state_dict(), ema_ba=g_ba.state_dict(), iteration=1), path / trained.MODEL_FILE)
     return path
 
 

@@ -39,7 +39,7 @@ from reliability.checks import (
     write_zarr,
 )
 
-from utom_core import runs
+from utom_core import trained
 
 RNG = np.random.default_rng(7)
 
@@ -295,7 +295,7 @@ def _model(make: Callable[[Path, Data], Path]) -> Build:
 
 
 def _state(d: Data) -> dict:
-    return dict(torch.load(d.model / runs.MODEL_FILE, weights_only=True))
+    return dict(torch.load(d.model / trained.MODEL_FILE, weights_only=True))
 
 
 def _saved(w: Path, state: object, name: str = "m.pt") -> Path:
@@ -304,7 +304,7 @@ def _saved(w: Path, state: object, name: str = "m.pt") -> Path:
 
 
 def model_truncated(w: Path, d: Data) -> Path:
-    data = (d.model / runs.MODEL_FILE).read_bytes()
+    data = (d.model / trained.MODEL_FILE).read_bytes()
     (w / "m.pt").write_bytes(data[: len(data) // 2])
     return w / "m.pt"
 

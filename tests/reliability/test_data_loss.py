@@ -26,7 +26,7 @@ from PIL import Image
 from reliability.checks import CLI, ONE_THREAD, TINY, Data, leftovers, one_line_error, snapshot
 from reliability.test_interruptions import spawn, wait_for
 
-from utom_core import rundirs
+from utom_core import run_folders
 from utom_core.errors import UtomError
 from utom_core.io import atomic, open_image
 
@@ -137,7 +137,7 @@ def test_train_overwrite_refuses_a_run_from_before_the_marker_saying_what_to_do(
 
 def test_resume_marks_a_run_from_before_the_marker(cli, old_run, data):
     """``--resume`` still continues an unmarked run, and marks it: --overwrite then accepts it."""
-    (old_run / rundirs.MARKER_FILE).unlink()
+    (old_run / run_folders.MARKER_FILE).unlink()
     one_line_error(cli(*_train(data, old_run, "--overwrite")), "by hand")
     resumed = cli("train", "denoise", "--resume", "--out", old_run, "--iterations", "2")
     assert resumed.code == 0, resumed.err

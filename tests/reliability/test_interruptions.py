@@ -21,11 +21,11 @@ import tifffile
 import torch
 from reliability.checks import CLI, ONE_THREAD, TINY, Data, leftovers, snapshot
 
-from utom_core import runs
+from utom_core import trained
 from utom_core.io.atomic import TEMP_SUFFIX
 from utom_core.training.trainer import Trainer
 
-CHECKPOINT = runs.CHECKPOINT_FILE
+CHECKPOINT = trained.CHECKPOINT_FILE
 
 
 def spawn(args: list, cwd: Path, cli: list[str] = CLI, **env: str) -> subprocess.Popen:
@@ -73,7 +73,7 @@ def temporaries(folder: Path) -> list[Path]:
 
 def iterations_logged(run: Path) -> list[int]:
     return [json.loads(line)["iteration"] for line in
-            (run / runs.LOG_FILE).read_text().splitlines()]
+            (run / trained.LOG_FILE).read_text().splitlines()]
 
 
 def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one_and_resume_finishes(
@@ -94,8 +94,8 @@ def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one_and_resume_fi
     assert [p.name for p in temporaries(checkpoint.parent)] == [p.name for p in stray]
     state = torch.load(checkpoint, weights_only=True)  # complete and safe to load
     assert state["iteration"] == 2
-    assert torch.load(run / runs.MODEL_FILE, weights_only=True)["iteration"] == 2
-    with open(run / runs.LOG_FILE, "a") as log:  # a row torn by the kill
+    assert torch.load(run / trained.MODEL_FILE, weights_only=True)["iteration"] == 2
+    with open(run / trained.LOG_FILE, "a") as log:  # a row torn by the kill
         log.write('{"iteration": 5, "rho": 0.')
 
     result = cli("train", "denoise", "--resume", "--out", run)
@@ -112,7 +112,7 @@ def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path, data: Data):
                   "--iterations", "5000", "--set", "checkpoint_every=100000",
                   "--set", "log_every=1"], tmp_path)
     try:
-        wait_for(lambda: (run / runs.LOG_FILE).exists()
+        wait_for(lambda: (run / trained.LOG_FILE).exists()
                  and len(iterations_logged(run)) >= 2, proc)
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)
@@ -124,7 +124,7 @@ def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path, data: Data):
     stopped = int(err.split("interrupted at iteration ")[1].split(";")[0])
     assert 2 <= stopped < 5000
     assert torch.load(run / CHECKPOINT, weights_only=True)["iteration"] == stopped
-    assert torch.load(run / runs.MODEL_FILE, weights_only=True)["iteration"] == stopped
+    assert torch.load(run / trained.MODEL_FILE, weights_only=True)["iteration"] == stopped
     assert iterations_logged(run) == list(range(1, stopped + 1))
     assert leftovers(run) == []
 

@@ -11,7 +11,7 @@ import pytest
 import tifffile
 from reliability.checks import TINY, Data, one_line_error, snapshot
 
-from utom_core import rundirs
+from utom_core import run_folders
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def old_run(tmp_path):
     """What a previous ``utom train`` left (only its names and marker matter to the refusal)."""
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    (run / rundirs.MARKER_FILE).write_text(json.dumps({"format": rundirs.RUN_DIR_FORMAT}))
+    (run / run_folders.MARKER_FILE).write_text(json.dumps({"format": run_folders.RUN_DIR_FORMAT}))
     (run / "config.json").write_text("{}")
     (run / "run.json").write_text("{}")
     (run / "checkpoints" / "last.pt").write_bytes(b"weeks of training")
@@ -81,7 +81,8 @@ def old_output(tmp_path):
     """What a previous ``utom run`` left."""
     out = tmp_path / "out"
     (out / "run").mkdir(parents=True)
-    (out / rundirs.MARKER_FILE).write_text(json.dumps({"format": rundirs.RUN_OUTPUT_FORMAT}))
+    (out / run_folders.MARKER_FILE).write_text(
+        json.dumps({"format": run_folders.RUN_OUTPUT_FORMAT}))
     (out / "metrics.json").write_text('{"psnr": 30}')
     (out / "report.md").write_text("# last week's report")
     return out

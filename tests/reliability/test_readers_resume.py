@@ -33,7 +33,7 @@ from reliability.checks import (
     write_zarr,
 )
 
-from utom_core import runs
+from utom_core import trained
 from utom_core.errors import InputError
 from utom_core.io import open_image, read_image
 
@@ -291,7 +291,7 @@ def moved(tmp_path, data: Data):
 
 
 def recorded(run: Path) -> str:
-    return (run / runs.META_FILE).read_text()
+    return (run / trained.META_FILE).read_text()
 
 
 def test_run_json_records_absolute_paths(moved):
@@ -334,12 +334,12 @@ def test_resume_with_inputs_given_again_uses_them(moved):
 def _as_old_run(run: Path, a: str, b: str) -> None:
     """Rewrite the checkpoint and run.json as a utom without fingerprints wrote them."""
     old = {"inputs_a": [a], "inputs_b": [b]}
-    checkpoint = run / runs.CHECKPOINT_FILE
+    checkpoint = run / trained.CHECKPOINT_FILE
     state = torch.load(checkpoint, weights_only=True)
     state["meta"] = {key: value for key, value in state["meta"].items()
                      if not key.startswith("fingerprint")} | old
     torch.save(state, checkpoint)
-    (run / runs.META_FILE).write_text(json.dumps(state["meta"]))
+    (run / trained.META_FILE).write_text(json.dumps(state["meta"]))
 
 
 def test_old_run_with_relative_inputs_is_refused_on_resume(moved):
@@ -362,10 +362,10 @@ def test_old_model_files_still_load(tmp_path, data: Data):
     """model.pt files written before fingerprints (inputs as plain strings) still predict."""
     model = tmp_path / "old"
     shutil.copytree(data.model, model)
-    state = torch.load(model / runs.MODEL_FILE, weights_only=True)
+    state = torch.load(model / trained.MODEL_FILE, weights_only=True)
     state["meta"] = {**state["meta"], "inputs_a": ["a.tif"], "inputs_b": ["/data/b.tif"]}
-    torch.save(state, model / runs.MODEL_FILE)
-    predictor = runs.load_predictor(model)
+    torch.save(state, model / trained.MODEL_FILE)
+    predictor = trained.load_model(model)
     assert predictor.task == "denoise"
     image = tmp_path / "in.tif"
     tifffile.imwrite(image, blob_image(RNG, 500, 40))

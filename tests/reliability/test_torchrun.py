@@ -23,7 +23,7 @@ import torch
 from reliability.checks import ONE_THREAD, TINY, Data, leftovers, one_line_error, snapshot
 from reliability.test_interruptions import wait_for
 
-from utom_core import runs
+from utom_core import trained
 
 ITERATIONS = 8
 SETTINGS = (*TINY, "--iterations", str(ITERATIONS), "--set", "checkpoint_every=2",
@@ -112,7 +112,7 @@ def train_args(data: Data, run: Path) -> tuple:
 
 
 def networks(run: Path) -> dict[str, dict[str, torch.Tensor]]:
-    state = torch.load(run / runs.CHECKPOINT_FILE, weights_only=True)
+    state = torch.load(run / trained.CHECKPOINT_FILE, weights_only=True)
     return {name: state[name] for name in NETWORKS}
 
 
@@ -124,7 +124,7 @@ def assert_same_networks(a: dict, b: dict) -> None:
 
 
 def log_rows(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / runs.LOG_FILE).read_text().splitlines()]
+    return [json.loads(line) for line in (run / trained.LOG_FILE).read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +143,7 @@ def test_two_ranks_train_one_run_with_the_same_weights_after_every_step(straight
     assert [int(line.split()[0]) for line in steps] == list(range(1, ITERATIONS + 1))
     assert steps == straight.hashes(1)  # the DDP invariant, step by step
     assert len({line.split()[1] for line in steps}) == ITERATIONS  # and they did train
-    state = torch.load(straight.run / runs.CHECKPOINT_FILE, weights_only=True)
+    state = torch.load(straight.run / trained.CHECKPOINT_FILE, weights_only=True)
     parts = state["ranks"]
     assert len(parts) == 2 and parts[0]["streams"] == parts[1]["streams"] == {"a": 8, "b": 8}
     assert parts[0]["rng"] != parts[1]["rng"]  # each rank its own pools' generator
@@ -155,9 +155,9 @@ def test_rho_and_lr_count_the_images_of_every_rank(straight: Job, cli, tmp_path,
     assert result.code == 0, result.err
     two_ranks, one_rank = log_rows(straight.run), log_rows(single)
     assert [(r["rho"], r["lr"]) for r in two_ranks] == [(r["rho"], r["lr"]) for r in one_rank]
-    metas = [json.loads((run / runs.META_FILE).read_text()) for run in (straight.run, single)]
+    metas = [json.loads((run / trained.META_FILE).read_text()) for run in (straight.run, single)]
     assert metas[0]["images_per_epoch"] == metas[1]["images_per_epoch"] == 4  # 0.25·8·2
-    assert torch.load(straight.run / runs.CHECKPOINT_FILE,
+    assert torch.load(straight.run / trained.CHECKPOINT_FILE,
                       weights_only=True)["images_seen"] == 2 * ITERATIONS
 
 
@@ -176,7 +176,7 @@ def test_ctrl_c_stops_every_rank_at_one_iteration_and_resume_is_bit_exact(
     stopped = int(err.split("interrupted at iteration ")[1].split(";")[0])
     assert 3 <= stopped < ITERATIONS
     assert len(job.hashes(0)) == len(job.hashes(1)) == stopped
-    assert torch.load(job.run / runs.CHECKPOINT_FILE, weights_only=True)["iteration"] == stopped
+    assert torch.load(job.run / trained.CHECKPOINT_FILE, weights_only=True)["iteration"] == stopped
 
     job.finish("train", "denoise", "--resume", "--out", job.run)
     assert_same_networks(networks(job.run), networks(straight.run))
@@ -188,7 +188,7 @@ def test_a_rank_that_dies_ends_the_job_in_one_line_and_the_checkpoint_resumes(
     job = new_job(tmp_path)
     proc = job.start(*train_args(data, job.run), step_sleep=0.4)
     try:
-        wait_for(lambda: (job.run / runs.CHECKPOINT_FILE).exists() and len(job.hashes(1)) >= 3,
+        wait_for(lambda: (job.run / trained.CHECKPOINT_FILE).exists() and len(job.hashes(1)) >= 3,
                  proc, timeout=240)
         os.kill(job.pid(1), signal.SIGKILL)
         code = proc.wait(120)
@@ -210,7 +210,7 @@ def test_utom_run_trains_on_every_rank_and_rank_0_reports_once(tmp_path, data: D
     assert sorted(os.listdir(job.folder)) == ["run"]
     assert err.count("denoise [utom]:") == 1 and (job.run / "report.md").is_file()
     assert job.hashes(0) == job.hashes(1) and len(job.hashes(0)) == 4
-    logged = (job.run / "run" / runs.VAL_LOG_FILE).read_text().splitlines()
+    logged = (job.run / "run" / trained.VAL_LOG_FILE).read_text().splitlines()
     assert [json.loads(line)["iteration"] for line in logged] == [2, 4]
 
 

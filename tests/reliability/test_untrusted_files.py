@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from reliability.checks import Data, one_line_error, snapshot
 
 import utom_core
-from utom_core import plugins, runs
+from utom_core import plugins, trained
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = [REPO / "utom_core", REPO / "utom_tasks"]
@@ -45,7 +45,7 @@ def _malicious(kind: str, marker: Path) -> object:
 
 def _save(kind: str, how: str, path: Path, marker: Path) -> Path:
     """A checkpoint-shaped dict with the payload hidden among real entries."""
-    state = {"format": runs.MODEL_FORMAT, "config": {}, "meta": {},
+    state = {"format": trained.MODEL_FORMAT, "config": {}, "meta": {},
              "g_ab": {"weight": torch.zeros(2)}, "extra": _malicious(kind, marker)}
     if how == "torch":
         torch.save(state, path)
@@ -75,10 +75,10 @@ def test_run_directories_with_a_malicious_file_are_refused(cli, tmp_path, data: 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     if where == "run-model":
-        _save("os.system", "torch", run / runs.MODEL_FILE, marker)
+        _save("os.system", "torch", run / trained.MODEL_FILE, marker)
         result = cli("predict", run, data.a[0], "--out", tmp_path / "out.tif")
     else:
-        _save("os.system", "torch", run / runs.CHECKPOINT_FILE, marker)
+        _save("os.system", "torch", run / trained.CHECKPOINT_FILE, marker)
         result = cli("train", "denoise", "--resume", "--out", run)
     one_line_error(result, "refused")
     assert not marker.exists()
@@ -170,7 +170,7 @@ def test_plugins_come_only_from_installed_entry_points(tmp_path, monkeypatch):
 def test_a_checkpoint_names_generators_only_from_the_registry(cli, tmp_path, data: Data):
     """A checkpoint's config picks an architecture by name from the registry, never by import
     path."""
-    state = dict(torch.load(data.model / runs.MODEL_FILE, weights_only=True))
+    state = dict(torch.load(data.model / trained.MODEL_FILE, weights_only=True))
     state["config"] = {**state["config"], "generator": "os:system"}
     torch.save(state, tmp_path / "m.pt")
     one_line_error(cli("predict", tmp_path / "m.pt", data.a[0], "--out", tmp_path / "o.tif"),

@@ -18,7 +18,7 @@ from utom_core.io import can_write, list_images, open_image, writer_for
 from utom_core.plugins import get_registry
 
 if TYPE_CHECKING:
-    from utom_core.runs import Direction, Predictor
+    from utom_core.trained import Direction, TrainedModel
 
 
 def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool) -> list[Path]:
@@ -63,7 +63,7 @@ class OverlapType(click.ParamType):
 OVERLAP = OverlapType()
 
 
-def _auto_overlap(images: list[Path], predictor: Predictor, options: TileOptions) -> float:
+def _auto_overlap(images: list[Path], predictor: TrainedModel, options: TileOptions) -> float:
     """``--overlap auto``, measured on the first input whose planes are tiled (planes
     predicted whole need none)."""
     from utom_core.inference.halo import PAPER_OVERLAP, auto_overlap
@@ -81,7 +81,7 @@ def _auto_overlap(images: list[Path], predictor: Predictor, options: TileOptions
     return PAPER_OVERLAP
 
 
-def check_inputs(images: list[Path], predictor: Predictor, direction: Direction) -> None:
+def check_inputs(images: list[Path], predictor: TrainedModel, direction: Direction) -> None:
     """Open every input and check it fits the generator before the first tile: a bad last
     file must not cost the minutes the first ones take, nor leave their outputs behind."""
     other = "b2a" if direction == "a2b" else "a2b"
@@ -140,7 +140,7 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction:
                     scheduler: str | None, resume: bool) -> None:
     """Predict every INPUT (image or folder) with the generator of MODEL (run dir or checkpoint)."""
     from utom_core.device import resolve_device
-    from utom_core.runs import chosen_model, load_predictor
+    from utom_core.trained import chosen_model, load_model
 
     if resume and not scheduler:
         raise UtomError("--resume: continues jobs of --scheduler only")
@@ -153,7 +153,7 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction:
             return
     torch_device = resolve_device(device, "--device")
     model_file = chosen_model(model, checkpoint)
-    predictor = load_predictor(model_file, direction, ema=not raw_weights,
+    predictor = load_model(model_file, direction, ema=not raw_weights,
                                device=str(torch_device))
     check_inputs(images, predictor, direction)
     batch = batch or (4 if torch_device.type == "cuda" else 1)
@@ -184,7 +184,7 @@ def _unfinished(images: list[Path], outputs: list[Path]) -> tuple[list[Path], li
     return [i for i, _ in pairs], [o for _, o in pairs]
 
 
-def _predict_on_cluster(images: list[Path], outputs: list[Path], predictor: Predictor,
+def _predict_on_cluster(images: list[Path], outputs: list[Path], predictor: TrainedModel,
                         model_file: Path, direction: str, ema: bool, device: str,
                         options: TileOptions, scheduler: str, resume: bool,
                         overwrite: bool) -> None:

@@ -13,8 +13,8 @@ from utom_core.config import Budget
 from utom_core.console import console
 from utom_core.errors import UtomError
 from utom_core.plugins import get_registry
+from utom_core.workflow.end_to_end import run_workflow
 from utom_core.workflow.holdout import GUARD_GAP, hold_out, parse_region
-from utom_core.workflow.run import run_workflow
 from utom_core.workflow.userdata import user_data
 
 

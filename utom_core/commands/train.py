@@ -11,7 +11,7 @@ from utom_core.commands.common import PATHS, assemble_config, resume_settings, t
 from utom_core.console import console
 from utom_core.errors import UtomError
 from utom_core.plugins import get_registry
-from utom_core.runs import RunMeta
+from utom_core.trained import RunMeta
 from utom_core.training.train import train
 
 

@@ -103,11 +103,6 @@ def ssim_sum(image: np.ndarray, reference: np.ndarray, core: slice = slice(None)
     return total
 
 
-def ssim_plane(image: np.ndarray, reference: np.ndarray) -> float:
-    """Mean SSIM of one (Y, X) plane."""
-    return ssim_sum(image, reference) / image.size
-
-
 class SsimAccumulator:
     """SSIM map sums per comparable image, channel and plane; the mean per plane, averaged
     over planes (volumes: XY slices), then over channels (RGB as in the paper)."""
@@ -226,11 +221,6 @@ def wasserstein_of(counts: np.ndarray, size: int, other: np.ndarray, other_size:
     """1D earth mover's distance of two histograms on [-1, 1], in 8-bit levels."""
     cdf, other_cdf = np.cumsum(counts) / size, np.cumsum(other) / other_size
     return float(np.abs(cdf - other_cdf).sum() * (2.0 / COLOR_BINS) * 127.5)
-
-
-def wasserstein(values: np.ndarray, other: np.ndarray) -> float:
-    """1D earth mover's distance of two samples on [-1, 1], in 8-bit levels (256-bin CDFs)."""
-    return wasserstein_of(histogram(values), values.size, histogram(other), other.size)
 
 
 class ColorAccumulator:

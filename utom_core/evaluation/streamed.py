@@ -17,13 +17,13 @@ import numpy as np
 
 from utom_core.errors import UtomError
 from utom_core.evaluation.base import Evaluator, Region, Sample
-from utom_core.evaluation.figures.previews import save_previews
+from utom_core.evaluation.figures.image_previews import save_previews
 from utom_core.evaluation.metrics import SSIM_PAD
 from utom_core.io import image_stem, open_image, read_image
 from utom_core.io.base import ImageSource
 from utom_core.plugins import get_registry
-from utom_core.runs import Predictor
 from utom_core.task import Task
+from utom_core.trained import TrainedModel
 
 WHOLE_VALUES = 2**24
 """Predictions with at most this many values (channels × pixels) are evaluated whole."""
@@ -49,7 +49,7 @@ def _evaluators(task: Task) -> dict[str, Evaluator]:
     return {name: registry.evaluators[name] for name in task.evaluators}
 
 
-def _sample(predictor: Predictor, raw_input: np.ndarray, raw_prediction: np.ndarray,
+def _sample(predictor: TrainedModel, raw_input: np.ndarray, raw_prediction: np.ndarray,
             raw_reference: np.ndarray | None) -> Sample:
     """Raw pixels of (a region of) the input, prediction and reference on the [-1, 1] scale."""
     source, target = predictor.source_norm, predictor.target_norm
@@ -63,7 +63,7 @@ def _sample(predictor: Predictor, raw_input: np.ndarray, raw_prediction: np.ndar
     )
 
 
-def evaluate_prediction(task: Task, predictor: Predictor, test: Path, prediction: Path,
+def evaluate_prediction(task: Task, predictor: TrainedModel, test: Path, prediction: Path,
                         reference: Path | None, previews: Path) -> Evaluation:
     """Metrics of one prediction, plus its preview panel and line profile PNGs."""
     evaluators = _evaluators(task)
@@ -79,7 +79,7 @@ def evaluate_prediction(task: Task, predictor: Predictor, test: Path, prediction
             source.close()
 
 
-def _whole(predictor: Predictor, evaluators: dict[str, Evaluator], test: Path,
+def _whole(predictor: TrainedModel, evaluators: dict[str, Evaluator], test: Path,
            prediction: Path, reference: Path | None, stem: Path) -> Evaluation:
     sample = _sample(predictor, read_image(test), read_image(prediction),
                      read_image(reference) if reference else None)
@@ -90,7 +90,7 @@ def _whole(predictor: Predictor, evaluators: dict[str, Evaluator], test: Path,
     return Evaluation(metrics)
 
 
-def _halo(predictor: Predictor) -> int:
+def _halo(predictor: TrainedModel) -> int:
     """Rows of context a strip needs: the SSIM window's, or the saliency blur's if wider."""
     sigmas = (predictor.source.saliency_smooth, predictor.target.saliency_smooth)
     return max([SSIM_PAD, *(math.ceil(3 * s) + 1 for s in sigmas if s > 0)])
@@ -104,7 +104,7 @@ def _read(source: ImageSource, z: int | None, rows: slice, cols: slice = slice(N
     return source.read((slice(z, z + 1), rows, cols))[:, 0]
 
 
-def _streamed(predictor: Predictor, evaluators: dict[str, Evaluator],
+def _streamed(predictor: TrainedModel, evaluators: dict[str, Evaluator],
               sources: list[ImageSource], stem: Path) -> Evaluation:
     accumulators = {name: ev.accumulator() for name, ev in evaluators.items()}
     notes = [f"evaluator {name} needs whole images and was skipped for this "
@@ -137,7 +137,7 @@ def _crop_window(length: int) -> slice:
     return slice(start, min(length, start + PREVIEW_SIDE))
 
 
-def _preview_crop(predictor: Predictor, sources: list[ImageSource]) -> Sample:
+def _preview_crop(predictor: TrainedModel, sources: list[ImageSource]) -> Sample:
     """A central full-resolution crop: of the plane, or of a volume's middle XZ plane (kept
     as a (C, Z, 1, X) volume, whose display plane it is)."""
     shape = sources[1].info.shape

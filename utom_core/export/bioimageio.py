@@ -26,7 +26,7 @@ from utom_core.export import samples
 from utom_core.export.bundle import constructor_kwargs, generator_source
 from utom_core.export.card import PAPER, PAPER_DOI, Card
 from utom_core.io.atomic import move_into_place, remove, temporary_sibling
-from utom_core.runs import Direction, Predictor, load_predictor, load_run
+from utom_core.trained import Direction, TrainedModel, load_model, load_run
 
 INSTALL = "pip install 'utom[bioimageio]'"
 LICENSE = "BSD-3-Clause"
@@ -98,7 +98,7 @@ def _file(v: Any, path: Path) -> Any:
     return v.FileDescr(source=path, sha256=_sha256(path))
 
 
-def _tensors(v: Any, p: Predictor, card: Card, work: Path) -> tuple[Any, Any]:
+def _tensors(v: Any, p: TrainedModel, card: Card, work: Path) -> tuple[Any, Any]:
     dtype = p.source.dtype.value
     low, high = DTYPE_RANGE.get(p.source.dtype, (None, None))
     as_float = v.EnsureDtypeDescr(kwargs=v.EnsureDtypeKwargs(dtype="float32"))
@@ -120,7 +120,7 @@ def _tensors(v: Any, p: Predictor, card: Card, work: Path) -> tuple[Any, Any]:
     return inputs, outputs
 
 
-def _weights(v: Any, p: Predictor, work: Path) -> Any:
+def _weights(v: Any, p: TrainedModel, work: Path) -> Any:
     version = v.Version(torch.__version__.split("+")[0])
     architecture = v.ArchitectureFromFileDescr(
         source=work / ARCHITECTURE_FILE, sha256=_sha256(work / ARCHITECTURE_FILE),
@@ -214,8 +214,8 @@ def test_package(package: Path) -> str | None:
 
 def make_card(run: Path, direction: Direction, weights: str) -> Card:
     cfg, meta, state = load_run(run)
-    predictor = load_predictor(run, direction, ema=weights == "ema")
-    used = "ema" if weights == "ema" and cfg.ema_decay > 0 else "raw"  # as load_predictor
+    predictor = load_model(run, direction, ema=weights == "ema")
+    used = "ema" if weights == "ema" and cfg.ema_decay > 0 else "raw"  # as load_model
     generator = predictor.generator
     return Card(predictor=predictor, meta=meta, state=state, direction=direction, weights=used,
                 run=Path(run), halo=samples.halo(generator),

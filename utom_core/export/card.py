@@ -11,7 +11,7 @@ from typing import Any
 
 from utom_core import __version__
 from utom_core.domain import Domain, Normalisation
-from utom_core.runs import InputFile, Predictor, RunMeta
+from utom_core.trained import InputFile, RunMeta, TrainedModel
 
 PAPER = ("Li, X., Zhang, G., Qiao, H. et al. Unsupervised content-preserving transformation for "
          "optical microscopy. Light: Science & Applications 10, 60 (2021)")
@@ -30,7 +30,7 @@ TASK_TAGS = {
 class Card:
     """What the README and the rdf say about one exported generator."""
 
-    predictor: Predictor
+    predictor: TrainedModel
     meta: RunMeta
     state: dict[str, Any]
     direction: str

@@ -11,14 +11,14 @@ import hashlib
 import math
 from pathlib import Path
 
-from utom_core import runs
+from utom_core import trained
 from utom_core.checkpoints import save_torch
 from utom_core.config import TrainConfig
 from utom_core.domain import Domain, Normalisation, PixelType
 from utom_core.errors import DiskError, InputError, UtomError
 from utom_core.export.authors import Layout, load_authors_generator
 from utom_core.io.atomic import move_into_place, remove, temporary_sibling, write_json
-from utom_core.rundirs import check_run_dir, prepare_run_dir
+from utom_core.run_folders import check_run_dir, prepare_run_dir
 from utom_core.task import Task
 
 EIGHT_BIT = PixelType.uint8
@@ -59,7 +59,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def import_generator(weights: Path, task: Task, out: Path, direction: runs.Direction,
+def import_generator(weights: Path, task: Task, out: Path, direction: trained.Direction,
                      threshold_a: float | None, threshold_b: float | None,
                      overwrite: bool = False) -> Layout:
     """Write run directory ``out`` holding the generator in ``weights`` for ``direction``;
@@ -73,10 +73,10 @@ def import_generator(weights: Path, task: Task, out: Path, direction: runs.Direc
     _check_channels(layout, *((domain_a, domain_b) if a2b else (domain_b, domain_a)), weights,
                     direction)
     cfg = TrainConfig(**layout.settings())
-    meta = runs.RunMeta(task=task.name, domain_a=domain_a, domain_b=domain_b,
+    meta = trained.RunMeta(task=task.name, domain_a=domain_a, domain_b=domain_b,
                         slicing=task.slicing, normalisation_a=norm_a, normalisation_b=norm_b,
                         threshold_a=thr_a, threshold_b=thr_b, images_per_epoch=1)
-    state = dict(format=runs.MODEL_FORMAT, config=cfg.model_dump(mode="json"),
+    state = dict(format=trained.MODEL_FORMAT, config=cfg.model_dump(mode="json"),
                  meta=meta.model_dump(mode="json"), iteration=0,
                  imported=dict(file=str(weights.resolve()), sha256=_sha256(weights),
                                layout=layout.describe(), direction=direction))
@@ -85,13 +85,13 @@ def import_generator(weights: Path, task: Task, out: Path, direction: runs.Direc
     return layout
 
 
-def _write_run(out: Path, cfg: TrainConfig, meta: runs.RunMeta, state: dict) -> None:
+def _write_run(out: Path, cfg: TrainConfig, meta: trained.RunMeta, state: dict) -> None:
     partial = temporary_sibling(out)
     try:
         prepare_run_dir(partial, resume=False, overwrite=False)
-        write_json(partial / runs.CONFIG_FILE, cfg.model_dump(mode="json"))
-        write_json(partial / runs.META_FILE, meta.model_dump(mode="json"))
-        save_torch(state, partial / runs.MODEL_FILE)
+        write_json(partial / trained.CONFIG_FILE, cfg.model_dump(mode="json"))
+        write_json(partial / trained.META_FILE, meta.model_dump(mode="json"))
+        save_torch(state, partial / trained.MODEL_FILE)
         # check_run_dir allowed what is at ``out``: nothing, an empty folder, or (with
         # --overwrite) a run directory utom wrote
         move_into_place(partial, out, replace=out.exists())

@@ -23,7 +23,7 @@ from utom_core.evaluation.figures.panels import save_panel
 from utom_core.inference.planes import PlanePredictor, TileOptions
 from utom_core.io import open_image
 from utom_core.networks.base import Generator
-from utom_core.runs import InputFile, Predictor
+from utom_core.trained import InputFile, TrainedModel
 
 TEST_SIDE = 128
 """Preferred side of the test tensors in pixels (a multiple of the generator's)."""
@@ -57,7 +57,7 @@ def candidates(sample: Path | None, recorded: list[InputFile | str]) -> list[Pat
     return [path for path in paths if path.exists()][:1]
 
 
-def read_window(path: Path, predictor: Predictor) -> np.ndarray:
+def read_window(path: Path, predictor: TrainedModel) -> np.ndarray:
     """A centred square window (C, S, S) of the middle plane of ``path``, in the source dtype."""
     source = open_image(path)
     try:
@@ -80,7 +80,7 @@ def read_window(path: Path, predictor: Predictor) -> np.ndarray:
     return as_domain_dtype(window.reshape(channels, side, side), predictor.source.dtype)
 
 
-def synthetic_window(predictor: Predictor, seed: int = 0) -> np.ndarray:
+def synthetic_window(predictor: TrainedModel, seed: int = 0) -> np.ndarray:
     """Smooth random blobs spanning the source's fitted range (no image to take one from)."""
     largest = max(TEST_SIDE, min_side(predictor.generator))
     side = window_side(predictor.generator, largest, largest)
@@ -99,7 +99,7 @@ def as_domain_dtype(pixels: np.ndarray, dtype: PixelType) -> np.ndarray:
     return pixels.astype(np.float32)
 
 
-def predict_unit(predictor: Predictor, window: np.ndarray) -> np.ndarray:
+def predict_unit(predictor: TrainedModel, window: np.ndarray) -> np.ndarray:
     """utom's prediction of a (C, S, S) raw window on the [-1, 1] scale (utom predict's code
     path: one whole-plane tile, its own normalisation statistics)."""
     out = np.zeros((predictor.generator.out_channels, *window.shape[1:]), np.float32)
@@ -112,13 +112,13 @@ def predict_unit(predictor: Predictor, window: np.ndarray) -> np.ndarray:
     return out
 
 
-def raw_output(predictor: Predictor, unit: np.ndarray) -> np.ndarray:
+def raw_output(predictor: TrainedModel, unit: np.ndarray) -> np.ndarray:
     """Target raw units as float32: what utom predict writes before rounding."""
     exact = predictor.target_norm.model_copy(update={"dtype": PixelType.float32})
     return exact.invert(unit)
 
 
-def save_cover(path: Path, predictor: Predictor, window: np.ndarray, unit: np.ndarray) -> None:
+def save_cover(path: Path, predictor: TrainedModel, window: np.ndarray, unit: np.ndarray) -> None:
     save_panel(path, [predictor.source_norm.apply(window), unit], ["input", "prediction"])
 
 
@@ -142,7 +142,7 @@ def torch_bytes(obj: object, save=torch.save) -> bytes:
     return buffer.getvalue()
 
 
-def save_torchscript(path: Path, predictor: Predictor, window: np.ndarray) -> None:
+def save_torchscript(path: Path, predictor: TrainedModel, window: np.ndarray) -> None:
     """The generator traced on the test input (convolutions only: any size traces alike)."""
     example = torch.from_numpy(predictor.source_norm.apply(window))[None]
     with warnings.catch_warnings(), torch.no_grad():

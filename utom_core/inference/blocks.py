@@ -34,7 +34,7 @@ from utom_core.io import ImageSource, open_image
 from utom_core.io.atomic import write_json
 from utom_core.io.omezarr import write_unit
 from utom_core.networks.norm import InstanceNorm
-from utom_core.runs import Predictor, load_predictor
+from utom_core.trained import TrainedModel, load_model
 
 MARKS = ".utom-units"
 """Folder in a job's store with one checksum file per unit written (removed on commit)."""
@@ -86,10 +86,10 @@ def keep_freed_memory() -> None:
 
 
 @functools.lru_cache(maxsize=2)
-def worker_model(spec: ModelSpec) -> tuple[Predictor, PlanePredictor]:
+def worker_model(spec: ModelSpec) -> tuple[TrainedModel, PlanePredictor]:
     """The generator, loaded once per worker process and kept for every later task."""
     keep_freed_memory()
-    predictor = load_predictor(Path(spec.path), spec.direction, spec.ema, spec.device)  # type: ignore[arg-type]
+    predictor = load_model(Path(spec.path), spec.direction, spec.ema, spec.device)  # type: ignore[arg-type]
     return predictor, PlanePredictor(predictor.generator, predictor.source_norm, spec.options)
 
 

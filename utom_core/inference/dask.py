@@ -44,8 +44,8 @@ from utom_core.io import open_image, writer_for
 from utom_core.io.atomic import move_into_place, remove, write_json
 from utom_core.io.omezarr import OmeZarrSink, pool_in_store
 from utom_core.progress import LoopProgress
-from utom_core.runs import Predictor
 from utom_core.task import Slicing
+from utom_core.trained import TrainedModel
 
 JOB_FILE = ".utom-job.json"
 """What a job's store was started for (inputs, model, options): ``--resume`` checks it."""
@@ -105,7 +105,7 @@ def connect(scheduler: str) -> Iterator[Any]:
 class FileJob:
     """One image on the cluster: its store, its tasks and its commit."""
 
-    def __init__(self, image: Path, output: Path, predictor: Predictor, spec: ModelSpec,
+    def __init__(self, image: Path, output: Path, predictor: TrainedModel, spec: ModelSpec,
                  resume: bool, overwrite: bool) -> None:
         self.image, self.output, self.spec, self.overwrite = image, output, spec, overwrite
         self.store = job_store(output)
@@ -156,7 +156,7 @@ class FileJob:
                 remove(self.store)
                 raise
 
-    def _plan(self, source, predictor: Predictor) -> list[PlaneJob]:
+    def _plan(self, source, predictor: TrainedModel) -> list[PlaneJob]:
         """Every plane with its statistics (sampled here, once per plane, as one process)."""
         planes = PlanePredictor(predictor.generator, predictor.source_norm, self.spec.options)
         shape = self.info.shape
@@ -228,7 +228,7 @@ def _copy(array: Any, info: Any, output: Path, chunk: int, overwrite: bool) -> N
         raise
 
 
-def predict_on_cluster(images: list[Path], outputs: list[Path], predictor: Predictor,
+def predict_on_cluster(images: list[Path], outputs: list[Path], predictor: TrainedModel,
                        spec: ModelSpec, scheduler: str, resume: bool = False,
                        overwrite: bool = False, show_progress: bool = True) -> None:
     """Predict every image on the cluster; outputs appear one by one, each complete."""

@@ -19,8 +19,8 @@ from utom_core.inference.volumes import predict_image
 from utom_core.io import image_stem, open_image, writer_for
 from utom_core.io.base import ImageInfo, ImageSink, ImageSource
 from utom_core.progress import LoopProgress
-from utom_core.runs import Predictor
 from utom_core.task import Slicing
+from utom_core.trained import TrainedModel
 
 FORMAT_SUFFIXES = {"tiff": ".tif", "zarr": ".ome.zarr", "ome-tiff": ".ome.tif"}
 """Output formats by name (``utom predict --format``) and the suffix each is written with:
@@ -59,7 +59,7 @@ def output_info(info: ImageInfo, channels: int, dtype: np.dtype | str) -> ImageI
                      info.unit, info.stack)
 
 
-def check_input(source: ImageSource, predictor: Predictor) -> None:
+def check_input(source: ImageSource, predictor: TrainedModel) -> None:
     """InputError naming the file when it does not fit the generator: its channels, and for
     XZ/YZ planes a volume with a single z axis."""
     check_channels(source, predictor.generator)
@@ -106,7 +106,7 @@ def _not_the_output(err: OSError, image: Path, output: Path) -> DiskError:
     return DiskError.refused(err, err.filename or image, "cannot read")
 
 
-def predict_file(image: Path, output: Path, predictor: Predictor, options: TileOptions,
+def predict_file(image: Path, output: Path, predictor: TrainedModel, options: TileOptions,
                  show_progress: bool = True, overwrite: bool = False) -> None:
     """Predict one file into a temporary output that is moved into place only when complete
     (replacing what is at ``output`` by then only with ``overwrite``)."""

@@ -6,7 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from utom_core import runs
+from utom_core import trained
 from utom_core.config import TrainConfig
 from utom_core.data.fitting import balanced, fit_domain, fitting_sample, range_note
 from utom_core.data.images import DomainImages
@@ -22,7 +22,7 @@ cut_axes = Task.cut_axes
 
 
 def fit_run_meta(task: Task, cfg: TrainConfig, images_a: DomainImages,
-                 images_b: DomainImages, processes: int = 1) -> runs.RunMeta:
+                 images_b: DomainImages, processes: int = 1) -> trained.RunMeta:
     """Normalisations and thresholds of both domains, fitted once on each domain's fixed
     fitting sample (``fitting_sample``: the same for every budget and seed); ρ's decay length
     counts the images all ``processes`` of a torchrun job see."""
@@ -34,7 +34,7 @@ def fit_run_meta(task: Task, cfg: TrainConfig, images_a: DomainImages,
                        where_a, both)
     fit_b = fit_domain(samples_b, task.domain_b, cfg.threshold_b, cfg.threshold_method,
                        where_b, both)
-    return runs.RunMeta(
+    return trained.RunMeta(
         task=task.name, domain_a=task.domain_a, domain_b=task.domain_b, slicing=task.slicing,
         normalisation_a=fit_a.normalisation, normalisation_b=fit_b.normalisation,
         threshold_a=fit_a.threshold, threshold_b=fit_b.threshold,
@@ -54,7 +54,7 @@ def _where(side: str, images: DomainImages) -> str:
     return f"domain {side} ({images.domain.name}: {shown})"
 
 
-def fingerprint(path: Path) -> runs.InputFile:
+def fingerprint(path: Path) -> trained.InputFile:
     """``path`` made absolute, its size and a hash of its first MiB. A folder (an OME-Zarr
     store) is fingerprinted by its files' names and sizes and its metadata files' content."""
     path = Path(os.path.abspath(path))
@@ -71,7 +71,7 @@ def fingerprint(path: Path) -> runs.InputFile:
     else:
         size = path.stat().st_size
         digest.update(_head(path))
-    return runs.InputFile(path=str(path), size=size, head_sha256=digest.hexdigest())
+    return trained.InputFile(path=str(path), size=size, head_sha256=digest.hexdigest())
 
 
 def _head(path: Path) -> bytes:
@@ -85,7 +85,7 @@ def input_records(images_a: DomainImages, images_b: DomainImages) -> dict[str, l
             "inputs_b": [fingerprint(src.path) for src in images_b.sources]}
 
 
-def recorded_inputs(records: list[runs.InputFile | str], option: str) -> list[Path]:
+def recorded_inputs(records: list[trained.InputFile | str], option: str) -> list[Path]:
     """The files a resumed run trained on, refused when one is missing or has changed (the
     run would silently train on other images); ``option`` names how to give them anew."""
     again = f"give the images again with {option} to resume"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from utom_core import runs
+from utom_core import trained
 from utom_core.console import is_main_process
 from utom_core.io.atomic import write_text
 
@@ -28,7 +28,7 @@ def append_rows(run_dir: Path, rows: list[Row], names: tuple[str, ...]) -> dict[
         record = {"iteration": iteration, "rho": rho_now, "lr": lr}
         record.update(zip(names, terms, strict=True))
         lines.append(json.dumps(record))
-    with open(run_dir / runs.LOG_FILE, "a") as log:
+    with open(run_dir / trained.LOG_FILE, "a") as log:
         log.write("\n".join(lines) + "\n")
     return dict(zip(names, values[-1], strict=True))
 
@@ -49,7 +49,7 @@ def summary(losses: dict[str, float], rho_now: float) -> str:
     return " ".join(parts) + f" ρ {rho_now:.3f}"
 
 
-def truncate_log(run_dir: Path, iteration: int, name: str = runs.LOG_FILE) -> None:
+def truncate_log(run_dir: Path, iteration: int, name: str = trained.LOG_FILE) -> None:
     """Drop log rows past the checkpoint being resumed; they will be recomputed."""
     log = run_dir / name
     if not log.exists():

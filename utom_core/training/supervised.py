@@ -2,7 +2,7 @@
 
 Unpaired methods are judged against what paired training reaches with the same budget (network
 width, tile, iterations); this is the bench's ``supervised`` row. It writes a run directory
-that ``load_predictor`` reads (a → b only), so prediction and evaluation are the same code as
+that ``load_model`` reads (a → b only), so prediction and evaluation are the same code as
 for UTOM. Where a task cannot build aligned pairs, the ceiling does not apply.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from utom_core import runs
+from utom_core import trained
 from utom_core.checkpoints import save_torch
 from utom_core.config import TrainConfig
 from utom_core.data.images import DomainImages
@@ -26,7 +26,7 @@ from utom_core.errors import InputError, UtomError
 from utom_core.io.atomic import write_json, write_text
 from utom_core.plugins import get_registry
 from utom_core.progress import LoopProgress
-from utom_core.rundirs import check_run_dir, prepare_run_dir
+from utom_core.run_folders import check_run_dir, prepare_run_dir
 from utom_core.task import Task
 from utom_core.training.ema import update_ema
 from utom_core.training.meta import cut_axes, fit_run_meta
@@ -71,7 +71,7 @@ class PairedTiles:
         self.inputs.close()
         self.targets.close()
 
-    def batch(self, rng: np.random.Generator, size: int, count: int, meta: runs.RunMeta,
+    def batch(self, rng: np.random.Generator, size: int, count: int, meta: trained.RunMeta,
               augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
         for _ in range(count):
@@ -87,7 +87,7 @@ class PairedTiles:
 
 
 def _fitted_meta(task: Task, cfg: TrainConfig, tiles: PairedTiles,
-                 fit_on: tuple[list[Path], list[Path]] | None) -> runs.RunMeta:
+                 fit_on: tuple[list[Path], list[Path]] | None) -> trained.RunMeta:
     """Normalisations and thresholds: fitted on ``fit_on`` (the unpaired runs' A and B images,
     so the ceiling is scored on the very scale the unpaired methods are), else on the pairs."""
     if fit_on is None:
@@ -127,8 +127,8 @@ def train_supervised(task: Task, cfg: TrainConfig, run_dir: Path,
         optimiser = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=cfg.betas, foreach=True)
         rng = np.random.default_rng(cfg.seed)
         prepare_run_dir(run_dir, resume=False, overwrite=overwrite)
-        write_json(run_dir / runs.CONFIG_FILE, cfg.model_dump(mode="json"))
-        write_json(run_dir / runs.META_FILE, meta.model_dump(mode="json"))
+        write_json(run_dir / trained.CONFIG_FILE, cfg.model_dump(mode="json"))
+        write_json(run_dir / trained.META_FILE, meta.model_dump(mode="json"))
         losses: list[torch.Tensor] = []
         progress = LoopProgress("supervised", cfg.iterations, unit="iteration",
                                 rate_unit="img/s", per_step=cfg.batch_size, show=show_progress)
@@ -152,12 +152,12 @@ def train_supervised(task: Task, cfg: TrainConfig, run_dir: Path,
     finally:
         tiles.close()
     values = torch.stack(losses).cpu().tolist() if losses else []
-    write_text(run_dir / runs.LOG_FILE, "".join(
+    write_text(run_dir / trained.LOG_FILE, "".join(
         json.dumps({"iteration": i + 1, "l1": v}) + "\n" for i, v in enumerate(values)))
     save_torch(
-        dict(format=runs.MODEL_FORMAT, config=cfg.model_dump(mode="json"),
+        dict(format=trained.MODEL_FORMAT, config=cfg.model_dump(mode="json"),
              meta=meta.model_dump(mode="json"), g_ab=net.state_dict(), ema_ab=ema.state_dict(),
              iteration=cfg.iterations),
-        run_dir / runs.MODEL_FILE)
+        run_dir / trained.MODEL_FILE)
     return TrainResult(run_dir, cfg.iterations, False, {"l1": values[-1]} if values else {},
                        meta)

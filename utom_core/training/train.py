@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from utom_core import runs
+from utom_core import trained
 from utom_core.config import RESUME_SETTINGS, TrainConfig
 from utom_core.console import console
 from utom_core.errors import InputError, UtomError, first_line
 from utom_core.io.atomic import write_json
-from utom_core.rundirs import check_run_dir, prepare_run_dir
+from utom_core.run_folders import check_run_dir, prepare_run_dir
 from utom_core.task import Task
 from utom_core.training import distributed
 from utom_core.training.meta import input_records, recorded_inputs
@@ -55,11 +55,11 @@ def train(
         prepare_run_dir(run_dir, resume, overwrite)
         if resume:
             truncate_log(run_dir, trainer.iteration)
-            truncate_log(run_dir, trainer.iteration, runs.VAL_LOG_FILE)
+            truncate_log(run_dir, trainer.iteration, trained.VAL_LOG_FILE)
             if trainer.validator is not None:
                 trainer.validator.resume(run_dir)
-        write_json(run_dir / runs.CONFIG_FILE, trainer.cfg.model_dump(mode="json"))
-        write_json(run_dir / runs.META_FILE, trainer.meta.model_dump(mode="json"))
+        write_json(run_dir / trained.CONFIG_FILE, trainer.cfg.model_dump(mode="json"))
+        write_json(run_dir / trained.META_FILE, trainer.meta.model_dump(mode="json"))
     with distributed.peer_failures(lambda: _kept(trainer)):
         result = trainer.fit(stop_at=stop_at, show_progress=show_progress and trainer.ranks.main)
     distributed.leave_together()
@@ -69,8 +69,8 @@ def train(
 def _resumed(task: Task, run_dir: Path, a_paths: list[Path] | None, b_paths: list[Path] | None,
              iterations: int | None, changes: dict[str, Any] | None) -> Trainer:
     """The trainer of the run in ``run_dir``, at its checkpoint (nothing is written yet)."""
-    checkpoint = run_dir / runs.CHECKPOINT_FILE
-    saved, meta, state = runs.load_run(checkpoint)
+    checkpoint = run_dir / trained.CHECKPOINT_FILE
+    saved, meta, state = trained.load_run(checkpoint)
     if meta.task != task.name:
         raise UtomError(f"{run_dir}: was trained for task {meta.task!r}, not {task.name!r}")
     planned = saved.iterations

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from utom_core import runs
+from utom_core import trained
 from utom_core.checkpoints import save_torch
 from utom_core.config import TrainConfig
 from utom_core.data.images import DomainImages
@@ -33,7 +33,7 @@ from utom_core.training import distributed
 from utom_core.training.ema import update_ema
 from utom_core.training.execution import autocast, check_tile, step_input, step_networks
 from utom_core.training.meta import cut_axes, fit_run_meta
-from utom_core.training.previews import save_training_previews
+from utom_core.training.preview_panels import save_training_previews
 from utom_core.training.runlog import Row, append_rows, summary
 from utom_core.training.schedules import lr_factor, rho
 from utom_core.training.signals import stop_on_signals
@@ -55,7 +55,7 @@ class TrainResult:
     interrupted: bool
     losses: dict[str, float] = field(default_factory=dict)
     """The last logged loss terms."""
-    meta: runs.RunMeta | None = None
+    meta: trained.RunMeta | None = None
     """What the run fitted (thresholds, ranges)."""
 
 
@@ -63,7 +63,7 @@ class Trainer:
     """One training run in one run directory (under torchrun: this rank's part of it)."""
 
     def __init__(self, task: Task, cfg: TrainConfig, run_dir: Path, a_paths: list[Path],
-                 b_paths: list[Path], meta: runs.RunMeta | None = None,
+                 b_paths: list[Path], meta: trained.RunMeta | None = None,
                  val: list[ValPair] | None = None) -> None:
         self.task, self.run_dir = task, run_dir
         self.ranks = distributed.ranks()
@@ -79,7 +79,7 @@ class Trainer:
                 self.images_b.close()
             raise
 
-    def _setup(self, task: Task, cfg: TrainConfig, meta: runs.RunMeta | None,
+    def _setup(self, task: Task, cfg: TrainConfig, meta: trained.RunMeta | None,
                val: list[ValPair]) -> None:
         a_channels, b_channels = task.domain_a.channels, task.domain_b.channels
         method = get_registry().method(cfg.method)
@@ -165,7 +165,7 @@ class Trainer:
         generators = {name: self.modules[name].state_dict() for name in GENERATORS
                       if name in self.modules}
         return dict(
-            format=runs.MODEL_FORMAT,
+            format=trained.MODEL_FORMAT,
             config=self.cfg.model_dump(mode="json"), meta=self.meta.model_dump(mode="json"),
             **generators, **{name: ema.state_dict() for name, ema in self.emas.items()},
             iteration=self.iteration,
@@ -186,8 +186,8 @@ class Trainer:
         atomically, by rank 0."""
         ranks = distributed.gather(self.rank_state())
         if ranks is not None:
-            save_torch(self.state_dict(ranks), self.run_dir / runs.CHECKPOINT_FILE)
-            save_torch(self.model_state(), self.run_dir / runs.MODEL_FILE)
+            save_torch(self.state_dict(ranks), self.run_dir / trained.CHECKPOINT_FILE)
+            save_torch(self.model_state(), self.run_dir / trained.MODEL_FILE)
         self.saved_at = self.iteration
 
     # -- one iteration -----------------------------------------------------------------
@@ -230,7 +230,8 @@ class Trainer:
     def preview(self) -> None:
         if not self.ranks.main:
             return
-        save_training_previews(self.run_dir / runs.PREVIEW_DIR, self.iteration, self.ema_ab,
+        save_training_previews(self.run_dir / trained.TRAINING_PREVIEW_DIR, self.iteration,
+                               self.ema_ab,
                                self.emas.get("ema_ba"), self.saliency, *self.last_batch)
 
     # -- the loop ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from utom_core import runs
+from utom_core import trained
 from utom_core.checkpoints import load_torch, save_torch
 from utom_core.config import TrainConfig
 from utom_core.data.images import DomainImages, Plane
@@ -82,7 +82,7 @@ def read_crop(task: Task, axes: tuple[str, ...], path: Path, reference: Path | N
 class Validator:
     """Scores the EMA generator on the validation crops; keeps the best model."""
 
-    def __init__(self, task: Task, meta: runs.RunMeta, cfg: TrainConfig, pairs: list[ValPair],
+    def __init__(self, task: Task, meta: trained.RunMeta, cfg: TrainConfig, pairs: list[ValPair],
                  axes: tuple[str, ...], multiple: int, device: torch.device) -> None:
         self.pairs = [(Path(p).absolute(), None if r is None else Path(r).absolute())
                       for p, r in pairs]
@@ -138,8 +138,8 @@ class Validator:
         if self.best is None or score > self.best:
             self.best = score
             record = {"iteration": iteration, "metric": self.metric, "score": score}
-            save_torch({**model_state(), "validation": record}, run_dir / runs.BEST_MODEL_FILE)
-        with open(run_dir / runs.VAL_LOG_FILE, "a") as log:
+            save_torch({**model_state(), "validation": record}, run_dir / trained.BEST_MODEL_FILE)
+        with open(run_dir / trained.VAL_LOG_FILE, "a") as log:
             log.write(json.dumps({"iteration": iteration, **metrics}) + "\n")
         draw_curve(run_dir, self.metric)
         return metrics
@@ -148,7 +148,7 @@ class Validator:
         """Continue to compare with the best model the run has kept (a kill may have come
         after it was saved and before the checkpoint the run resumes from: it is still the
         best model that any validation of the run has seen)."""
-        best = run_dir / runs.BEST_MODEL_FILE
+        best = run_dir / trained.BEST_MODEL_FILE
         if best.is_file():
             self.best = float(load_torch(best).get("validation", {}).get("score", -np.inf))
 
@@ -159,7 +159,7 @@ class Validator:
 
 def rows(run_dir: Path) -> list[dict[str, float]]:
     """The logged validations (a row torn by a killed process is left out)."""
-    log = run_dir / runs.VAL_LOG_FILE
+    log = run_dir / trained.VAL_LOG_FILE
     found = []
     for line in log.read_text().splitlines() if log.exists() else []:
         try:
@@ -180,5 +180,5 @@ def draw_curve(run_dir: Path, metric: str) -> None:
                             if f"{name}_input" in r]}
         if series["EMA generator"]:
             panels[name] = {label: points for label, points in series.items() if points}
-    curve_plot(run_dir / runs.VAL_CURVE_FILE, f"validation ({metric} picks model_best.pt)",
+    curve_plot(run_dir / trained.VAL_CURVE_FILE, f"validation ({metric} picks model_best.pt)",
                panels)

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from utom_core import runs
+from utom_core import trained
 from utom_core.evaluation.figures.losses import save_loss_curves
 from utom_core.evaluation.guide import (
     CHANNEL,
@@ -115,12 +115,12 @@ def _settings(cfg: dict[str, Any]) -> list[str]:
 def _training(out: Path) -> list[str]:
     lines = ["## Training", "", "Loss terms per iteration: `run/log.jsonl`; previews during "
              "training: `run/previews/`.", ""]
-    if save_loss_curves(out / "run" / runs.LOG_FILE, out / LOSS_CURVES):
+    if save_loss_curves(out / "run" / trained.LOG_FILE, out / LOSS_CURVES):
         lines += [f"![loss curves]({LOSS_CURVES})", "", READING_LOSSES, ""]
-    validation = out / "run" / runs.VAL_CURVE_FILE
+    validation = out / "run" / trained.VAL_CURVE_FILE
     if validation.exists():
         lines += ["Validation scores of the EMA generator during training (`run/"
-                  f"{runs.VAL_LOG_FILE}`):", "",
+                  f"{trained.VAL_LOG_FILE}`):", "",
                   f"![validation curve]({os.path.relpath(validation, out)})", ""]
     return lines
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from utom_core.errors import InputError, UtomError
 from utom_core.io import list_images, open_image
-from utom_core.rundirs import refuse_inputs_inside
+from utom_core.run_folders import refuse_inputs_inside
 from utom_core.task import Task, TaskData
 
 

@@ -98,12 +98,12 @@ def predict(source: ImageSource, job: Job, progress: Progress, cancel: threading
     from utom_core.device import resolve_device
     from utom_core.inference import TileOptions, predict_image
     from utom_core.inference.files import check_input, output_info
-    from utom_core.runs import load_predictor
+    from utom_core.trained import load_model
 
     if job.output is not None:
         _check_output(job.output)
     device = resolve_device(job.device)
-    predictor = load_predictor(job.run, job.direction, device=str(device))
+    predictor = load_model(job.run, job.direction, device=str(device))
     check_input(source, predictor)
     info = output_info(source.info, predictor.generator.out_channels,
                        predictor.target_norm.dtype.value)

@@ -19,11 +19,11 @@ from napari_utom.layers import LayerData, image_layers
 from utom_core.io.omezarr import OmeZarrSource
 
 RUN_FILES = ("model.pt", "run.json")
-"""What marks a run directory (utom_core.runs MODEL_FILE and META_FILE; importing that
+"""What marks a run directory (utom_core.trained MODEL_FILE and META_FILE; importing that
 module would import torch; a test keeps the two equal)."""
 PREVIEW_DIR = "previews"
 PREVIEW_NAME = re.compile(r"(a2b|b2a)_(\d+)\.png")
-"""Training previews, ``previews/a2b_0000100.png`` (utom_core.rundirs' run layout)."""
+"""Training previews, ``previews/a2b_0000100.png`` (utom_core.run_folders' run layout)."""
 CURVE_GLOB = "*curve*.png"
 """A learning-curve plot at the top of a run directory, where one was saved."""
 

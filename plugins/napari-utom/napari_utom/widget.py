@@ -154,7 +154,7 @@ class UtomWidget(QWidget):
 
     def load_run(self, path: Path) -> None:
         """Read a run's task, domains, normalisations and thresholds (not its generator)."""
-        from utom_core.runs import load_run
+        from utom_core.trained import load_run
 
         try:
             _, meta, _ = load_run(Path(path))

@@ -9,7 +9,7 @@ import pytest
 from napari_utom import reader
 from PIL import Image
 
-from utom_core import runs
+from utom_core import trained
 from utom_core.errors import InputError
 from utom_core.io.base import ImageInfo
 from utom_core.io.omezarr import OmeZarrWriter
@@ -106,5 +106,5 @@ def test_other_paths_are_left_to_other_readers(tmp_path, run_dir, image):
 
 
 def test_run_markers_are_utoms():
-    assert reader.RUN_FILES == (runs.MODEL_FILE, runs.META_FILE)
-    assert reader.PREVIEW_DIR == runs.PREVIEW_DIR
+    assert reader.RUN_FILES == (trained.MODEL_FILE, trained.META_FILE)
+    assert reader.PREVIEW_DIR == trained.TRAINING_PREVIEW_DIR

@@ -14,7 +14,7 @@ from qtpy.QtCore import QTimer
 from reliability.checks import leftovers
 
 from utom_core.io import read_image
-from utom_core.runs import load_run
+from utom_core.trained import load_run
 
 WAIT_MS = 120_000
 

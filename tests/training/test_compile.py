@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from test_trainer import DENOISE, TINY, weights
+from helpers import DENOISE, TINY, weights
 
 from utom_core.config import TrainConfig
 from utom_core.plugins import get_registry

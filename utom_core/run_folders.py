@@ -20,17 +20,17 @@ from typing import Any
 from utom_core import __version__
 from utom_core.errors import DiskError, UtomError
 from utom_core.io.atomic import remove, remove_stale_temporaries, temporary_sibling, write_json
-from utom_core.runs import (
+from utom_core.trained import (
     BEST_MODEL_FILE,
     CHECKPOINT_FILE,
     CONFIG_FILE,
     LOG_FILE,
     META_FILE,
     MODEL_FILE,
+    TRAINING_PREVIEW_DIR,
     VAL_CURVE_FILE,
     VAL_LOG_FILE,
 )
-from utom_core.runs import PREVIEW_DIR as RUN_PREVIEW_DIR
 
 MARKER_FILE = "utom.json"
 """Written first into every folder utom creates for a run; holds the folder's format id."""
@@ -43,8 +43,8 @@ METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 DATA_SUBDIR = "data"
 PREDICTION_DIR = "predictions"
-PREVIEW_DIR = "previews"
-RECORDED_DIRS = (DATA_SUBDIR, PREDICTION_DIR, PREVIEW_DIR)
+EVALUATION_PREVIEW_DIR = "previews"
+RECORDED_DIRS = (DATA_SUBDIR, PREDICTION_DIR, EVALUATION_PREVIEW_DIR)
 """Folders of a ``utom run`` output whose entries (named after the user's or a task's data)
 are recorded in the marker as they are written."""
 
@@ -66,7 +66,7 @@ RUN_DIR_LAYOUT = Layout(
     names=tuple(map(re.escape, (MARKER_FILE, CONFIG_FILE, META_FILE, MODEL_FILE, LOG_FILE,
                                 BEST_MODEL_FILE, VAL_LOG_FILE, VAL_CURVE_FILE))),
     folders={_CHECKPOINTS: Layout((re.escape(_CHECKPOINT),)),
-             RUN_PREVIEW_DIR: Layout((r"(a2b|b2a)_\d+\.png",))})
+             TRAINING_PREVIEW_DIR: Layout((r"(a2b|b2a)_\d+\.png",))})
 
 
 def _is_used(path: Path) -> bool:

@@ -8,30 +8,14 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from helpers import blobs
+from helpers import DENOISE, TINY, assert_same, blobs, weights
 
 from utom_core.config import TrainConfig
 from utom_core.domain import Domain, PixelType, Polarity
 from utom_core.errors import UtomError
-from utom_core.runs import load_predictor
 from utom_core.task import Task
+from utom_core.trained import load_model
 from utom_core.training.train import train
-
-TINY = dict(ngf=8, n_blocks=1, ndf=8, d_layers=2, tile=32, pool_size=4, sample_pixels=5000,
-            log_every=3, preview_every=1000, checkpoint_every=1000)
-DENOISE = Task(name="toy-denoise", summary="toy",
-               domain_a=Domain(name="noisy", channels=1), domain_b=Domain(name="clean", channels=1))
-
-
-def weights(run_dir):
-    state = torch.load(run_dir / "model.pt", weights_only=True)
-    return {k: v for k, v in {**state["g_ab"], **state["ema_ba"]}.items()}
-
-
-def assert_same(w1, w2):
-    assert w1.keys() == w2.keys()
-    for key in w1:
-        assert torch.equal(w1[key], w2[key]), key
 
 
 def test_same_seed_same_weights(tmp_path, blob_tiffs):
@@ -98,7 +82,7 @@ def test_training_moves_g_towards_the_target(tmp_path):
                       rho_decay_fraction=2.0)
 
     def error_vs_target(run_dir):
-        p = load_predictor(run_dir)
+        p = load_model(run_dir)
         x = torch.from_numpy(p.source_norm.apply(test[None]))[None]
         with torch.no_grad():
             out = p.target_norm.invert(p.generator(x)[0].numpy()).astype(float)

@@ -7,12 +7,11 @@ import json
 import numpy as np
 import tifffile
 import torch
-from helpers import blobs
+from helpers import DENOISE, TINY, assert_same, blobs, weights
 from reliability.checks import TINY as TINY_ARGS
 from reliability.checks import one_line_error, snapshot
-from test_trainer import DENOISE, TINY, assert_same, weights
 
-from utom_core import runs
+from utom_core import trained
 from utom_core.config import TrainConfig
 from utom_core.training.train import train
 from utom_core.training.validation import VAL_SIDE, rows
@@ -42,12 +41,12 @@ def test_validation_scores_keep_the_best_model_and_leave_training_alone(tmp_path
     assert {"psnr", "psnr_input", "ssim", "ssim_input", "content_iou"} <= set(logged[0])
     assert len({r["psnr"] for r in logged}) == 3  # the EMA generator changed between them
     assert len({r["psnr_input"] for r in logged}) == 1  # the same crop every time
-    best = torch.load(run / runs.BEST_MODEL_FILE, weights_only=True)
+    best = torch.load(run / trained.BEST_MODEL_FILE, weights_only=True)
     top = max(logged, key=lambda r: r["psnr"])
     assert best["validation"] == {"iteration": top["iteration"], "metric": "psnr",
                                   "score": top["psnr"]}
     assert best["iteration"] == top["iteration"]
-    assert (run / runs.VAL_CURVE_FILE).read_bytes()[:4] == b"\x89PNG"
+    assert (run / trained.VAL_CURVE_FILE).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_without_references_content_iou_picks_the_best(tmp_path, blob_tiffs):
@@ -57,7 +56,7 @@ def test_without_references_content_iou_picks_the_best(tmp_path, blob_tiffs):
           show_progress=False, val=[(image, None)])
     logged = rows(tmp_path / "run")
     assert "psnr" not in logged[0] and 0 <= logged[0]["content_iou"] <= 1
-    best = torch.load(tmp_path / "run" / runs.BEST_MODEL_FILE, weights_only=True)
+    best = torch.load(tmp_path / "run" / trained.BEST_MODEL_FILE, weights_only=True)
     assert best["validation"]["metric"] == "content_iou"
 
 
@@ -67,11 +66,11 @@ def test_a_resumed_run_keeps_its_validation_and_its_best(tmp_path, blob_tiffs):
     a, b = blob_tiffs["a"], blob_tiffs["b"]
     train(DENOISE, cfg, tmp_path / "straight", a, b, show_progress=False, val=val)
     train(DENOISE, cfg, tmp_path / "resumed", a, b, stop_at=3, show_progress=False, val=val)
-    with open(tmp_path / "resumed" / runs.VAL_LOG_FILE, "a") as log:
+    with open(tmp_path / "resumed" / trained.VAL_LOG_FILE, "a") as log:
         log.write('{"iteration": 4, "psnr": 9')  # a row torn by a kill
     train(DENOISE, cfg, tmp_path / "resumed", resume=True, show_progress=False)
     assert rows(tmp_path / "resumed") == rows(tmp_path / "straight")
-    best = [torch.load(tmp_path / name / runs.BEST_MODEL_FILE, weights_only=True)["validation"]
+    best = [torch.load(tmp_path / name / trained.BEST_MODEL_FILE, weights_only=True)["validation"]
             for name in ("straight", "resumed")]
     assert best[0] == best[1]
 
@@ -83,7 +82,7 @@ def test_predict_chooses_the_best_or_the_last_model(cli, tmp_path, blob_tiffs):
                  "--out", run, *TINY_ARGS, "--iterations", "4", "--set", "val_every=1",
                  "--val", val[0], "--val-reference", val[1])
     assert result.code == 0, result.err
-    best = torch.load(run / runs.BEST_MODEL_FILE, weights_only=True)
+    best = torch.load(run / trained.BEST_MODEL_FILE, weights_only=True)
     outputs = {}
     for choice in ("best", "last"):
         outputs[choice] = tmp_path / f"{choice}.tif"
@@ -121,7 +120,7 @@ def test_utom_run_validates_on_its_test_images(cli, tmp_path, blob_tiffs):
                  "--test", val[0], "--reference", val[1], "--out", out, *TINY_ARGS,
                  "--iterations", "4", "--set", "val_every=2")
     assert result.code == 0, result.err
-    logged = [json.loads(line) for line in (out / "run" / runs.VAL_LOG_FILE).read_text()
+    logged = [json.loads(line) for line in (out / "run" / trained.VAL_LOG_FILE).read_text()
               .splitlines()]
     assert [r["iteration"] for r in logged] == [2, 4] and "psnr" in logged[0]
 
@@ -138,7 +137,7 @@ def test_utom_run_predicts_with_the_model_content_iou_picked(cli, tmp_path, blob
     result = cli(*base, "--out", out)
     assert result.code == 0, result.err
     record = json.loads((out / "metrics.json").read_text())
-    logged = [json.loads(line) for line in (out / "run" / runs.VAL_LOG_FILE).read_text()
+    logged = [json.loads(line) for line in (out / "run" / trained.VAL_LOG_FILE).read_text()
               .splitlines()]
     ious = [row["content_iou"] for row in logged]
     used = record["predicted_with"]

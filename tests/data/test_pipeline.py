@@ -8,12 +8,12 @@ import subprocess
 
 import pytest
 import torch
+from helpers import DENOISE, TINY, assert_same, weights
 from reliability.checks import CLI, ONE_THREAD
 from reliability.checks import TINY as TINY_ARGS
 from reliability.test_interruptions import wait_for
-from test_trainer import DENOISE, TINY, assert_same, weights
 
-from utom_core import runs
+from utom_core import trained
 from utom_core.config import TrainConfig
 from utom_core.data.images import DomainImages
 from utom_core.data.pipeline import TileFailure, TileStreams, worker_count
@@ -94,7 +94,7 @@ def test_training_with_workers_is_bit_identical_and_resumes_exactly(tmp_path, bl
     train(DENOISE, with_workers, tmp_path / "resumed", a, b, stop_at=3, show_progress=False)
     train(DENOISE, with_workers, tmp_path / "resumed", resume=True, show_progress=False)
     assert_same(weights(tmp_path / "inline"), weights(tmp_path / "resumed"))
-    state = torch.load(tmp_path / "resumed" / runs.CHECKPOINT_FILE, weights_only=True)
+    state = torch.load(tmp_path / "resumed" / trained.CHECKPOINT_FILE, weights_only=True)
     assert state["ranks"][0]["streams"] == {"a": 8, "b": 8}
 
 
@@ -109,8 +109,8 @@ def test_ctrl_c_with_workers_is_one_message_and_a_checkpoint(tmp_path, blob_tiff
         proc = subprocess.Popen([*CLI, *map(str, args)], env={**os.environ, **ONE_THREAD},
                                 start_new_session=True, stderr=stderr)
         try:
-            wait_for(lambda: (run / runs.LOG_FILE).exists()
-                     and len((run / runs.LOG_FILE).read_text().splitlines()) >= 2, proc)
+            wait_for(lambda: (run / trained.LOG_FILE).exists()
+                     and len((run / trained.LOG_FILE).read_text().splitlines()) >= 2, proc)
             os.killpg(proc.pid, signal.SIGINT)
             code = proc.wait(60)
         finally:
@@ -120,4 +120,4 @@ def test_ctrl_c_with_workers_is_one_message_and_a_checkpoint(tmp_path, blob_tiff
     assert err.count("interrupt: saving a checkpoint") == 1, err
     assert "Traceback" not in err and "DataLoader" not in err
     stopped = int(err.split("interrupted at iteration ")[1].split(";")[0])
-    assert torch.load(run / runs.CHECKPOINT_FILE, weights_only=True)["iteration"] == stopped
+    assert torch.load(run / trained.CHECKPOINT_FILE, weights_only=True)["iteration"] == stopped

@@ -2,7 +2,7 @@
 small file system cannot stage at the right moment.
 
 A full disk for real (a checkpoint, a prediction, the temporary folder) and a read-only file
-system are in ``test_full_disk.py``. Tests run as root, where ``chmod 0o555`` does not stop
+system are in ``test_real_full_disk.py``. Tests run as root, where ``chmod 0o555`` does not stop
 writes, so the failures here are injected where the operating system would report them: the
 rename, the file creation, the log and preview writes.
 """
@@ -20,11 +20,11 @@ import torch
 from reliability.checks import TINY, Data, leftovers, one_line_error, snapshot
 
 import utom_core.training.runlog
-from utom_core import runs
+from utom_core import trained
 from utom_core.evaluation.figures import panels as previews
 from utom_core.io import tiff
 
-CHECKPOINT = runs.CHECKPOINT_FILE
+CHECKPOINT = trained.CHECKPOINT_FILE
 
 
 def full(filename: object = None) -> OSError:
@@ -81,7 +81,7 @@ def _fail_log_after(monkeypatch, n: int) -> None:
     calls = []
 
     def fake_open(file, *args, **kwargs):
-        if str(file).endswith(runs.LOG_FILE):
+        if str(file).endswith(trained.LOG_FILE):
             calls.append(file)
             if len(calls) >= n:
                 raise full(file)
@@ -109,7 +109,7 @@ def test_training_stops_with_one_line_and_keeps_the_last_checkpoint(cli, tmp_pat
         assert not (run / CHECKPOINT).exists()
         return
     assert _checkpoint_iteration(run) == kept
-    assert torch.load(run / runs.MODEL_FILE, weights_only=True)["iteration"] == kept
+    assert torch.load(run / trained.MODEL_FILE, weights_only=True)["iteration"] == kept
     result = cli("train", "denoise", "--resume", "--out", run)
     assert result.code == 0, result.err
     assert _checkpoint_iteration(run) == 6

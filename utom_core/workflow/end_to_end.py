@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from utom_core import __version__, runs
+from utom_core import __version__, trained
 from utom_core.checkpoints import load_torch
 from utom_core.config import Budget, TrainConfig
 from utom_core.errors import Interrupted, UtomError
@@ -24,18 +24,18 @@ from utom_core.evaluation.streamed import evaluate_prediction
 from utom_core.inference import TileOptions, output_name, predict_file
 from utom_core.io.atomic import write_json
 from utom_core.plugins import get_registry
-from utom_core.rundirs import (
+from utom_core.run_folders import (
     DATA_SUBDIR,
+    EVALUATION_PREVIEW_DIR,
     METRICS_FILE,
     PREDICTION_DIR,
-    PREVIEW_DIR,
     REPORT_FILE,
     RUN_SUBDIR,
     prepare_out_dir,
     record_outputs,
 )
-from utom_core.runs import load_predictor
 from utom_core.task import Task, TaskData
+from utom_core.trained import load_model
 from utom_core.training import distributed
 from utom_core.training.supervised import train_supervised
 from utom_core.training.train import train
@@ -101,7 +101,7 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
             result = train(task, cfg, out / RUN_SUBDIR, data.a, data.b,
                            show_progress=show_progress, val=_validation(data))
     except BaseException:
-        if not (out / RUN_SUBDIR / runs.CHECKPOINT_FILE).exists():  # nothing trained: undo
+        if not (out / RUN_SUBDIR / trained.CHECKPOINT_FILE).exists():  # nothing trained: undo
             shutil.rmtree(out)
             if aside is not None:
                 aside.rename(out)
@@ -117,9 +117,9 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
                           f"with `utom train {task.name} --resume --out {out / RUN_SUBDIR}`")
     train_seconds = time.perf_counter() - start
     model = out / RUN_SUBDIR  # the last, where no validation ran (a test image too small)
-    if cfg.run_checkpoint == "best" and (model / runs.BEST_MODEL_FILE).is_file():
-        model = model / runs.BEST_MODEL_FILE
-    predictor = load_predictor(model)
+    if cfg.run_checkpoint == "best" and (model / trained.BEST_MODEL_FILE).is_file():
+        model = model / trained.BEST_MODEL_FILE
+    predictor = load_model(model)
     rows = []
     for test, reference in zip(data.test, data.reference, strict=True):
         record_outputs(out)  # what utom wrote is known as utom's (rundirs)
@@ -127,7 +127,7 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
         predict_file(test, prediction, predictor, TileOptions(), show_progress=show_progress)
         record_outputs(out)
         evaluation = evaluate_prediction(task, predictor, test, prediction, reference,
-                                         out / PREVIEW_DIR)
+                                         out / EVALUATION_PREVIEW_DIR)
         rows.append({"test": str(test), "reference": str(reference) if reference else None,
                      "prediction": str(prediction), "metrics": evaluation.metrics,
                      "notes": evaluation.notes})
@@ -176,7 +176,7 @@ def _picking(cfg: TrainConfig, paired: bool) -> TrainConfig:
 
 def _predicted_with(model: Path, last: int) -> dict[str, Any]:
     """Which model predicted the tests: the last, or the best validation's (its record)."""
-    if model.name != runs.BEST_MODEL_FILE:
+    if model.name != trained.BEST_MODEL_FILE:
         return {"model": "last", "iteration": last}
     return {"model": "best", **load_torch(model)["validation"]}
 

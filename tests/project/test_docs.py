@@ -5,14 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 
-from helpers import REPO
-
-from utom_core import hookspecs
-
-
-def hook_functions():
-    return {name: fn for name, fn in vars(hookspecs).items()
-            if inspect.isfunction(fn) and hasattr(fn, "utom_spec")}
+from helpers import REPO, hook_functions
 
 
 def test_every_hook_is_documented_with_its_signature():

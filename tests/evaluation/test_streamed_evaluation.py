@@ -10,19 +10,19 @@ import tifffile
 from utom_core.domain import Domain, Normalisation, PixelType, Polarity
 from utom_core.evaluation import streamed
 from utom_core.io import open_image
-from utom_core.runs import Predictor
 from utom_core.task import Slicing, Task
+from utom_core.trained import TrainedModel
 
 
 class _Identity:
     in_channels = out_channels = 3
 
 
-def _predictor(channels_in: int, channels_out: int, smooth: float) -> Predictor:
+def _predictor(channels_in: int, channels_out: int, smooth: float) -> TrainedModel:
     source = Domain(name="af", channels=channels_in, saliency_smooth=smooth)
     target = Domain(name="he", channels=channels_out, dtype=PixelType.uint8,
                     background=Polarity.bright)
-    return Predictor(
+    return TrainedModel(
         generator=None, source=source, target=target,  # type: ignore[arg-type]
         source_norm=Normalisation(low=(100.0,) * channels_in, high=(20000.0,) * channels_in,
                                   dtype=PixelType.uint16),

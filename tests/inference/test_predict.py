@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import Identity, Memory
+from helpers import Identity, Memory, predict_array, whole_image
 
 from utom_core.domain import Normalisation
 from utom_core.errors import InputError
@@ -13,24 +13,13 @@ from utom_core.inference import Norm, TileOptions, output_info, predict_image
 from utom_core.inference.planes import sample_windows
 from utom_core.inference.tiling import Stitch
 from utom_core.io import open_image, writer_for
-from utom_core.networks import Generator, ResnetGenerator, frozen_norm_statistics
+from utom_core.networks import ResnetGenerator, frozen_norm_statistics
 from utom_core.task import Slicing
 
 
 def _full_range(dtype: str, channels: int) -> Normalisation:
     high = 255.0 if dtype == "uint8" else 65535.0
     return Normalisation(low=(0.0,) * channels, high=(high,) * channels, dtype=dtype)
-
-
-def _predict(data: np.ndarray, generator: Generator, in_norm: Normalisation, out_norm=None,
-             **options) -> np.ndarray:
-    out_norm = out_norm or in_norm
-    source = Memory(data)
-    sink = Memory(np.zeros(output_info(source.info, generator.out_channels, out_norm.dtype.value
-                                       ).shape, out_norm.dtype.value))
-    slicing = options.pop("slicing", Slicing.xy)
-    predict_image(source, generator, in_norm, out_norm, sink, TileOptions(**options), slicing)
-    return sink.data
 
 
 @pytest.mark.parametrize("stitch", list(Stitch))
@@ -41,7 +30,7 @@ def _predict(data: np.ndarray, generator: Generator, in_norm: Normalisation, out
 def test_identity_prediction_is_exact(shape, dtype, stitch):
     rng = np.random.default_rng(0)
     data = rng.integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
-    out = _predict(data, Identity(shape[0]), _full_range(dtype, shape[0]), tile=32,
+    out = predict_array(data, Identity(shape[0]), _full_range(dtype, shape[0]), tile=32,
                    overlap=0.25, stitch=stitch, batch=3)
     assert out.dtype == data.dtype
     np.testing.assert_array_equal(out, data)
@@ -49,7 +38,7 @@ def test_identity_prediction_is_exact(shape, dtype, stitch):
 
 def test_identity_isotropic_xz_yz_planes_average_back_to_input():
     data = np.random.default_rng(0).integers(0, 65535, (1, 9, 70, 66), dtype=np.uint16)
-    out = _predict(data, Identity(1), _full_range("uint16", 1), tile=32,
+    out = predict_array(data, Identity(1), _full_range("uint16", 1), tile=32,
                    slicing=Slicing.xz_yz)
     np.testing.assert_array_equal(out, data)
 
@@ -60,11 +49,6 @@ def resnet() -> ResnetGenerator:
     return ResnetGenerator(1, 2, ngf=8, n_blocks=1).eval()
 
 
-def _whole(generator: Generator, unit: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return generator(torch.from_numpy(unit[None]))[0].numpy()
-
-
 @pytest.mark.parametrize("stitch", list(Stitch))
 def test_tiles_with_frozen_statistics_equal_whole_image_inference(resnet, stitch):
     unit = Normalisation(low=(-1.0,), high=(1.0,), dtype="float32")
@@ -73,29 +57,29 @@ def test_tiles_with_frozen_statistics_equal_whole_image_inference(resnet, stitch
     tile, margin = (96, 2) if stitch is Stitch.crop else (128, 4)
     overlap = margin * resnet.receptive_radius / tile + 0.01
     with frozen_norm_statistics(resnet, torch.from_numpy(data[None])):  # whole-image statistics
-        out = _predict(data, resnet, unit, Normalisation(low=(-1.0,) * 2, high=(1.0,) * 2,
+        out = predict_array(data, resnet, unit, Normalisation(low=(-1.0,) * 2, high=(1.0,) * 2,
                                                          dtype="float32"),
                        tile=tile, overlap=overlap, stitch=stitch, norm=Norm.tile, batch=2)
-    np.testing.assert_allclose(out, _whole(resnet, data), atol=1e-4)
+    np.testing.assert_allclose(out, whole_image(resnet, data), atol=1e-4)
 
 
-def test_plane_that_fits_one_batch_is_predicted_whole(resnet):
+def test_plane_that_fits_one_batch_is_predictedwhole_image(resnet):
     unit = Normalisation(low=(-1.0,), high=(1.0,), dtype="float32")
     data = np.random.default_rng(1).uniform(-1, 1, (1, 200, 152)).astype(np.float32)
-    out = _predict(data, resnet, unit, Normalisation(low=(-1.0,) * 2, high=(1.0,) * 2,
+    out = predict_array(data, resnet, unit, Normalisation(low=(-1.0,) * 2, high=(1.0,) * 2,
                                                      dtype="float32"),
                    tile=96, overlap=0.0)  # the plane has less than 4 tiles of 96²
-    np.testing.assert_allclose(out, _whole(resnet, data), atol=1e-5)
+    np.testing.assert_allclose(out, whole_image(resnet, data), atol=1e-5)
 
 
 def test_per_tile_norm_differs_from_whole_image(resnet):
     unit = Normalisation(low=(-1.0,), high=(1.0,), dtype="float32")
     data = np.random.default_rng(1).uniform(-1, 1, (1, 200, 152)).astype(np.float32)
     data[:, :100] *= 0.1  # tiles differ in contrast: their own statistics differ
-    out = _predict(data, resnet, unit, Normalisation(low=(-1.0,) * 2, high=(1.0,) * 2,
+    out = predict_array(data, resnet, unit, Normalisation(low=(-1.0,) * 2, high=(1.0,) * 2,
                                                      dtype="float32"),
                    tile=96, overlap=0.5, norm=Norm.tile)
-    assert np.abs(out - _whole(resnet, data)).max() > 1e-2
+    assert np.abs(out - whole_image(resnet, data)).max() > 1e-2
 
 
 def test_sampled_reference_for_planes_over_the_budget(resnet):

@@ -10,7 +10,7 @@ import utom_core
 
 ROOT = Path(utom_core.__file__).parent
 MAX_LINES = 300
-TRAINING_USERS = ("utom_core.training", "utom_core.workflow.run", "utom_core.bench",
+TRAINING_USERS = ("utom_core.training", "utom_core.workflow.end_to_end", "utom_core.bench",
                   "utom_core.commands.train", "utom_core.commands.bench")
 """Modules allowed to import ``utom_core.training`` (they train)."""
 

@@ -18,7 +18,7 @@ from utom_core.methods import TrainingMethod
 from utom_core.methods.losses import discriminator_loss, l1, lsgan
 from utom_core.methods.patchnce import ProjectionHeads, patch_nce, patch_nce_loss
 from utom_core.networks import PatchGAN, ResnetGenerator
-from utom_core.runs import load_predictor
+from utom_core.trained import load_model
 from utom_core.training.train import train
 from utom_tasks.denoise import TASK as DENOISE
 
@@ -67,7 +67,7 @@ def noisy_and_clean(tmp_path):
 
 
 def _error(run_dir, noisy, clean) -> float:
-    p = load_predictor(run_dir)
+    p = load_model(run_dir)
     x = torch.from_numpy(p.source_norm.apply(noisy[None].astype(np.float32)))[None]
     with torch.no_grad():
         out = p.target_norm.invert(p.generator(x)[0].numpy()).astype(float)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_predict import _predict, _whole
+from helpers import predict_array, whole_image
 
 from utom_core.config import TrainConfig
 from utom_core.domain import Normalisation
@@ -76,9 +76,10 @@ def test_tiles_of_an_anchored_generator_equal_whole_image_inference():
     data = np.random.default_rng(1).uniform(-1, 1, (1, 200, 152)).astype(np.float32)
     tile = 96
     with frozen_norm_statistics(net, torch.from_numpy(data[None])):
-        out = _predict(data, net, UNIT, tile=tile, overlap=2 * net.receptive_radius / tile + 0.01,
-                       norm=Norm.tile, batch=2)
-    np.testing.assert_allclose(out, _whole(net, data), atol=1e-4)
+        out = predict_array(data, net, UNIT, tile=tile,
+                            overlap=2 * net.receptive_radius / tile + 0.01, norm=Norm.tile,
+                            batch=2)
+    np.testing.assert_allclose(out, whole_image(net, data), atol=1e-4)
 
 
 def test_the_registry_builds_anchored_generators_and_refuses_what_cannot_be():

@@ -35,7 +35,7 @@ META_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoints/last.pt"
 MODEL_FILE = "model.pt"
 LOG_FILE = "log.jsonl"
-PREVIEW_DIR = "previews"
+TRAINING_PREVIEW_DIR = "previews"
 BEST_MODEL_FILE = "model_best.pt"
 VAL_LOG_FILE = "val.jsonl"
 VAL_CURVE_FILE = "val_curve.png"
@@ -90,7 +90,7 @@ class RunMeta(BaseModel):
 
 
 @dataclass
-class Predictor:
+class TrainedModel:
     """A trained generator with the domains and normalisations needed to apply it."""
 
     generator: Generator
@@ -140,9 +140,9 @@ def load_run(path: Path) -> tuple[TrainConfig, RunMeta, dict[str, Any]]:
         raise InputError(file, f"checkpoint metadata is invalid ({err})") from None
 
 
-def load_predictor(
+def load_model(
     path: Path, direction: Direction = "a2b", ema: bool = True, device: str = "cpu"
-) -> Predictor:
+) -> TrainedModel:
     """The generator for ``direction`` (EMA weights by default), ready for inference."""
     cfg, meta, state = load_run(path)
     a2b = direction == "a2b"
@@ -160,7 +160,7 @@ def load_predictor(
                          f"{cfg.generator} generator ({first_line(err)})") from None
     generator.to(device).eval().requires_grad_(False)
     norm_a, norm_b = meta.normalisation_a, meta.normalisation_b
-    return Predictor(
+    return TrainedModel(
         generator=generator,
         source=source,
         target=target,

@@ -20,8 +20,8 @@ from utom_core.domain import Domain, Polarity
 from utom_core.errors import UtomError
 from utom_core.evaluation.guide import below_floor, worse_warning
 from utom_core.plugins import get_registry
-from utom_core.runs import load_predictor
 from utom_core.saliency import triangle_threshold
+from utom_core.trained import load_model
 from utom_core.training.train import train
 from utom_tasks.structures import STRUCTURES, neurites, structure_case
 
@@ -45,7 +45,7 @@ def stride_power(image: np.ndarray) -> float:
 def flat_output(run_dir, size: int = 128) -> np.ndarray:
     """The trained generator's output on a flat grey image with faint noise (an exactly flat
     input is flattened to zero by the first instance norm, whatever the network)."""
-    predictor = load_predictor(run_dir)
+    predictor = load_model(run_dir)
     x = torch.full((1, 1, size, size), -0.6) + 0.05 * torch.randn(
         1, 1, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -12,8 +12,8 @@ from helpers import blobs
 from utom_core.config import TrainConfig
 from utom_core.domain import Domain
 from utom_core.errors import InputError, UtomError
-from utom_core.runs import load_predictor
 from utom_core.task import Task
+from utom_core.trained import load_model
 from utom_core.training.supervised import NoPairs, train_supervised
 from utom_core.training.train import train
 
@@ -41,7 +41,7 @@ def test_the_ceiling_learns_from_pairs_and_predicts_like_any_run(tmp_path, inver
                               show_progress=False)
     losses = [json.loads(line)["l1"] for line in (result.run_dir / "log.jsonl").open()]
     assert len(losses) == 60 and np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
-    predictor = load_predictor(result.run_dir)
+    predictor = load_model(result.run_dir)
     assert predictor.config.generator == "unet" and predictor.task == "toy-invert"
 
 
@@ -49,7 +49,7 @@ def test_same_seed_same_ceiling(tmp_path, inverted_pairs):
     cfg = TrainConfig(**TINY | {"iterations": 5})
     for name in ("r1", "r2"):
         train_supervised(TASK, cfg, tmp_path / name, inverted_pairs, show_progress=False)
-    one, two = (load_predictor(tmp_path / n).generator.state_dict() for n in ("r1", "r2"))
+    one, two = (load_model(tmp_path / n).generator.state_dict() for n in ("r1", "r2"))
     assert all(np.array_equal(one[k].numpy(), two[k].numpy()) for k in one)
 
 
@@ -83,7 +83,7 @@ def test_the_ceiling_fits_its_depth_to_the_tile(tmp_path, inverted_pairs):
     """The isotropic budget's 40-px tiles take 3 halvings, not the configured 4."""
     cfg = TrainConfig(**TINY | {"unet_depth": 4, "tile": 40, "iterations": 2})
     result = train_supervised(TASK, cfg, tmp_path / "run", inverted_pairs, show_progress=False)
-    assert load_predictor(result.run_dir).config.unet_depth == 3
+    assert load_model(result.run_dir).config.unet_depth == 3
 
 
 def test_the_ceiling_is_scored_on_the_unpaired_runs_scale(tmp_path, inverted_pairs):
