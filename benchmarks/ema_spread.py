@@ -20,6 +20,7 @@ import torch
 from utom_core.config import Budget, build_config
 from utom_core.evaluation.metrics import psnr
 from utom_core.io import read_image
+from utom_core.plugins import get_registry
 from utom_core.training.trainer import Trainer
 from utom_tasks.denoise import TASK
 
@@ -50,7 +51,9 @@ def main() -> None:
         data = TASK.demo_data(Path(tmp) / "data", args.seed)
         cfg = build_config(*TASK.config_layers(Budget(args.budget)),
                            {"iterations": args.iterations, "seed": args.seed})
-        trainer = Trainer(TASK, cfg, Path(tmp) / "run", data.a, data.b)
+        run = get_registry().resolve(TASK, cfg)
+        trainer = Trainer(TASK, cfg, Path(tmp) / "run", data.a, data.b, method=run.method,
+                          build_generator=run.build_generator)
         pairs = zip(data.test, data.reference, strict=True)
         tests = [(read_image(test), read_image(reference)) for test, reference in pairs]
         raw, ema = [], []

@@ -36,6 +36,7 @@ from utom_core.domain import Domain, Normalisation, PixelType, Polarity
 from utom_core.inference import TileOptions, predict_image
 from utom_core.io.base import ImageInfo
 from utom_core.networks import ResnetGenerator
+from utom_core.plugins import get_registry
 from utom_core.task import Task
 from utom_core.training.trainer import Trainer
 
@@ -106,7 +107,9 @@ def trainer(paths: dict[str, Path], sizes: Sizes, tile: int, rgb: bool, workdir:
     cfg = TrainConfig(ngf=sizes.ngf, n_blocks=sizes.blocks, ndf=sizes.ndf, tile=tile,
                       iterations=10**6, sample_pixels=100_000, **settings)
     b = paths["rgb" if rgb else "clean"]
-    return Trainer(task, cfg, workdir / "run", [paths["noisy"]], [b])
+    run = get_registry().resolve(task, cfg)
+    return Trainer(task, cfg, workdir / "run", [paths["noisy"]], [b], method=run.method,
+                   build_generator=run.build_generator)
 
 
 def seconds_per_step(run: Trainer, sizes: Sizes, warmup: int) -> float:

@@ -41,7 +41,10 @@ TRIAL = 6
 
 def planned_iterations(task, layers: list[dict], data, folder: Path, minutes: float) -> int:
     """Iterations that fill ``minutes``, from ``TRIAL`` timed steps (nothing is written)."""
-    trainer = Trainer(task, build_config(*layers), folder / "trial", data.a, data.b)
+    cfg = build_config(*layers)
+    run = get_registry().resolve(task, cfg)
+    trainer = Trainer(task, cfg, folder / "trial", data.a, data.b, method=run.method,
+                      build_generator=run.build_generator)
     trainer.step()  # warm-up
     start = time.perf_counter()
     for _ in range(TRIAL):
@@ -62,7 +65,9 @@ def curve(task_name: str, method: str, minutes: float, points: int, seed: int,
     cfg = build_config(*layers, {"iterations": iterations,
                                  "val_every": max(1, iterations // points)})
     start = time.perf_counter()
-    train(task, cfg, folder / "run", data.a, data.b, show_progress=False,
+    run = get_registry().resolve(task, cfg)
+    train(task, cfg, folder / "run", data.a, data.b, method=run.method,
+          build_generator=run.build_generator, show_progress=False,
           val=list(zip(data.test, data.reference, strict=True)))
     logged = rows(folder / "run")
     return {"task": task_name, "method": method, "iterations": iterations,

@@ -31,6 +31,7 @@ import torch
 from utom_core.config import TrainConfig
 from utom_core.data.pipeline import TileStreams
 from utom_core.domain import Domain
+from utom_core.plugins import get_registry
 from utom_core.task import Task
 from utom_core.training import distributed
 from utom_core.training.trainer import Trainer
@@ -58,7 +59,9 @@ def make(args: argparse.Namespace, folder: Path, **settings: object) -> Trainer:
     a, b = folder / "a.tif", folder / "b.tif"
     cfg = TrainConfig(ngf=args.ngf, n_blocks=args.blocks, ndf=32, tile=args.tile,
                       iterations=10**6, sample_pixels=50_000, device="cpu", **settings)
-    return Trainer(TASK, cfg, folder / "run", [a], [b])
+    run = get_registry().resolve(TASK, cfg)
+    return Trainer(TASK, cfg, folder / "run", [a], [b], method=run.method,
+                   build_generator=run.build_generator)
 
 
 class Inline:

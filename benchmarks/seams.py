@@ -91,9 +91,10 @@ def main() -> None:
     _, height, width = source.info.shape
     raw = source.read((slice(None), slice(None)))
     if args.run:
+        from utom_core.plugins import get_registry
         from utom_core.trained import load_model
 
-        predictor = load_model(args.run)
+        predictor = load_model(args.run, build_generator=get_registry().build_generator)
         generator, norm_in, norm_out = (predictor.generator, predictor.source_norm,
                                         predictor.target_norm)
         model = f"trained run {args.run}"

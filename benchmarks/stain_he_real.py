@@ -50,10 +50,12 @@ def adjacent_he_band(data: Path, out: Path) -> Path:
 def colour_to_adjacent(row: dict, reference: Path, scratch: Path) -> dict[str, float]:
     run_dir = Path(row["run_dir"])
     record = json.loads((run_dir / "metrics.json").read_text())["images"][0]
-    predictor = load_model(run_dir / "run")
-    evaluation = evaluate_prediction(get_registry().task("stain-he"), predictor,
-                                     Path(record["test"]), Path(record["prediction"]),
-                                     reference, scratch)
+    registry = get_registry()
+    predictor = load_model(run_dir / "run", build_generator=registry.build_generator)
+    evaluation = evaluate_prediction(registry.task_evaluators(registry.task("stain-he")),
+                                     predictor, Path(record["test"]),
+                                     Path(record["prediction"]), reference, scratch,
+                                     formats=registry.formats)
     return {k: v for k, v in evaluation.metrics.items() if k.startswith("color_emd")}
 
 

@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from utom_core.config import TrainConfig
 from utom_core.domain import Domain
+from utom_core.plugins import get_registry
 from utom_core.task import Task
 from utom_core.training.trainer import Trainer
 
@@ -63,7 +64,9 @@ def make_trainer(workdir: Path, tile: int, ngf: int, blocks: int, channels_last:
                 domain_b=Domain(name="b", channels=1))
     cfg = TrainConfig(tile=tile, ngf=ngf, n_blocks=blocks, iterations=10**6, min_content=0.0,
                       sample_pixels=10_000, threshold_a="auto", threshold_b="auto")
-    trainer = Trainer(task, cfg, workdir / "run", [workdir / "a.tif"], [workdir / "b.tif"])
+    run = get_registry().resolve(task, cfg)
+    trainer = Trainer(task, cfg, workdir / "run", [workdir / "a.tif"], [workdir / "b.tif"],
+                      method=run.method, build_generator=run.build_generator)
     if channels_last:
         for net in trainer.modules.values():
             net.to(memory_format=torch.channels_last)

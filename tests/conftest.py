@@ -16,10 +16,22 @@ from helpers import blobs
 from utom_core import plugins
 from utom_core.cli import main
 
+pytest_plugins = ["reliability.disks", "methods.toy_method"]
+"""Fixtures of their own modules: ``disk`` (a real tmpfs), ``toy_method`` (a plugin's method)."""
+
 # Tiny test networks run fastest on one thread, and a second thread spin-waits badly whenever
 # the machine's other core is busy (7x slower measured on 2 cores); subprocesses inherit this.
+# Under pytest-xdist (the README's `-n 2`) every worker imports this file: one thread each.
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, the tests marked ``slow`` first: the scheduler hands each worker its
+    next test when it is nearly idle, so the long ones (a minute of ``utom bench``) start early
+    and the workers finish together. Workers collect in the same order, as xdist requires."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @dataclass
@@ -46,16 +58,17 @@ def cli(capsys) -> Callable[..., CliResult]:
     return run
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def fresh_registry():
-    """Each test sees a registry built from the environment as it is during the test."""
+    """The commands' registry built from the environment as it is during the test (a test
+    that installs or disables plugins), and forgotten after it."""
     plugins.reset_registry()
     yield
     plugins.reset_registry()
 
 
 @pytest.fixture
-def installed_plugin(tmp_path, monkeypatch) -> Callable[[str, str, str], Path]:
+def installed_plugin(tmp_path, monkeypatch, fresh_registry) -> Callable[[str, str, str], Path]:
     """Fake-install a distribution: a module plus a ``*.dist-info`` with a ``utom`` entry point."""
 
     def install(dist: str, module: str, source: str, version: str = "1.0") -> Path:

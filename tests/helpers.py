@@ -9,12 +9,18 @@ import numpy as np
 import torch
 
 from utom_core import hookspecs
+from utom_core.commands.common import resumed_config
+from utom_core.config import TrainConfig
 from utom_core.domain import Domain, Normalisation
 from utom_core.inference import TileOptions, output_info, predict_image
 from utom_core.inference.tiling import Stitcher, TileGrid, pad_to
 from utom_core.io.base import ImageInfo
 from utom_core.networks import Generator
+from utom_core.plugins import Resolved, get_registry
+from utom_core.records import RunRecord
 from utom_core.task import Slicing, Task
+from utom_core.training.train import train as train_run
+from utom_core.training.trainer import TrainResult
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PLUGIN = REPO / "plugins" / "utom-example-task"
@@ -114,6 +120,25 @@ DENOISE = Task(name="toy-denoise", summary="toy",
                domain_a=Domain(name="noisy", channels=1), domain_b=Domain(name="clean", channels=1))
 
 
+def build_generator(cfg: TrainConfig, in_channels: int, out_channels: int) -> Generator:
+    """The GeneratorBuilder the commands pass down: the registry's."""
+    return get_registry().build_generator(cfg, in_channels, out_channels)
+
+
+def resolved(task: Task, cfg: TrainConfig) -> Resolved:
+    """Every name a run of ``task`` with ``cfg`` uses, resolved as the commands resolve it."""
+    return get_registry().resolve(task, cfg)
+
+
+def train(task: Task, cfg: TrainConfig, run_dir: Path, *paths, resume: bool = False,
+          **options) -> TrainResult:
+    """``training.train`` given what ``utom train`` resolves (on resume, the run's method)."""
+    run = resolved(task, resumed_config(run_dir) if resume else cfg)
+    return train_run(task, cfg, run_dir, *paths, method=run.method,
+                     build_generator=run.build_generator, formats=run.formats, resume=resume,
+                     **options)
+
+
 def weights(run_dir):
     state = torch.load(run_dir / "model.pt", weights_only=True)
     return {k: v for k, v in {**state["g_ab"], **state["ema_ba"]}.items()}
@@ -144,3 +169,16 @@ def whole_image(generator: Generator, unit: np.ndarray) -> np.ndarray:
 def hook_functions():
     return {name: fn for name, fn in vars(hookspecs).items()
             if inspect.isfunction(fn) and hasattr(fn, "utom_spec")}
+
+
+def run_record(**changes) -> RunRecord:
+    """A metrics.json record of a small ``utom run``, with ``changes``."""
+    fields = dict(
+        task="denoise", plugin="utom", method="utom", budget="demo", seed=0, iterations=39,
+        wall_seconds=9.0, train_seconds=6.0, metrics={}, images=[], notes=["user data"],
+        config=TrainConfig(), thresholds={"a": 1.0, "b": 2.0},
+        content_fractions={"a": None, "b": None}, threshold_sources={"a": None, "b": None},
+        predicted_with={"model": "last", "iteration": 39},
+        versions={"utom": "0", "torch": "0", "numpy": "0", "python": "3"},
+        machine={"platform": "test", "processor": "x86_64", "cpus": 2})
+    return RunRecord.model_validate({**fields, **changes})

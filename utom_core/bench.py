@@ -19,7 +19,8 @@ import torch
 from utom_core.config import Budget, TrainConfig, build_config
 from utom_core.errors import UtomError
 from utom_core.io.atomic import write_json
-from utom_core.plugins import get_registry
+from utom_core.plugins import Resolved, get_registry
+from utom_core.records import RunRecord
 from utom_core.run_folders import METRICS_FILE
 from utom_core.task import Task
 from utom_core.training.supervised import NoPairs
@@ -48,10 +49,11 @@ class BenchRun:
         return f"{self.task.name}/{self.method}/seed{self.seed}"
 
 
-def applicable(task: Task, cfg: TrainConfig) -> str | None:
-    """Why ``cfg.method`` cannot run on ``task`` (None when it can)."""
+def applicable(resolved: Resolved, cfg: TrainConfig) -> str | None:
+    """Why the resolved method cannot run on its task with ``cfg`` (None when it can)."""
+    task = resolved.task
     channels = (task.domain_a.channels, task.domain_b.channels)
-    return get_registry().method(cfg.method).not_applicable(cfg, channels)
+    return resolved.method.not_applicable(cfg, channels)
 
 
 def load_results(out: Path) -> dict[str, dict[str, Any]]:
@@ -88,23 +90,25 @@ def run_one(run: BenchRun, budget: Budget, out: Path, overrides: dict[str, Any])
     try:
         cfg = build_config(*run.task.config_layers(budget), overrides,
                            {"method": run.method, "seed": run.seed}, source="bench")
-        reason = applicable(run.task, cfg)
+        resolved = get_registry().resolve(run.task, cfg)
+        reason = applicable(resolved, cfg)
         if reason:
             return {**row, "status": "not applicable", "error": reason}
-        outcome = run_workflow(run.task, cfg, budget, out / "runs" / run.key, None,
+        outcome = run_workflow(resolved, cfg, budget, out / "runs" / run.key, None,
                                overwrite=True, show_progress=False)
     except NoPairs as err:
         return {**row, "status": "not applicable", "error": str(err)}
     except Exception as err:  # a failing task is recorded, not fatal
         return failed_row(run, err, time.perf_counter() - start)
-    record = outcome.metrics
-    return {**row, "status": "ok", "metrics": record["metrics"],
-            "iterations": record["iterations"], "wall_seconds": record["wall_seconds"],
-            "train_seconds": record["train_seconds"],
-            "settings": {k: record["config"][k] for k in BENCH_SETTINGS},
+    record = outcome.record
+    assert record is not None, "a bench run is its own rank 0"
+    return {**row, "status": "ok", "metrics": record.metrics,
+            "iterations": record.iterations, "wall_seconds": record.wall_seconds,
+            "train_seconds": record.train_seconds,
+            "settings": {k: getattr(record.config, k) for k in BENCH_SETTINGS},
             "threads": torch.get_num_threads(),
-            "versions": record["versions"], "machine": record["machine"],
-            "run_dir": str(out / "runs" / run.key)}
+            "versions": record.versions.model_dump(), "machine": record.machine.model_dump(),
+            "run_dir": str(outcome.out_dir)}
 
 
 def run_in_worker(task: str, method: str, seed: int, budget: Budget, out: Path,
@@ -119,7 +123,7 @@ def run_in_worker(task: str, method: str, seed: int, budget: Budget, out: Path,
 def is_complete(row: dict[str, Any] | None, out: Path) -> bool:
     if row is None or row["status"] == "failed":
         return False
-    return row["status"] != "ok" or (Path(row["run_dir"]) / METRICS_FILE).exists()
+    return row["status"] != "ok" or RunRecord.read(Path(row["run_dir"]) / METRICS_FILE) is not None
 
 
 def better(metric: str) -> int:
@@ -252,7 +256,7 @@ def markdown(results: list[dict[str, Any]], budget: Budget, appendix: str = "") 
         for metric in metrics:
             scored = {m: better(metric) * float(np.mean(v[metric]))
                       for m, v in methods.items() if metric in v and m not in (FLOOR, CEILING)}
-            best[metric] = max(scored, key=scored.get) if scored else None
+            best[metric] = max(scored, key=lambda m: scored[m]) if scored else None
         for method, values in methods.items():
             cells = []
             for metric in metrics:

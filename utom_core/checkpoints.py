@@ -10,7 +10,7 @@ import pickle
 import re
 import warnings
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import torch
 
@@ -23,7 +23,8 @@ class _RecordedWrites:
     ``RuntimeError`` about stream positions instead (what a full disk looks like)."""
 
     def __init__(self, handle: IO[bytes]) -> None:
-        self.handle, self.error = handle, None
+        self.handle = handle
+        self.error: OSError | None = None
 
     def write(self, data: Any) -> int:
         try:
@@ -40,7 +41,7 @@ def _torch_save(obj: Any, handle: IO[bytes]) -> None:
     """``torch.save`` that raises the ``OSError`` of a failed write (ENOSPC, EIO, …)."""
     writes = _RecordedWrites(handle)
     try:
-        torch.save(obj, writes)
+        torch.save(obj, cast(IO[bytes], writes))  # torch only writes and flushes it
     except RuntimeError:
         if writes.error is None:
             raise

@@ -15,11 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from utom_core.config_layers import merge_layers, moved_to_method_settings
 from utom_core.errors import UtomError
-
-BUILTIN_METHODS = ("utom", "cyclegan", "cyclegan-identity", "cut", "fastcut", "utom-cut",
-                   "supervised")
-"""The methods utom registers itself (``utom_core.methods``); plugins add others."""
 
 
 class SaliencyVariant(StrEnum):
@@ -55,6 +52,11 @@ class TrainConfig(BaseModel):
     method: str = Field("utom", min_length=1)
     """Registered training method (``utom methods``): utom, cyclegan, cyclegan-identity, cut,
     fastcut, utom-cut, a plugin's; supervised is ``utom run``'s ceiling on aligned pairs."""
+    method_settings: dict[str, Any] = {}
+    """The method's own settings, validated by its ``settings_model`` where the method is
+    chosen (``[method_settings]`` in a config file, ``--set method_settings.KEY=VALUE``; e.g.
+    the contrastive methods' ``lambda_nce``, ``nce_patches``, ``nce_temperature``); a run
+    records them all, defaults included."""
     generator: str = "resnet"
     """Registered generator architecture (built in: resnet, unet, cyclegan-unet: the U-Net
     layout of the authors' code, ``unet_depth`` 7 or 8 for their unet_128 or unet_256)."""
@@ -105,13 +107,6 @@ class TrainConfig(BaseModel):
     """UTOM only: add the identity term |F(a) − a| + |G(b) − b| (equal channels only), which
     keeps intensity levels where the input already looks like the target domain. The CycleGAN
     ablations fix it: off for cyclegan, on for cyclegan-identity."""
-    lambda_nce: float | None = Field(None, ge=0)
-    """Weight of the PatchNCE loss of cut, fastcut and utom-cut; None: the method's own
-    (CUT 1, FastCUT 10, Park et al. 2020)."""
-    nce_patches: int = Field(256, ge=1, le=4096)
-    """Patches per encoder tap in PatchNCE (CUT: 256)."""
-    nce_temperature: float = Field(0.07, gt=0)
-    """Temperature of PatchNCE's similarities (CUT: 0.07)."""
     rho0: float = Field(5.0, ge=0)
     """Initial saliency weight ρ₀ (λρ₀ = 50 in the authors' code)."""
     images_per_epoch: int | None = Field(None, ge=1)
@@ -169,6 +164,13 @@ class TrainConfig(BaseModel):
     domain's statistics; the input's content kept tells when, without ground truth."""
     seed: int = Field(0, ge=0, le=2**63 - 1)
     """Seed of every random choice: a run is bit-for-bit repeatable on CPU."""
+
+    @classmethod
+    def saved(cls, settings: dict[str, Any]) -> TrainConfig:
+        """A config a run saved (config.json, checkpoints, metrics.json), by any utom: read
+        leniently, as it was valid when written, with settings under their old names moved
+        (a before-validator would not do: it makes strict JSON validation refuse arrays)."""
+        return cls.model_validate(moved_to_method_settings(settings))
 
     def decay_length(self, processes: int = 1) -> int:
         """images_per_epoch of the ρ schedule, explicit or derived from the planned run: the
@@ -228,7 +230,8 @@ def parse_value(text: str) -> Any:
 
 
 def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """``key=value`` strings from the command line into a dict."""
+    """``key=value`` strings from the command line into a dict; ``section.key=value`` sets
+    ``key`` in the section (``method_settings.nce_patches=128``)."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -236,7 +239,11 @@ def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
             raise UtomError(f"--set {pair!r}: expected key=value")
         if "\n" in pair or "\r" in pair:  # TOML would read one line and drop the rest
             raise UtomError(f"--set {pair!r}: one setting per --set, on one line")
-        out[key.strip()] = parse_value(value.strip())
+        section, dot, name = key.strip().partition(".")
+        if dot and not (section and name):
+            raise UtomError(f"--set {pair!r}: expected section.key=value")
+        layer = {name: parse_value(value.strip())} if dot else parse_value(value.strip())
+        out = merge_layers(out, {section: layer})
     return out
 
 
@@ -252,10 +259,10 @@ def load_config_file(path: Path) -> dict[str, Any]:
         raise UtomError(f"{path}: not valid TOML (nested too deeply)") from None
 
 
-def describe_validation_error(err: ValidationError, source: str) -> str:
-    """One line naming the offending key and the problem."""
+def describe_validation_error(err: ValidationError, source: str, within: str = "") -> str:
+    """One line naming the offending key (in section ``within``) and the problem."""
     first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "config"
+    where = ".".join(str(p) for p in (within, *first["loc"]) if p != "") or "config"
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"{source}: {where}: {first['msg']}{more}"
 
@@ -282,8 +289,9 @@ def build_config(*layers: dict[str, Any], source: str = "config") -> TrainConfig
     """
     merged: dict[Any, Any] = {}
     for layer in layers:
-        merged.update(layer)
+        merged = merge_layers(merged, moved_to_method_settings(layer))
     try:
         return TrainConfig.model_validate_json(_as_json(merged, source), strict=True)
     except ValidationError as err:
         raise UtomError(describe_validation_error(err, source)) from None
+

@@ -119,6 +119,8 @@ class Normalisation(BaseModel):
     def _params(self, like: np.ndarray | torch.Tensor, channel_axis: int):
         shape = [1] * like.ndim
         shape[channel_axis] = self.channels
+        low: torch.Tensor | np.ndarray
+        high: torch.Tensor | np.ndarray
         if isinstance(like, torch.Tensor):
             low = torch.tensor(self.low, dtype=like.dtype, device=like.device).view(shape)
             high = torch.tensor(self.high, dtype=like.dtype, device=like.device).view(shape)

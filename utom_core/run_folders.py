@@ -10,6 +10,7 @@ a run, a run from before markers existed, a run holding one file of the user's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -19,7 +20,13 @@ from typing import Any
 
 from utom_core import __version__
 from utom_core.errors import DiskError, UtomError
-from utom_core.io.atomic import remove, remove_stale_temporaries, temporary_sibling, write_json
+from utom_core.io.atomic import (
+    move_aside,
+    remove,
+    remove_stale_temporaries,
+    restore,
+    write_json,
+)
 from utom_core.trained import (
     BEST_MODEL_FILE,
     CHECKPOINT_FILE,
@@ -183,20 +190,35 @@ def prepare_run_dir(path: Path, resume: bool, overwrite: bool) -> None:
         raise DiskError.refused(err, path, "cannot create the run directory") from None
 
 
-def prepare_out_dir(out: Path, overwrite: bool) -> Path | None:
-    """Create and mark ``utom run``'s ``out``. An old output that --overwrite replaces is moved
-    aside and returned: it is deleted once the new run has trained, and put back if the new run
-    fails before."""
-    aside = None
+@contextlib.contextmanager
+def output_folder(out: Path, overwrite: bool) -> Iterator[None]:
+    """Create and mark ``utom run``'s ``out`` for the body of the ``with`` (preparing data and
+    training). An old output that --overwrite replaces is moved aside: deleted once the body has
+    trained something (a checkpoint), put back if it fails before; a new folder that failed
+    before is removed again."""
+    existed, aside = out.exists(), None
     if _is_used(out):
         if not overwrite:
             raise UtomError(f"{out}: already exists; use --overwrite to replace it")
         _check_replaceable(out, RUN_OUTPUT_FORMAT, "run output")
-        aside = temporary_sibling(out)
-        out.rename(aside)
+        aside = move_aside(out)
     out.mkdir(parents=True, exist_ok=True)
     _mark(out, RUN_OUTPUT_FORMAT)
-    return aside
+    try:
+        yield
+    except BaseException:
+        if not (out / RUN_SUBDIR / CHECKPOINT_FILE).exists():  # nothing trained: undo
+            if aside is not None:
+                restore(aside, out)
+            else:
+                remove(out)
+                if existed:
+                    out.mkdir()
+            aside = None
+        raise
+    finally:
+        if aside is not None:
+            remove(aside)
 
 
 def record_outputs(out: Path) -> None:

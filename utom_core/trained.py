@@ -26,8 +26,7 @@ from utom_core.checkpoints import load_torch
 from utom_core.config import TrainConfig, describe_validation_error
 from utom_core.domain import Domain, Normalisation
 from utom_core.errors import InputError, UtomError, first_line
-from utom_core.networks.base import Generator
-from utom_core.plugins import get_registry
+from utom_core.networks.base import Generator, GeneratorBuilder
 from utom_core.task import Slicing
 
 CONFIG_FILE = "config.json"
@@ -132,7 +131,7 @@ def load_run(path: Path) -> tuple[TrainConfig, RunMeta, dict[str, Any]]:
     file = _model_file(Path(path))
     state = load_torch(file)
     try:
-        return TrainConfig(**state["config"]), RunMeta(**state["meta"]), state
+        return TrainConfig.saved(state["config"]), RunMeta(**state["meta"]), state
     except ValidationError as err:
         raise InputError(file, "checkpoint metadata is invalid ("
                          + describe_validation_error(err, "checkpoint") + ")") from None
@@ -141,13 +140,15 @@ def load_run(path: Path) -> tuple[TrainConfig, RunMeta, dict[str, Any]]:
 
 
 def load_model(
-    path: Path, direction: Direction = "a2b", ema: bool = True, device: str = "cpu"
+    path: Path, direction: Direction = "a2b", ema: bool = True, device: str = "cpu", *,
+    build_generator: GeneratorBuilder,
 ) -> TrainedModel:
-    """The generator for ``direction`` (EMA weights by default), ready for inference."""
+    """The generator for ``direction`` (EMA weights by default), ready for inference;
+    ``build_generator`` (the registry's, from the caller) builds the architecture it names."""
     cfg, meta, state = load_run(path)
     a2b = direction == "a2b"
     source, target = (meta.domain_a, meta.domain_b) if a2b else (meta.domain_b, meta.domain_a)
-    generator = get_registry().build_generator(cfg, source.channels, target.channels)
+    generator = build_generator(cfg, source.channels, target.channels)
     key = ("ema_" if ema and cfg.ema_decay > 0 else "g_") + ("ab" if a2b else "ba")
     if key not in state and not a2b:
         raise UtomError(f"{path}: the run holds no B → A generator (one-sided: method "

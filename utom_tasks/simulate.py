@@ -22,11 +22,11 @@ def gaussian_filter1d(image: np.ndarray, sigma: float, axis: int) -> np.ndarray:
         return image.astype(np.float32)
     radius = max(1, math.ceil(3 * sigma))
     kernel = np.exp(-(np.arange(-radius, radius + 1) ** 2) / (2 * sigma**2))
-    kernel = torch.from_numpy((kernel / kernel.sum()).astype(np.float32)).view(1, 1, -1)
+    weights = torch.from_numpy((kernel / kernel.sum()).astype(np.float32)).view(1, 1, -1)
     moved = np.moveaxis(image.astype(np.float32), axis, -1)
     padded = np.pad(moved, [(0, 0)] * (moved.ndim - 1) + [(radius, radius)], mode="reflect")
     rows = torch.from_numpy(np.ascontiguousarray(padded)).reshape(-1, 1, padded.shape[-1])
-    blurred = F.conv1d(rows, kernel).reshape(moved.shape).numpy()
+    blurred = F.conv1d(rows, weights).reshape(moved.shape).numpy()
     return np.moveaxis(blurred, -1, axis)
 
 

@@ -112,7 +112,8 @@ def structure_case(task: str, structure: str, workdir: Path, seed: int = 0,
     sharp_b, where_b = part(cut_b)
     if not recorded:
         sharp_b = poisson_gaussian(sharp_b, SHARP_PHOTONS, 0.0, rng, offset, peak)
-    specimen = f"{structure} ({STRUCTURES[structure].__doc__.splitlines()[0]})"
+    about = STRUCTURES[structure].__doc__ or structure
+    specimen = f"{structure} ({about.splitlines()[0]})"
     writer = DemoWriter(workdir)
     (source_a, where_a), (source_test, where_test) = part(cut_a), part(cut_test)
     writer.train("a", f"{structure}_a.tif", to_uint16(degrade(source_a)), "YX", specimen,

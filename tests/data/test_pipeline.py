@@ -8,10 +8,9 @@ import subprocess
 
 import pytest
 import torch
-from helpers import DENOISE, TINY, assert_same, weights
-from reliability.checks import CLI, ONE_THREAD
+from helpers import DENOISE, TINY, assert_same, train, weights
+from reliability.checks import CLI, ONE_THREAD, wait_for
 from reliability.checks import TINY as TINY_ARGS
-from reliability.test_interruptions import wait_for
 
 from utom_core import trained
 from utom_core.config import TrainConfig
@@ -21,7 +20,6 @@ from utom_core.data.sampling import TileSampler
 from utom_core.domain import Domain, Normalisation
 from utom_core.errors import InputError
 from utom_core.saliency import SigmoidSaliency
-from utom_core.training.train import train
 
 DOMAIN = Domain(name="noisy", channels=1)
 
@@ -98,6 +96,7 @@ def test_training_with_workers_is_bit_identical_and_resumes_exactly(tmp_path, bl
     assert state["ranks"][0]["streams"] == {"a": 8, "b": 8}
 
 
+@pytest.mark.slow
 def test_ctrl_c_with_workers_is_one_message_and_a_checkpoint(tmp_path, blob_tiffs):
     """A terminal's Ctrl-C reaches the workers too (one process group): they go on quietly
     until the trainer, having saved, shuts them down."""

@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from helpers import REPO, blobs
+from helpers import REPO, blobs, run_record
 from PIL import Image
 from reliability.checks import CLI, TINY, one_line_error, snapshot
 
 from utom_tasks.demo import bundled
+
+pytestmark = pytest.mark.slow
 
 BATCH_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "UTOM_PROGRESS_SECONDS": "0"}
 """A batch job whose log shows every progress line (the default interval is 30 s)."""
@@ -199,11 +201,7 @@ def test_the_report_shows_a_validation_curve_when_the_run_has_one(tmp_path):
     (out / "run" / "log.jsonl").write_text("".join(
         json.dumps({"iteration": i, "rho": 1.0, "lr": 1e-4, "cycle_a": 1 / i, "cycle_b": 2 / i})
         + "\n" for i in range(1, 40)))
-    record = {"task": "denoise", "method": "utom", "budget": "demo", "iterations": 39,
-              "train_seconds": 6.0, "wall_seconds": 9.0, "notes": ["user data"],
-              "versions": {"utom": "0", "torch": "0"}, "machine": {"cpus": 2},
-              "thresholds": {"a": 1.0, "b": 2.0}, "config": {"upsampling": "resize"},
-              "metrics": {"ssim": 0.5, "ssim_input": 0.6}, "images": []}
+    record = run_record(metrics={"ssim": 0.5, "ssim_input": 0.6})
     write_report(out / "report.md", record, out)
     report = (out / "report.md").read_text()
     assert "![validation curve](run/val_curve.png)" in report

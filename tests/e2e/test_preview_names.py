@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import tifffile
 from reliability.checks import TINY, blob_image
+
+pytestmark = pytest.mark.slow
 
 
 def test_tests_with_dotted_names_get_distinct_previews_linked_from_the_report(cli, tmp_path):

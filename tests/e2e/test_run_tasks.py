@@ -11,6 +11,8 @@ from helpers import SHARED_DATA
 
 from utom_tasks import BUILTIN_TASKS
 
+pytestmark = pytest.mark.slow
+
 EXPECTED_METRICS = {
     "stain-he": {"content_iou", "color_emd", "ssim"},
     "denoise": {"psnr", "psnr_input", "ssim", "ssim_input", "content_iou"},

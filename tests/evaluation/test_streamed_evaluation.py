@@ -8,9 +8,9 @@ import pytest
 import tifffile
 
 from utom_core.domain import Domain, Normalisation, PixelType, Polarity
-from utom_core.evaluation import streamed
+from utom_core.evaluation import metrics, streamed
 from utom_core.io import open_image
-from utom_core.task import Slicing, Task
+from utom_core.task import Slicing
 from utom_core.trained import TrainedModel
 
 
@@ -56,10 +56,8 @@ def _images(tmp_path, shape: tuple[int, ...], channels_out: int):
     return paths
 
 
-TASK = Task(name="streamed", summary="s", domain_a=Domain(name="af", channels=1),
-            domain_b=Domain(name="he", channels=3, dtype=PixelType.uint8,
-                            background=Polarity.bright),
-            evaluators=["psnr", "ssim", "content", "color"])
+EVALUATORS = {evaluator.name: evaluator for evaluator in metrics.EVALUATORS}
+"""psnr, ssim, content and color: what a task's evaluators resolve to."""
 
 
 @pytest.mark.parametrize(("shape", "smooth"), [((70, 90), 0.0), ((70, 90), 1.5),
@@ -67,7 +65,7 @@ TASK = Task(name="streamed", summary="s", domain_a=Domain(name="af", channels=1)
 def test_streamed_metrics_equal_whole_image_metrics(tmp_path, monkeypatch, shape, smooth):
     paths = _images(tmp_path, shape, 3)
     predictor = _predictor(1, 3, smooth)
-    args = (TASK, predictor, paths["input"], paths["prediction"], paths["reference"])
+    args = (EVALUATORS, predictor, paths["input"], paths["prediction"], paths["reference"])
     whole = streamed.evaluate_prediction(*args, tmp_path / "whole")
     assert whole.notes == []
     monkeypatch.setattr(streamed, "WHOLE_VALUES", 0)
@@ -89,8 +87,8 @@ def test_a_streamed_evaluation_never_reads_the_whole_prediction(tmp_path, monkey
     monkeypatch.setattr(streamed, "PREVIEW_SIDE", 32)
     largest = []
 
-    def recording(path):
-        source = open_image(path)
+    def recording(path, formats=None):
+        source = open_image(path, formats=formats)
         read = source.read
 
         def read_region(region):
@@ -102,14 +100,13 @@ def test_a_streamed_evaluation_never_reads_the_whole_prediction(tmp_path, monkey
         return source
 
     monkeypatch.setattr(streamed, "open_image", recording)
-    monkeypatch.setattr(streamed, "read_image", lambda path: pytest.fail("read whole"))
-    streamed.evaluate_prediction(TASK, _predictor(1, 3, 0.0), paths["input"],
+    monkeypatch.setattr(streamed, "read_image", lambda path, formats: pytest.fail("read whole"))
+    streamed.evaluate_prediction(EVALUATORS, _predictor(1, 3, 0.0), paths["input"],
                                  paths["prediction"], paths["reference"], tmp_path / "x")
     assert largest and max(largest) <= (16 + 2 * 5) * 64  # one strip and its halo
 
 
 def test_an_evaluator_that_needs_whole_images_is_skipped_with_a_note(tmp_path, monkeypatch):
-    from utom_core import plugins
     from utom_core.evaluation.base import Evaluator
 
     class WholeOnly(Evaluator):
@@ -118,26 +115,12 @@ def test_an_evaluator_that_needs_whole_images_is_skipped_with_a_note(tmp_path, m
         def evaluate(self, sample):
             return {"whole_only": 1.0}
 
-    class Module:
-        __name__ = "whole_only_plugin"
-
-        @staticmethod
-        def register_evaluators(register):
-            register(WholeOnly())
-
-    from utom_core.hookspecs import hookimpl
-
-    Module.register_evaluators = hookimpl(Module.register_evaluators)
-    plugins.add_plugin(Module)
-    try:
-        task = TASK.model_copy(update={"evaluators": ["psnr", "whole-only"]})
-        paths = _images(tmp_path, (40, 40), 3)
-        args = (task, _predictor(1, 3, 0.0), paths["input"], paths["prediction"],
-                paths["reference"])
-        assert streamed.evaluate_prediction(*args, tmp_path / "a").metrics["whole_only"] == 1.0
-        monkeypatch.setattr(streamed, "WHOLE_VALUES", 0)
-        result = streamed.evaluate_prediction(*args, tmp_path / "b")
-        assert "whole_only" not in result.metrics and "psnr" in result.metrics
-        assert any("whole-only" in note and "skipped" in note for note in result.notes)
-    finally:
-        plugins.remove_plugin(Module)
+    evaluators = {"psnr": EVALUATORS["psnr"], "whole-only": WholeOnly()}
+    paths = _images(tmp_path, (40, 40), 3)
+    args = (evaluators, _predictor(1, 3, 0.0), paths["input"], paths["prediction"],
+            paths["reference"])
+    assert streamed.evaluate_prediction(*args, tmp_path / "a").metrics["whole_only"] == 1.0
+    monkeypatch.setattr(streamed, "WHOLE_VALUES", 0)
+    result = streamed.evaluate_prediction(*args, tmp_path / "b")
+    assert "whole_only" not in result.metrics and "psnr" in result.metrics
+    assert any("whole-only" in note and "skipped" in note for note in result.notes)

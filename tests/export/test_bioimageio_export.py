@@ -18,12 +18,14 @@ import pytest
 import tifffile
 import torch
 from export.offline_run import Smoke, network_attempts, offline_env, run_offline
-from reliability.checks import CLI, leftovers, one_line_error, snapshot
-from reliability.test_interruptions import wait_for
-from reliability.test_real_full_disk import NO_SPACE, Result, disk  # noqa: F401  (fixture)
+from helpers import build_generator, run_record
+from reliability.checks import CLI, leftovers, one_line_error, snapshot, wait_for
+from reliability.disks import NO_SPACE, Result
 
 from utom_core.export.card import PAPER_DOI
 from utom_core.trained import load_model
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bioimageio-smoke")]
 
 
 def _member(package: Path, name: str) -> bytes:
@@ -111,7 +113,7 @@ def test_the_package_describes_the_run(smoke: Smoke):
     (low,), (high,) = target["low"], target["high"]
     assert post["scale_linear"].gain == pytest.approx((high - low) / 2)
     assert post["scale_linear"].offset == pytest.approx((high + low) / 2)
-    generator = load_model(smoke.run).generator
+    generator = load_model(smoke.run, build_generator=build_generator).generator
     halos = {a.halo for a in model.outputs[0].axes if hasattr(a, "halo")}
     assert len(halos) == 1 and halos.pop() >= generator.receptive_radius
     readme = _member(smoke.package, "README.md").decode()
@@ -128,10 +130,11 @@ def test_the_readme_reports_utom_runs_held_out_metrics(smoke: Smoke, tmp_path):
 
     run = tmp_path / "out" / "run"
     shutil.copytree(smoke.run, run)
-    (run.parent / "metrics.json").write_text(json.dumps({"metrics": {"psnr": 27.25}}))
-    validation = make_card(run, "a2b", "ema").readme().split("## Validation")[1]
+    run_record(metrics={"psnr": 27.25}).write(run.parent / "metrics.json")
+    validation = make_card(run, "a2b", "ema", build_generator).readme().split("## Validation")[1]
     assert "| psnr | 27.25 |" in validation.split("##")[0]
-    assert "No held-out metrics" in make_card(smoke.run, "a2b", "ema").readme()
+    assert "No held-out metrics" in make_card(smoke.run, "a2b", "ema",
+                                              build_generator).readme()
 
 
 def test_the_architecture_file_needs_only_torch(smoke: Smoke, tmp_path):
@@ -235,7 +238,7 @@ def test_sigterm_during_export_leaves_nothing(smoke: Smoke, tmp_path):
     assert list(out.iterdir()) == []
 
 
-def test_a_full_disk_is_one_line_and_leaves_nothing(smoke: Smoke, disk):  # noqa: F811
+def test_a_full_disk_is_one_line_and_leaves_nothing(smoke: Smoke, disk):
     disk.fill(48 * 1024)  # room for the test tensors, not for the weights
     done = run_offline(disk.root.parent, "export", smoke.run, "--bioimageio",
                        disk.work / "m.zip")

@@ -14,6 +14,7 @@ import tifffile
 import torch
 from export.classic_layout import ClassicResnet, ClassicUnet, randomised
 from export.offline_run import run_offline
+from helpers import build_generator
 from PIL import Image
 from reliability.checks import one_line_error, snapshot
 
@@ -48,7 +49,7 @@ def _their_test(net: torch.nn.Module, batch_norm: bool) -> torch.nn.Module:
 def test_every_classic_layout_gives_the_same_outputs(tmp_path, variant, prefix):
     build, size = VARIANTS[variant]
     net = randomised(build(), seed=1)
-    layout, generator = load_authors_generator(_saved(tmp_path, net, prefix))
+    layout, generator = load_authors_generator(_saved(tmp_path, net, prefix), build_generator)
     assert layout.net_g == variant.split("-")[0]
     assert layout.batch_norm == variant.endswith("batch")
     x = torch.rand(1, layout.in_channels, size, size, generator=torch.Generator().manual_seed(2))
@@ -119,6 +120,7 @@ def test_a_file_that_would_run_code_is_refused(cli, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_imported_run_predicts_their_8_bit_intensities_and_exports(tmp_path):
     """G_A of stain-he (1 → 3 channels) saved through DataParallel: ``utom predict`` gives
     what their test script writes, ``(G(x / 127.5 - 1) + 1) / 2 · 255``, rounded."""
@@ -191,7 +193,7 @@ def test_tiles_of_an_imported_batch_norm_generator_share_the_image_statistics(tm
     from utom_core.networks.norm import frozen_norm_statistics
 
     net = randomised(ClassicResnet(1, 1, 4, 6, "batch"), seed=6)
-    _, generator = load_authors_generator(_saved(tmp_path, net))
+    _, generator = load_authors_generator(_saved(tmp_path, net), build_generator)
     x = torch.rand(1, 1, 48, 48, generator=torch.Generator().manual_seed(7)) * 2 - 1
     with torch.no_grad():
         whole = generator(x)

@@ -9,17 +9,15 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from helpers import blobs
+from helpers import blobs, build_generator, train
 
-from utom_core import plugins
-from utom_core.config import TrainConfig
-from utom_core.hookspecs import hookimpl
-from utom_core.methods import TrainingMethod
-from utom_core.methods.losses import discriminator_loss, l1, lsgan
+from utom_core.config import TrainConfig, build_config, parse_overrides
+from utom_core.errors import UtomError
+from utom_core.methods.contrastive import CUT, FASTCUT
+from utom_core.methods.cycle import UTOM
 from utom_core.methods.patchnce import ProjectionHeads, patch_nce, patch_nce_loss
-from utom_core.networks import PatchGAN, ResnetGenerator
+from utom_core.networks import ResnetGenerator
 from utom_core.trained import load_model
-from utom_core.training.train import train
 from utom_tasks.denoise import TASK as DENOISE
 
 TINY = dict(ngf=8, n_blocks=1, ndf=8, d_layers=2, tile=32, pool_size=4, sample_pixels=5000,
@@ -67,7 +65,7 @@ def noisy_and_clean(tmp_path):
 
 
 def _error(run_dir, noisy, clean) -> float:
-    p = load_model(run_dir)
+    p = load_model(run_dir, build_generator=build_generator)
     x = torch.from_numpy(p.source_norm.apply(noisy[None].astype(np.float32)))[None]
     with torch.no_grad():
         out = p.target_norm.invert(p.generator(x)[0].numpy()).astype(float)
@@ -75,6 +73,7 @@ def _error(run_dir, noisy, clean) -> float:
 
 
 @pytest.mark.parametrize("method", ["cut", "fastcut", "utom-cut"])
+@pytest.mark.slow
 def test_each_contrastive_method_moves_g_towards_the_target(tmp_path, noisy_and_clean, method):
     paths, noisy, clean = noisy_and_clean
     cfg = TrainConfig(**TINY, iterations=200, seed=0, ema_decay=0.9, method=method)
@@ -103,51 +102,6 @@ def test_one_generator_runs_refuse_b2a_in_one_line(tmp_path, blob_tiffs, cli):
     assert ok.code == 0, ok.err
 
 
-class L1ToInput(TrainingMethod):
-    """The example of docs/plugins.md: one generator kept near its input by L1, pushed
-    towards B by a PatchGAN."""
-
-    name, summary, loss_terms, two_sided = "toy-l1", "LSGAN + L1 to the input", (
-        "gan_ab", "l1_a", "generator", "disc_b"), False
-
-    def build(self, cfg, channels, generator):
-        return {"g_ab": generator(*channels), "d_b": PatchGAN(channels[1], cfg.ndf, cfg.d_layers)}
-
-    def optimisers(self, modules, cfg):
-        return {name: torch.optim.Adam(modules[net].parameters(), lr=cfg.lr, betas=cfg.betas)
-                for name, net in (("opt_g", "g_ab"), ("opt_d", "d_b"))}
-
-    def step(self, ctx, nets, optimisers, real_a, real_b):
-        with ctx.autocast():
-            fake_b = nets.trained["g_ab"](real_a)
-            terms = {"gan_ab": lsgan(nets.plain["d_b"](fake_b), True), "l1_a": l1(fake_b, real_a)}
-            terms["generator"] = terms["gan_ab"] + 10 * terms["l1_a"]
-        optimisers["opt_g"].zero_grad()
-        terms["generator"].backward()
-        optimisers["opt_g"].step()
-        terms["disc_b"] = discriminator_loss(nets.trained["d_b"](real_b),
-                                             nets.trained["d_b"](fake_b.detach()))
-        optimisers["opt_d"].zero_grad()
-        terms["disc_b"].backward()
-        optimisers["opt_d"].step()
-        return terms
-
-
-class ToyMethodPlugin:
-    @hookimpl
-    def register_methods(self, register):
-        register(L1ToInput())
-
-
-@pytest.fixture
-def toy_method():
-    plugin = ToyMethodPlugin()
-    plugin.__name__ = "toy_method_plugin"
-    plugins.add_plugin(plugin)
-    yield
-    plugins.remove_plugin(plugin)
-
-
 def test_a_third_party_method_trains_resumes_and_appears_in_the_bench(tmp_path, cli, toy_method,
                                                                       blob_tiffs):
     listed = cli("methods", "--json")
@@ -170,6 +124,45 @@ def test_a_third_party_method_trains_resumes_and_appears_in_the_bench(tmp_path, 
     assert rows["denoise/toy-l1/seed0"]["status"] == "ok"
     table = (out / "bench.md").read_text()
     assert "| toy-l1 |" in table and "## Seconds per iteration" in table
+
+
+def test_a_third_party_method_owns_its_settings(tmp_path, cli, toy_method, blob_tiffs):
+    """Set with --set method_settings.KEY (or a config file's [method_settings]), validated by
+    the method's own model, recorded with the run; a wrong one is refused in one line."""
+    (tmp_path / "c.toml").write_text("[method_settings]\nlambda_l1 = 3\n")
+    common = ("train", "denoise", "--method", "toy-l1", "--budget", "smoke", "--iterations",
+              "2", "--set", "sample_pixels=5000", "--a", *blob_tiffs["a"][:1], "--b",
+              *blob_tiffs["b"][:1])
+    done = cli(*common, "--config", tmp_path / "c.toml", "--set",
+               "method_settings.lambda_l1=2.5", "--out", tmp_path / "run")
+    assert done.code == 0, done.err
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["method_settings"] == {"lambda_l1": 2.5}
+    for wrong, said in (('method_settings.lambda_l1="x"', "method_settings.lambda_l1: Input "
+                         "should be a valid number"),
+                        ("method_settings.lambda_l2=1", "method_settings.lambda_l2: Extra"),
+                        ("nce_patches=64", "method_settings.nce_patches: Extra")):
+        refused = cli(*common, "--set", wrong, "--out", tmp_path / "refused")
+        assert refused.code != 0 and said in refused.err, refused.err
+        assert len(refused.err.strip().splitlines()) == 1 and not (tmp_path / "refused").exists()
+
+
+def test_old_names_of_the_contrastive_settings_still_work(tmp_path):
+    """Saved runs, config files and --set with the flat names of before (``nce_patches``):
+    at their old defaults they are the methods' defaults, otherwise moved into
+    method_settings; the step reads the same values either way."""
+    old = TrainConfig.saved(dict(method="fastcut", lambda_nce=None, nce_patches=256,
+                                 nce_temperature=0.07))
+    assert old.method_settings == {}
+    assert FASTCUT.settings(old) == FASTCUT.settings(TrainConfig(method="fastcut"))
+    assert FASTCUT.settings(old).lambda_nce == 10.0
+    moved = build_config({"method": "cut"}, parse_overrides(["nce_patches=64"]),
+                         parse_overrides(["method_settings.lambda_nce=2"]))
+    assert CUT.with_settings(moved).method_settings == {"lambda_nce": 2.0, "nce_patches": 64,
+                                                        "nce_temperature": 0.07}
+    assert UTOM.with_settings(TrainConfig.saved({"nce_patches": 256})).method_settings == {}
+    with pytest.raises(UtomError, match="method utom has no settings of its own"):
+        UTOM.settings(TrainConfig.saved({"nce_patches": 64}))
 
 
 def test_unknown_methods_are_refused_naming_the_known(cli, tmp_path):

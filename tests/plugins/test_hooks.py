@@ -215,7 +215,7 @@ def test_hook_register_evaluators(cli, plugin, tmp_path):
 
 
 def test_hook_register_methods(cli, plugin, tmp_path):
-    from test_methods import L1ToInput
+    from methods.toy_method import L1ToInput
 
     plugin(register_methods=lambda register: register(L1ToInput()))
     listed = cli("methods")

@@ -105,3 +105,41 @@ def test_in_process_plugin_registration():
     finally:
         plugins.remove_plugin(module)
     assert "spots" not in plugins.get_registry().tasks
+
+
+UNSCORED_PLUGIN = """
+from utom_core.domain import Domain
+from utom_core.hookspecs import hookimpl
+from utom_core.task import Task
+
+@hookimpl
+def register_tasks(register):
+    register(Task(name="unscored", summary="scored by nothing registered",
+                  domain_a=Domain(name="a", channels=1), domain_b=Domain(name="b", channels=1),
+                  evaluators=["content", "nowhere"]))
+"""
+
+
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_an_unregistered_evaluator_is_refused_before_training(cli, tmp_path, blob_tiffs,
+                                                              monkeypatch, command):
+    """The commands resolve a task's evaluators up front: a missing one is refused in one
+    line before any image is read or any folder written, not after the training."""
+    import types
+
+    from reliability.checks import one_line_error
+
+    from utom_core.data import images
+
+    monkeypatch.setattr(images.DomainImages, "__init__",
+                        lambda *args, **kwargs: pytest.fail("an image was read"))
+    module = types.ModuleType("unscored_plugin")
+    exec(UNSCORED_PLUGIN, module.__dict__)
+    plugins.add_plugin(module)
+    try:
+        result = cli(command, "unscored", "--a", blob_tiffs["a"][0], "--b", blob_tiffs["b"][0],
+                     "--out", tmp_path / "out")
+    finally:
+        plugins.remove_plugin(module)
+    one_line_error(result, "task unscored: evaluator 'nowhere' is not registered")
+    assert not (tmp_path / "out").exists()

@@ -6,7 +6,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 from helpers import REPO
+
+pytestmark = pytest.mark.slow
 
 ROWS = ("fp32", "bf16 + channels_last", "bf16 + torch.compile", "batch 4",
         "data pipeline alone", "stain-he", "prediction", "50000 iterations")

@@ -22,3 +22,10 @@ def test_documented_hooks_exist():
     doc = (REPO / "docs" / "plugins.md").read_text()
     documented = set(re.findall(r"`(register_\w+)\(", doc))
     assert documented == set(hook_functions())
+
+
+def test_cli_reference_is_the_commands_help():
+    from utom_core.commands.reference import REGENERATE, render
+
+    committed = (REPO / "docs" / "cli.md").read_text()
+    assert committed == render(), f"docs/cli.md is out of date with --help; run: {REGENERATE}"

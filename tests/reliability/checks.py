@@ -1,14 +1,20 @@
-"""Assertions and builders shared by the reliability tests (issue 7)."""
+"""Assertions, builders and real-process helpers shared by the reliability tests."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import shutil
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
 import torch
 from helpers import blobs
@@ -145,3 +151,30 @@ def make_data(root: Path) -> Data:
     iso = save_model(root / "iso_model", ISOTROPIC.domain_a, ISOTROPIC.domain_b, "isotropic",
                      Slicing.xz_yz)
     return Data(root, tuple(paths["a"]), tuple(paths["b"]), model, iso, volume)
+
+
+# real processes
+def spawn(args: list, cwd: Path, cli: list[str] = CLI, **env: str) -> subprocess.Popen:
+    """``utom ARGS`` in a fresh process, stdout and stderr to files in ``cwd``."""
+    return subprocess.Popen(
+        [*cli, *map(str, args)], cwd=cwd, env={**os.environ, **ONE_THREAD, **env},
+        stdout=open(cwd / "stdout.txt", "wb"), stderr=open(cwd / "stderr.txt", "wb"))
+
+
+def wait_for(condition: Callable[[], object], proc: subprocess.Popen, timeout: float = 90):
+    """Poll until ``condition()`` is truthy; fail if the process ends or time runs out first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc.poll() is not None:
+            err = (Path(proc.args[0]).parent, proc.returncode)
+            pytest.fail(f"process ended early ({err}) before the awaited state")
+        time.sleep(0.02)
+    pytest.fail("timed out waiting for the process")
+
+
+def iterations_logged(run: Path) -> list[int]:
+    return [json.loads(line)["iteration"] for line in
+            (run / trained.LOG_FILE).read_text().splitlines()]

@@ -532,6 +532,7 @@ def test_written_zarr_with_empty_chunks_reads_back(tmp_path):
     assert json.loads((store / "zarr.json").read_text())["attributes"]["ome"]["version"] == "0.5"
 
 
+@pytest.mark.slow
 def test_a_real_process_prints_one_line_for_a_corrupt_file(tmp_path, data):
     """What only a real process shows: libraries' log records (tifffile describing the damage)
     would reach stderr through logging's last-resort handler; pytest captures them in-process."""

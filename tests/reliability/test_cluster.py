@@ -23,6 +23,8 @@ from utom_core.inference import blocks
 from utom_core.inference.dask import job_store
 from utom_core.io import read_image
 
+pytestmark = pytest.mark.xdist_group("dask-cluster")
+
 distributed = pytest.importorskip("distributed", reason="needs utom[distributed]")
 RNG = np.random.default_rng(0)
 TILE = ("--tile", "64")
@@ -72,6 +74,7 @@ def _same_as_one_process(cli, data: Data, image: Path, out: Path, *options: str)
     ("3d", ("--stitch", "blend")),
     ("2d", ("--stitch", "blend", "--batch", "2", "--overlap", "0.4")),
 ])
+@pytest.mark.slow
 def test_the_cluster_writes_what_one_process_writes(cli, client, data, images, tmp_path, kind,
                                                     options):
     before = client.run(blocks.loads)
@@ -86,6 +89,7 @@ def test_the_cluster_writes_what_one_process_writes(cli, client, data, images, t
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_local_cluster_writes_ome_tiff_like_one_process(cli, data, images, tmp_path):
     out = tmp_path / "cluster.ome.tif"
     result = cli("predict", data.model, images["2d"], "--out", out, *TILE,
@@ -126,6 +130,7 @@ def _idle(client) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_is_retried_and_the_output_is_whole(cli, client, data, images,
                                                                     tmp_path):
     out = tmp_path / "killed.ome.zarr"
@@ -146,6 +151,7 @@ def test_a_worker_killed_mid_run_is_retried_and_the_output_is_whole(cli, client,
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_an_interrupted_job_leaves_no_output_and_resume_keeps_verified_units(cli, client, data,
                                                                              images, tmp_path):
     out = tmp_path / "resumed.ome.zarr"

@@ -23,12 +23,23 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
-from reliability.checks import CLI, ONE_THREAD, TINY, Data, leftovers, one_line_error, snapshot
-from reliability.test_interruptions import spawn, wait_for
+from reliability.checks import (
+    CLI,
+    ONE_THREAD,
+    TINY,
+    Data,
+    leftovers,
+    one_line_error,
+    snapshot,
+    spawn,
+    wait_for,
+)
 
 from utom_core import run_folders
 from utom_core.errors import UtomError
 from utom_core.io import atomic, open_image
+
+pytestmark = pytest.mark.xdist_group("data-loss-runs")
 
 
 def _utom(*args: object, cwd: Path) -> subprocess.CompletedProcess:
@@ -309,6 +320,7 @@ def _theirs_folder(path: Path) -> None:
 @pytest.mark.parametrize(("name", "create"), [("pred.tif", _theirs_tiff),
                                               ("pred.ome.zarr", _theirs_folder)],
                          ids=["tiff", "ome-zarr"])
+@pytest.mark.slow
 def test_an_output_that_appears_during_prediction_is_not_replaced(cli, tmp_path, data, large,
                                                                   name, create):
     before_inputs = snapshot(data.root, large)
@@ -327,6 +339,7 @@ def test_an_output_that_appears_during_prediction_is_not_replaced(cli, tmp_path,
 @pytest.mark.parametrize(("name", "create"), [("pred.tif", _theirs_tiff),
                                               ("pred.ome.zarr", _theirs_folder)],
                          ids=["tiff", "ome-zarr"])
+@pytest.mark.slow
 def test_with_overwrite_an_output_that_appears_during_prediction_is_replaced(tmp_path, data,
                                                                              large, name,
                                                                              create):

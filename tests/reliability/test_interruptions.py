@@ -6,47 +6,31 @@ Real processes are killed here (SIGKILL cannot be caught: it is the power cut, t
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 import torch
-from reliability.checks import CLI, ONE_THREAD, TINY, Data, leftovers, snapshot
+from reliability.checks import (
+    TINY,
+    Data,
+    iterations_logged,
+    leftovers,
+    snapshot,
+    spawn,
+    wait_for,
+)
 
 from utom_core import trained
 from utom_core.io.atomic import TEMP_SUFFIX
 from utom_core.training.trainer import Trainer
 
 CHECKPOINT = trained.CHECKPOINT_FILE
-
-
-def spawn(args: list, cwd: Path, cli: list[str] = CLI, **env: str) -> subprocess.Popen:
-    """``utom ARGS`` in a fresh process, stdout and stderr to files in ``cwd``."""
-    return subprocess.Popen(
-        [*cli, *map(str, args)], cwd=cwd, env={**os.environ, **ONE_THREAD, **env},
-        stdout=open(cwd / "stdout.txt", "wb"), stderr=open(cwd / "stderr.txt", "wb"))
-
-
-def wait_for(condition: Callable[[], object], proc: subprocess.Popen, timeout: float = 90):
-    """Poll until ``condition()`` is truthy; fail if the process ends or time runs out first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if proc.poll() is not None:
-            err = (Path(proc.args[0]).parent, proc.returncode)
-            pytest.fail(f"process ended early ({err}) before the awaited state")
-        time.sleep(0.02)
-    pytest.fail("timed out waiting for the process")
 
 
 STALLING_CLI = [sys.executable, "-c", """
@@ -71,11 +55,7 @@ def temporaries(folder: Path) -> list[Path]:
     return sorted(folder.glob(f".*{TEMP_SUFFIX}"))
 
 
-def iterations_logged(run: Path) -> list[int]:
-    return [json.loads(line)["iteration"] for line in
-            (run / trained.LOG_FILE).read_text().splitlines()]
-
-
+@pytest.mark.slow
 def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one_and_resume_finishes(
         tmp_path, data: Data, cli):
     run = tmp_path / "run"
@@ -106,6 +86,7 @@ def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one_and_resume_fi
     assert iterations_logged(run) == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.slow
 def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path, data: Data):
     run = tmp_path / "run"
     proc = spawn(["train", "denoise", "--a", data.a[0], "--b", data.b[0], "--out", run, *TINY,
@@ -184,6 +165,7 @@ def test_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(cli, tmp_path
     assert torch.load(run / CHECKPOINT, weights_only=True)["iteration"] == 6
 
 
+@pytest.mark.slow
 def test_sigkill_mid_prediction_leaves_the_old_output_untouched(tmp_path, data: Data, cli):
     image = tmp_path / "large.tif"
     tifffile.imwrite(image, np.random.default_rng(0).integers(0, 20000, (1536, 1536), np.uint16))

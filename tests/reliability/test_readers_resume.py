@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from helpers import build_generator
 from PIL import Image
 from reliability.checks import (
     CLI,
@@ -218,6 +219,7 @@ def test_huge_declared_strip_refused_at_open(tmp_path):
         open_image(_one_strip_tiff(tmp_path))
 
 
+@pytest.mark.slow
 def test_huge_declared_strip_refused_in_one_line_by_the_cli(tmp_path, data: Data):
     path = _one_strip_tiff(tmp_path)
     before = snapshot(tmp_path)
@@ -276,16 +278,19 @@ def test_png_declaring_a_huge_size_is_one_line(cli, tmp_path, data: Data, size):
 # --- 6: a resumed run trains on the files it started with ------------------------------------
 
 @pytest.fixture
-def moved(tmp_path, data: Data):
+def moved(tmp_path, data: Data, cli, monkeypatch):
     """A run trained from ``first/`` with relative paths, and ``second/`` holding other images
-    under the same names; returns (first, second, run)."""
+    under the same names; returns (first, second, run). The set-up trains in-process (a fresh
+    interpreter costs seconds); the resumes under test run in real processes."""
     first, second, run = tmp_path / "first", tmp_path / "second", tmp_path / "run"
     for folder, index in ((first, 0), (second, 1)):
         folder.mkdir()
         shutil.copy(data.a[index], folder / "a.tif")
         shutil.copy(data.b[index], folder / "b.tif")
-    result = utom(["train", "denoise", "--a", "a.tif", "--b", "b.tif", "--out", run, *TINY,
-                   "--iterations", "2"], first)
+    with monkeypatch.context() as here:
+        here.chdir(first)
+        result = cli("train", "denoise", "--a", "a.tif", "--b", "b.tif", "--out", run, *TINY,
+                     "--iterations", "2")
     assert result.code == 0, result.err
     return first, second, run
 
@@ -294,12 +299,14 @@ def recorded(run: Path) -> str:
     return (run / trained.META_FILE).read_text()
 
 
+@pytest.mark.slow
 def test_run_json_records_absolute_paths(moved):
     first, _, run = moved
     text = recorded(run)
     assert str(first / "a.tif") in text and str(first / "b.tif") in text
 
 
+@pytest.mark.slow
 def test_resume_from_another_folder_trains_on_the_original_files(moved):
     first, second, run = moved
     result = utom(["train", "denoise", "--resume", "--out", run, "--iterations", "3"], second)
@@ -309,6 +316,7 @@ def test_resume_from_another_folder_trains_on_the_original_files(moved):
 
 
 @pytest.mark.parametrize("change", ["edited", "missing"])
+@pytest.mark.slow
 def test_resume_refuses_changed_or_missing_inputs(moved, change):
     first, second, run = moved
     if change == "edited":
@@ -321,6 +329,7 @@ def test_resume_refuses_changed_or_missing_inputs(moved, change):
     assert snapshot(run) == before and not leftovers(run)
 
 
+@pytest.mark.slow
 def test_resume_with_inputs_given_again_uses_them(moved):
     first, second, run = moved
     shutil.copy(second / "a.tif", first / "a.tif")
@@ -342,6 +351,7 @@ def _as_old_run(run: Path, a: str, b: str) -> None:
     (run / trained.META_FILE).write_text(json.dumps(state["meta"]))
 
 
+@pytest.mark.slow
 def test_old_run_with_relative_inputs_is_refused_on_resume(moved):
     _, second, run = moved
     _as_old_run(run, "a.tif", "b.tif")
@@ -351,6 +361,7 @@ def test_old_run_with_relative_inputs_is_refused_on_resume(moved):
     assert snapshot(run) == before
 
 
+@pytest.mark.slow
 def test_old_run_with_absolute_inputs_resumes(moved):
     first, second, run = moved
     _as_old_run(run, str(first / "a.tif"), str(first / "b.tif"))
@@ -358,6 +369,7 @@ def test_old_run_with_absolute_inputs_resumes(moved):
     assert result.code == 0, result.err
 
 
+@pytest.mark.slow
 def test_old_model_files_still_load(tmp_path, data: Data):
     """model.pt files written before fingerprints (inputs as plain strings) still predict."""
     model = tmp_path / "old"
@@ -365,7 +377,7 @@ def test_old_model_files_still_load(tmp_path, data: Data):
     state = torch.load(model / trained.MODEL_FILE, weights_only=True)
     state["meta"] = {**state["meta"], "inputs_a": ["a.tif"], "inputs_b": ["/data/b.tif"]}
     torch.save(state, model / trained.MODEL_FILE)
-    predictor = trained.load_model(model)
+    predictor = trained.load_model(model, build_generator=build_generator)
     assert predictor.task == "denoise"
     image = tmp_path / "in.tif"
     tifffile.imwrite(image, blob_image(RNG, 500, 40))

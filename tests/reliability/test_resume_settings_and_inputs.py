@@ -21,6 +21,8 @@ from reliability.checks import CLI, ONE_THREAD, TINY, Data, one_line_error, save
 
 from utom_core.domain import Domain
 
+pytestmark = pytest.mark.xdist_group("resume-trained-run")
+
 CHECKPOINT = Path("checkpoints", "last.pt")
 SAFE_ON_RESUME = ("iterations", "checkpoint_every", "log_every", "preview_every")
 
@@ -84,6 +86,7 @@ def test_resume_of_a_folder_without_a_run_says_to_start_one(cli, tmp_path, data,
     assert cli(*_train(data, out, "--iterations", "1")).code == 0  # the advice works
 
 
+@pytest.mark.slow
 def test_resume_of_a_run_killed_before_its_first_checkpoint_says_to_start_again(cli, tmp_path,
                                                                                  data):
     """SIGKILL before the first checkpoint leaves a run directory with nothing to resume: the
@@ -238,6 +241,7 @@ def test_resume_refuses_a_total_the_run_has_passed(cli, tmp_path, trained_run):
 
 
 @pytest.mark.parametrize("name", ["run[v2]", "scan[/b]"])
+@pytest.mark.slow
 def test_training_into_a_folder_named_like_markup_ends_cleanly(tmp_path, data, name):
     out = tmp_path / name
     result = utom(*_train(data, out, "--iterations", "1"), cwd=tmp_path)

@@ -16,8 +16,19 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from reliability.checks import CLI, ONE_THREAD, TINY, Data, leftovers, snapshot
-from reliability.test_interruptions import iterations_logged, spawn, wait_for
+from reliability.checks import (
+    CLI,
+    ONE_THREAD,
+    TINY,
+    Data,
+    iterations_logged,
+    leftovers,
+    snapshot,
+    spawn,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
 
 INTERRUPTED = 130
 

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability.checks import ONE_THREAD, TINY, Data, leftovers, one_line_error, snapshot
-from reliability.test_interruptions import wait_for
+from reliability.checks import ONE_THREAD, TINY, Data, leftovers, one_line_error, snapshot, wait_for
 
 from utom_core import trained
+
+pytestmark = pytest.mark.slow
 
 ITERATIONS = 8
 SETTINGS = (*TINY, "--iterations", str(ITERATIONS), "--set", "checkpoint_every=2",

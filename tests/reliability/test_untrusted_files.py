@@ -146,7 +146,7 @@ def test_importlib_only_loads_named_default_plugins():
     assert users == ["registry.py"]
 
 
-def test_plugins_come_only_from_installed_entry_points(tmp_path, monkeypatch):
+def test_plugins_come_only_from_installed_entry_points(tmp_path, monkeypatch, fresh_registry):
     """A Python file lying in the working folder, or named in the environment, is not loaded."""
     marker = tmp_path / "PWNED"
     (tmp_path / "utom_evil.py").write_text(
@@ -156,7 +156,6 @@ def test_plugins_come_only_from_installed_entry_points(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("UTOM_PLUGINS", "utom_evil")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    plugins.reset_registry()
     registry = plugins.get_registry()
     installed = {ep.value for ep in entry_points(group=plugins.ENTRY_POINT_GROUP)}
     modules = {info.module for info in registry.plugins}

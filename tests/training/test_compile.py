@@ -6,11 +6,10 @@ import shutil
 
 import pytest
 import torch
-from helpers import DENOISE, TINY, weights
+from helpers import DENOISE, TINY, train, weights
 
 from utom_core.config import TrainConfig
 from utom_core.plugins import get_registry
-from utom_core.training.train import train
 
 
 @pytest.fixture
@@ -19,6 +18,7 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
+@pytest.mark.slow
 def test_compile_runs_the_training_step_through_torch_compile(tmp_path, blob_tiffs, monkeypatch,
                                                               fresh_dynamo):
     """Through dynamo and AOTAutograd (the graphs inductor compiles), without spending the
@@ -43,6 +43,7 @@ def test_compile_runs_the_training_step_through_torch_compile(tmp_path, blob_tif
         assert torch.allclose(eager[key], fast[key], atol=1e-5), key
 
 
+@pytest.mark.slow
 def test_inductor_compiles_a_generator_here(fresh_dynamo):
     if shutil.which("c++") is None and shutil.which("g++") is None:
         pytest.skip("torch.compile (inductor) needs a C++ compiler on a CPU; none is installed")

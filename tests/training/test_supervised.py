@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import tifffile
-from helpers import blobs
+from helpers import blobs, build_generator, train
 
 from utom_core.config import TrainConfig
 from utom_core.domain import Domain
@@ -15,7 +15,6 @@ from utom_core.errors import InputError, UtomError
 from utom_core.task import Task
 from utom_core.trained import load_model
 from utom_core.training.supervised import NoPairs, train_supervised
-from utom_core.training.train import train
 
 TASK = Task(name="toy-invert", summary="toy", domain_a=Domain(name="a", channels=1),
             domain_b=Domain(name="b", channels=1))
@@ -38,18 +37,20 @@ def inverted_pairs(tmp_path):
 
 def test_the_ceiling_learns_from_pairs_and_predicts_like_any_run(tmp_path, inverted_pairs):
     result = train_supervised(TASK, TrainConfig(**TINY), tmp_path / "run", inverted_pairs,
-                              show_progress=False)
+                              build_generator=build_generator, show_progress=False)
     losses = [json.loads(line)["l1"] for line in (result.run_dir / "log.jsonl").open()]
     assert len(losses) == 60 and np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
-    predictor = load_model(result.run_dir)
+    predictor = load_model(result.run_dir, build_generator=build_generator)
     assert predictor.config.generator == "unet" and predictor.task == "toy-invert"
 
 
 def test_same_seed_same_ceiling(tmp_path, inverted_pairs):
     cfg = TrainConfig(**TINY | {"iterations": 5})
     for name in ("r1", "r2"):
-        train_supervised(TASK, cfg, tmp_path / name, inverted_pairs, show_progress=False)
-    one, two = (load_model(tmp_path / n).generator.state_dict() for n in ("r1", "r2"))
+        train_supervised(TASK, cfg, tmp_path / name, inverted_pairs,
+                         build_generator=build_generator, show_progress=False)
+    one, two = (load_model(tmp_path / n, build_generator=build_generator).generator.state_dict()
+                for n in ("r1", "r2"))
     assert all(np.array_equal(one[k].numpy(), two[k].numpy()) for k in one)
 
 
@@ -58,9 +59,11 @@ def test_misaligned_pairs_and_missing_pairs_are_refused(tmp_path, inverted_pairs
     tifffile.imwrite(small, np.zeros((64, 64), np.uint16))
     with pytest.raises(InputError, match=r"is not aligned with its input a0\.tif"):
         train_supervised(TASK, TrainConfig(**TINY), tmp_path / "run",
-                         [(inverted_pairs[0][0], small)], show_progress=False)
+                         [(inverted_pairs[0][0], small)], build_generator=build_generator,
+                         show_progress=False)
     with pytest.raises(NoPairs, match="no aligned pairs"):
-        train_supervised(TASK, TrainConfig(**TINY), tmp_path / "run", [], show_progress=False)
+        train_supervised(TASK, TrainConfig(**TINY), tmp_path / "run", [],
+                         build_generator=build_generator, show_progress=False)
     assert not (tmp_path / "run").exists()
 
 
@@ -82,8 +85,9 @@ def test_run_supervised_refuses_user_data(cli, tmp_path, inverted_pairs):
 def test_the_ceiling_fits_its_depth_to_the_tile(tmp_path, inverted_pairs):
     """The isotropic budget's 40-px tiles take 3 halvings, not the configured 4."""
     cfg = TrainConfig(**TINY | {"unet_depth": 4, "tile": 40, "iterations": 2})
-    result = train_supervised(TASK, cfg, tmp_path / "run", inverted_pairs, show_progress=False)
-    assert load_model(result.run_dir).config.unet_depth == 3
+    result = train_supervised(TASK, cfg, tmp_path / "run", inverted_pairs,
+                              build_generator=build_generator, show_progress=False)
+    assert load_model(result.run_dir, build_generator=build_generator).config.unet_depth == 3
 
 
 def test_the_ceiling_is_scored_on_the_unpaired_runs_scale(tmp_path, inverted_pairs):
@@ -93,7 +97,7 @@ def test_the_ceiling_is_scored_on_the_unpaired_runs_scale(tmp_path, inverted_pai
     cfg = TrainConfig(**TINY | {"iterations": 1, "ndf": 8, "n_blocks": 1})
     unpaired = train(TASK, cfg, tmp_path / "unpaired", a, b, show_progress=False)
     ceiling = train_supervised(TASK, cfg, tmp_path / "ceiling", inverted_pairs, fit_on=(a, b),
-                               show_progress=False)
+                               build_generator=build_generator, show_progress=False)
     keys = ("normalisation_a", "normalisation_b", "threshold_a", "threshold_b")
     metas = [json.loads((r.run_dir / "run.json").read_text()) for r in (unpaired, ceiling)]
     assert [metas[0][k] for k in keys] == [metas[1][k] for k in keys]

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import train
 
 from utom_core.commands.threshold import mask_overlay
 from utom_core.config import SaliencyVariant, TrainConfig
@@ -19,7 +20,6 @@ from utom_core.methods.losses import discriminator_loss, generator_terms, salien
 from utom_core.networks import PatchGAN, ResnetGenerator
 from utom_core.saliency import SigmoidSaliency
 from utom_core.task import Task
-from utom_core.training.train import train
 
 # -- 1. per-channel thresholds: one raw threshold, one mask, in training and in the preview ----
 

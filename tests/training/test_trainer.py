@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from helpers import DENOISE, TINY, assert_same, blobs, weights
+from helpers import DENOISE, TINY, assert_same, blobs, build_generator, train, weights
 
 from utom_core.config import TrainConfig
 from utom_core.domain import Domain, PixelType, Polarity
 from utom_core.errors import UtomError
 from utom_core.task import Task
 from utom_core.trained import load_model
-from utom_core.training.train import train
 
 
 def test_same_seed_same_weights(tmp_path, blob_tiffs):
@@ -82,7 +81,7 @@ def test_training_moves_g_towards_the_target(tmp_path):
                       rho_decay_fraction=2.0)
 
     def error_vs_target(run_dir):
-        p = load_model(run_dir)
+        p = load_model(run_dir, build_generator=build_generator)
         x = torch.from_numpy(p.source_norm.apply(test[None]))[None]
         with torch.no_grad():
             out = p.target_norm.invert(p.generator(x)[0].numpy()).astype(float)

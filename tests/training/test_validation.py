@@ -7,13 +7,12 @@ import json
 import numpy as np
 import tifffile
 import torch
-from helpers import DENOISE, TINY, assert_same, blobs, weights
+from helpers import DENOISE, TINY, assert_same, blobs, train, weights
 from reliability.checks import TINY as TINY_ARGS
 from reliability.checks import one_line_error, snapshot
 
 from utom_core import trained
 from utom_core.config import TrainConfig
-from utom_core.training.train import train
 from utom_core.training.validation import VAL_SIDE, rows
 
 

@@ -29,6 +29,7 @@ def example_plugin():
         plugins.remove_plugin(module)
 
 
+@pytest.mark.slow
 def test_bench_covers_every_task_method_and_seed_and_resumes(cli, tmp_path, example_plugin):
     out = tmp_path / "bench"
     result = cli("bench", "--budget", "smoke", "--seeds", "2", "--set", "iterations=2",
@@ -64,7 +65,7 @@ def test_bench_covers_every_task_method_and_seed_and_resumes(cli, tmp_path, exam
     assert (out / "bench.md").read_text().rstrip().endswith("fraction of peak 58.0%")
 
 
-def test_a_task_that_raises_is_recorded_not_fatal(cli, tmp_path, monkeypatch):
+def test_a_task_that_raises_is_recorded_not_fatal(cli, tmp_path, monkeypatch, fresh_registry):
     from utom_tasks import super_resolution
 
     def broken(workdir, seed):
@@ -85,6 +86,7 @@ def test_a_task_that_raises_is_recorded_not_fatal(cli, tmp_path, monkeypatch):
     assert "sr/utom/seed0 | failed" in (out / "bench.md").read_text()
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_the_same_rows_as_one_process(cli, tmp_path):
     """--jobs runs each (task, method, seed) in a worker process with the same thread count
     as here (1 in the tests), so its metrics must equal the in-process run's bit for bit."""

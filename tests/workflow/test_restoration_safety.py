@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from helpers import build_generator, train
 
 from utom_core.config import TrainConfig
 from utom_core.data.fitting import (
@@ -22,7 +23,6 @@ from utom_core.evaluation.guide import below_floor, worse_warning
 from utom_core.plugins import get_registry
 from utom_core.saliency import triangle_threshold
 from utom_core.trained import load_model
-from utom_core.training.train import train
 from utom_tasks.structures import STRUCTURES, neurites, structure_case
 
 TINY = dict(ngf=8, n_blocks=1, ndf=8, d_layers=2, tile=32, pool_size=4, sample_pixels=5000,
@@ -45,7 +45,7 @@ def stride_power(image: np.ndarray) -> float:
 def flat_output(run_dir, size: int = 128) -> np.ndarray:
     """The trained generator's output on a flat grey image with faint noise (an exactly flat
     input is flattened to zero by the first instance norm, whatever the network)."""
-    predictor = load_model(run_dir)
+    predictor = load_model(run_dir, build_generator=build_generator)
     x = torch.full((1, 1, size, size), -0.6) + 0.05 * torch.randn(
         1, 1, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

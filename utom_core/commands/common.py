@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,6 @@ from click.core import ParameterSource
 
 from utom_core.config import (
     BUDGET_NOTES,
-    BUILTIN_METHODS,
     RESUME_SETTINGS,
     Budget,
     TrainConfig,
@@ -19,9 +19,12 @@ from utom_core.config import (
     load_config_file,
     parse_overrides,
 )
-from utom_core.errors import UtomError
-from utom_core.plugins import get_registry
+from utom_core.errors import InputError, UtomError, first_line
+from utom_core.methods import BUILTIN
+from utom_core.plugins import Registry, Resolved
+from utom_core.run_folders import check_run_dir
 from utom_core.task import Task
+from utom_core.trained import CHECKPOINT_FILE, CONFIG_FILE, load_run
 
 PATHS = click.Path(path_type=Path)
 
@@ -47,7 +50,7 @@ def training_options(command: Callable[..., Any] | None = None, *, paired: bool 
     supervised ceiling (``@training_options`` or ``@training_options(paired=False)``)."""
     if command is None:
         return lambda decorated: training_options(decorated, paired=paired)
-    offered = [m for m in BUILTIN_METHODS if paired or m != "supervised"]
+    offered = [m.name for m in BUILTIN if paired or not m.paired]
     options = [
         click.option("--budget", type=click.Choice([b.value for b in Budget]), default="demo",
                      show_default=True, help=budget_help()),
@@ -87,13 +90,34 @@ def assemble_config(task: Task, budget: str, method: str | None, iterations: int
     given.append((parse_overrides(overrides), "--set"))
     for layer, source in given:
         build_config(layer, source=source)
-    cfg = build_config(*task.config_layers(Budget(budget)), *(layer for layer, _ in given),
-                       explicit, source="settings")
-    try:  # an unknown name is refused here, listing the known
-        get_registry().method(cfg.method)
+    return build_config(*task.config_layers(Budget(budget)), *(layer for layer, _ in given),
+                        explicit, source="settings")
+
+
+def resolve_run(registry: Registry, task: Task, cfg: TrainConfig) -> Resolved:
+    """Every name a run of ``task`` with ``cfg`` uses, resolved before any image is read: a
+    missing method (named as the option that sets it), generator or evaluator is refused in
+    one line."""
+    try:
+        return registry.resolve(task, cfg)
     except UtomError as err:
+        if cfg.method in registry.methods:
+            raise
         raise UtomError(f"--method: {err}") from None
-    return cfg
+
+
+def resumed_config(run_dir: Path) -> TrainConfig:
+    """The settings of the run to resume in ``run_dir``, read before its checkpoint is loaded
+    so that its method and generator are resolved up front (its config.json, which every run
+    writes before its first checkpoint; else the checkpoint's own)."""
+    check_run_dir(run_dir, resume=True, overwrite=False)  # nothing to resume: said first
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        return load_run(run_dir / CHECKPOINT_FILE)[0]
+    try:
+        return TrainConfig.saved(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as err:
+        raise InputError(path, f"cannot read the run's settings ({first_line(err)})") from None
 
 
 FIXED_ON_RESUME = ("budget", "method", "seed", "config_file", "threshold_a", "threshold_b")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from utom_core.commands.common import PATHS
 from utom_core.console import console
+
+if TYPE_CHECKING:
+    from utom_core.trained import Direction
 
 
 @click.command("export")
@@ -24,15 +28,16 @@ from utom_core.console import console
 @click.option("--author", "authors", multiple=True,
               help="Author of the model (repeatable) [default: the current user].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing package.")
-def export_command(run: Path, package: Path, direction: str, weights: str,
+def export_command(run: Path, package: Path, direction: Direction, weights: str,
                    sample: Path | None, authors: tuple[str, ...], overwrite: bool) -> None:
     """Package the generator of RUN (run directory or model file) for the BioImage Model Zoo;
     the package is tested with bioimageio.core first and written only if it passes."""
     from utom_core.export.bioimageio import export_bioimageio
     from utom_core.plugins import get_registry
 
-    get_registry()  # io then knows the formats that plugins register (--sample)
-    card = export_bioimageio(run, package, direction, weights, overwrite,
-                             sample, list(authors))
+    registry = get_registry()
+    card = export_bioimageio(run, package, direction, weights, overwrite, sample,
+                             list(authors), build_generator=registry.build_generator,
+                             formats=registry.formats)
     console.print(f"{package}: {card.name} ({direction}, {card.weights} weights); passed "
                   "bioimageio.core's test", markup=False, soft_wrap=True)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from utom_core.commands.common import PATHS
 from utom_core.console import console
 from utom_core.plugins import get_registry
+
+if TYPE_CHECKING:
+    from utom_core.trained import Direction
 
 
 @click.command("import-generator")
@@ -24,7 +28,7 @@ from utom_core.plugins import get_registry
 @click.option("--threshold-b", type=float, default=None,
               help="Domain B content threshold in 8-bit units (their threshold_B).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
-def import_generator_command(weights: Path, task_name: str, out: Path, direction: str,
+def import_generator_command(weights: Path, task_name: str, out: Path, direction: Direction,
                              threshold_a: float | None, threshold_b: float | None,
                              overwrite: bool) -> None:
     """Make run directory --out from WEIGHTS, a generator state dict of the authors' code
@@ -32,8 +36,9 @@ def import_generator_command(weights: Path, task_name: str, out: Path, direction
     `utom export` then use it like any run, in their 8-bit intensities."""
     from utom_core.export.imported import import_generator
 
-    task = get_registry().task(task_name)
+    registry = get_registry()
+    task = registry.task(task_name)
     layout = import_generator(weights, task, out, direction, threshold_a, threshold_b,
-                              overwrite)
+                              build_generator=registry.build_generator, overwrite=overwrite)
     console.print(f"{weights}: {layout.describe()} imported as the {direction} generator of "
                   f"task {task.name} into {out}", markup=False, soft_wrap=True)

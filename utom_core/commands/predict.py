@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import click
 
 from utom_core.commands.common import PATHS
 from utom_core.console import console
 from utom_core.errors import InputError, UtomError
-from utom_core.inference import Norm, TileOptions, predict_file
-from utom_core.inference.files import FORMAT_SUFFIXES, check_input, output_name
+from utom_core.inference import Norm, PredictOptions, Predictor, write_prediction
+from utom_core.inference.files import FORMAT_SUFFIXES, OpenImages, output_name
 from utom_core.inference.tiling import Stitch
-from utom_core.io import can_write, list_images, open_image, writer_for
+from utom_core.io import FormatTable, ImageSource, can_write, list_images, writer_for
 from utom_core.plugins import get_registry
 
 if TYPE_CHECKING:
+    from utom_core.inference.blocks import ModelSpec
     from utom_core.trained import Direction, TrainedModel
 
 
-def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool) -> list[Path]:
+def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool,
+                 sources: OpenImages, formats: FormatTable | None = None) -> list[Path]:
     """Output path of every input; refuses clobbering, reading and writing one path, bad formats.
 
     ``out`` is a file when it has an image suffix (one input only), else a folder.
     """
-    if can_write(out):
+    if can_write(out, formats=formats):
         if len(inputs) > 1:
             raise UtomError(f"--out {out}: several inputs need a folder, not an image path")
         if fmt and not out.name.lower().endswith(FORMAT_SUFFIXES[fmt]) and not (
@@ -35,13 +36,13 @@ def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool
         outputs = [out]
     else:
         if out.suffix and not out.is_dir():  # "x.jpg" is a file name, not a folder
-            writer_for(out)
-        outputs = [out / output_name(p, fmt) for p in inputs]
+            writer_for(out, formats=formats)
+        outputs = [out / output_name(sources[p], fmt, formats) for p in inputs]
     if len(set(outputs)) != len(outputs):
         raise UtomError(f"several inputs would be written to the same file in {out}: rename them")
     resolved = {p.resolve() for p in inputs}
     for path in outputs:
-        writer_for(path)
+        writer_for(path, formats=formats)
         if path.resolve() in resolved:
             raise UtomError(f"{path}: output would overwrite its input; choose another --out")
         if path.exists() and not overwrite:
@@ -63,40 +64,20 @@ class OverlapType(click.ParamType):
 OVERLAP = OverlapType()
 
 
-def _auto_overlap(images: list[Path], predictor: TrainedModel, options: TileOptions) -> float:
-    """``--overlap auto``, measured on the first input whose planes are tiled (planes
-    predicted whole need none)."""
-    from utom_core.inference.halo import PAPER_OVERLAP, auto_overlap
-    from utom_core.inference.planes import PlanePredictor
-
-    planes = PlanePredictor(predictor.generator, predictor.source_norm, options)
-    for image in images:
-        source = open_image(image)
-        try:
-            if len(planes.grid(source.info.shape[-2:])) > 1:
-                return auto_overlap(predictor.generator, source, predictor.source_norm,
-                                    options)[0]
-        finally:
-            source.close()
-    return PAPER_OVERLAP
-
-
-def check_inputs(images: list[Path], predictor: TrainedModel, direction: Direction) -> None:
-    """Open every input and check it fits the generator before the first tile: a bad last
-    file must not cost the minutes the first ones take, nor leave their outputs behind."""
+def check_inputs(sources: list[ImageSource], predictor: Predictor, direction: Direction) -> None:
+    """Check every input fits the generator before the first tile: a bad last file must not
+    cost the minutes the first ones take, nor leave their outputs behind."""
     other = "b2a" if direction == "a2b" else "a2b"
-    for image in images:
-        source = open_image(image)
+    for source in sources:
         try:
-            check_input(source, predictor)
+            predictor.check(source)
         except InputError as err:
             found = source.info.channels
-            if found != predictor.generator.in_channels and found == predictor.target.channels:
-                raise InputError(image, f"{err.problem}; {found} channel(s) fit the {other} "
-                                        f"generator: use --direction {other}") from None
+            model = predictor.model
+            if found != model.generator.in_channels and found == model.target.channels:
+                raise InputError(source.path, f"{err.problem}; {found} channel(s) fit the "
+                                 f"{other} generator: use --direction {other}") from None
             raise
-        finally:
-            source.close()
 
 
 @click.command("predict")
@@ -133,10 +114,10 @@ def check_inputs(images: list[Path], predictor: TrainedModel, direction: Directi
                    "scheduler (needs utom[distributed]; docs/predict.md).")
 @click.option("--resume", is_flag=True,
               help="With --scheduler: continue an interrupted job, keeping what it wrote.")
-def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction: str, tile: int,
-                    overlap: float | None, stitch: str, norm: str, batch: int | None,
-                    fmt: str | None,
-                    overwrite: bool, device: str, raw_weights: bool, checkpoint: str,
+def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction: Direction,
+                    tile: int, overlap: float | None, stitch: str, norm: str, batch: int | None,
+                    fmt: str | None, overwrite: bool, device: str, raw_weights: bool,
+                    checkpoint: Literal["last", "best"],
                     scheduler: str | None, resume: bool) -> None:
     """Predict every INPUT (image or folder) with the generator of MODEL (run dir or checkpoint)."""
     from utom_core.device import resolve_device
@@ -144,38 +125,40 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction:
 
     if resume and not scheduler:
         raise UtomError("--resume: continues jobs of --scheduler only")
-    get_registry()  # io then knows the formats that plugins register
-    images = list_images(list(inputs))
-    outputs = plan_outputs(images, out, fmt, overwrite or resume)
-    if resume and not overwrite:  # outputs an interrupted job finished are kept, not redone
-        images, outputs = _unfinished(images, outputs)
-        if not images:
-            return
-    torch_device = resolve_device(device, "--device")
-    model_file = chosen_model(model, checkpoint)
-    predictor = load_model(model_file, direction, ema=not raw_weights,
-                               device=str(torch_device))
-    check_inputs(images, predictor, direction)
-    batch = batch or (4 if torch_device.type == "cuda" else 1)
-    options = TileOptions(tile=tile, stitch=Stitch(stitch), batch=batch, norm=Norm(norm))
-    options = replace(options, overlap=overlap if overlap is not None else
-                      _auto_overlap(images, predictor, options))
-    folder = outputs[0].parent
-    new_folders = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
-    try:
-        if scheduler:
-            _predict_on_cluster(images, outputs, predictor, model_file, direction,
-                                not raw_weights, str(torch_device), options, scheduler, resume,
-                                overwrite)
-            return
-        for image, output in zip(images, outputs, strict=True):
-            predict_file(image, output, predictor, options, overwrite=overwrite)
-            console.print(f"{image} → {output}")
-    except BaseException:
-        for path in new_folders:  # a failed first prediction leaves no empty folders
-            if path.is_dir() and not any(path.iterdir()):
-                path.rmdir()
-        raise
+    registry = get_registry()  # third-party formats and generators
+    formats = registry.formats
+    images = list_images(list(inputs), formats=formats)
+    with OpenImages(formats) as sources:
+        outputs = plan_outputs(images, out, fmt, overwrite or resume, sources, formats)
+        if resume and not overwrite:  # outputs an interrupted job finished are kept, not redone
+            images, outputs = _unfinished(images, outputs)
+            if not images:
+                return
+        torch_device = resolve_device(device, "--device")
+        model_file = chosen_model(model, checkpoint)
+        trained = load_model(model_file, direction, ema=not raw_weights,
+                             device=str(torch_device), build_generator=registry.build_generator)
+        predictor = Predictor(trained, PredictOptions(tile, overlap, Stitch(stitch), Norm(norm),
+                                                      batch), formats=formats)
+        check_inputs([sources[image] for image in images], predictor, direction)
+        predictor.tile_options(sources[image] for image in images)
+        folder = outputs[0].parent
+        new_folders = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+        try:
+            if scheduler:
+                _predict_on_cluster([sources[image] for image in images], outputs, predictor,
+                                    model_file, direction, not raw_weights, str(torch_device),
+                                    scheduler, resume, overwrite)
+                return
+            for image, output in zip(images, outputs, strict=True):
+                write_prediction(predictor, sources[image], output, overwrite=overwrite)
+                sources.close(image)
+                console.print(f"{image} → {output}")
+        except BaseException:
+            for path in new_folders:  # a failed first prediction leaves no empty folders
+                if path.is_dir() and not any(path.iterdir()):
+                    path.rmdir()
+            raise
 
 
 def _unfinished(images: list[Path], outputs: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -184,12 +167,23 @@ def _unfinished(images: list[Path], outputs: list[Path]) -> tuple[list[Path], li
     return [i for i, _ in pairs], [o for _, o in pairs]
 
 
-def _predict_on_cluster(images: list[Path], outputs: list[Path], predictor: TrainedModel,
-                        model_file: Path, direction: str, ema: bool, device: str,
-                        options: TileOptions, scheduler: str, resume: bool,
-                        overwrite: bool) -> None:
+def _predict_on_cluster(sources: list[ImageSource], outputs: list[Path], predictor: Predictor,
+                        model_file: Path, direction: Direction, ema: bool, device: str,
+                        scheduler: str, resume: bool, overwrite: bool) -> None:
     from utom_core.inference.blocks import ModelSpec
     from utom_core.inference.dask import predict_on_cluster
 
-    spec = ModelSpec(str(Path(model_file).resolve()), direction, ema, device, options)
-    predict_on_cluster(images, outputs, predictor, spec, scheduler, resume, overwrite)
+    spec = ModelSpec(str(Path(model_file).resolve()), direction, ema, device,
+                     predictor.tile_options(), load_on_worker)
+    predict_on_cluster(sources, outputs, predictor, spec, scheduler, resume, overwrite)
+
+
+def load_on_worker(spec: ModelSpec) -> tuple[TrainedModel, FormatTable]:
+    """A Dask worker's model and formats: the worker builds its own registry (third-party
+    generators and formats), as this command does."""
+    from utom_core.trained import load_model
+
+    registry = get_registry()
+    model = load_model(Path(spec.path), spec.direction, spec.ema, spec.device,
+                       build_generator=registry.build_generator)
+    return model, registry.formats

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from utom_core.commands.common import PATHS, assemble_config, training_options
+from utom_core.commands.common import PATHS, assemble_config, resolve_run, training_options
 from utom_core.config import Budget
 from utom_core.console import console
 from utom_core.errors import UtomError
@@ -40,9 +40,11 @@ def run_command(task_name: str, a_paths, b_paths, test_paths, reference_paths, r
                 out: Path | None, overwrite: bool, budget: str, method, iterations, seed,
                 config_file, overrides, threshold_a, threshold_b) -> None:
     """Run TASK end to end; with no --a/--b it uses the task's bundled demo data."""
-    task = get_registry().task(task_name)
+    registry = get_registry()
+    task = registry.task(task_name)
     cfg = assemble_config(task, budget, method, iterations, seed, config_file, overrides,
                           threshold_a, threshold_b)
+    resolved = resolve_run(registry, task, cfg)
     if bool(a_paths) != bool(b_paths):
         raise UtomError("give both --a and --b, or neither to use the demo data")
     if (test_paths or reference_paths or regions) and not a_paths:
@@ -52,14 +54,14 @@ def run_command(task_name: str, a_paths, b_paths, test_paths, reference_paths, r
     data, held_out = None, None
     if regions:
         held_out = hold_out(task, list(a_paths), list(b_paths), regions, list(reference_paths),
-                            cfg.tile)
+                            cfg.tile, resolved.formats)
     if a_paths:
         data = user_data(list(a_paths), list(b_paths), list(test_paths),
                          [] if regions else list(reference_paths),
-                         np.random.default_rng(cfg.seed))
+                         np.random.default_rng(cfg.seed), resolved.formats)
     if out is None:
         out = Path("utom-runs") / f"{task.name}-{budget}-{time.strftime('%Y%m%d-%H%M%S')}"
-    outcome = run_workflow(task, cfg, Budget(budget), out, data, overwrite=overwrite,
+    outcome = run_workflow(resolved, cfg, Budget(budget), out, data, overwrite=overwrite,
                            held_out=held_out)
     console.print(outcome.summary, soft_wrap=True, markup=False)
     if outcome.warning:

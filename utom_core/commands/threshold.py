@@ -16,6 +16,7 @@ from utom_core.data.images import DomainImages, Plane
 from utom_core.domain import Domain, Normalisation, Polarity
 from utom_core.errors import UtomError
 from utom_core.evaluation.figures.panels import save_panel, to_display
+from utom_core.io import FormatTable
 from utom_core.plugins import get_registry
 from utom_core.task import Task
 
@@ -50,17 +51,18 @@ def threshold_command(image: Path, task_name: str, domain: str, method: str,
 
     Training fits on the same fixed sample of the same pixels with the same function, so
     the threshold and the content fraction printed here are those of a run on IMAGE."""
-    task = get_registry().task(task_name)
+    registry = get_registry()
+    task = registry.task(task_name)
     spec = task.domain_a if domain == "a" else task.domain_b
     axes = task.cut_axes()[0 if domain == "a" else 1]
     if isinstance(value, float) and not math.isfinite(value):
         raise UtomError(f"--value {value}: the threshold must be a finite number")
-    images = DomainImages([image], spec, axes)
+    images = DomainImages([image], spec, axes, registry.formats)
     try:
         if preview is not None:
             check_preview(preview, [source.path for source in images.sources], overwrite)
         samples = fitting_sample(images, TrainConfig().sample_pixels, str(image))
-        shared = shared_sample(task, domain, samples, list(others))
+        shared = shared_sample(task, domain, samples, list(others), registry.formats)
         fit = fit_domain(samples, spec, "task" if value is None else value, method, str(image),
                          shared, check=False)
         stdout.print(f"{image}: {fit.describe()} ({spec.background.value} background)",
@@ -79,8 +81,8 @@ def threshold_command(image: Path, task_name: str, domain: str, method: str,
         images.close()
 
 
-def shared_sample(task: Task, domain: str, samples: np.ndarray,
-                  others: list[Path]) -> np.ndarray | None:
+def shared_sample(task: Task, domain: str, samples: np.ndarray, others: list[Path],
+                  formats: FormatTable) -> np.ndarray | None:
     """Both domains' fitting samples, balanced as training balances them, where the task
     shares one range and threshold between its domains and the other's images are given."""
     if not others:
@@ -90,7 +92,7 @@ def shared_sample(task: Task, domain: str, samples: np.ndarray,
                         "(no shared_range); leave --other out")
     other = "b" if domain == "a" else "a"
     spec = task.domain_b if other == "b" else task.domain_a
-    images = DomainImages(others, spec, task.cut_axes()[0 if other == "a" else 1])
+    images = DomainImages(others, spec, task.cut_axes()[0 if other == "a" else 1], formats)
     try:
         where = ", ".join(str(path) for path in others)
         other_samples = fitting_sample(images, TrainConfig().sample_pixels, where)

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from utom_core.commands.common import PATHS, assemble_config, resume_settings, training_options
+from utom_core.commands.common import (
+    PATHS,
+    assemble_config,
+    resolve_run,
+    resume_settings,
+    resumed_config,
+    training_options,
+)
 from utom_core.console import console
 from utom_core.errors import UtomError
 from utom_core.plugins import get_registry
@@ -42,12 +49,16 @@ def train_command(ctx: click.Context, task_name: str, a_paths: tuple[Path, ...],
     preview_every, val_every, num_workers, compile or channels_last may be given: the run keeps
     every other setting it was trained with (and its validation images). Under torchrun
     (``torchrun --nproc-per-node N -m utom_core train …``) every rank trains; rank 0 writes."""
-    task = get_registry().task(task_name)
+    registry = get_registry()
+    task = registry.task(task_name)
     given = resume_settings(ctx, overrides) if resume else set()
     cfg = assemble_config(task, budget, method, iterations, seed, config_file, overrides,
                           threshold_a, threshold_b)
-    result = train(task, cfg, run_dir, list(a_paths), list(b_paths), resume=resume,
-                   overwrite=overwrite, changes={key: getattr(cfg, key) for key in given},
+    resolved = resolve_run(registry, task, resumed_config(run_dir) if resume else cfg)
+    result = train(task, cfg, run_dir, list(a_paths), list(b_paths), method=resolved.method,
+                   build_generator=resolved.build_generator, formats=resolved.formats,
+                   resume=resume, overwrite=overwrite,
+                   changes={key: getattr(cfg, key) for key in given},
                    val=validation_pairs(val_paths, val_references))
     state = "interrupted at" if result.interrupted else "finished"
     console.print(f"{task.name}: {state} iteration {result.iteration}; run in {run_dir}"

@@ -166,12 +166,12 @@ def fit_domain(
         normalisation = fit_normalisation(fit_on, domain)
     except ValueError as err:
         raise UtomError(f"{where}: {err}") from None
-    if setting == "auto" or (setting == "task" and domain.threshold is None):
+    if setting == "task" and domain.threshold is not None:
+        note = ""
+        threshold, source = float(domain.threshold), "task default"
+    elif setting in ("auto", "task"):  # "task" without a task threshold: estimated too
         threshold, used, note = estimated(fit_on, method, domain.background)
         source = f"{used} estimate" + (" on both domains" if range_samples is not None else "")
-    elif setting == "task":
-        note = ""
-        threshold, source = float(domain.threshold), "task default"  # type: ignore[arg-type]
     else:
         threshold, source, note = float(setting), "given", ""
     fit = DomainFit(normalisation, threshold, source,

@@ -12,7 +12,7 @@ import numpy as np
 
 from utom_core.domain import Domain
 from utom_core.errors import InputError
-from utom_core.io import list_images, open_image
+from utom_core.io import FormatTable, list_images, open_image
 from utom_core.io.base import ImageSource
 
 
@@ -30,16 +30,19 @@ class Plane:
 class DomainImages:
     """All images of one domain, opened lazily and seen as 2D planes."""
 
-    def __init__(self, paths: list[Path], domain: Domain, cut_axes: tuple[str, ...] = ("z",)):
+    def __init__(self, paths: list[Path], domain: Domain, cut_axes: tuple[str, ...] = ("z",),
+                 formats: FormatTable | None = None):
         self.paths, self.domain, self.cut_axes = list(paths), domain, cut_axes
+        self.formats = formats
+        """The format table the images are opened with (None: io's built-ins)."""
         self.quarter_turns = "z" in cut_axes
         """Whether planes may be turned by 90°: XY planes, yes; XZ/YZ planes keep z vertical,
         as prediction sees them, since z is the axis they differ along."""
         self.sources: list[ImageSource] = []
         self.planes: list[Plane] = []
         try:
-            for path in list_images(paths):
-                self.sources.append(open_image(path))
+            for path in list_images(paths, formats=formats):
+                self.sources.append(open_image(path, formats=formats))
                 src = self.sources[-1]
                 if src.info.channels != domain.channels:
                     raise InputError(src.path, f"has {src.info.channels} channel(s), the "
@@ -59,7 +62,7 @@ class DomainImages:
     def reopened(self) -> DomainImages:
         """The same images opened anew: what another process (a tile-reading worker) reads
         through, since an inherited file position would be shared with this one."""
-        return DomainImages(self.paths, self.domain, self.cut_axes)
+        return DomainImages(self.paths, self.domain, self.cut_axes, self.formats)
 
     def read(self, plane: Plane, y: int, x: int, size: int) -> np.ndarray:
         """A (C, size, size) raw window of a plane at (y, x), reflection-padded past its edges."""

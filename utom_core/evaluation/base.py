@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, overload
 
 import numpy as np
 
@@ -80,6 +80,10 @@ class StreamingEvaluator(Evaluator):
         return acc.result()
 
 
+@overload
+def core_rows(array: np.ndarray, region: Region) -> np.ndarray: ...
+@overload
+def core_rows(array: None, region: Region) -> None: ...
 def core_rows(array: np.ndarray | None, region: Region) -> np.ndarray | None:
     """``array`` cut to the region's own rows."""
     return None if array is None else array[..., region.core, :]

@@ -3,8 +3,8 @@
 Metrics are listed in order of importance: whether content stayed in place (what UTOM
 promises), then fidelity to the reference beside its floor (the untransformed input: doing
 nothing), then colour, then the Dice twins of the IoUs. Typical values are the documented
-demo runs (docs/tasks.md: ``demo`` budget, bundled data, seed 0) and the bench's supervised
-ceiling (docs/bench-results.md), so a reader can tell a good run from a failed one.
+demo runs (docs/results/demo-runs.md: ``demo`` budget, bundled data, seed 0) and the bench's
+supervised ceiling (docs/results/bench.md), so a reader can tell a good run from a failed one.
 """
 
 from __future__ import annotations

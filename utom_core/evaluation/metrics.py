@@ -14,6 +14,7 @@ evaluated in row strips; one region holding the whole image gives the whole-imag
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,6 +66,8 @@ class PsnrAccumulator:
         self.count: dict[str, int] = defaultdict(int)
 
     def add(self, region: Region) -> None:
+        if region.sample.reference is None:  # nothing to compare (_comparable: no pairs)
+            return
         reference = core_rows(region.sample.reference, region)
         for key, image in _comparable(region.sample):
             diff = _tensor(core_rows(image, region)) - _tensor(reference)
@@ -112,6 +115,8 @@ class SsimAccumulator:
 
     def add(self, region: Region) -> None:
         reference = region.sample.reference
+        if reference is None:  # nothing to compare (_comparable: no pairs)
+            return
         for key, image in _comparable(region.sample):
             for c, (channel, ref_channel) in enumerate(zip(image, reference, strict=True)):
                 pairs = zip(planes(channel), planes(ref_channel), strict=True)
@@ -228,7 +233,8 @@ class ColorAccumulator:
     background (each image's own content mask)."""
 
     def __init__(self) -> None:
-        self.hists: dict[str, list[list]] = {}
+        self.hists: dict[str, list[Any]] = {}
+        """Per key: [prediction histograms per channel, pixels, reference ones, pixels]."""
 
     def add(self, region: Region) -> None:
         sample = region.sample

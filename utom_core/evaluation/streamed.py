@@ -15,14 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from utom_core.errors import UtomError
 from utom_core.evaluation.base import Evaluator, Region, Sample
 from utom_core.evaluation.figures.image_previews import save_previews
 from utom_core.evaluation.metrics import SSIM_PAD
-from utom_core.io import image_stem, open_image, read_image
+from utom_core.io import FormatTable, image_stem, open_image, read_image
 from utom_core.io.base import ImageSource
-from utom_core.plugins import get_registry
-from utom_core.task import Task
 from utom_core.trained import TrainedModel
 
 WHOLE_VALUES = 2**24
@@ -41,14 +38,6 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
 
 
-def _evaluators(task: Task) -> dict[str, Evaluator]:
-    registry = get_registry()
-    missing = [name for name in task.evaluators if name not in registry.evaluators]
-    if missing:
-        raise UtomError(f"task {task.name}: evaluator {missing[0]!r} is not registered")
-    return {name: registry.evaluators[name] for name in task.evaluators}
-
-
 def _sample(predictor: TrainedModel, raw_input: np.ndarray, raw_prediction: np.ndarray,
             raw_reference: np.ndarray | None) -> Sample:
     """Raw pixels of (a region of) the input, prediction and reference on the [-1, 1] scale."""
@@ -63,26 +52,31 @@ def _sample(predictor: TrainedModel, raw_input: np.ndarray, raw_prediction: np.n
     )
 
 
-def evaluate_prediction(task: Task, predictor: TrainedModel, test: Path, prediction: Path,
-                        reference: Path | None, previews: Path) -> Evaluation:
-    """Metrics of one prediction, plus its preview panel and line profile PNGs."""
-    evaluators = _evaluators(task)
-    stem = previews / image_stem(test)
-    sources = [open_image(p) for p in (test, prediction, reference) if p is not None]
+def evaluate_prediction(evaluators: dict[str, Evaluator], predictor: TrainedModel, test: Path,
+                        prediction: Path, reference: Path | None, previews: Path, *,
+                        formats: FormatTable | None = None) -> Evaluation:
+    """Metrics of one prediction by ``evaluators`` (the task's, resolved by the caller), plus
+    its preview panel and line profile PNGs; ``formats`` opens the files (None: built-ins)."""
+    stem = previews / image_stem(test, formats=formats)
+    sources = [open_image(p, formats=formats) for p in (test, prediction, reference)
+               if p is not None]
     try:
         shape = sources[1].info.shape
         if math.prod(shape) <= WHOLE_VALUES:
-            return _whole(predictor, evaluators, test, prediction, reference, stem)
+            return _whole(predictor, evaluators, (test, prediction, reference), stem, formats)
         return _streamed(predictor, evaluators, sources, stem)
     finally:
         for source in sources:
             source.close()
 
 
-def _whole(predictor: TrainedModel, evaluators: dict[str, Evaluator], test: Path,
-           prediction: Path, reference: Path | None, stem: Path) -> Evaluation:
-    sample = _sample(predictor, read_image(test), read_image(prediction),
-                     read_image(reference) if reference else None)
+def _whole(predictor: TrainedModel, evaluators: dict[str, Evaluator],
+           paths: tuple[Path, Path, Path | None], stem: Path,
+           formats: FormatTable | None) -> Evaluation:
+    test, prediction, reference = paths
+    sample = _sample(predictor, read_image(test, formats=formats),
+                     read_image(prediction, formats=formats),
+                     read_image(reference, formats=formats) if reference else None)
     metrics: dict[str, float] = {}
     for evaluator in evaluators.values():
         metrics.update(evaluator.evaluate(sample))

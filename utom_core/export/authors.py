@@ -19,9 +19,8 @@ import torch
 from utom_core.checkpoints import load_torch_file
 from utom_core.config import TrainConfig
 from utom_core.errors import InputError
-from utom_core.networks.base import Generator
+from utom_core.networks.base import Generator, GeneratorBuilder
 from utom_core.networks.norm import InstanceNorm
-from utom_core.plugins import get_registry
 
 PREFIX = "module."
 """What ``torch.nn.DataParallel`` puts before every key."""
@@ -106,9 +105,9 @@ def detect(state: dict[str, torch.Tensor], path: Path) -> Layout:
         first = _shape(state, "model.model.0.weight", path, "U-Net generator")
         last = _shape(state, "model.model.3.weight", path, f"unet_{2**depth} generator")
         return Layout("cyclegan-unet", first[1], last[1], first[0], depth, batch_norm, False)
-    first = next(iter(state), None)
+    first_key = next(iter(state), None)
     raise InputError(path, "not a generator of the authors' code (ResNet or U-Net layout): "
-                           f"its first key {first!r} is in neither")
+                           f"its first key {first_key!r} is in neither")
 
 
 def _expected(layout: Layout, generator: Generator) -> tuple[dict[str, tuple[int, ...]],
@@ -149,14 +148,16 @@ def _check(state: dict[str, torch.Tensor], required: dict[str, tuple[int, ...]],
         raise InputError(path, f"{where}: missing key {missing!r}")
 
 
-def map_state(state: dict[str, Any], path: Path) -> tuple[Layout, Generator]:
-    """A utom generator holding the weights of ``state`` (a state dict of the authors' code)."""
+def map_state(state: dict[str, Any], path: Path,
+              build_generator: GeneratorBuilder) -> tuple[Layout, Generator]:
+    """A utom generator (built by ``build_generator``) holding the weights of ``state``, a
+    state dict of the authors' code."""
     if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(path, f"not a {WHAT} (a mapping of names to tensors)")
     state = _strip_prefix(state)
     layout = detect(state, path)
     cfg = TrainConfig(**layout.settings())
-    generator = get_registry().build_generator(cfg, layout.in_channels, layout.out_channels)
+    generator = build_generator(cfg, layout.in_channels, layout.out_channels)
     required, optional = _expected(layout, generator)
     _check(state, required, optional, layout, path)
     weights = {}
@@ -167,9 +168,10 @@ def map_state(state: dict[str, Any], path: Path) -> tuple[Layout, Generator]:
     return layout, generator.eval()
 
 
-def load_authors_generator(path: Path) -> tuple[Layout, Generator]:
+def load_authors_generator(path: Path,
+                           build_generator: GeneratorBuilder) -> tuple[Layout, Generator]:
     """Read ``path`` (weights only: nothing in it can run code) and map it into utom."""
     state = load_torch_file(path, WHAT)
     if not isinstance(state, dict):
         raise InputError(path, f"not a {WHAT} (it holds a {type(state).__name__})")
-    return map_state(state, path)
+    return map_state(state, path, build_generator)

@@ -25,7 +25,9 @@ from utom_core.errors import DiskError, UtomError, first_line
 from utom_core.export import samples
 from utom_core.export.bundle import constructor_kwargs, generator_source
 from utom_core.export.card import PAPER, PAPER_DOI, Card
+from utom_core.io import FormatTable
 from utom_core.io.atomic import move_into_place, remove, temporary_sibling
+from utom_core.networks.base import GeneratorBuilder
 from utom_core.trained import Direction, TrainedModel, load_model, load_run
 
 INSTALL = "pip install 'utom[bioimageio]'"
@@ -212,9 +214,10 @@ def test_package(package: Path) -> str | None:
     return f"status {summary.status}"
 
 
-def make_card(run: Path, direction: Direction, weights: str) -> Card:
+def make_card(run: Path, direction: Direction, weights: str,
+              build_generator: GeneratorBuilder) -> Card:
     cfg, meta, state = load_run(run)
-    predictor = load_model(run, direction, ema=weights == "ema")
+    predictor = load_model(run, direction, ema=weights == "ema", build_generator=build_generator)
     used = "ema" if weights == "ema" and cfg.ema_decay > 0 else "raw"  # as load_model
     generator = predictor.generator
     return Card(predictor=predictor, meta=meta, state=state, direction=direction, weights=used,
@@ -224,16 +227,20 @@ def make_card(run: Path, direction: Direction, weights: str) -> Card:
 
 def export_bioimageio(run: Path, out: Path, direction: Direction = "a2b", weights: str = "ema",
                       overwrite: bool = False, sample: Path | None = None,
-                      authors: list[str] | None = None) -> Card:
-    """Build, test and write the package of RUN's ``direction`` generator to ``out``."""
+                      authors: list[str] | None = None, *,
+                      build_generator: GeneratorBuilder,
+                      formats: FormatTable | None = None) -> Card:
+    """Build, test and write the package of RUN's ``direction`` generator to ``out``
+    (``formats`` reads ``sample``: None, io's built-ins)."""
     out = Path(out)
     check_out(out, overwrite)
     _spec()
-    card = make_card(run, direction, weights)
+    card = make_card(run, direction, weights, build_generator)
     meta, p = card.meta, card.predictor
     recorded = meta.inputs_a if direction == "a2b" else meta.inputs_b
     found = samples.candidates(sample, recorded)
-    window = samples.read_window(found[0], p) if found else samples.synthetic_window(p)
+    window = (samples.read_window(found[0], p, formats) if found
+              else samples.synthetic_window(p))
     work = temporary_sibling(out)
     try:
         work.mkdir()

@@ -3,7 +3,6 @@ its name, description and tags."""
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,8 @@ from typing import Any
 
 from utom_core import __version__
 from utom_core.domain import Domain, Normalisation
+from utom_core.records import RunRecord
+from utom_core.run_folders import METRICS_FILE
 from utom_core.trained import InputFile, RunMeta, TrainedModel
 
 PAPER = ("Li, X., Zhang, G., Qiao, H. et al. Unsupervised content-preserving transformation for "
@@ -112,14 +113,8 @@ class Card:
 
     def _metrics(self) -> dict[str, float]:
         """``utom run``'s test metrics, when RUN is the run inside its output folder."""
-        path = self.run.parent / "metrics.json"
-        if self.direction != "a2b" or not path.is_file():
-            return {}
-        try:
-            metrics = json.loads(path.read_text(encoding="utf-8")).get("metrics", {})
-        except (OSError, ValueError, AttributeError):
-            return {}
-        return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+        record = RunRecord.read(self.run.parent / METRICS_FILE)
+        return record.metrics if record is not None and self.direction == "a2b" else {}
 
     def _usage(self) -> list[str]:
         p = self.predictor

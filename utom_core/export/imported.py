@@ -18,6 +18,7 @@ from utom_core.domain import Domain, Normalisation, PixelType
 from utom_core.errors import DiskError, InputError, UtomError
 from utom_core.export.authors import Layout, load_authors_generator
 from utom_core.io.atomic import move_into_place, remove, temporary_sibling, write_json
+from utom_core.networks.base import GeneratorBuilder
 from utom_core.run_folders import check_run_dir, prepare_run_dir
 from utom_core.task import Task
 
@@ -60,14 +61,15 @@ def _sha256(path: Path) -> str:
 
 
 def import_generator(weights: Path, task: Task, out: Path, direction: trained.Direction,
-                     threshold_a: float | None, threshold_b: float | None,
-                     overwrite: bool = False) -> Layout:
-    """Write run directory ``out`` holding the generator in ``weights`` for ``direction``;
-    complete or not at all (built in a hidden sibling, then renamed into place)."""
+                     threshold_a: float | None, threshold_b: float | None, *,
+                     build_generator: GeneratorBuilder, overwrite: bool = False) -> Layout:
+    """Write run directory ``out`` holding the generator in ``weights`` for ``direction``
+    (rebuilt by ``build_generator``); complete or not at all (built in a hidden sibling, then
+    renamed into place)."""
     thr_a = threshold(threshold_a, task.domain_a, "--threshold-a", task)
     thr_b = threshold(threshold_b, task.domain_b, "--threshold-b", task)
     check_run_dir(out, resume=False, overwrite=overwrite, inputs=[weights])
-    layout, generator = load_authors_generator(weights)
+    layout, generator = load_authors_generator(weights, build_generator)
     (domain_a, norm_a), (domain_b, norm_b) = eight_bit(task.domain_a), eight_bit(task.domain_b)
     a2b = direction == "a2b"
     _check_channels(layout, *((domain_a, domain_b) if a2b else (domain_b, domain_a)), weights,

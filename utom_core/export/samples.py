@@ -21,7 +21,7 @@ from utom_core.domain import DTYPE_RANGE, PixelType
 from utom_core.errors import InputError
 from utom_core.evaluation.figures.panels import save_panel
 from utom_core.inference.planes import PlanePredictor, TileOptions
-from utom_core.io import open_image
+from utom_core.io import FormatTable, open_image
 from utom_core.networks.base import Generator
 from utom_core.trained import InputFile, TrainedModel
 
@@ -57,9 +57,11 @@ def candidates(sample: Path | None, recorded: list[InputFile | str]) -> list[Pat
     return [path for path in paths if path.exists()][:1]
 
 
-def read_window(path: Path, predictor: TrainedModel) -> np.ndarray:
-    """A centred square window (C, S, S) of the middle plane of ``path``, in the source dtype."""
-    source = open_image(path)
+def read_window(path: Path, predictor: TrainedModel,
+                formats: FormatTable | None = None) -> np.ndarray:
+    """A centred square window (C, S, S) of the middle plane of ``path``, in the source dtype
+    (``formats`` opens it: None, io's built-ins)."""
+    source = open_image(path, formats=formats)
     try:
         shape, channels = source.info.shape, source.info.channels
         if channels != predictor.generator.in_channels:
@@ -71,7 +73,7 @@ def read_window(path: Path, predictor: TrainedModel) -> np.ndarray:
             raise InputError(path, f"is {height} × {width} pixels; the test input needs at "
                                    f"least {min_side(predictor.generator)} on each side")
         top, left = (height - side) // 2, (width - side) // 2
-        region = (slice(top, top + side), slice(left, left + side))
+        region: tuple[slice, ...] = (slice(top, top + side), slice(left, left + side))
         if len(shape) == 4:
             region = (slice(shape[1] // 2, shape[1] // 2 + 1), *region)
         window = source.read(region)

@@ -20,7 +20,7 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,11 +30,11 @@ import zarr
 
 from utom_core.inference.planes import PlanePredictor, Reader, TileOptions
 from utom_core.inference.tiling import TileGrid
-from utom_core.io import ImageSource, open_image
+from utom_core.io import FormatTable, ImageSource, open_image
 from utom_core.io.atomic import write_json
 from utom_core.io.omezarr import write_unit
 from utom_core.networks.norm import InstanceNorm
-from utom_core.trained import TrainedModel, load_model
+from utom_core.trained import Direction, TrainedModel
 
 MARKS = ".utom-units"
 """Folder in a job's store with one checksum file per unit written (removed on commit)."""
@@ -51,10 +51,17 @@ class ModelSpec:
     """What a worker needs to load the generator itself (once: see ``worker_model``)."""
 
     path: str
-    direction: str
+    direction: Direction
     ema: bool
     device: str
     options: TileOptions
+    load: WorkerLoader
+    """Loads the model and the formats in a worker process: a module-level function of the
+    composition root (a worker is a process of its own, with its own registry), sent to the
+    workers by reference."""
+
+
+WorkerLoader = Callable[[ModelSpec], tuple[TrainedModel, FormatTable]]
 
 
 @dataclass(frozen=True)
@@ -86,11 +93,12 @@ def keep_freed_memory() -> None:
 
 
 @functools.lru_cache(maxsize=2)
-def worker_model(spec: ModelSpec) -> tuple[TrainedModel, PlanePredictor]:
-    """The generator, loaded once per worker process and kept for every later task."""
+def worker_model(spec: ModelSpec) -> tuple[TrainedModel, PlanePredictor, FormatTable]:
+    """The generator, loaded once per worker process and kept for every later task, and the
+    formats to read inputs with."""
     keep_freed_memory()
-    predictor = load_model(Path(spec.path), spec.direction, spec.ema, spec.device)  # type: ignore[arg-type]
-    return predictor, PlanePredictor(predictor.generator, predictor.source_norm, spec.options)
+    model, formats = spec.load(spec)
+    return model, PlanePredictor(model.generator, model.source_norm, spec.options), formats
 
 
 def loads() -> int:
@@ -108,9 +116,10 @@ def plane_reader(source: ImageSource, plane: int | None) -> Reader:
 def recorded_statistics(generator: torch.nn.Module) -> Statistics | None:
     """The statistics frozen in the generator now (inside ``frozen_norm_statistics``)."""
     norms = [m for m in generator.modules() if isinstance(m, InstanceNorm)]
-    if not norms or norms[0].frozen is None:
+    frozen = [n.frozen for n in norms if n.frozen is not None]
+    if not frozen or len(frozen) < len(norms):  # none frozen (never only some: all or none)
         return None
-    return tuple((n.frozen[0].cpu().numpy(), n.frozen[1].cpu().numpy()) for n in norms)
+    return tuple((mean.cpu().numpy(), var.cpu().numpy()) for mean, var in frozen)
 
 
 @contextlib.contextmanager
@@ -137,9 +146,9 @@ def extent(weights: np.ndarray, start: int, length: int) -> tuple[int, int]:
 
 def predict_tiles(spec: ModelSpec, job: PlaneJob, row: int, first: int) -> list[Contribution]:
     """Task: the contributions of one batch of tiles (``first``… of tile row ``row``)."""
-    _, planes = worker_model(spec)
+    _, planes, formats = worker_model(spec)
     grid = planes.grid(job.shape)
-    source = open_image(Path(job.image))
+    source = open_image(Path(job.image), formats=formats)
     try:
         with frozen_at(planes.generator, job.statistics):
             predictions = planes.predict_batch(plane_reader(source, job.plane), grid, row, first)
@@ -190,7 +199,7 @@ def write_unit_task(spec: ModelSpec, store: str, unit: Unit,
                     *batches: list[Contribution]) -> int:
     """Task: sum the contributions on ``unit`` (given in the Stitcher's order), write the unit
     whole to level 0 of ``store`` and record its checksum; returns its pixel count."""
-    predictor, _ = worker_model(spec)
+    model, _, _ = worker_model(spec)
     array = zarr.open_array(str(Path(store) / "0"), mode="r+")
     rows, cols = unit_region(array, unit)
     total = np.zeros((array.shape[0], rows.stop - rows.start, cols.stop - cols.start),
@@ -202,7 +211,7 @@ def write_unit_task(spec: ModelSpec, store: str, unit: Unit,
             total[:, ys.start - rows.start:ys.stop - rows.start,
                   xs.start - cols.start:xs.stop - cols.start] += (
                 data[:, ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0])
-    raw = predictor.target_norm.invert(total)
+    raw = model.target_norm.invert(total)
     plane = unit[0]
     if plane is None:
         array[:, rows, cols] = raw

@@ -38,14 +38,13 @@ from utom_core.inference.blocks import (
     units,
     write_unit_task,
 )
-from utom_core.inference.files import check_input, output_info
 from utom_core.inference.planes import PlanePredictor
-from utom_core.io import open_image, writer_for
+from utom_core.inference.predictor import Predictor
+from utom_core.io import FormatTable, ImageSource, writer_for
 from utom_core.io.atomic import move_into_place, remove, write_json
 from utom_core.io.omezarr import OmeZarrSink, pool_in_store
 from utom_core.progress import LoopProgress
 from utom_core.task import Slicing
-from utom_core.trained import TrainedModel
 
 JOB_FILE = ".utom-job.json"
 """What a job's store was started for (inputs, model, options): ``--resume`` checks it."""
@@ -105,9 +104,10 @@ def connect(scheduler: str) -> Iterator[Any]:
 class FileJob:
     """One image on the cluster: its store, its tasks and its commit."""
 
-    def __init__(self, image: Path, output: Path, predictor: TrainedModel, spec: ModelSpec,
+    def __init__(self, source: ImageSource, output: Path, predictor: Predictor, spec: ModelSpec,
                  resume: bool, overwrite: bool) -> None:
-        self.image, self.output, self.spec, self.overwrite = image, output, spec, overwrite
+        self.image, self.output, self.spec, self.overwrite = source.path, output, spec, overwrite
+        self.formats = predictor.formats
         self.store = job_store(output)
         if self.store.exists() and not resume:
             if not overwrite:
@@ -116,20 +116,15 @@ class FileJob:
                                 "again")
             remove(self.store)
         self.resumed = self.store.exists()
-        source = open_image(image)
-        try:
-            check_input(source, predictor)
-            self.info = output_info(source.info, predictor.generator.out_channels,
-                                    predictor.target_norm.dtype.value)
-            self.identity = {"input": _fingerprint(image), "model": _fingerprint(Path(spec.path)),
-                             "direction": spec.direction, "ema": spec.ema,
-                             "options": json.loads(json.dumps(asdict(spec.options))),
-                             "shape": list(self.info.shape), "dtype": self.info.dtype.name}
-            self.planes = self._plan(source, predictor)
-            self._open_store()
-        finally:
-            source.close()
-        self.array = self.sink.group["0"]
+        self.info = predictor.output_info(source)
+        self.identity = {"input": _fingerprint(self.image),
+                         "model": _fingerprint(Path(spec.path)),
+                         "direction": spec.direction, "ema": spec.ema,
+                         "options": json.loads(json.dumps(asdict(spec.options))),
+                         "shape": list(self.info.shape), "dtype": self.info.dtype.name}
+        self.planes = self._plan(source, predictor)
+        self._open_store()
+        self.array = self.sink.level(0)
         every = units(self.array)
         self.todo = [u for u in every if not is_written(str(self.store), self.array, u)]
         if len(self.todo) < len(every):
@@ -156,17 +151,19 @@ class FileJob:
                 remove(self.store)
                 raise
 
-    def _plan(self, source, predictor: TrainedModel) -> list[PlaneJob]:
+    def _plan(self, source: ImageSource, predictor: Predictor) -> list[PlaneJob]:
         """Every plane with its statistics (sampled here, once per plane, as one process)."""
-        planes = PlanePredictor(predictor.generator, predictor.source_norm, self.spec.options)
+        model = predictor.model
+        planes = PlanePredictor(model.generator, model.source_norm, self.spec.options)
         shape = self.info.shape
         indices: list[int | None] = list(range(shape[1])) if len(shape) == 4 else [None]
         jobs = []
         for plane in indices:
-            grid = planes.grid(shape[-2:])
+            grid = planes.grid(self.info.plane_shape)
             with planes.statistics(plane_reader(source, plane), grid):
-                statistics = recorded_statistics(predictor.generator)
-            jobs.append(PlaneJob(str(self.image.resolve()), plane, shape[-2:], statistics))
+                statistics = recorded_statistics(model.generator)
+            jobs.append(PlaneJob(str(self.image.resolve()), plane, self.info.plane_shape,
+                                 statistics))
         return jobs
 
     def submit(self, client: Any, planes: PlanePredictor, tag: str, order: Iterator[int]
@@ -174,7 +171,7 @@ class FileJob:
         """Tile and unit tasks (the units still to do), prioritised so that the units of a
         tile row run before the next rows' tiles: results do not pile up."""
         batch = self.spec.options.batch
-        grid = planes.grid(self.info.shape[-2:])
+        grid = planes.grid(self.info.plane_shape)
         tiles: dict[Any, int] = {}
         written = []
         for job in self.planes:
@@ -202,8 +199,9 @@ class FileJob:
             client.gather([client.submit(pool_in_store, str(self.store), level, block,
                                          self.sink.unit, pure=False) for level, block in jobs])
 
-        if writer_for(self.output).name != "ome-zarr":  # the output's writer makes its own
-            _copy(self.array, self.info, self.output, self.spec.options.tile, self.overwrite)
+        if writer_for(self.output, formats=self.formats).name != "ome-zarr":  # its own
+            _copy(self.array, self.info, self.output, self.spec.options.tile, self.overwrite,
+                  self.formats)
             remove(self.store)
             return
         self.sink.finish(pool)
@@ -212,9 +210,10 @@ class FileJob:
         move_into_place(self.store, self.output, self.overwrite)
 
 
-def _copy(array: Any, info: Any, output: Path, chunk: int, overwrite: bool) -> None:
+def _copy(array: Any, info: Any, output: Path, chunk: int, overwrite: bool,
+          formats: FormatTable | None) -> None:
     """Level 0 of the store into the output's own format, band by band."""
-    sink = writer_for(output).create(output, info, chunk=chunk)
+    sink = writer_for(output, formats=formats).create(output, info, chunk=chunk)
     try:
         planes = [()] if array.ndim == 3 else [(slice(z, z + 1),) for z in range(array.shape[1])]
         for plane in planes:
@@ -228,27 +227,29 @@ def _copy(array: Any, info: Any, output: Path, chunk: int, overwrite: bool) -> N
         raise
 
 
-def predict_on_cluster(images: list[Path], outputs: list[Path], predictor: TrainedModel,
+def predict_on_cluster(sources: list[ImageSource], outputs: list[Path], predictor: Predictor,
                        spec: ModelSpec, scheduler: str, resume: bool = False,
                        overwrite: bool = False, show_progress: bool = True) -> None:
-    """Predict every image on the cluster; outputs appear one by one, each complete."""
+    """Predict every image (open; the caller closes them) on the cluster with ``spec``'s
+    tiling (``predictor.tile_options()``); outputs appear one by one, each complete."""
     local_workers(scheduler)  # a bad value is refused before any work
-    if predictor.slicing is Slicing.xz_yz:
+    model = predictor.model
+    if model.slicing is Slicing.xz_yz:
         raise UtomError("--scheduler: models of XZ/YZ planes (isotropic) run in one process "
                         "only; leave out --scheduler")
     from distributed import KilledWorker, as_completed
 
     jobs: list[FileJob] = []
     try:
-        for image, output in zip(images, outputs, strict=True):
-            jobs.append(FileJob(image, output, predictor, spec, resume, overwrite))
-        planes = PlanePredictor(predictor.generator, predictor.source_norm, spec.options)
+        for source, output in zip(sources, outputs, strict=True):
+            jobs.append(FileJob(source, output, predictor, spec, resume, overwrite))
+        planes = PlanePredictor(model.generator, model.source_norm, spec.options)
         with connect(scheduler) as client:
             order, tag = itertools.count(), uuid.uuid4().hex[:8]
             submitted = [(job, *job.submit(client, planes, f"{tag}-{i}", order))
                          for i, job in enumerate(jobs)]
             total = sum(sum(tiles.values()) for _, tiles, _ in submitted)
-            progress = LoopProgress(f"predicting {len(images)} image(s) on the cluster", total,
+            progress = LoopProgress(f"predicting {len(sources)} image(s) on the cluster", total,
                                     unit="tile", show=show_progress)
             note = f"dashboard {getattr(client, 'dashboard_link', '-')}"
             with progress.shown():

@@ -1,5 +1,5 @@
-"""Predicting a file into a file: the output-format policy, the output's metadata, the
-progress bar, and a commit that makes the output appear complete or not at all."""
+"""Predicting into a file: the output-format policy, the progress bar, refusals named by the
+file they concern, and a commit that makes the output appear complete or not at all."""
 
 from __future__ import annotations
 
@@ -7,20 +7,17 @@ import contextlib
 import errno
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from utom_core.data.images import check_planes
 from utom_core.errors import DiskError
-from utom_core.inference.planes import TileOptions, check_channels
-from utom_core.inference.volumes import predict_image
-from utom_core.io import image_stem, open_image, writer_for
+from utom_core.inference.predictor import Predictor
+from utom_core.io import FormatTable, can_write, image_stem, open_image, writer_for
 from utom_core.io.base import ImageInfo, ImageSink, ImageSource
 from utom_core.progress import LoopProgress
-from utom_core.task import Slicing
-from utom_core.trained import TrainedModel
 
 FORMAT_SUFFIXES = {"tiff": ".tif", "zarr": ".ome.zarr", "ome-tiff": ".ome.tif"}
 """Output formats by name (``utom predict --format``) and the suffix each is written with:
@@ -33,38 +30,52 @@ OME-Zarr unless asked otherwise (whole slides and volumes: readable while Dask o
 stream them); smaller ones as TIFF. ``utom predict`` and ``utom run`` share this policy."""
 
 
-def output_pixels(path: Path) -> int:
-    """Pixels of one channel of ``path``'s image (all planes)."""
-    source = open_image(path)
-    try:
-        return int(np.prod(source.info.shape[1:], dtype=np.int64))
-    finally:
-        source.close()
-
-
-def default_format(image: Path) -> str:
+def default_format(info: ImageInfo) -> str:
     """The policy: ``zarr`` for outputs above ``ZARR_FROM_PIXELS``, else ``tiff``."""
-    return "zarr" if output_pixels(image) > ZARR_FROM_PIXELS else "tiff"
+    pixels = int(np.prod(info.shape[1:], dtype=np.int64))
+    return "zarr" if pixels > ZARR_FROM_PIXELS else "tiff"
 
 
-def output_name(image: Path, fmt: str | None = None) -> str:
-    """``STEM.tif``, ``STEM.ome.zarr`` or ``STEM.ome.tif`` for the prediction of ``image``."""
-    return image_stem(image) + FORMAT_SUFFIXES[fmt or default_format(image)]
+def output_name(source: ImageSource, fmt: str | None = None,
+                formats: FormatTable | None = None) -> str:
+    """``STEM.tif``, ``STEM.ome.zarr`` or ``STEM.ome.tif`` for the prediction of ``source``."""
+    return (image_stem(source.path, formats=formats)
+            + FORMAT_SUFFIXES[fmt or default_format(source.info)])
 
 
-def output_info(info: ImageInfo, channels: int, dtype: np.dtype | str) -> ImageInfo:
-    """The prediction's shape, pixel type and metadata: the input's (pixel size, the axes its
-    planes stack), with the target channels."""
-    return ImageInfo((channels, *info.shape[1:]), np.dtype(dtype), dict(info.pixel_size),
-                     info.unit, info.stack)
+class OpenImages:
+    """A batch's inputs, each opened once, on first use, for all a prediction asks of it (its
+    output's name, the check, the overlap, the prediction); closed once predicted, or at the
+    end of the ``with`` block. At most ``MAX_OPEN`` stay open: a folder of thousands of images
+    must not hold thousands of file handles (or decoded PNGs), so beyond that the least
+    recently used is closed and opened again when asked for."""
 
+    MAX_OPEN = 16
 
-def check_input(source: ImageSource, predictor: TrainedModel) -> None:
-    """InputError naming the file when it does not fit the generator: its channels, and for
-    XZ/YZ planes a volume with a single z axis."""
-    check_channels(source, predictor.generator)
-    if predictor.slicing is Slicing.xz_yz and len(source.info.shape) == 4:
-        check_planes(source, ("y", "x"), predictor.source.name)
+    def __init__(self, formats: FormatTable | None = None) -> None:
+        self.formats = formats
+        self._open: OrderedDict[Path, ImageSource] = OrderedDict()
+
+    def __getitem__(self, path: Path) -> ImageSource:
+        if path in self._open:
+            self._open.move_to_end(path)
+            return self._open[path]
+        while len(self._open) >= self.MAX_OPEN:
+            self._open.popitem(last=False)[1].close()
+        self._open[path] = source = open_image(path, formats=self.formats)
+        return source
+
+    def close(self, path: Path) -> None:
+        source = self._open.pop(path, None)
+        if source is not None:
+            source.close()
+
+    def __enter__(self) -> OpenImages:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for path in list(self._open):
+            self.close(path)
 
 
 class _OutputSink:
@@ -86,9 +97,12 @@ class _OutputSink:
         with self._refusals():
             self.sink.write(region, data)
 
-    def commit(self, replace: bool) -> None:
+    def commit(self, replace: bool = False) -> None:
         with self._refusals():
             self.sink.commit(replace=replace)
+
+    def abort(self) -> None:
+        self.sink.abort()
 
 
 WRITE_REFUSALS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
@@ -106,38 +120,47 @@ def _not_the_output(err: OSError, image: Path, output: Path) -> DiskError:
     return DiskError.refused(err, err.filename or image, "cannot read")
 
 
-def predict_file(image: Path, output: Path, predictor: TrainedModel, options: TileOptions,
-                 show_progress: bool = True, overwrite: bool = False) -> None:
-    """Predict one file into a temporary output that is moved into place only when complete
-    (replacing what is at ``output`` by then only with ``overwrite``)."""
-    source = open_image(image)
-    try:
-        check_input(source, predictor)
-        info = output_info(source.info, predictor.generator.out_channels,
-                           predictor.target_norm.dtype.value)
+def write_prediction(predictor: Predictor, source: ImageSource, output: Path,
+                     overwrite: bool = False, show_progress: bool = True) -> None:
+    """Predict an open input into a temporary output that is moved into place only when
+    complete (replacing what is at ``output`` by then only with ``overwrite``)."""
+    created = []
+
+    def create(info: ImageInfo) -> _OutputSink:
         output.parent.mkdir(parents=True, exist_ok=True)
-        sink = writer_for(output).create(output, info, chunk=options.tile)
-        target = _OutputSink(sink, output)
-        try:
-            progress = LoopProgress(f"predicting {image.name}", None, unit="tile",
-                                    show=show_progress)
-            with progress.shown():
-                start, pixels = time.perf_counter(), 0
+        writer = writer_for(output, formats=predictor.formats)
+        created.append(_OutputSink(writer.create(output, info, chunk=predictor.options.tile),
+                                   output))
+        return created[0]
 
-                def advance(tiles: int, total: int, done: int) -> None:
-                    nonlocal pixels
-                    pixels += done
-                    rate = pixels / 1e6 / max(time.perf_counter() - start, 1e-9)
-                    progress.update(progress.done + tiles, total, note=f"{rate:.2f} MP/s")
+    progress = LoopProgress(f"predicting {source.path.name}", None, unit="tile",
+                            show=show_progress)
+    start, pixels = time.perf_counter(), 0
 
-                predict_image(source, predictor.generator, predictor.source_norm,
-                              predictor.target_norm, target, options, predictor.slicing, advance)
-                # inside: a failing commit clears the bar like any failure
-                target.commit(replace=overwrite)
-        except BaseException as err:
-            sink.abort()
-            if isinstance(err, OSError):  # not the output's (those are DiskErrors by now)
-                raise _not_the_output(err, image, output) from None
+    def advance(tiles: int, total: int, done: int) -> None:
+        nonlocal pixels
+        pixels += done
+        rate = pixels / 1e6 / max(time.perf_counter() - start, 1e-9)
+        progress.update(progress.done + tiles, total, note=f"{rate:.2f} MP/s")
+
+    try:
+        with progress.shown():  # a failing commit clears the bar like any failure
+            predictor.predict(source, create, advance, replace=overwrite)
+    except OSError as err:  # not the output's (those are DiskErrors by now)
+        if not created:
             raise
+        raise _not_the_output(err, source.path, output) from None
+
+
+def predict_file(predictor: Predictor, image: Path, out: Path, fmt: str | None = None,
+                 overwrite: bool = False, show_progress: bool = True) -> Path:
+    """Predict the file ``image`` into ``out``: an output file (its suffix chooses the format),
+    or a folder that receives it named by the output-format policy. Returns the output."""
+    source = predictor.open(image)
+    try:
+        output = out if can_write(out, formats=predictor.formats) else (
+            out / output_name(source, fmt, predictor.formats))
+        write_prediction(predictor, source, output, overwrite, show_progress)
+        return output
     finally:
         source.close()

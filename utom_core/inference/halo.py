@@ -70,7 +70,7 @@ def centre_window(source: ImageSource, norm: Normalisation, multiple: int) -> np
     height, width = source.info.shape[-2:]
     side = max(min(WINDOW, height, width) // multiple, 2) * multiple
     y0, x0 = max((height - side) // 2, 0), max((width - side) // 2, 0)
-    region = (slice(y0, y0 + side), slice(x0, x0 + side))
+    region: tuple[slice, ...] = (slice(y0, y0 + side), slice(x0, x0 + side))
     if len(source.info.shape) == 4:
         region = (slice(0, 1), *region)
     raw = source.read(region)

@@ -81,7 +81,7 @@ class TileRunner:
         parameter = next(generator.parameters(), None)
         self.device = parameter.device if parameter is not None else torch.device("cpu")
         if options.channels_last:
-            generator.to(memory_format=torch.channels_last)
+            generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stub lacks it
 
     def tensor(self, array: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)

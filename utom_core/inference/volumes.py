@@ -27,6 +27,16 @@ def predict_image(source: ImageSource, generator: Generator, source_norm: Normal
     target_norm.dtype)``; outputs are mapped back to raw units with ``target_norm``.
     """
     check_channels(source, generator)
+    predict_checked(source, generator, source_norm, target_norm, sink, options, slicing,
+                    progress)
+
+
+def predict_checked(source: ImageSource, generator: Generator, source_norm: Normalisation,
+                    target_norm: Normalisation, sink: ImageSink,
+                    options: TileOptions | None = None, slicing: Slicing = Slicing.xy,
+                    progress: Progress | None = None) -> None:
+    """``predict_image`` for a source already checked (``Predictor`` checks every input once,
+    before any output exists)."""
     predictor = PlanePredictor(generator, source_norm, options or TileOptions(), progress)
     shape = source.info.shape
     if len(shape) == 3:
@@ -45,9 +55,14 @@ def _predict_xy(source: ImageSource, predictor: PlanePredictor, target_norm: Nor
     predictor.plan((height, width), depth)
     for z in range(depth):
         plane = slice(z, z + 1)
-        predictor(lambda ys, xs, p=plane: source.read((p, ys, xs))[:, 0], (height, width),
-                  lambda ys, xs, data, p=plane: sink.write((p, ys, xs),
-                                                           target_norm.invert(data)[:, None]))
+
+        def read(ys: slice, xs: slice, p: slice = plane) -> np.ndarray:
+            return source.read((p, ys, xs))[:, 0]
+
+        def write(ys: slice, xs: slice, data: np.ndarray, p: slice = plane) -> None:
+            sink.write((p, ys, xs), target_norm.invert(data)[:, None])
+
+        predictor(read, (height, width), write)
 
 
 SLAB = 64
@@ -106,5 +121,5 @@ def _predict_xz_yz(source: ImageSource, predictor: PlanePredictor, target_norm: 
             write_by_chunk(xz, (slice(None), slice(None), ys, slice(None)),
                            _slab(source, predictor, "y", ys))
         for xs in _slabs(width):
-            average = (xz[:, :, :, xs] + _slab(source, predictor, "x", xs)) / 2
+            average = (np.asarray(xz[:, :, :, xs]) + _slab(source, predictor, "x", xs)) / 2
             sink.write((slice(0, depth), slice(0, height), xs), target_norm.invert(average))

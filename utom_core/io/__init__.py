@@ -1,7 +1,8 @@
 """Image input and output: open any supported file lazily, create streamed outputs.
 
-Formats are chosen by suffix from the table in ``io.formats``: utom's own TIFF, OME-Zarr and
-PNG, plus third-party formats once the plugin registry has handed its table in.
+Formats are chosen by suffix from a ``FormatTable``: the one a caller passes as ``formats``
+(commands pass the plugin registry's, third-party formats included), else utom's own TIFF,
+OME-Zarr and PNG.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import numpy as np
 
 from utom_core.errors import InputError, UtomError
 from utom_core.io.base import ImageInfo, ImageReader, ImageSink, ImageSource, ImageWriter
-from utom_core.io.formats import FormatTable, active_formats
+from utom_core.io.formats import FormatTable, formats_or_builtin
 
 __all__ = [
+    "FormatTable",
     "ImageInfo",
     "ImageReader",
     "ImageSink",
@@ -30,12 +32,12 @@ __all__ = [
 ]
 
 
-def open_image(path: Path) -> ImageSource:
-    """Open ``path`` lazily with the registered reader for its suffix (InputError if unusable)."""
+def open_image(path: Path, *, formats: FormatTable | None = None) -> ImageSource:
+    """Open ``path`` lazily with the reader for its suffix (InputError if unusable)."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file or folder")
-    formats = active_formats()
+    formats = formats_or_builtin(formats)
     reader = formats.reader(path)
     if reader is None:
         raise InputError(path, "unsupported image format (supported: "
@@ -47,52 +49,54 @@ def open_image(path: Path) -> ImageSource:
     return source
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_image(path: Path, *, formats: FormatTable | None = None) -> np.ndarray:
     """A whole image in canonical (C, …) order: for small images only (tests, evaluation)."""
-    source = open_image(path)
+    source = open_image(path, formats=formats)
     try:
         return source.read(tuple(slice(None) for _ in source.info.shape[1:]))
     finally:
         source.close()
 
 
-def is_image(path: Path) -> bool:
-    """Whether a registered reader handles ``path``'s suffix."""
-    return active_formats().reader(path) is not None
+def is_image(path: Path, *, formats: FormatTable | None = None) -> bool:
+    """Whether a reader handles ``path``'s suffix."""
+    return formats_or_builtin(formats).reader(path) is not None
 
 
-def can_write(path: Path) -> bool:
-    """Whether a registered writer handles ``path``'s suffix (an output file, not a folder)."""
-    return active_formats().writer(path) is not None
+def can_write(path: Path, *, formats: FormatTable | None = None) -> bool:
+    """Whether a writer handles ``path``'s suffix (an output file, not a folder)."""
+    return formats_or_builtin(formats).writer(path) is not None
 
 
-def image_stem(path: Path) -> str:
+def image_stem(path: Path, *, formats: FormatTable | None = None) -> str:
     """The file name without its image suffix (``a.ome.tif`` → ``a``)."""
     name = Path(path).name
-    cut = active_formats().suffix_length(path)
+    cut = formats_or_builtin(formats).suffix_length(path)
     return name[: len(name) - (len(Path(path).suffix) if cut is None else cut)]
 
 
-def list_images(paths: list[Path]) -> list[Path]:
+def list_images(paths: list[Path], *, formats: FormatTable | None = None) -> list[Path]:
     """Files as given, folders expanded to their supported images (sorted, not recursive)."""
+    formats = formats_or_builtin(formats)
     images: list[Path] = []
     for path in map(Path, paths):
         if not path.exists():
             raise InputError(path, "no such file or folder")
-        if path.is_dir() and not is_image(path):
-            found = sorted(p for p in path.iterdir() if is_image(p) and not p.name.startswith("."))
+        if path.is_dir() and formats.reader(path) is None:
+            found = sorted(p for p in path.iterdir()
+                           if formats.reader(p) is not None and not p.name.startswith("."))
             if not found:
                 raise InputError(path, "folder contains no supported images "
-                                       f"({FormatTable.suffixes(active_formats().readers)})")
+                                       f"({FormatTable.suffixes(formats.readers)})")
             images.extend(found)
         else:
             images.append(path)
     return images
 
 
-def writer_for(path: Path) -> ImageWriter:
-    """The registered writer for ``path``'s suffix (UtomError naming the supported ones)."""
-    formats = active_formats()
+def writer_for(path: Path, *, formats: FormatTable | None = None) -> ImageWriter:
+    """The writer for ``path``'s suffix (UtomError naming the supported ones)."""
+    formats = formats_or_builtin(formats)
     writer = formats.writer(path)
     if writer is None:
         raise UtomError(f"{path}: cannot write this format (supported: "

@@ -4,7 +4,10 @@ A reader therefore sees a file complete or not at all, whatever happens while it
 (a crash, a full disk, Ctrl-C). Small files (checkpoints, JSON, logs, PNG figures) go through
 ``write_atomic``; streamed outputs (TIFF, OME-Zarr, PNG predictions) are written into a
 ``temporary_sibling`` by their sink and moved with ``move_into_place``, which leaves alone
-whatever appeared at the path meanwhile unless asked to replace it (``--overwrite``).
+whatever appeared at the path meanwhile unless asked to replace it (``--overwrite``). An
+output folder that ``--overwrite`` replaces is moved out of the way with ``move_aside`` and
+put back with ``restore`` or deleted with ``remove``. Every rename is made durable by syncing
+its folder.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ def _write_and_rename(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    sync_folder(path.parent)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -89,12 +93,49 @@ def temporary_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}")
 
 
+def sync_folder(folder: Path) -> None:
+    """fsync ``folder`` so the renames in it survive a power cut (where folders can be
+    synced: not on Windows or some network file systems)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
 def remove(path: Path) -> None:
     """Delete a file or folder if it exists."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+    else:
+        return
+    sync_folder(path.parent)
+
+
+def move_aside(path: Path) -> Path:
+    """Rename ``path`` to a new hidden sibling (atomic: the same file system) and return it:
+    an old output stays whole while its replacement is made, to be put back with ``restore``
+    or deleted with ``remove``."""
+    aside = temporary_sibling(path)
+    os.rename(path, aside)
+    sync_folder(path.parent)
+    return aside
+
+
+def restore(aside: Path, path: Path) -> None:
+    """Put back at ``path`` what ``move_aside`` moved to ``aside``, replacing whatever was
+    made at ``path`` since."""
+    remove(path)
+    os.rename(aside, path)
+    sync_folder(path.parent)
 
 
 def move_into_place(partial: Path, path: Path, replace: bool = False) -> None:
@@ -109,17 +150,18 @@ def move_into_place(partial: Path, path: Path, replace: bool = False) -> None:
     except FileExistsError:
         raise UtomError(f"{path}: appeared while utom was writing it (another program or a "
                         "user); it was left as it is: use --overwrite to replace it") from None
+    sync_folder(path.parent)
 
 
 def _replace(partial: Path, path: Path) -> None:
     """Rename ``partial`` over ``path``, replacing an existing file or folder there."""
     if path.is_dir() and not path.is_symlink():
-        old = temporary_sibling(path)
-        path.rename(old)
+        old = move_aside(path)
         os.replace(partial, path)
-        shutil.rmtree(old)
+        remove(old)
     else:
         os.replace(partial, path)
+    sync_folder(path.parent)
 
 
 _UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM,

@@ -36,6 +36,11 @@ class ImageInfo:
     def spatial_axes(self) -> str:
         return "zyx" if len(self.shape) == 4 else "yx"
 
+    @property
+    def plane_shape(self) -> tuple[int, int]:
+        """(Y, X): the size of one plane."""
+        return self.shape[-2], self.shape[-1]
+
 
 @runtime_checkable
 class ImageSource(Protocol):
@@ -56,7 +61,11 @@ class ImageReader(Protocol):
     """Opens one file format lazily."""
 
     name: str
-    suffixes: tuple[str, ...]
+
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        """File name endings this format reads (a class attribute will do)."""
+        ...
 
     def open(self, path: Path) -> ImageSource: ...
 
@@ -82,6 +91,10 @@ class ImageWriter(Protocol):
     """Creates outputs of one file format."""
 
     name: str
-    suffixes: tuple[str, ...]
+
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        """File name endings this format writes (a class attribute will do)."""
+        ...
 
     def create(self, path: Path, info: ImageInfo, chunk: int = 512) -> ImageSink: ...

@@ -1,9 +1,8 @@
-"""The format table io resolves suffixes with: handed in by the plugin registry, or built-ins.
+"""The format table io resolves suffixes with: passed in by the caller, or io's built-ins.
 
-io never imports the plugin registry. The registry, once built, hands io its table (built-in
-and third-party formats) with ``use_formats``; until then, and in library code that never
-builds a registry, io uses its own built-in formats, so reading a TIFF does not import every
-installed plugin.
+io never imports the plugin registry. Commands pass the registry's table (built-in and
+third-party formats) to every io call that opens a user's file; library code that passes none
+gets io's own built-in formats, so reading a TIFF does not import every installed plugin.
 """
 
 from __future__ import annotations
@@ -57,21 +56,14 @@ def builtin_formats() -> FormatTable:
                        [TiffWriter(), OmeZarrWriter(), PngWriter()])
 
 
-_handed: FormatTable | None = None
 _builtin: FormatTable | None = None
 
 
-def use_formats(table: FormatTable | None) -> None:
-    """Resolve formats with ``table`` from now on (None: the built-ins again)."""
-    global _handed
-    _handed = table
-
-
-def active_formats() -> FormatTable:
-    """The table handed in by the registry, else the built-in formats (built once)."""
+def formats_or_builtin(formats: FormatTable | None) -> FormatTable:
+    """``formats``, or io's built-in formats where None (built once)."""
     global _builtin
-    if _handed is not None:
-        return _handed
+    if formats is not None:
+        return formats
     if _builtin is None:
         _builtin = builtin_formats()
     return _builtin

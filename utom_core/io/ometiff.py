@@ -63,13 +63,13 @@ class TiledTiffSink:
         remove(self.partial)
 
     def _write_tiff(self, levels: int) -> None:
-        total = sum(math.prod(self.scratch.group[str(k)].shape) for k in range(levels))
+        total = sum(math.prod(self.scratch.level(k).shape) for k in range(levels))
         big = total * self.info.dtype.itemsize > CLASSIC_MAX_BYTES
         kwargs = tiff_metadata(self.info, self.layout.file_axes, "ome" if self.ome else "plain")
         metadata, resolution = kwargs["metadata"], kwargs.get("resolution")
         with tifffile.TiffWriter(self.partial, bigtiff=big, ome=self.ome) as tif:
             for level in range(levels):
-                array = self.scratch.group[str(level)]
+                array = self.scratch.level(level)
                 shape = self.layout.file_shape[:-3 if self.layout.rgb else -2] + (
                     (*array.shape[-2:], 3) if self.layout.rgb else array.shape[-2:])
                 factor = 2**level

@@ -45,12 +45,20 @@ AXIS_TYPES = {"c": "channel", "t": "time", "z": "space", "y": "space", "x": "spa
 def _multiscale(path: Path) -> tuple[dict[str, Any], zarr.Group]:
     try:
         group = zarr.open_group(str(path), mode="r")
-        attrs = group.attrs.asdict()
+        attrs: dict[str, Any] = group.attrs.asdict()
         multiscales = attrs.get("ome", attrs)["multiscales"]
         return multiscales[0], group
     except Exception as err:
         raise InputError(path, f"not a readable OME-Zarr image ({type(err).__name__}: {err})"
                          ) from None
+
+
+def _array(group: zarr.Group, name: str) -> zarr.Array:
+    """The member ``name`` of ``group``, refused unless it is an array (not a subgroup)."""
+    member = group[name]
+    if not isinstance(member, zarr.Array):
+        raise TypeError(f"{name!r} is a group, not an array")
+    return member
 
 
 def _scale(transforms: list[dict[str, Any]], n: int) -> list[float]:
@@ -86,7 +94,7 @@ class OmeZarrSource(ArraySource):
         try:
             axes = meta["axes"]
             dataset = meta["datasets"][0]
-            array = group[dataset["path"]]
+            array = _array(group, dataset["path"])
             scale = _scale(meta.get("coordinateTransformations", []), len(axes))
             level = _scale(dataset.get("coordinateTransformations", []), len(axes))
         except Exception as err:
@@ -168,11 +176,15 @@ class OmeZarrSink:
             else:
                 self.group = zarr.create_group(str(self.partial), zarr_format=3)
                 self._create_level(0, info.shape)
-            self._level0 = self.group["0"]
+            self._level0 = self.level(0)
         except BaseException:  # a disk without room even for the metadata: nothing stays
             if not resuming:
                 remove(self.partial)
             raise
+
+    def level(self, level: int) -> zarr.Array:
+        """The array of pyramid level ``level`` (0: full resolution)."""
+        return _array(self.group, str(level))
 
     def _create_level(self, level: int, shape: tuple[int, ...]) -> zarr.Array:
         lead = (shape[0], *([1] if len(shape) == 4 else []))
@@ -202,7 +214,7 @@ class OmeZarrSink:
                 run(jobs)
                 continue
             for _, block in jobs:
-                pool_block(self.group[str(level - 1)], self.group[str(level)], block, self.unit)
+                pool_block(self.level(level - 1), self.level(level), block, self.unit)
         return len(shapes)
 
     def _attributes(self, levels: int) -> dict[str, Any]:
@@ -227,14 +239,14 @@ class OmeZarrSink:
     def _omero(self, levels: int) -> dict[str, Any]:
         """Channel colours and contrast limits (from the coarsest level; a volume's middle
         plane), so viewers show RGB as colour and 16-bit images with a useful contrast."""
-        coarsest = self.group[str(levels - 1)]
+        coarsest = self.level(levels - 1)
         middle = (coarsest.shape[1] // 2,) if len(coarsest.shape) == 4 else ()
         sample = np.asarray(coarsest[(slice(None), *middle)])
         channels = [{"label": "RGB"[i] if is_rgb(self.info) else f"channel {i}",
                      "color": colour, "window": window, "active": True}
                     for i, (colour, window) in enumerate(zip(
                         colours(self.info), windows(self.info, sample), strict=True))]
-        rdefs = {"model": "color" if self.info.channels > 1 else "greyscale"}
+        rdefs: dict[str, Any] = {"model": "color" if self.info.channels > 1 else "greyscale"}
         if middle:
             rdefs["defaultZ"] = middle[0]
         return {"channels": channels, "rdefs": rdefs}

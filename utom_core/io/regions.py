@@ -49,7 +49,7 @@ class FileRegions:
                                              zip(bounds, self.strides, strict=True))])
         for k in range(split):  # file offsets of the runs, in the block's (C) order
             starts = np.add.outer(starts, np.arange(extents[k]) * self.strides[k]).ravel()
-        run, data = block.nbytes // len(starts), memoryview(block).cast("B")
+        run, data = block.nbytes // len(starts), block.data.cast("B")
         fd = os.open(self.path, os.O_WRONLY)
         try:
             for k, at in enumerate(starts.tolist()):

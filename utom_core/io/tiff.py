@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import tifffile
@@ -33,7 +33,7 @@ class WindowedMemmap:
     def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
         self.path, self.offset, self.shape, self.dtype = path, offset, shape, np.dtype(dtype)
 
-    def _map(self, mode: str) -> np.memmap:
+    def _map(self, mode: Literal["r", "r+"]) -> np.memmap:
         return np.memmap(self.path, self.dtype, mode, self.offset, self.shape)
 
     def __getitem__(self, index: Any) -> np.ndarray:
@@ -41,14 +41,16 @@ class WindowedMemmap:
         try:
             return np.array(mapped[index], dtype=self.dtype.newbyteorder("="))
         finally:
-            mapped._mmap.close()
+            mapped._mmap.close()  # type: ignore[attr-defined]  # private; numpy's stubs omit it
 
 
 def _ome_pixel_size(xml: str) -> dict[str, float]:
     root = ET.fromstring(xml)
     pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
     sizes: dict[str, float] = {}
-    for axis in ("x", "y", "z") if pixels is not None else ():
+    if pixels is None:
+        return sizes
+    for axis in ("x", "y", "z"):
         value = pixels.get(f"PhysicalSize{axis.upper()}")
         size = micrometers(float(value), pixels.get(f"PhysicalSize{axis.upper()}Unit", "µm")
                             ) if value else None
@@ -60,16 +62,17 @@ def _ome_pixel_size(xml: str) -> dict[str, float]:
 def _pixel_size(tf: tifffile.TiffFile) -> dict[str, float]:
     """Pixel size in micrometers from OME, ImageJ or the TIFF resolution tags (where present)."""
     if tf.is_ome and tf.ome_metadata:
-        sizes = _ome_pixel_size(tf.ome_metadata)
-        if sizes:
-            return sizes
+        ome = _ome_pixel_size(tf.ome_metadata)
+        if ome:
+            return ome
     page = tf.pages.first
     if "XResolution" not in page.tags:
         return {}
     ij = tf.imagej_metadata or {}
     unit = ij.get("unit") if ij else RESOLUTION_UNITS.get(int(page.resolutionunit))
     rx, ry = page.resolution
-    sizes = {axis: micrometers(1.0 / r, unit) if r else None for axis, r in (("x", rx), ("y", ry))}
+    sizes: dict[str, float | None] = {axis: micrometers(1.0 / r, unit) if r else None
+                                      for axis, r in (("x", rx), ("y", ry))}
     sizes["z"] = micrometers(float(ij["spacing"]), unit) if "spacing" in ij else None
     return {axis: size for axis, size in sizes.items() if size}
 
@@ -183,10 +186,11 @@ class TiffSink:
         nbytes = math.prod(layout.shape) * info.dtype.itemsize
         style = "imagej" if info.dtype in IMAGEJ_DTYPES and nbytes < IMAGEJ_MAX_BYTES else "bigtiff"
         try:
-            offset, _ = tifffile.imwrite(self.partial, data=None, shape=layout.file_shape,
-                                         dtype=info.dtype, returnoffset=True,
-                                         photometric=layout.photometric,
-                                         **tiff_metadata(info, layout.file_axes, style))
+            # returnoffset=True: the data offset and size (typed optional: None without it)
+            offset, _ = cast(tuple[int, int], tifffile.imwrite(
+                self.partial, data=None, shape=layout.file_shape, dtype=info.dtype,
+                returnoffset=True, photometric=layout.photometric,
+                **tiff_metadata(info, layout.file_axes, style)))
             self._array = FileRegions(self.partial, offset, layout.shape, info.dtype)
             self._array.reserve()
         except BaseException:

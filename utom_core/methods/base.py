@@ -10,6 +10,7 @@ method registered by a third-party package (``register_methods``) gets all of it
 from __future__ import annotations
 
 import contextlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,9 +18,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ValidationError
 from torch import nn
 
-from utom_core.config import TrainConfig
+from utom_core.config import TrainConfig, describe_validation_error
+from utom_core.errors import UtomError
 from utom_core.methods.losses import SaliencyPair
 from utom_core.methods.pool import ImagePool
 from utom_core.networks.base import Generator
@@ -66,6 +69,9 @@ class Method:
     run`` on a task's demo pairs only; the unpaired methods subclass ``TrainingMethod``."""
     source: str = ""
     """Where the method and its defaults come from (paper, code), for the docs and listings."""
+    settings_model: type[BaseModel] | None = None
+    """The method's own settings: a pydantic model (``extra="forbid"``, a default for every
+    field) that ``TrainConfig.method_settings`` is validated by; None: the method has none."""
 
     def __init__(self, **attributes: Any) -> None:
         for key, value in attributes.items():
@@ -77,6 +83,28 @@ class Method:
         """Why the method cannot train a task mapping ``channels`` (A, B) under ``cfg``, or
         None; ``utom bench`` reports it as "not applicable", training refuses it."""
         return None
+
+    def settings(self, cfg: TrainConfig, source: str = "settings") -> BaseModel | None:
+        """``cfg.method_settings`` as ``settings_model`` reads them, defaults filled in;
+        validated strictly, as every setting a user writes, and refused in one line naming
+        ``source`` and the key."""
+        given = cfg.method_settings
+        if self.settings_model is None:
+            if given:
+                raise UtomError(f"{source}: method_settings: method {self.name} has no settings "
+                                f"of its own (given: {', '.join(sorted(given))})")
+            return None
+        try:
+            return self.settings_model.model_validate_json(json.dumps(given), strict=True)
+        except ValidationError as err:
+            raise UtomError(describe_validation_error(err, source, "method_settings")) from None
+
+    def with_settings(self, cfg: TrainConfig, source: str = "settings") -> TrainConfig:
+        """``cfg`` with every one of the method's settings written out (defaults included), so
+        that the run records them; wrong ones are refused as ``settings`` says."""
+        settings = self.settings(cfg, source)
+        complete = settings.model_dump(mode="json") if settings is not None else {}
+        return cfg.model_copy(update={"method_settings": complete})
 
 
 class TrainingMethod(Method, ABC):

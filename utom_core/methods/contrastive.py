@@ -17,9 +17,10 @@ compares (a fixed projection, no parameters).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from utom_core.config import TrainConfig
@@ -32,9 +33,29 @@ from utom_core.methods.base import (
 )
 from utom_core.methods.losses import discriminator_loss, lsgan, saliency_term
 from utom_core.methods.patchnce import ProjectionHeads, patch_nce_loss
-from utom_core.networks import PatchGAN
+from utom_core.networks import PatchGAN, ResnetGenerator
 
 CUT_TERMS = ("gan_ab", "nce_a", "nce_b", "saliency_a", "generator", "disc_b")
+
+
+class PatchNCESettings(BaseModel):
+    """The contrastive methods' own settings (``method_settings``), CUT's defaults."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    lambda_nce: float = Field(1.0, ge=0)
+    """Weight λ_NCE of the PatchNCE loss (CUT 1, FastCUT 10, Park et al. 2020)."""
+    nce_patches: int = Field(256, ge=1, le=4096)
+    """Patches per encoder tap in PatchNCE (CUT: 256)."""
+    nce_temperature: float = Field(0.07, gt=0)
+    """Temperature τ of PatchNCE's similarities (CUT: 0.07)."""
+
+
+class FastCUTSettings(PatchNCESettings):
+    """FastCUT's: λ_NCE 10."""
+
+    lambda_nce: float = Field(10.0, ge=0)
+    """Weight λ_NCE of the PatchNCE loss (FastCUT: 10)."""
 
 
 class ContrastiveMethod(TrainingMethod):
@@ -43,11 +64,16 @@ class ContrastiveMethod(TrainingMethod):
     source = ("Park, Efros, Zhang, Zhu, ECCV 2020 (CUT, FastCUT; defaults of their "
               "BSD-licensed code: λ_GAN 1, 256 patches, τ 0.07, LSGAN, no image pool)")
 
-    def __init__(self, name: str, summary: str, lambda_nce: float, nce_identity: bool,
-                 flip_equivariance: bool, saliency: bool) -> None:
+    def __init__(self, name: str, summary: str, settings_model: type[PatchNCESettings],
+                 nce_identity: bool, flip_equivariance: bool, saliency: bool) -> None:
         self.name, self.summary = name, summary
-        self.lambda_nce, self.nce_identity = lambda_nce, nce_identity
+        self.settings_model, self.nce_identity = settings_model, nce_identity
         self.flip_equivariance, self.saliency = flip_equivariance, saliency
+
+    def settings(self, cfg: TrainConfig, source: str = "settings") -> PatchNCESettings:
+        settings = super().settings(cfg, source)
+        assert isinstance(settings, PatchNCESettings)
+        return settings
 
     def not_applicable(self, cfg: TrainConfig, channels: tuple[int, int]) -> str | None:
         if cfg.generator != "resnet":
@@ -58,7 +84,8 @@ class ContrastiveMethod(TrainingMethod):
 
     def build(self, cfg: TrainConfig, channels: tuple[int, int],
               generator: GeneratorFactory) -> dict[str, nn.Module]:
-        g_ab = generator(*channels)
+        self.settings(cfg)  # wrong settings are refused before anything is built
+        g_ab = cast(ResnetGenerator, generator(*channels))  # not_applicable: resnet only
         return {"g_ab": g_ab, "d_b": PatchGAN(channels[1], cfg.ndf, cfg.d_layers),
                 "heads": ProjectionHeads(g_ab.encoder_channels())}
 
@@ -70,7 +97,7 @@ class ContrastiveMethod(TrainingMethod):
              real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg, run, plain = ctx.cfg, nets.trained, nets.plain
         g_plain = plain["g_ab"]
-        lam = self.lambda_nce if cfg.lambda_nce is None else cfg.lambda_nce
+        settings = self.settings(cfg)
         flipped = self.flip_equivariance and bool(ctx.rng.random() < 0.5)
         same_channels = real_a.shape[1] == real_b.shape[1]
         identity = self.nce_identity and same_channels
@@ -88,9 +115,9 @@ class ContrastiveMethod(TrainingMethod):
             return mean.expand(-1, real_a.shape[1], -1, -1)
 
         def nce(original: torch.Tensor, output: torch.Tensor, mirrored: bool) -> torch.Tensor:
-            return lam * patch_nce_loss(g_plain.encoder_features, run["heads"], original,
-                                        output, cfg.nce_patches, cfg.nce_temperature,
-                                        ctx.rng, mirrored)
+            return settings.lambda_nce * patch_nce_loss(
+                g_plain.encoder_features, run["heads"], original, output, settings.nce_patches,
+                settings.nce_temperature, ctx.rng, mirrored)
 
         with ctx.autocast():
             fake_b = run["g_ab"](source)
@@ -123,11 +150,11 @@ class ContrastiveMethod(TrainingMethod):
 
 
 CUT = ContrastiveMethod("cut", "contrastive unpaired translation: one generator, PatchNCE",
-                        lambda_nce=1.0, nce_identity=True, flip_equivariance=False,
+                        PatchNCESettings, nce_identity=True, flip_equivariance=False,
                         saliency=False)
 FASTCUT = ContrastiveMethod("fastcut", "CUT without the NCE identity term, λ_NCE 10, flip "
-                            "equivariance", lambda_nce=10.0, nce_identity=False,
+                            "equivariance", FastCUTSettings, nce_identity=False,
                             flip_equivariance=True, saliency=False)
 UTOM_CUT = ContrastiveMethod("utom-cut", "CUT + UTOM's saliency constraint on G",
-                             lambda_nce=1.0, nce_identity=True, flip_equivariance=False,
+                             PatchNCESettings, nce_identity=True, flip_equivariance=False,
                              saliency=True)

@@ -63,12 +63,13 @@ def patch_nce(query: torch.Tensor, key: torch.Tensor, temperature: float) -> tor
     return F.cross_entropy(logits.reshape(batch * patches, patches), target)
 
 
-def patch_nce_loss(encode, heads: ProjectionHeads, source: torch.Tensor,
+def patch_nce_loss(encode, heads: nn.Module, source: torch.Tensor,
                    output: torch.Tensor, count: int, temperature: float,
                    rng: np.random.Generator, flipped: bool = False) -> torch.Tensor:
     """Mean PatchNCE over the taps between ``source`` and the generator's ``output`` of it;
     ``flipped``: the output was made from the mirrored source (FastCUT's flip equivariance),
-    so its features are mirrored back before comparing."""
+    so its features are mirrored back before comparing. ``heads``: the ``ProjectionHeads``,
+    as the step runs them (DDP-wrapped, compiled)."""
     keys = encode(source)
     queries = encode(output)
     if flipped:

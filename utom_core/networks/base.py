@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from utom_core.config import TrainConfig
 
 
 class Generator(nn.Module, ABC):
@@ -34,6 +39,11 @@ class Generator(nn.Module, ABC):
     def forward(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
+GeneratorBuilder = Callable[["TrainConfig", int, int], Generator]
+"""Builds the generator a config names for (in, out) channels: ``Registry.build_generator``.
+Lower layers take one as an argument, so only the commands look names up in the registry."""
+
+
 RESIDUAL_LIMIT = 0.999
 """Inputs are clamped to ±this before atanh, which is infinite at ±1."""
 
@@ -42,6 +52,8 @@ class LowPass(nn.Module):
     """A fixed separable Gaussian blur of σ ``sigma`` pixels per channel, truncated at 3σ,
     borders replicated (any tile size). No parameters, no persistent buffers: a generator's
     state dict is the same with or without one."""
+
+    kernel: torch.Tensor  # a buffer (nn.Module's attribute access is typed Tensor | Module)
 
     def __init__(self, sigma: float) -> None:
         super().__init__()

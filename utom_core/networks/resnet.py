@@ -112,7 +112,7 @@ class ResnetGenerator(Generator):
     def encoder_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The taps' outputs for ``x``, running the encoder no further than the last tap."""
         taps, found = self.encoder_taps(), []
-        for index, layer in enumerate(self.model[:taps[-1] + 1]):
+        for index, layer in enumerate(list(self.model)[:taps[-1] + 1]):
             x = layer(x)
             if index in taps:
                 found.append(x)

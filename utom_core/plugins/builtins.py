@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from utom_core.evaluation.metrics import EVALUATORS
 from utom_core.hookspecs import hookimpl
 from utom_core.io.formats import builtin_formats
+from utom_core.methods import BUILTIN
 from utom_core.networks import ResnetGenerator, UnetGenerator
 from utom_core.networks.cyclegan_unet import CycleganUnetGenerator
 
@@ -32,16 +34,12 @@ def register_generators(register):
 
 @hookimpl
 def register_methods(register):
-    from utom_core.methods import BUILTIN
-
     for method in BUILTIN:
         register(method)
 
 
 @hookimpl
 def register_evaluators(register):
-    from utom_core.evaluation.metrics import EVALUATORS
-
     for evaluator in EVALUATORS:
         register(evaluator)
 

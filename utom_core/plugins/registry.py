@@ -22,9 +22,10 @@ from pydantic import ValidationError
 
 from utom_core import hookspecs
 from utom_core.errors import UtomError
-from utom_core.io.formats import FormatTable, use_formats
+from utom_core.evaluation.base import Evaluator
+from utom_core.io.formats import FormatTable
 from utom_core.methods.base import Method
-from utom_core.networks.base import Generator
+from utom_core.networks.base import Generator, GeneratorBuilder
 from utom_core.task import Task
 
 ENTRY_POINT_GROUP = "utom"
@@ -55,8 +56,8 @@ class Registry:
     tasks: dict[str, Task] = field(default_factory=dict)
     generators: dict[str, Callable[..., Any]] = field(default_factory=dict)
     formats: FormatTable = field(default_factory=FormatTable)
-    """Readers and writers; handed to ``io`` when this registry becomes the process's."""
-    evaluators: dict[str, Any] = field(default_factory=dict)
+    """Readers and writers; commands pass it to every ``io`` call that opens a user's file."""
+    evaluators: dict[str, Evaluator] = field(default_factory=dict)
     methods: dict[str, Method] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -68,6 +69,15 @@ class Registry:
             raise UtomError(f"unknown task {name!r} (registered: {known})")
         return self.tasks[name]
 
+    def resolve(self, task: Task, cfg: Any) -> Resolved:
+        """Every name a run of ``task`` with ``cfg`` (a TrainConfig) uses, resolved before any
+        data is read: a missing method, generator or evaluator is refused in one line."""
+        method = self.method(cfg.method)
+        method.settings(cfg)  # its own settings (method_settings) refused here if wrong
+        self.check_generator(cfg.generator)
+        return Resolved(task, method, self.build_generator, self.task_evaluators(task),
+                        self.formats)
+
     def method(self, name: str) -> Method:
         """The method called ``name``, or a UtomError listing the known ones."""
         if name not in self.methods:
@@ -75,11 +85,22 @@ class Registry:
                             f"{', '.join(self.methods) or 'none'})")
         return self.methods[name]
 
+    def task_evaluators(self, task: Task) -> dict[str, Evaluator]:
+        """The evaluators ``task`` names, by name, or a UtomError naming the first missing."""
+        missing = [name for name in task.evaluators if name not in self.evaluators]
+        if missing:
+            raise UtomError(f"task {task.name}: evaluator {missing[0]!r} is not registered")
+        return {name: self.evaluators[name] for name in task.evaluators}
+
+    def check_generator(self, name: str) -> None:
+        """Refuse a generator name nothing registered (before any data is read)."""
+        if name not in self.generators:
+            raise UtomError(f"unknown generator {name!r} (registered: "
+                            f"{', '.join(sorted(self.generators))})")
+
     def build_generator(self, cfg: Any, in_channels: int, out_channels: int) -> Generator:
         """A generator of the architecture ``cfg.generator`` names (a TrainConfig)."""
-        if cfg.generator not in self.generators:
-            raise UtomError(f"unknown generator {cfg.generator!r} (registered: "
-                            f"{', '.join(sorted(self.generators))})")
+        self.check_generator(cfg.generator)
         for on, what, off in ((cfg.residual, "residual generators", "residual=false"),
                               (cfg.anchor_sigma, "anchor_sigma", "anchor_sigma=0")):
             if on and in_channels != out_channels:
@@ -90,6 +111,18 @@ class Registry:
             raise UtomError(f"generator {cfg.generator!r} does not keep the input's low "
                             f"frequencies; set anchor_sigma=0")
         return generator
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What one run uses, as objects: commands resolve it once and pass it down, so nothing
+    below them looks a name up in the registry."""
+
+    task: Task
+    method: Method
+    build_generator: GeneratorBuilder
+    evaluators: dict[str, Evaluator]
+    formats: FormatTable
 
 
 def _warn(registry: Registry, message: str) -> None:
@@ -232,19 +265,18 @@ _extra: list[ModuleType] = []
 
 
 def get_registry() -> Registry:
-    """The process's registry, built on first use; io resolves formats with its table."""
+    """The process's registry, built on first use (by the commands alone: they pass what it
+    resolves down as objects)."""
     global _registry
     if _registry is None:
         _registry = build_registry(_extra)
-        use_formats(_registry.formats)
     return _registry
 
 
 def reset_registry() -> None:
-    """Forget the process's registry (and io's table of its formats): rebuilt on next use."""
+    """Forget the process's registry: rebuilt on next use."""
     global _registry
     _registry = None
-    use_formats(None)
 
 
 def add_plugin(module: ModuleType) -> None:

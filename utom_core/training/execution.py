@@ -5,6 +5,7 @@ dicts, EMA, previews); only the step goes through these wrappers."""
 from __future__ import annotations
 
 import contextlib
+from typing import cast
 
 import torch
 from torch import nn
@@ -12,6 +13,7 @@ from torch import nn
 from utom_core.config import TrainConfig
 from utom_core.errors import UtomError, first_line
 from utom_core.methods.base import StepNetworks
+from utom_core.networks.base import Generator
 from utom_core.training.distributed import data_parallel
 
 
@@ -21,10 +23,11 @@ def step_networks(modules: dict[str, nn.Module], cfg: TrainConfig,
     compiled only to judge (see ``StepNetworks``)."""
     if cfg.channels_last:
         for net in modules.values():
-            net.to(memory_format=torch.channels_last)
+            net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stub lacks it
 
     def compiled(module: nn.Module) -> nn.Module:
-        return torch.compile(module) if cfg.compile else module
+        # torch.compile is typed as returning a callable; a module gives an OptimizedModule
+        return cast(nn.Module, torch.compile(module)) if cfg.compile else module
 
     return StepNetworks(
         trained={name: compiled(data_parallel(net, device)) for name, net in modules.items()},
@@ -43,7 +46,7 @@ def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManag
     return contextlib.nullcontext()
 
 
-def check_tile(cfg: TrainConfig, g_ab: nn.Module, d_b: nn.Module | None, channels: int,
+def check_tile(cfg: TrainConfig, g_ab: Generator, d_b: nn.Module | None, channels: int,
                device: torch.device) -> None:
     """Refuse a tile size the networks cannot process, before anything is written."""
     multiple = g_ab.size_multiple

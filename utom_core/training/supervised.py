@@ -23,8 +23,9 @@ from utom_core.data.images import DomainImages
 from utom_core.data.sampling import random_orientation
 from utom_core.device import resolve_device
 from utom_core.errors import InputError, UtomError
+from utom_core.io import FormatTable
 from utom_core.io.atomic import write_json, write_text
-from utom_core.plugins import get_registry
+from utom_core.networks.base import GeneratorBuilder
 from utom_core.progress import LoopProgress
 from utom_core.run_folders import check_run_dir, prepare_run_dir
 from utom_core.task import Task
@@ -52,11 +53,12 @@ class NoPairs(UtomError):
 class PairedTiles:
     """Aligned windows: the same plane and position of an input and its target."""
 
-    def __init__(self, task: Task, pairs: list[tuple[Path, Path]]) -> None:
+    def __init__(self, task: Task, pairs: list[tuple[Path, Path]],
+                 formats: FormatTable | None = None) -> None:
         axes, _ = cut_axes(task)  # targets are cut like the inputs, so planes correspond
-        self.inputs = DomainImages([a for a, _ in pairs], task.domain_a, axes)
+        self.inputs = DomainImages([a for a, _ in pairs], task.domain_a, axes, formats)
         try:
-            self.targets = DomainImages([b for _, b in pairs], task.domain_b, axes)
+            self.targets = DomainImages([b for _, b in pairs], task.domain_b, axes, formats)
         except BaseException:
             self.inputs.close()
             raise
@@ -87,15 +89,16 @@ class PairedTiles:
 
 
 def _fitted_meta(task: Task, cfg: TrainConfig, tiles: PairedTiles,
-                 fit_on: tuple[list[Path], list[Path]] | None) -> trained.RunMeta:
+                 fit_on: tuple[list[Path], list[Path]] | None,
+                 formats: FormatTable | None) -> trained.RunMeta:
     """Normalisations and thresholds: fitted on ``fit_on`` (the unpaired runs' A and B images,
     so the ceiling is scored on the very scale the unpaired methods are), else on the pairs."""
     if fit_on is None:
         return fit_run_meta(task, cfg, tiles.inputs, tiles.targets)
     axes_a, axes_b = cut_axes(task)
-    images_a = DomainImages(fit_on[0], task.domain_a, axes_a)
+    images_a = DomainImages(fit_on[0], task.domain_a, axes_a, formats)
     try:
-        images_b = DomainImages(fit_on[1], task.domain_b, axes_b)
+        images_b = DomainImages(fit_on[1], task.domain_b, axes_b, formats)
         try:
             return fit_run_meta(task, cfg, images_a, images_b)
         finally:
@@ -105,10 +108,14 @@ def _fitted_meta(task: Task, cfg: TrainConfig, tiles: PairedTiles,
 
 
 def train_supervised(task: Task, cfg: TrainConfig, run_dir: Path,
-                     pairs: list[tuple[Path, Path]], *,
+                     pairs: list[tuple[Path, Path]], *, build_generator: GeneratorBuilder,
+                     formats: FormatTable | None = None,
                      fit_on: tuple[list[Path], list[Path]] | None = None,
                      overwrite: bool = False, show_progress: bool = True) -> TrainResult:
-    """Train the ceiling on ``pairs`` for ``cfg.iterations`` and write ``run_dir``."""
+    """Train the ceiling on ``pairs`` for ``cfg.iterations`` and write ``run_dir``.
+
+    ``build_generator`` builds its U-Net; ``formats`` opens the images (None: io's built-ins).
+    """
     if not pairs:
         raise NoPairs(f"task {task.name}: its data has no aligned pairs, so the supervised "
                       "ceiling does not apply")
@@ -116,13 +123,12 @@ def train_supervised(task: Task, cfg: TrainConfig, run_dir: Path,
                                  "unet_depth": ceiling_depth(cfg.tile, cfg.unet_depth)})
     run_dir = Path(run_dir)
     check_run_dir(run_dir, resume=False, overwrite=overwrite)
-    tiles = PairedTiles(task, pairs)
+    tiles = PairedTiles(task, pairs, formats)
     try:
-        meta = _fitted_meta(task, cfg, tiles, fit_on)
+        meta = _fitted_meta(task, cfg, tiles, fit_on, formats)
         device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
-        net = get_registry().build_generator(cfg, task.domain_a.channels,
-                                             task.domain_b.channels).to(device)
+        net = build_generator(cfg, task.domain_a.channels, task.domain_b.channels).to(device)
         ema = copy.deepcopy(net).requires_grad_(False)
         optimiser = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=cfg.betas, foreach=True)
         rng = np.random.default_rng(cfg.seed)

@@ -6,6 +6,8 @@ barrier, so no rank checks a directory rank 0 has begun to change).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,10 @@ from utom_core import trained
 from utom_core.config import RESUME_SETTINGS, TrainConfig
 from utom_core.console import console
 from utom_core.errors import InputError, UtomError, first_line
+from utom_core.io import FormatTable
 from utom_core.io.atomic import write_json
+from utom_core.methods import Method
+from utom_core.networks.base import GeneratorBuilder
 from utom_core.run_folders import check_run_dir, prepare_run_dir
 from utom_core.task import Task
 from utom_core.training import distributed
@@ -26,30 +31,35 @@ from utom_core.training.validation import ValPair
 
 def train(
     task: Task, cfg: TrainConfig, run_dir: Path, a_paths: list[Path] | None = None,
-    b_paths: list[Path] | None = None, *, resume: bool = False, overwrite: bool = False,
+    b_paths: list[Path] | None = None, *, method: Method, build_generator: GeneratorBuilder,
+    formats: FormatTable | None = None, resume: bool = False, overwrite: bool = False,
     iterations: int | None = None, changes: dict[str, Any] | None = None,
     stop_at: int | None = None, show_progress: bool = True, val: list[ValPair] | None = None,
 ) -> TrainResult:
     """Train a new run in ``run_dir`` or resume the one there.
 
-    On resume, ``iterations`` sets a new total and ``changes`` any of RESUME_SETTINGS (said in
+    ``method`` (the run's: on resume, the one its saved settings name) and ``build_generator``
+    come resolved from the caller; ``formats`` opens the images (None: io's built-ins). On
+    resume, ``iterations`` sets a new total and ``changes`` any of RESUME_SETTINGS (said in
     one line); ``stop_at`` ends this call early at that iteration with a checkpoint, as an
     interruption would. ``val``: validation images and their references (a resumed run keeps
     the ones it started with).
     """
     run_dir = Path(run_dir)
+    trainer_of = partial(Trainer, method=method, build_generator=build_generator,
+                         formats=formats)
     check_run_dir(run_dir, resume, overwrite, inputs=[*(a_paths or []), *(b_paths or [])])
     if resume:
         if val:
             raise UtomError("--val: a resumed run validates on the images it started with")
-        trainer = _resumed(task, run_dir, a_paths, b_paths, iterations, changes)
+        trainer = _resumed(trainer_of, task, run_dir, a_paths, b_paths, iterations, changes)
     else:
         if not a_paths or not b_paths:
             raise UtomError("training needs images for both domains (--a and --b)")
         # inputs, settings and networks are checked before the directory is created (or an
         # old run replaced): a refused run changes nothing on disk
         distributed.join(cfg.device)
-        trainer = Trainer(task, cfg, run_dir, a_paths, b_paths, val=val)
+        trainer = trainer_of(task, cfg, run_dir, a_paths, b_paths, val=val)
     distributed.barrier()
     if trainer.ranks.main:
         prepare_run_dir(run_dir, resume, overwrite)
@@ -66,8 +76,9 @@ def train(
     return result
 
 
-def _resumed(task: Task, run_dir: Path, a_paths: list[Path] | None, b_paths: list[Path] | None,
-             iterations: int | None, changes: dict[str, Any] | None) -> Trainer:
+def _resumed(trainer_of: Callable[..., Trainer], task: Task, run_dir: Path,
+             a_paths: list[Path] | None, b_paths: list[Path] | None, iterations: int | None,
+             changes: dict[str, Any] | None) -> Trainer:
     """The trainer of the run in ``run_dir``, at its checkpoint (nothing is written yet)."""
     checkpoint = run_dir / trained.CHECKPOINT_FILE
     saved, meta, state = trained.load_run(checkpoint)
@@ -78,9 +89,9 @@ def _resumed(task: Task, run_dir: Path, a_paths: list[Path] | None, b_paths: lis
     saved = _resumed_config(saved, update)
     distributed.join(saved.device)
     val = [(Path(p), None if r is None else Path(r)) for p, r in state.get("validation", [])]
-    trainer = Trainer(task, saved, run_dir,
-                      a_paths or recorded_inputs(meta.inputs_a, "--a"),
-                      b_paths or recorded_inputs(meta.inputs_b, "--b"), meta, val)
+    trainer = trainer_of(task, saved, run_dir,
+                         a_paths or recorded_inputs(meta.inputs_a, "--a"),
+                         b_paths or recorded_inputs(meta.inputs_b, "--b"), meta=meta, val=val)
     trainer.meta = meta.model_copy(update=input_records(trainer.images_a, trainer.images_b))
     try:
         trainer.load_state_dict(state)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -23,10 +23,11 @@ from utom_core.data.pipeline import TileStreams, worker_count
 from utom_core.data.sampling import TileSampler
 from utom_core.device import resolve_device
 from utom_core.errors import DiskError, UtomError
-from utom_core.methods import StepContext, TrainingMethod
+from utom_core.io import FormatTable
+from utom_core.methods import Method, StepContext, TrainingMethod
 from utom_core.methods.losses import saliency_pair
 from utom_core.methods.pool import ImagePool
-from utom_core.plugins import get_registry
+from utom_core.networks.base import Generator, GeneratorBuilder
 from utom_core.progress import LoopProgress
 from utom_core.task import Task
 from utom_core.training import distributed
@@ -63,26 +64,31 @@ class Trainer:
     """One training run in one run directory (under torchrun: this rank's part of it)."""
 
     def __init__(self, task: Task, cfg: TrainConfig, run_dir: Path, a_paths: list[Path],
-                 b_paths: list[Path], meta: trained.RunMeta | None = None,
+                 b_paths: list[Path], *, method: Method, build_generator: GeneratorBuilder,
+                 formats: FormatTable | None = None, meta: trained.RunMeta | None = None,
                  val: list[ValPair] | None = None) -> None:
+        """``method`` (the one ``cfg.method`` names) and ``build_generator`` come resolved from
+        the caller; ``formats``: the table the images are opened with (None: io's built-ins)."""
         self.task, self.run_dir = task, run_dir
+        self.build_generator, self.formats = build_generator, formats
         self.ranks = distributed.ranks()
         self.device = distributed.rank_device(resolve_device(cfg.device))
         axes_a, axes_b = cut_axes(task)
-        self.images_a = DomainImages(a_paths, task.domain_a, axes_a)
+        self.images_a = DomainImages(a_paths, task.domain_a, axes_a, formats)
         try:
-            self.images_b = DomainImages(b_paths, task.domain_b, axes_b)
-            self._setup(task, cfg, meta, val or [])
+            self.images_b = DomainImages(b_paths, task.domain_b, axes_b, formats)
+            self._setup(task, cfg, method, meta, val or [])
         except BaseException:
             self.images_a.close()
             if hasattr(self, "images_b"):
                 self.images_b.close()
             raise
 
-    def _setup(self, task: Task, cfg: TrainConfig, meta: trained.RunMeta | None,
-               val: list[ValPair]) -> None:
+    def _setup(self, task: Task, cfg: TrainConfig, method: Method,
+               meta: trained.RunMeta | None, val: list[ValPair]) -> None:
         a_channels, b_channels = task.domain_a.channels, task.domain_b.channels
-        method = get_registry().method(cfg.method)
+        if method.name != cfg.method:  # on resume: the run's saved settings name the method
+            raise UtomError(f"the settings name method {cfg.method}, not {method.name}")
         if not isinstance(method, TrainingMethod):
             raise UtomError(f"method {method.name} trains on aligned pairs: use `utom run "
                             f"{task.name} --method {method.name}` (the bench's ceiling)")
@@ -91,6 +97,7 @@ class Trainer:
             reason = f"shared_range needs equal channel counts, not {a_channels} → {b_channels}"
         if reason:
             raise UtomError(f"method {method.name} on task {task.name}: {reason}")
+        cfg = method.with_settings(cfg)  # the run records every one of its method's settings
         self.method = method
         if meta is None:  # fitted once, on rank 0, so that every rank uses the same
             meta = distributed.from_rank0(lambda: fit_run_meta(
@@ -111,7 +118,8 @@ class Trainer:
         check_tile(self.cfg, self.g_ab, self.modules.get("d_b"), a_channels, self.device)
         self.nets = step_networks(self.modules, self.cfg, self.device)
         self.validator = Validator(task, meta, self.cfg, val, cut_axes(task)[0],
-                                   self.g_ab.size_multiple, self.device) if val else None
+                                   self.g_ab.size_multiple, self.device,
+                                   self.formats) if val else None
         self.iteration = 0
         self.images_seen = 0
         """Images of each domain all ranks have trained on together (ρ counts them)."""
@@ -125,22 +133,24 @@ class Trainer:
 
     def _build_networks(self) -> None:
         cfg, a, b = self.cfg, self.task.domain_a.channels, self.task.domain_b.channels
-        registry = get_registry()
         torch.manual_seed(cfg.seed)
-        built = self.method.build(cfg, (a, b), lambda i, o: registry.build_generator(cfg, i, o))
+        built = self.method.build(cfg, (a, b), lambda i, o: self.build_generator(cfg, i, o))
         self.modules = {name: net.to(self.device) for name, net in built.items()}
-        self.emas = {f"ema_{name[2:]}": copy.deepcopy(self.modules[name]).requires_grad_(False)
-                     for name in GENERATORS if name in self.modules}
+        self.emas: dict[str, Generator] = {
+            f"ema_{name[2:]}": cast(Generator, copy.deepcopy(self.modules[name]))
+            for name in GENERATORS if name in self.modules}
+        for ema in self.emas.values():
+            ema.requires_grad_(False)
         """EMA copies of the generators (ema_ab, and ema_ba for two-sided methods)."""
         self.optimisers = self.method.optimisers(self.modules, cfg)
         self.pool_a, self.pool_b = ImagePool(cfg.pool_size), ImagePool(cfg.pool_size)
 
     @property
-    def g_ab(self) -> torch.nn.Module:
-        return self.modules["g_ab"]
+    def g_ab(self) -> Generator:
+        return cast(Generator, self.modules["g_ab"])  # built by the generator factory
 
     @property
-    def ema_ab(self) -> torch.nn.Module:
+    def ema_ab(self) -> Generator:
         return self.emas["ema_ab"]
 
     # -- state -------------------------------------------------------------------------
@@ -172,7 +182,9 @@ class Trainer:
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name, part in (*self.modules.items(), *self.emas.items(), *self.optimisers.items()):
+        parts: list[tuple[str, torch.nn.Module | torch.optim.Optimizer]] = [
+            *self.modules.items(), *self.emas.items(), *self.optimisers.items()]
+        for name, part in parts:
             part.load_state_dict(state[name])
         self.iteration, self.images_seen = int(state["iteration"]), int(state["images_seen"])
         restore_rank_state(own_part(state, self.ranks), (self.pool_a, self.pool_b), self.rng,

@@ -29,6 +29,7 @@ from utom_core.evaluation.base import Sample
 from utom_core.evaluation.figures.curves import curve_plot
 from utom_core.evaluation.metrics import PSNR, SSIM, ContentOverlap
 from utom_core.inference.tiling import padded_length
+from utom_core.io import FormatTable
 from utom_core.networks.base import Generator
 from utom_core.task import Task
 
@@ -60,16 +61,17 @@ def _crop(images: DomainImages) -> np.ndarray:
     return images.read_window(plane, y, x, height, width)
 
 
-def read_crop(task: Task, axes: tuple[str, ...], path: Path, reference: Path | None) -> _Crop:
+def read_crop(task: Task, axes: tuple[str, ...], path: Path, reference: Path | None,
+              formats: FormatTable | None = None) -> _Crop:
     """The fixed crop of one validation image, and of its reference at the same place."""
-    images = DomainImages([path], task.domain_a, axes)
+    images = DomainImages([path], task.domain_a, axes, formats)
     try:
         raw = _crop(images)
     finally:
         images.close()
     if reference is None:
         return _Crop(raw, None)
-    references = DomainImages([reference], task.domain_b, axes)
+    references = DomainImages([reference], task.domain_b, axes, formats)
     try:
         if [p.shape for p in references.planes] != [p.shape for p in images.planes]:
             raise InputError(reference, f"does not match the shape of its validation image "
@@ -83,10 +85,11 @@ class Validator:
     """Scores the EMA generator on the validation crops; keeps the best model."""
 
     def __init__(self, task: Task, meta: trained.RunMeta, cfg: TrainConfig, pairs: list[ValPair],
-                 axes: tuple[str, ...], multiple: int, device: torch.device) -> None:
+                 axes: tuple[str, ...], multiple: int, device: torch.device,
+                 formats: FormatTable | None = None) -> None:
         self.pairs = [(Path(p).absolute(), None if r is None else Path(r).absolute())
                       for p, r in pairs]
-        self.crops = [read_crop(task, axes, p, r) for p, r in self.pairs]
+        self.crops = [read_crop(task, axes, p, r, formats) for p, r in self.pairs]
         every = all(r is not None for _, r in self.pairs)
         self.metric = cfg.val_metric if cfg.val_metric != "auto" else (
             "psnr" if every else "content_iou")

@@ -5,25 +5,30 @@ The same code path serves ``utom run`` and every row of ``utom bench``.
 
 from __future__ import annotations
 
-import os
-import platform
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import numpy as np
 
-from utom_core import __version__, trained
+from utom_core import trained
 from utom_core.checkpoints import load_torch
 from utom_core.config import Budget, TrainConfig
 from utom_core.errors import Interrupted, UtomError
 from utom_core.evaluation.guide import worse_warning
 from utom_core.evaluation.streamed import evaluate_prediction
-from utom_core.inference import TileOptions, output_name, predict_file
-from utom_core.io.atomic import write_json
-from utom_core.plugins import get_registry
+from utom_core.inference import PredictOptions, Predictor, predict_file
+from utom_core.plugins import Resolved
+from utom_core.records import (
+    BestModel,
+    ImageRow,
+    LastModel,
+    Machine,
+    PerDomain,
+    RunRecord,
+    Versions,
+)
 from utom_core.run_folders import (
     DATA_SUBDIR,
     EVALUATION_PREVIEW_DIR,
@@ -31,7 +36,7 @@ from utom_core.run_folders import (
     PREDICTION_DIR,
     REPORT_FILE,
     RUN_SUBDIR,
-    prepare_out_dir,
+    output_folder,
     record_outputs,
 )
 from utom_core.task import Task, TaskData
@@ -39,6 +44,7 @@ from utom_core.trained import load_model
 from utom_core.training import distributed
 from utom_core.training.supervised import train_supervised
 from utom_core.training.train import train
+from utom_core.training.trainer import TrainResult
 from utom_core.workflow.holdout import HeldOut
 from utom_core.workflow.report import write_report
 from utom_core.workflow.userdata import check_user_data
@@ -49,7 +55,8 @@ class RunOutcome:
     """What a finished workflow produced."""
 
     out_dir: Path
-    metrics: dict[str, Any]
+    record: RunRecord | None
+    """What metrics.json holds (None on the ranks other than 0 of a torchrun job)."""
     summary: str
     warning: str = ""
     """Said when the prediction scores below its input on a reference (``worse_warning``), or
@@ -61,30 +68,31 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([row[k] for row in rows if k in row])) for k in keys}
 
 
-def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
+def run_workflow(resolved: Resolved, cfg: TrainConfig, budget: Budget, out: Path,
                  data: TaskData | None, *, overwrite: bool = False,
                  show_progress: bool = True, held_out: HeldOut | None = None) -> RunOutcome:
     """Prepare data (demo unless given), train, predict the tests, evaluate, report.
 
+    ``resolved``: the task and every object ``cfg`` names (the caller resolved them up front).
     ``held_out``: test regions to cut out of the user's --a image into OUT/data first.
     Under torchrun rank 0 does all of it; the other ranks only train with it."""
 
+    task = resolved.task
     distributed.join(cfg.device)
-    paired = get_registry().method(cfg.method).paired
+    paired = resolved.method.paired
     cfg = _picking(cfg, paired)
     if distributed.launched() and paired:
         raise UtomError("--method supervised trains in one process: start it without torchrun")
     if not distributed.ranks().main:
-        return _other_rank(task, cfg, out)
+        return _other_rank(resolved, cfg, out)
     start = time.perf_counter()
     if data is not None:
-        check_user_data(task, data, out, held_out.inputs() if held_out else [])
+        check_user_data(task, data, out, held_out.inputs() if held_out else [],
+                        resolved.formats)
         if paired:  # user_data keeps one side of any aligned pair
             raise UtomError(f"--method {cfg.method} trains on a task's demo pairs; it does not "
                             "take --a/--b")
-    existed = out.exists()
-    aside = prepare_out_dir(out, overwrite)
-    try:
+    with output_folder(out, overwrite):
         if data is None:
             if task.demo_data is None:
                 raise UtomError(f"task {task.name} has no demo data: give --a and --b")
@@ -96,22 +104,11 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
         distributed.share(data)
         if paired:
             result = train_supervised(task, cfg, out / RUN_SUBDIR, data.pairs,
-                                      fit_on=(data.a, data.b), show_progress=show_progress)
+                                      build_generator=resolved.build_generator,
+                                      formats=resolved.formats, fit_on=(data.a, data.b),
+                                      show_progress=show_progress)
         else:
-            result = train(task, cfg, out / RUN_SUBDIR, data.a, data.b,
-                           show_progress=show_progress, val=_validation(data))
-    except BaseException:
-        if not (out / RUN_SUBDIR / trained.CHECKPOINT_FILE).exists():  # nothing trained: undo
-            shutil.rmtree(out)
-            if aside is not None:
-                aside.rename(out)
-            elif existed:
-                out.mkdir()
-            aside = None
-        raise
-    finally:
-        if aside is not None:
-            shutil.rmtree(aside)
+            result = _train(resolved, cfg, out, data, show_progress)
     if result.interrupted:
         raise Interrupted(f"{out}: training interrupted at iteration {result.iteration}; continue "
                           f"with `utom train {task.name} --resume --out {out / RUN_SUBDIR}`")
@@ -119,43 +116,45 @@ def run_workflow(task: Task, cfg: TrainConfig, budget: Budget, out: Path,
     model = out / RUN_SUBDIR  # the last, where no validation ran (a test image too small)
     if cfg.run_checkpoint == "best" and (model / trained.BEST_MODEL_FILE).is_file():
         model = model / trained.BEST_MODEL_FILE
-    predictor = load_model(model)
+    loaded = load_model(model, build_generator=resolved.build_generator)
+    predictor = Predictor(loaded, PredictOptions(), formats=resolved.formats)  # utom predict's
     rows = []
     for test, reference in zip(data.test, data.reference, strict=True):
         record_outputs(out)  # what utom wrote is known as utom's (rundirs)
-        prediction = out / PREDICTION_DIR / output_name(test)
-        predict_file(test, prediction, predictor, TileOptions(), show_progress=show_progress)
+        prediction = predict_file(predictor, test, out / PREDICTION_DIR,
+                                  show_progress=show_progress)
         record_outputs(out)
-        evaluation = evaluate_prediction(task, predictor, test, prediction, reference,
-                                         out / EVALUATION_PREVIEW_DIR)
-        rows.append({"test": str(test), "reference": str(reference) if reference else None,
-                     "prediction": str(prediction), "metrics": evaluation.metrics,
-                     "notes": evaluation.notes})
+        evaluation = evaluate_prediction(resolved.evaluators, loaded, test, prediction,
+                                         reference, out / EVALUATION_PREVIEW_DIR,
+                                         formats=resolved.formats)
+        rows.append(ImageRow(test=str(test), reference=str(reference) if reference else None,
+                             prediction=str(prediction), metrics=evaluation.metrics,
+                             notes=evaluation.notes))
     record_outputs(out)
-    summary_metrics = _mean([row["metrics"] for row in rows])
-    record = {
-        "task": task.name, "plugin": task.plugin, "method": cfg.method,
-        "budget": budget.value, "seed": cfg.seed, "iterations": result.iteration,
-        "wall_seconds": round(time.perf_counter() - start, 1),
-        "train_seconds": round(train_seconds, 1),
-        "metrics": summary_metrics, "images": rows, "notes": data.notes,
-        "config": cfg.model_dump(mode="json"),
-        "thresholds": {"a": predictor.source_threshold, "b": predictor.target_threshold},
-        "content_fractions": {"a": result.meta.content_fraction_a if result.meta else None,
-                              "b": result.meta.content_fraction_b if result.meta else None},
-        "threshold_sources": {"a": result.meta.threshold_source_a if result.meta else None,
-                              "b": result.meta.threshold_source_b if result.meta else None},
-        "range_note": result.meta.range_note if result.meta else "",
-        "predicted_with": _predicted_with(model, result.iteration),
-        "held_out": held_out.record() if held_out else None,
-        "versions": _versions(), "machine": _machine(),
-    }
-    write_json(out / METRICS_FILE, record)
+    meta = result.meta  # None for a paired method: it fits no thresholds
+    record = RunRecord(
+        task=task.name, plugin=task.plugin, method=cfg.method, budget=budget.value,
+        seed=cfg.seed, iterations=result.iteration,
+        wall_seconds=round(time.perf_counter() - start, 1),
+        train_seconds=round(train_seconds, 1), metrics=_mean([row.metrics for row in rows]),
+        images=rows, notes=data.notes, config=resolved.method.with_settings(cfg),
+        thresholds=PerDomain[float](a=loaded.source_threshold, b=loaded.target_threshold),
+        content_fractions=PerDomain[float | None](
+            a=meta.content_fraction_a if meta else None,
+            b=meta.content_fraction_b if meta else None),
+        threshold_sources=PerDomain[str | None](
+            a=meta.threshold_source_a if meta else None,
+            b=meta.threshold_source_b if meta else None),
+        range_note=meta.range_note if meta else "",
+        predicted_with=_predicted_with(model, result.iteration),
+        held_out=held_out.record() if held_out else None,
+        versions=Versions.current(), machine=Machine.current())
+    record.write(out / METRICS_FILE)
     write_report(out / REPORT_FILE, record, out)
     record_outputs(out)  # the report's figures
-    summary = _summary_line(task, cfg, summary_metrics, record["wall_seconds"], out)
-    warnings = [worse_warning(summary_metrics)]
-    warnings += [f"warning: {record['range_note']}"] if record["range_note"] else []
+    summary = _summary_line(task, cfg, record.metrics, record.wall_seconds, out)
+    warnings = [worse_warning(record.metrics)]
+    warnings += [f"warning: {record.range_note}"] if record.range_note else []
     return RunOutcome(out, record, summary, "\n".join(filter(None, warnings)))
 
 
@@ -174,11 +173,11 @@ def _picking(cfg: TrainConfig, paired: bool) -> TrainConfig:
     return cfg.model_copy(update={"val_metric": "content_iou"})
 
 
-def _predicted_with(model: Path, last: int) -> dict[str, Any]:
+def _predicted_with(model: Path, last: int) -> LastModel | BestModel:
     """Which model predicted the tests: the last, or the best validation's (its record)."""
     if model.name != trained.BEST_MODEL_FILE:
-        return {"model": "last", "iteration": last}
-    return {"model": "best", **load_torch(model)["validation"]}
+        return LastModel(model="last", iteration=last)
+    return BestModel(model="best", **load_torch(model)["validation"])
 
 
 def _validation(data: TaskData) -> list[tuple[Path, Path | None]]:
@@ -187,16 +186,23 @@ def _validation(data: TaskData) -> list[tuple[Path, Path | None]]:
     return list(zip(data.test, data.reference, strict=True))
 
 
-def _other_rank(task: Task, cfg: TrainConfig, out: Path) -> RunOutcome:
+def _train(resolved: Resolved, cfg: TrainConfig, out: Path, data: TaskData,
+           show_progress: bool) -> TrainResult:
+    """The unpaired run in OUT/run, validating on the test images (every rank alike)."""
+    return train(resolved.task, cfg, out / RUN_SUBDIR, data.a, data.b, method=resolved.method,
+                 build_generator=resolved.build_generator, formats=resolved.formats,
+                 show_progress=show_progress, val=_validation(data))
+
+
+def _other_rank(resolved: Resolved, cfg: TrainConfig, out: Path) -> RunOutcome:
     """A rank other than 0 under torchrun: it trains on the data rank 0 prepared, and leaves
     prediction, evaluation and the report to rank 0."""
     with distributed.peer_failures(lambda: "rank 0 stopped before training"):
-        data = distributed.share()
-    result = train(task, cfg, out / RUN_SUBDIR, data.a, data.b, show_progress=False,
-                   val=_validation(data))
+        data = cast(TaskData, distributed.share())  # rank 0 shares its TaskData
+    result = _train(resolved, cfg, out, data, show_progress=False)
     if result.interrupted:
         raise Interrupted("training interrupted")  # said by rank 0
-    return RunOutcome(out, {}, "")
+    return RunOutcome(out, None, "")
 
 
 def _summary_line(task: Task, cfg: TrainConfig, metrics: dict[str, float], seconds: float,
@@ -206,14 +212,3 @@ def _summary_line(task: Task, cfg: TrainConfig, metrics: dict[str, float], secon
     return (f"{task.name} [{cfg.method}]: " + ", ".join(shown) +
             f" in {seconds / 60:.1f} min → {out / REPORT_FILE}")
 
-
-def _versions() -> dict[str, str]:
-    import torch
-
-    return {"utom": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
-
-
-def _machine() -> dict[str, Any]:
-    return {"platform": platform.platform(), "processor": platform.machine(),
-            "cpus": os.cpu_count()}

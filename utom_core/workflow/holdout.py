@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from utom_core.errors import DiskError, InputError, UtomError
-from utom_core.io import ImageInfo, image_stem, list_images, open_image, writer_for
+from utom_core.io import FormatTable, ImageInfo, image_stem, list_images, open_image, writer_for
 from utom_core.io.atomic import write_text
 from utom_core.task import Task, TaskData
 
@@ -127,12 +127,14 @@ class HeldOut:
     reference_cut: list[bool] = field(default_factory=list)
     """Per reference: cut the region out of it (it covers the whole --a image) or use it whole."""
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    formats: FormatTable | None = None
+    """The table the image and references are read with (None: io's built-ins)."""
 
     def cut(self, data: TaskData, folder: Path) -> TaskData:
         """Write the training pieces, test regions and cut references as TIFFs into ``folder``
         (``regions.json`` records where each came from) and return the data that uses them."""
         folder.mkdir(parents=True, exist_ok=True)
-        stem = image_stem(self.image)
+        stem = image_stem(self.image, formats=self.formats)
         training = [self._copy(self.image, box, folder / _name(stem, "train", box), "a")
                     for box in self.training]
         tests, references = [], []
@@ -149,7 +151,7 @@ class HeldOut:
 
     def _copy(self, image: Path, box: Box, path: Path, role: str) -> Path:
         """``box`` of ``image`` (every plane and channel) as a TIFF, copied strip by strip."""
-        source = open_image(image)
+        source = open_image(image, formats=self.formats)
         try:
             info = source.info
             planes = info.shape[1] if len(info.shape) == 4 else 1
@@ -203,18 +205,18 @@ class HeldOut:
 
 
 def hold_out(task: Task, a: list[Path], b: list[Path], regions: list[RegionSpec],
-             references: list[Path], tile: int) -> HeldOut:
-    """Plan cutting ``regions`` out of the one --a image: refused when a region lies outside
-    it, two regions (with their guard gaps) overlap, the image is also a --b image, or no
-    training piece of at least one ``tile`` remains."""
-    images = list_images(a)
+             references: list[Path], tile: int, formats: FormatTable | None = None) -> HeldOut:
+    """Plan cutting ``regions`` out of the one --a image (read with ``formats``): refused when
+    a region lies outside it, two regions (with their guard gaps) overlap, the image is also a
+    --b image, or no training piece of at least one ``tile`` remains."""
+    images = list_images(a, formats=formats)
     if len(images) != 1:
         raise UtomError(f"--test-region cuts one --a image; --a gives {len(images)}")
     image = images[0]
-    if image.resolve() in {p.resolve() for p in list_images(b)}:
+    if image.resolve() in {p.resolve() for p in list_images(b, formats=formats)}:
         raise UtomError(f"--test-region: {image} is also a --b image, so its test region "
                         "would be trained on")
-    source = open_image(image)
+    source = open_image(image, formats=formats)
     shape = source.info.shape
     source.close()
     height, width = shape[-2:]
@@ -230,8 +232,9 @@ def hold_out(task: Task, a: list[Path], b: list[Path], regions: list[RegionSpec]
     if not kept:
         raise UtomError(f"--test-region: leaves no training piece of at least one {tile}-px "
                         f"tile in {image} ({height} × {width}, {GUARD_GAP}-px guard gaps)")
-    plan = HeldOut(image, tests, kept, [p for p in pieces if p not in kept])
-    _plan_references(plan, task, shape, list_images(references) if references else [])
+    plan = HeldOut(image, tests, kept, [p for p in pieces if p not in kept], formats=formats)
+    _plan_references(plan, task, shape,
+                     list_images(references, formats=formats) if references else [])
     return plan
 
 
@@ -246,7 +249,7 @@ def _plan_references(plan: HeldOut, task: Task, shape: tuple[int, ...],
                         "--test-region(s); give one reference per region")
     whole = (task.domain_b.channels, *shape[1:])
     for reference, (_, box) in zip(references, plan.tests, strict=True):
-        source = open_image(reference)
+        source = open_image(reference, formats=plan.formats)
         found = source.info.shape
         source.close()
         region = (*whole[:-2], box[1] - box[0], box[3] - box[2])

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from utom_core import trained
+from utom_core.config import TrainConfig
 from utom_core.evaluation.figures.losses import save_loss_curves
 from utom_core.evaluation.guide import (
     CHANNEL,
@@ -23,6 +24,7 @@ from utom_core.evaluation.guide import (
 )
 from utom_core.io import image_stem
 from utom_core.io.atomic import write_text
+from utom_core.records import BestModel, LastModel, RunRecord
 
 SETTINGS_SHOWN = ("method", "generator", "residual", "upsampling", "ngf", "n_blocks", "ndf",
                   "tile", "batch_size", "iterations", "lambda_cycle", "rho0", "images_per_epoch",
@@ -68,30 +70,28 @@ def reading(metrics: dict[str, float]) -> list[str]:
     return lines
 
 
-def _model_used(used: dict[str, Any] | None) -> list[str]:
+def _model_used(used: LastModel | BestModel) -> list[str]:
     """Which model the scores are of, where it is not simply the last one."""
-    if not used or used["model"] != "best":
+    if not isinstance(used, BestModel):
         return []
-    return [f"Predicted with `model_best.pt`: iteration {used['iteration']}, the best "
-            f"{used['metric']} ({used['score']:.3f}) of the validations on the test images, "
+    return [f"Predicted with `model_best.pt`: iteration {used.iteration}, the best "
+            f"{used.metric} ({used.score:.3f}) of the validations on the test images, "
             "picked without their references (`run_checkpoint = \"best\"`; the curve is "
             "in `run/val_curve.png`).", ""]
 
 
-def _thresholds(record: dict[str, Any]) -> str:
-    fractions = record.get("content_fractions") or {}
-    sources = record.get("threshold_sources") or {}
-
+def _thresholds(record: RunRecord) -> str:
     def one(side: str) -> str:
-        value, share, source = record["thresholds"][side], fractions.get(side), sources.get(side)
+        value, share, source = (getattr(part, side) for part in (
+            record.thresholds, record.content_fractions, record.threshold_sources))
         said = [f"marks {share:.1%} of its training pixels as content"] if share else []
         said += [f"from the {source}" if "estimate" in source else source] if source else []
         return f"{side.upper()} {value:.6g}" + (f" ({'; '.join(said)})" if said else "")
 
-    other = " --other B_IMAGE" if record["config"].get("shared_range") else ""
-    doubt = f" Warning: {record['range_note']}." if record.get("range_note") else ""
+    other = " --other B_IMAGE" if record.config.shared_range else ""
+    doubt = f" Warning: {record.range_note}." if record.range_note else ""
     return (f"Content thresholds (raw units): {one('a')}, {one('b')}. `utom threshold IMAGE "
-            f"--task {record['task']} --domain a{other}` fits the same threshold on the same "
+            f"--task {record.task} --domain a{other}` fits the same threshold on the same "
             f"images and previews its mask.{doubt}")
 
 
@@ -106,10 +106,13 @@ def upsampling_note(upsampling: str | None) -> str:
             "checkerboard texture (the default, resize-then-convolve, does not).")
 
 
-def _settings(cfg: dict[str, Any]) -> list[str]:
+def _settings(cfg: TrainConfig) -> list[str]:
+    """The settings that shape the result, and the method's own (``method_settings``)."""
+    shown = {k: getattr(cfg, k) for k in SETTINGS_SHOWN}
+    shown |= {f"method_settings.{k}": v for k, v in cfg.method_settings.items()}
     return ["| setting | value |", "|---|---|",
-            *[f"| {k} | {_fmt(cfg[k])} |" for k in SETTINGS_SHOWN if k in cfg], "",
-            upsampling_note(cfg.get("upsampling"))]
+            *[f"| {k} | {_fmt(v)} |" for k, v in shown.items()], "",
+            upsampling_note(cfg.upsampling)]
 
 
 def _training(out: Path) -> list[str]:
@@ -125,13 +128,13 @@ def _training(out: Path) -> list[str]:
     return lines
 
 
-def _images(record: dict[str, Any], out: Path) -> list[str]:
+def _images(record: RunRecord, out: Path) -> list[str]:
     lines = ["## Test images", ""]
-    for row in record["images"]:
-        name = image_stem(Path(row["test"]))
+    for row in record.images:
+        name = image_stem(Path(row.test))
         panel = out / "previews" / f"{name}_panel.png"
-        lines += [f"### {Path(row['test']).name}", "",
-                  f"Prediction: `{os.path.relpath(row['prediction'], out)}`", ""]
+        lines += [f"### {Path(row.test).name}", "",
+                  f"Prediction: `{os.path.relpath(row.prediction, out)}`", ""]
         if panel.exists():
             picture = os.path.relpath(panel, out)
             lines += [f"![input, prediction, reference, overlay]({picture})", ""]
@@ -141,9 +144,9 @@ def _images(record: dict[str, Any], out: Path) -> list[str]:
                       "finest bright structure: a restoration should follow the reference's "
                       "peaks, not the input's.", "",
                       f"![line profile]({os.path.relpath(line_profile, out)})", ""]
-        if row.get("notes"):
-            lines += [*(f"- {note}" for note in row["notes"]), ""]
-        lines += [*metrics_table(row["metrics"]), ""]
+        if row.notes:
+            lines += [*(f"- {note}" for note in row.notes), ""]
+        lines += [*metrics_table(row.metrics), ""]
     return lines
 
 
@@ -153,37 +156,38 @@ def _warning(metrics: dict[str, float]) -> list[str]:
     return [f"**{warning[0].upper()}{warning[1:]}.**", ""] if warning else []
 
 
-def write_report(path: Path, record: dict[str, Any], out: Path) -> None:
+def write_report(path: Path, record: RunRecord, out: Path) -> None:
+    """report.md of the ``utom run`` output ``out``, from its record."""
     lines = [
-        f"# utom run: {record['task']} ({record['method']}, budget {record['budget']})",
+        f"# utom run: {record.task} ({record.method}, budget {record.budget})",
         "",
-        f"{record['iterations']} iterations in {record['train_seconds'] / 60:.1f} min of training, "
-        f"{record['wall_seconds'] / 60:.1f} min in all; utom {record['versions']['utom']}, "
-        f"torch {record['versions']['torch']}, {record['machine']['cpus']} CPUs.",
+        f"{record.iterations} iterations in {record.train_seconds / 60:.1f} min of training, "
+        f"{record.wall_seconds / 60:.1f} min in all; utom {record.versions.utom}, "
+        f"torch {record.versions.torch}, {record.machine.cpus} CPUs.",
         "",
-        *_warning(record["metrics"]),
+        *_warning(record.metrics),
         "## Data",
         "",
-        *[f"- {note}" for note in record["notes"]],
+        *[f"- {note}" for note in record.notes],
         "",
         _thresholds(record),
         "",
         "## Settings",
         "",
-        *_settings(record["config"]),
+        *_settings(record.config),
         "",
         "## Metrics (mean over test images)",
         "",
-        *_model_used(record.get("predicted_with")),
+        *_model_used(record.predicted_with),
         "Most important first. The floor is the untransformed input scored against the same "
         "reference: a restoration must beat it. Tasks that change the channel count have no "
         "floor; their typical values are stated instead.",
         "",
-        *metrics_table(record["metrics"]),
+        *metrics_table(record.metrics),
         "",
         "Reading them:",
         "",
-        *reading(record["metrics"]),
+        *reading(record.metrics),
         "",
         *_images(record, out),
         *_training(out),

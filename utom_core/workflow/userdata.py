@@ -7,28 +7,30 @@ from pathlib import Path
 import numpy as np
 
 from utom_core.errors import InputError, UtomError
-from utom_core.io import list_images, open_image
+from utom_core.io import FormatTable, list_images, open_image
 from utom_core.run_folders import refuse_inputs_inside
 from utom_core.task import Task, TaskData
 
 
 def user_data(a: list[Path], b: list[Path], test: list[Path], reference: list[Path],
-              rng: np.random.Generator) -> TaskData:
-    """The user's files, made unpaired: of any aligned A/B pair, only one side is kept."""
-    a_files, b_files = list_images(a), list_images(b)
+              rng: np.random.Generator, formats: FormatTable | None = None) -> TaskData:
+    """The user's files, made unpaired: of any aligned A/B pair, only one side is kept
+    (``formats`` reads them: None, io's built-ins)."""
+    a_files, b_files = list_images(a, formats=formats), list_images(b, formats=formats)
     notes = ["user data"]
     if len(a_files) == len(b_files) and len(a_files) > 1 and all(
-        _same_plane_shape(x, y) for x, y in zip(a_files, b_files, strict=True)
+        _same_plane_shape(x, y, formats) for x, y in zip(a_files, b_files, strict=True)
     ):
         keep_a = rng.permutation(len(a_files)) < (len(a_files) + 1) // 2
         a_files = [p for p, k in zip(a_files, keep_a, strict=True) if k]
         b_files = [p for p, k in zip(b_files, keep_a, strict=True) if not k]
         notes.append("--a and --b looked like aligned pairs (same count and shapes): one side "
                      f"of each pair was kept at random ({len(a_files)} A, {len(b_files)} B)")
-    if set(a_files) & set(list_images(test) if test else []):
+    test_files = list_images(test, formats=formats) if test else []
+    if set(a_files) & set(test_files):
         raise UtomError("--test images must be held out of --a")
-    test_files = list_images(test) if test else []
-    references: list[Path | None] = list(list_images(reference)) if reference else []
+    references: list[Path | None] = (list(list_images(reference, formats=formats))
+                                     if reference else [])
     if references and len(references) != len(test_files):
         raise UtomError(f"--reference: {len(references)} file(s) for {len(test_files)} --test "
                         "image(s); give one reference per test image")
@@ -36,8 +38,8 @@ def user_data(a: list[Path], b: list[Path], test: list[Path], reference: list[Pa
                     reference=references or [None] * len(test_files), notes=notes)
 
 
-def _same_plane_shape(x: Path, y: Path) -> bool:
-    sx, sy = open_image(x), open_image(y)
+def _same_plane_shape(x: Path, y: Path, formats: FormatTable | None) -> bool:
+    sx, sy = open_image(x, formats=formats), open_image(y, formats=formats)
     try:
         return sx.info.shape[1:] == sy.info.shape[1:]
     finally:
@@ -45,15 +47,15 @@ def _same_plane_shape(x: Path, y: Path) -> bool:
         sy.close()
 
 
-def check_user_data(task: Task, data: TaskData, out: Path, more: list[Path] | None = None
-                    ) -> None:
+def check_user_data(task: Task, data: TaskData, out: Path, more: list[Path] | None = None,
+                    formats: FormatTable | None = None) -> None:
     """Refuse an --out that is or holds an input (``more``: inputs besides ``data``'s); open
-    every test image and reference before anything is trained, so a bad one is refused in
-    seconds, not after the training."""
+    every test image and reference (with ``formats``) before anything is trained, so a bad
+    one is refused in seconds, not after the training."""
     refuse_inputs_inside(out, [*data.a, *data.b, *data.test, *(r for r in data.reference if r),
                                *(more or [])])
     for test, reference in zip(data.test, data.reference, strict=True):
-        source = open_image(test)
+        source = open_image(test, formats=formats)
         shape = source.info.shape
         source.close()
         if shape[0] != task.domain_a.channels:
@@ -61,7 +63,7 @@ def check_user_data(task: Task, data: TaskData, out: Path, more: list[Path] | No
                                    f"domain expects {task.domain_a.channels}")
         if reference is None:
             continue
-        source = open_image(reference)
+        source = open_image(reference, formats=formats)
         found = source.info.shape
         source.close()
         if found != (task.domain_b.channels, *shape[1:]):

@@ -22,7 +22,7 @@ import zarr
 from napari_utom.layers import ArraySink, LayerData, image_layers
 from napari_utom.reader import read_ome_zarr
 from utom_core.errors import UtomError
-from utom_core.io.base import ImageInfo, ImageSource
+from utom_core.io.base import ImageInfo, ImageSink, ImageSource
 from utom_core.io.omezarr import OmeZarrWriter
 
 PREVIEW_PIXELS = 1 << 24
@@ -92,27 +92,33 @@ def _check_output(output: Path) -> None:
 
 def predict(source: ImageSource, job: Job, progress: Progress, cancel: threading.Event
             ) -> list[LayerData] | None:
-    """Predict ``source`` with the run's generator, streamed tile row by tile row into
-    memory (or a scratch store) and, if asked, an OME-Zarr; None if cancelled, which removes
-    everything written. Layers come back as data for the main thread to add."""
+    """Predict ``source`` as ``utom predict`` does at its defaults (the same ``Predictor``:
+    ``--overlap auto``, batch by device), streamed tile row by tile row into memory (or a
+    scratch store) and, if asked, an OME-Zarr; None if cancelled, which removes everything
+    written. Layers come back as data for the main thread to add."""
     from utom_core.device import resolve_device
-    from utom_core.inference import TileOptions, predict_image
-    from utom_core.inference.files import check_input, output_info
+    from utom_core.inference import PredictOptions, Predictor
+    from utom_core.plugins import get_registry
     from utom_core.trained import load_model
 
     if job.output is not None:
         _check_output(job.output)
+    registry = get_registry()  # napari is a composition root of its own
     device = resolve_device(job.device)
-    predictor = load_model(job.run, job.direction, device=str(device))
-    check_input(source, predictor)
-    info = output_info(source.info, predictor.generator.out_channels,
-                       predictor.target_norm.dtype.value)
-    array = None
-    if job.output is not None:
-        sink = OmeZarrWriter().create(job.output, info, chunk=job.tile)
-    else:
-        array = _scratch(info, job.tile)
-        sink = ArraySink(array)
+    model = load_model(job.run, job.direction, device=str(device),
+                       build_generator=registry.build_generator)
+    predictor = Predictor(model, PredictOptions(tile=job.tile), formats=registry.formats)
+    made: dict[str, Any] = {}  # the output's info, and its array unless written to a file
+
+    def create_sink(info: ImageInfo) -> ImageSink:
+        if cancel.is_set():
+            raise Cancelled
+        made["info"] = info
+        if job.output is not None:
+            return OmeZarrWriter().create(job.output, info, chunk=job.tile)
+        made["array"] = _scratch(info, job.tile)
+        return ArraySink(made["array"])
+
     done = 0
 
     def advance(tiles: int, total: int, pixels: int) -> None:
@@ -122,20 +128,12 @@ def predict(source: ImageSource, job: Job, progress: Progress, cancel: threading
         if cancel.is_set():
             raise Cancelled
 
-    options = TileOptions(tile=job.tile, batch=4 if device.type == "cuda" else 1)
     try:
-        if cancel.is_set():
-            raise Cancelled
-        predict_image(source, predictor.generator, predictor.source_norm,
-                      predictor.target_norm, sink, options, predictor.slicing, advance)
-        sink.commit()
+        predictor.predict(source, create_sink, advance)
     except Cancelled:
-        sink.abort()
         return None
-    except BaseException:
-        sink.abort()
-        raise
     if job.output is not None:
         return read_ome_zarr(str(job.output), job.name)
+    array, info = made["array"], made["info"]
     levels = [array if isinstance(array, np.ndarray) else da.from_zarr(array)]
     return image_layers(levels, job.name, info.spatial_axes, info.pixel_size)

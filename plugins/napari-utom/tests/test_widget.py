@@ -83,7 +83,8 @@ def test_preview_is_the_saliency_mask(widget, image, tmp_path):
 
 @pytest.fixture(scope="module")
 def expected(tmp_path_factory, run_dir):
-    """What `utom predict` writes for a 2D image, a volume and a large image (tile 64)."""
+    """What `utom predict` writes at its defaults (``--overlap auto``) for a 2D image, a volume
+    and a large image (tile 64: tiled, so the overlap is measured)."""
     root = tmp_path_factory.mktemp("cli")
     rng = np.random.default_rng(3)
     images = {"plane": rng.integers(100, 20000, (96, 96), dtype=np.uint16),
@@ -94,7 +95,7 @@ def expected(tmp_path_factory, run_dir):
                          metadata={"axes": "ZYX"[-data.ndim:]})
     for names, tile in ((("plane", "volume"), "512"), (("large",), "64")):
         utom("predict", str(run_dir), *(str(root / f"{n}.tif") for n in names),
-             "--out", str(root / f"out{tile}"), "--tile", tile, "--overlap", "0.25")
+             "--out", str(root / f"out{tile}"), "--tile", tile)
     return {name: (data, read_image(root / f"out{64 if name == 'large' else 512}" /
                                     f"{name}.tif")[0]) for name, data in images.items()}
 
@@ -199,7 +200,7 @@ def test_isotropic_run_predicts_xz_and_yz_planes(make_napari_viewer, qtbot, iso_
     volume = np.random.default_rng(5).integers(100, 20000, (12, 30, 34), dtype=np.uint16)
     tifffile.imwrite(tmp_path / "vol.tif", volume, imagej=True, metadata={"axes": "ZYX"})
     utom("predict", str(iso_run_dir), str(tmp_path / "vol.tif"), "--out",
-         str(tmp_path / "out.tif"), "--overlap", "0.25")  # the widget's (the paper's) overlap
+         str(tmp_path / "out.tif"))  # at its defaults, as the widget predicts
     viewer = make_napari_viewer()
     widget = UtomWidget(viewer)
     widget.load_run(iso_run_dir)
@@ -221,3 +222,24 @@ def test_large_prediction_goes_to_a_scratch_store(widget, qtbot, expected, monke
     result = widget.viewer.layers["plane (denoise a2b)"]
     assert isinstance(result.data, da.Array)  # read back lazily from the zarr store
     np.testing.assert_array_equal(np.asarray(result.data), prediction)
+
+
+def test_the_job_is_utom_predict_at_its_defaults(run_dir, expected, tmp_path):
+    """The widget's job and `utom predict` share one Predictor: on a tiled image, where
+    ``--overlap auto`` measures the halo, the outputs are equal bit for bit (and the paper's
+    fixed overlap, the widget's old one, would not be)."""
+    import threading
+
+    from napari_utom import jobs
+
+    from utom_core.io.lazy import ArraySource
+
+    data, prediction = expected["large"]
+    source = ArraySource(tmp_path / "large", data[None], "cyx", {})
+    layers = jobs.predict(source, jobs.Job(run=run_dir, tile=64), lambda done, total: None,
+                          threading.Event())
+    np.testing.assert_array_equal(np.asarray(layers[0][0]), prediction)
+    tifffile.imwrite(tmp_path / "large.tif", data)
+    utom("predict", str(run_dir), str(tmp_path / "large.tif"), "--out",
+         str(tmp_path / "paper.tif"), "--tile", "64", "--overlap", "0.25")
+    assert not np.array_equal(read_image(tmp_path / "paper.tif")[0], prediction)

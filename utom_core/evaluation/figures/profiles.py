@@ -42,8 +42,8 @@ def fine_structure_line(reference: np.ndarray) -> tuple[int, slice]:
         prominence = prominence[border:-border, border:-border]
     else:
         border = 0
-    row, col = np.unravel_index(int(np.argmax(prominence)), prominence.shape)
-    row, col = int(row) + border, int(col) + border
+    peak_row, peak_col = np.unravel_index(int(np.argmax(prominence)), prominence.shape)
+    row, col = int(peak_row) + border, int(peak_col) + border
     start = max(0, col - HALF_LENGTH)
     return row, slice(start, min(plane.shape[1], start + 2 * HALF_LENGTH + 1))
 
