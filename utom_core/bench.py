@@ -1,7 +1,8 @@
 """``utom bench``: every registered task × method × seed through the ``utom run`` code path.
 
 Results accumulate in OUT/bench.json as runs finish, so an interrupted bench resumes where it
-stopped; a failed run is recorded with its error and the others go on.
+stopped; a failed run is recorded with its error and the others go on; Ctrl-C or SIGTERM stops
+the bench (no row for the run it interrupted: it is run again next time).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from utom_core.config import Budget, TrainConfig, build_config
-from utom_core.errors import UtomError
+from utom_core.errors import Interrupted, UtomError
 from utom_core.io.atomic import write_json
 from utom_core.plugins import Resolved, get_registry
 from utom_core.records import RunRecord
@@ -98,6 +99,8 @@ def run_one(run: BenchRun, budget: Budget, out: Path, overrides: dict[str, Any])
                                overwrite=True, show_progress=False)
     except NoPairs as err:
         return {**row, "status": "not applicable", "error": str(err)}
+    except Interrupted:  # Ctrl-C or SIGTERM stops the bench: not a failure of the run
+        raise
     except Exception as err:  # a failing task is recorded, not fatal
         return failed_row(run, err, time.perf_counter() - start)
     record = outcome.record

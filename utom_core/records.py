@@ -38,6 +38,17 @@ class PerDomain(_Part, Generic[T]):
     """Domain B's (the target)."""
 
 
+class FidelityRecord(_Part):
+    """Where a prediction should not be trusted (``inference.fidelity``)."""
+
+    path: str
+    """The fidelity map beside the prediction."""
+    level: float
+    """The level ``above`` counts from."""
+    above: float
+    """Share of the image's pixels whose fidelity exceeds ``level``."""
+
+
 class ImageRow(_Part):
     """One test image: where it and its prediction are, and how the prediction scored."""
 
@@ -51,6 +62,8 @@ class ImageRow(_Part):
     """Every evaluator's scores (``<name>_input``: the untransformed input's, the floor)."""
     notes: list[str] = []
     """What the evaluation said about the image (a metric skipped, and why)."""
+    fidelity: FidelityRecord | None = None
+    """Its fidelity map (None: not written, or a record from before fidelity maps)."""
 
 
 class LastModel(_Part):
@@ -173,6 +186,8 @@ class RunRecord(_Part):
     """Which model predicted the tests."""
     held_out: HeldOutRecord | None = None
     """The --test-region cut, where there was one."""
+    views: int | None = None
+    """Flips and rotations the tests were predicted under (None: records before views, 1)."""
     versions: Versions
     machine: Machine
 

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from utom_core import __version__
-from utom_core.errors import DiskError, UtomError
+from utom_core.errors import DiskError, Interrupted, UtomError
 from utom_core.io.atomic import (
     move_aside,
     remove,
@@ -148,11 +150,20 @@ def _nothing_to_resume(path: Path) -> str:
         return f"{path}: is a utom run output; resume its run with --out {path / RUN_SUBDIR}"
     if _marker(path, RUN_DIR_FORMAT) is not None:
         return (f"{path}: nothing to resume: training stopped before its first checkpoint "
-                f"({CHECKPOINT_FILE}); start the run again with --overwrite")
+                f"({CHECKPOINT_FILE}); start it again with the same command without --resume")
     if _is_used(path):
         return (f"{path}: nothing to resume: not a utom run directory (no {CHECKPOINT_FILE}); "
                 "point --out at the run directory")
     return f"{path}: nothing to resume (no run there); start a new run without --resume"
+
+
+def _unstarted(path: Path) -> bool:
+    """A run directory that training left before its first checkpoint: marked, no model, only
+    utom's files. Nothing of value is there, so a new run simply starts in it."""
+    if _marker(path, RUN_DIR_FORMAT) is None or any(
+            (path / name).exists() for name in (CHECKPOINT_FILE, MODEL_FILE, BEST_MODEL_FILE)):
+        return False
+    return next(_foreign(path, RUN_DIR_LAYOUT), None) is None
 
 
 def check_run_dir(path: Path, resume: bool, overwrite: bool,
@@ -163,7 +174,7 @@ def check_run_dir(path: Path, resume: bool, overwrite: bool,
             raise UtomError(_nothing_to_resume(path))
         return
     refuse_inputs_inside(path, inputs)
-    if _is_used(path):
+    if _is_used(path) and not _unstarted(path):
         if not overwrite:
             raise UtomError(f"{path}: already exists; use --resume to continue it or "
                             "--overwrite to replace it")
@@ -191,11 +202,14 @@ def prepare_run_dir(path: Path, resume: bool, overwrite: bool) -> None:
 
 
 @contextlib.contextmanager
-def output_folder(out: Path, overwrite: bool) -> Iterator[None]:
-    """Create and mark ``utom run``'s ``out`` for the body of the ``with`` (preparing data and
-    training). An old output that --overwrite replaces is moved aside: deleted once the body has
-    trained something (a checkpoint), put back if it fails before; a new folder that failed
-    before is removed again."""
+def output_folder(out: Path, overwrite: bool,
+                  resume_command: Callable[[Path], str] | None = None) -> Iterator[None]:
+    """Create and mark ``utom run``'s ``out`` for the body of the ``with`` (data, training,
+    prediction, report). An old output that --overwrite replaces is moved aside and deleted
+    only once the body has ended, its new report written; on any failure or interrupt before,
+    the old output is put back, and a new run that had trained (a checkpoint) is kept beside
+    it as ``OUT.interrupted-TIME`` (``resume_command(run)`` says how to continue it). A new
+    folder that failed before training anything is removed again."""
     existed, aside = out.exists(), None
     if _is_used(out):
         if not overwrite:
@@ -206,19 +220,49 @@ def output_folder(out: Path, overwrite: bool) -> Iterator[None]:
     _mark(out, RUN_OUTPUT_FORMAT)
     try:
         yield
-    except BaseException:
-        if not (out / RUN_SUBDIR / CHECKPOINT_FILE).exists():  # nothing trained: undo
-            if aside is not None:
-                restore(aside, out)
-            else:
-                remove(out)
-                if existed:
-                    out.mkdir()
-            aside = None
+    except BaseException as err:
+        trained = (out / RUN_SUBDIR / CHECKPOINT_FILE).exists()
+        kept = _keep_interrupted(out) if trained and aside is not None else None
+        if aside is not None:
+            restore(aside, out)
+        elif not trained:  # nothing trained: undo
+            remove(out)
+            if existed:
+                out.mkdir()
+        aside = None
+        if kept is not None and isinstance(err, (Interrupted, KeyboardInterrupt)):
+            hint = f": continue it with `{resume_command(kept / RUN_SUBDIR)}`" \
+                if resume_command else ""
+            raise Interrupted(f"{out}: interrupted; the previous output is back in place and "
+                              f"the new run is kept in {kept}{hint}") from None
         raise
     finally:
         if aside is not None:
             remove(aside)
+
+
+def _keep_interrupted(out: Path) -> Path:
+    """Move the interrupted new output beside ``out``, noting where it was made so that its
+    run resumes on the data it wrote there (``relocated``)."""
+    kept = out.with_name(f"{out.name}.interrupted-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.rename(out, kept)
+    marker = _marker(kept, RUN_OUTPUT_FORMAT) or {"format": RUN_OUTPUT_FORMAT}
+    write_json(kept / MARKER_FILE, {**marker, "made_in": os.path.abspath(out)})
+    return kept
+
+
+def relocated(run_dir: Path) -> Callable[[str], str]:
+    """Paths a run recorded inside its ``utom run`` output (its data), mapped to where that
+    output now is if utom moved it (``_keep_interrupted``); other paths as they are."""
+    output = Path(os.path.abspath(run_dir)).parent
+    made_in = (_marker(output, RUN_OUTPUT_FORMAT) or {}).get("made_in")
+    if not made_in or run_dir.name != RUN_SUBDIR:
+        return lambda path: path
+
+    def moved(path: str) -> str:
+        inside = Path(path).is_relative_to(made_in)
+        return str(output / Path(path).relative_to(made_in)) if inside else path
+    return moved
 
 
 def record_outputs(out: Path) -> None:

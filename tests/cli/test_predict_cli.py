@@ -79,10 +79,11 @@ def test_b2a_direction_writes_16_bit(cli, run_dir, tmp_path):
 
 
 def test_refuses_to_clobber_without_overwrite(cli, run_dir, af_image, tmp_path):
-    (tmp_path / "he.tif").write_bytes(b"precious")
+    tifffile.imwrite(tmp_path / "he.tif", np.zeros((8, 8), np.uint8))  # a TIFF: replaceable
+    precious = (tmp_path / "he.tif").read_bytes()
     result = cli("predict", run_dir, af_image, "--out", tmp_path / "he.tif")
     assert result.code != 0 and "already exists (use --overwrite" in result.err
-    assert (tmp_path / "he.tif").read_bytes() == b"precious"
+    assert (tmp_path / "he.tif").read_bytes() == precious
     assert cli("predict", run_dir, af_image, "--out", tmp_path / "he.tif",
                "--overwrite").code == 0
     assert open_image(tmp_path / "he.tif").info.channels == 3

@@ -117,7 +117,11 @@ def test_a_test_region_is_cut_out_of_the_one_image_with_guard_gaps(cli, tmp_path
     (("rows 0 to 5",), ("expected ROWS,COLUMNS",)),
     (("1.5:,:",), ("fraction",)),
     ((":,16:144",), ("no training piece",)),
-], ids=["overlap", "outside", "empty", "syntax", "fraction", "nothing-left"])
+    (("0:1,0:1",), ("1 rows × 1 columns", "at least 6 × 6")),
+    (("0:3,:",), ("3 rows", "at least 6 × 6")),
+    ((":,10:11",), ("1 columns", "at least 6 × 6")),
+], ids=["overlap", "outside", "empty", "syntax", "fraction", "nothing-left", "1x1", "3-rows",
+        "1-column"])
 def test_bad_test_regions_are_refused_before_anything_is_written(cli, tmp_path, images,
                                                                  regions, needles):
     before = snapshot(images["a"].parent)
@@ -126,6 +130,15 @@ def test_bad_test_regions_are_refused_before_anything_is_written(cli, tmp_path, 
                  tmp_path / "out", *TINY)
     one_line_error(result, "--test-region", *needles)
     assert not (tmp_path / "out").exists() and snapshot(images["a"].parent) == before
+
+
+def test_the_smallest_test_region_trains_validates_and_scores(cli, tmp_path, images):
+    """The size the refusal above names works: validated while training, then scored."""
+    out = tmp_path / "out"
+    result = cli("run", "denoise", "--a", images["a"], "--b", images["b"], "--test-region",
+                 "0:6,0:6", "--reference", images["reference"], "--out", out, *TINY)
+    assert result.code == 0, result.err
+    assert "ssim" in json.loads((out / "metrics.json").read_text())["metrics"]
 
 
 def test_a_test_region_of_an_image_that_is_also_trained_on_as_b_is_refused(cli, tmp_path,
@@ -193,6 +206,7 @@ def test_the_report_orders_metrics_explains_them_and_draws_the_losses(cli, tmp_p
 
 
 def test_the_report_shows_a_validation_curve_when_the_run_has_one(tmp_path):
+    from utom_core.methods.cycle import UTOM
     from utom_core.workflow.report import write_report
 
     out = tmp_path / "out"
@@ -202,7 +216,7 @@ def test_the_report_shows_a_validation_curve_when_the_run_has_one(tmp_path):
         json.dumps({"iteration": i, "rho": 1.0, "lr": 1e-4, "cycle_a": 1 / i, "cycle_b": 2 / i})
         + "\n" for i in range(1, 40)))
     record = run_record(metrics={"ssim": 0.5, "ssim_input": 0.6})
-    write_report(out / "report.md", record, out)
+    write_report(out / "report.md", record, out, UTOM)
     report = (out / "report.md").read_text()
     assert "![validation curve](run/val_curve.png)" in report
     assert "**0.1 below the input: worse than doing nothing**" in report

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 from helpers import SHARED_DATA
 
+from utom_core.io import read_image
+from utom_core.task import Slicing
 from utom_tasks import BUILTIN_TASKS
 
 pytestmark = pytest.mark.slow
@@ -31,9 +34,17 @@ def test_smoke_run_produces_report_metrics_predictions(cli, tmp_path, task):
     assert EXPECTED_METRICS[task] <= set(record["metrics"]), sorted(record["metrics"])
     assert record["iterations"] == 6 and record["budget"] == "smoke"
     spec = next(t for t in BUILTIN_TASKS if t.name == task)
+    assert record["views"] == 8
     for row in record["images"]:
         prediction = tifffile.imread(row["prediction"])
         assert prediction.dtype == spec.domain_b.dtype.value
+        if spec.slicing is Slicing.xz_yz:  # no fidelity maps of XZ/YZ planes yet
+            assert row["fidelity"] is None
+            continue
+        fidelity = tifffile.imread(row["fidelity"]["path"])
+        shape = read_image(Path(row["prediction"])).shape  # (C, …, Y, X), RGB or not
+        assert fidelity.dtype == np.float32 and fidelity.shape[-2:] == shape[-2:]
+        assert row["fidelity"]["above"] == pytest.approx(np.mean(fidelity > 0.5))
     assert list((out / "previews").glob("*_panel.png"))
     profiles = list((out / "previews").glob("*_profile.png"))
     assert len(profiles) == len(record["images"])  # every demo test image has a reference
@@ -66,4 +77,5 @@ def test_large_predictions_are_written_as_ome_zarr(cli, tmp_path, monkeypatch):
     row = json.loads((out / "metrics.json").read_text())["images"][0]
     assert row["prediction"].endswith("widefield_test.ome.zarr")
     assert (out / "predictions" / "widefield_test.ome.zarr" / "zarr.json").exists()
+    assert (out / "predictions" / "widefield_test.fidelity.ome.zarr" / "zarr.json").exists()
     assert np.isfinite(row["metrics"]["psnr"])

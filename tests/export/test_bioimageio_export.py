@@ -22,6 +22,8 @@ from helpers import build_generator, run_record
 from reliability.checks import CLI, leftovers, one_line_error, snapshot, wait_for
 from reliability.disks import NO_SPACE, Result
 
+from utom_core.export import samples
+from utom_core.export.bioimageio import UNNAMED, export_bioimageio
 from utom_core.export.card import PAPER_DOI
 from utom_core.trained import load_model
 
@@ -113,9 +115,9 @@ def test_the_package_describes_the_run(smoke: Smoke):
     (low,), (high,) = target["low"], target["high"]
     assert post["scale_linear"].gain == pytest.approx((high - low) / 2)
     assert post["scale_linear"].offset == pytest.approx((high + low) / 2)
-    generator = load_model(smoke.run, build_generator=build_generator).generator
-    halos = {a.halo for a in model.outputs[0].axes if hasattr(a, "halo")}
-    assert len(halos) == 1 and halos.pop() >= generator.receptive_radius
+    # no halo: the zoo would pad by it, and padding enters whole-image InstanceNorm statistics
+    assert not any(getattr(a, "halo", 0) for a in model.outputs[0].axes)
+    assert model.weights.pytorch_state_dict.architecture.kwargs["views"] == 8
     readme = _member(smoke.package, "README.md").decode()
     for section in ("## Task", "## Training data and budget", "## Validation", "## Limits",
                     "`a0.tif`", "6 of 6 iterations"):
@@ -150,7 +152,8 @@ def test_the_architecture_file_needs_only_torch(smoke: Smoke, tmp_path):
 import sys, importlib.util, torch
 sys.modules['utom_core'] = None  # any import of utom fails
 spec = importlib.util.spec_from_file_location('arch', 'arch.py')
-module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
+module = importlib.util.module_from_spec(spec); sys.modules['arch'] = module  # Python's recipe
+spec.loader.exec_module(module)
 g = module.{architecture.callable}(**{dict(architecture.kwargs)!r})
 g.load_state_dict(torch.load('weights.pt', weights_only=True))
 print(tuple(g(torch.zeros(1, 1, 64, 64)).shape))
@@ -161,19 +164,60 @@ print(tuple(g(torch.zeros(1, 1, 64, 64)).shape))
     assert done.stdout.strip() == "(1, 1, 64, 64)"
 
 
-def test_default_zoo_prediction_keeps_the_input_size(smoke: Smoke):
-    """bioimageio.core pads inputs by the halo; the halo is a multiple of the generator's
-    stride, so the padded input is still a size the generator takes and the output aligns."""
+def test_the_zoos_default_predict_gives_utom_predicts_output(smoke: Smoke, tmp_path):
+    """A zoo user calls bioimageio.core's ``predict`` with its defaults on an image of their
+    own, larger than the test tensor and not square: the output is ``utom predict``'s (with its
+    default 8 views), within the rounding ``utom predict`` applies to uint16 (0.5) plus the
+    float32 noise the package declares as its tolerance. With a declared halo the zoo padded
+    the input, which shifted every pixel by thousands of raw units."""
     from bioimageio.core import predict
 
-    image = tifffile.imread(smoke.b[1])[None, None]
-    output = predict(model=smoke.package, inputs=image)
-    assert np.asarray(output.members["output"].data).shape == image.shape
+    test_side = _array(smoke.package, "test_input.npy").shape[-1]
+    source = tifffile.imread(smoke.a[1])
+    image = np.pad(source, ((0, test_side), (0, 2 * test_side)), mode="reflect")
+    image = image[:image.shape[0] // 4 * 4, :image.shape[1] // 4 * 4]
+    assert image.shape[0] > test_side and image.shape[1] > test_side
+    tifffile.imwrite(tmp_path / "large.tif", image)
+    done = run_offline(tmp_path, "predict", smoke.run, tmp_path / "large.tif", "--out",
+                       tmp_path / "utom.tif")
+    assert done.returncode == 0, done.stderr
+    expected = tifffile.imread(tmp_path / "utom.tif").astype(np.float64)
+
+    zoo = np.asarray(predict(model=smoke.package, inputs=image[None, None])
+                     .members["output"].data)[0, 0]
+    assert zoo.shape == expected.shape == image.shape
+    assert np.ptp(expected) > 100  # a real image, not a constant
+    # utom predict rounds and clips to uint16; the zoo gives the float values
+    assert np.abs(np.clip(zoo, 0, 65535) - expected).max() <= 0.5 + _tolerance(smoke.package)
+
+
+def test_a_narrow_training_stack_gives_the_test_input_and_the_author_is_nobody(smoke: Smoke,
+                                                                              tmp_path):
+    """Issue 28.5: the denoise demo trains on a (48, 192, 64) stack, which a halo-sized
+    minimum refused; images that do not fit (other channels) are skipped, not fatal. Without
+    --author the package names no login name as its author."""
+    model = load_model(smoke.run, build_generator=build_generator)
+    rng = np.random.default_rng(0)
+    narrow, rgb = tmp_path / "narrow.tif", tmp_path / "rgb.tif"
+    tifffile.imwrite(narrow, rng.integers(0, 4000, (48, 192, 64), dtype=np.uint16))
+    tifffile.imwrite(rgb, rng.integers(0, 255, (128, 128, 3), dtype=np.uint8))
+    window = samples.test_window(None, [str(tmp_path / "gone.tif"), str(rgb), str(narrow)],
+                                 model)
+    assert window.shape == (1, 64, 64)
+    assert np.array_equal(window[0], tifffile.imread(narrow)[24, 64:128, :])
+
+    package = tmp_path / "m.zip"
+    export_bioimageio(smoke.run, package, build_generator=build_generator, views=1)
+    from bioimageio.core import load_description
+
+    authors = load_description(package, perform_io_checks=False).authors
+    assert [a.name for a in authors] == [UNNAMED]
 
 
 def test_refusals_write_nothing_and_overwrite_replaces(smoke: Smoke, tmp_path, cli):
     package = tmp_path / "model.zip"
-    package.write_bytes(b"an earlier package")
+    with zipfile.ZipFile(package, "w") as earlier:  # an earlier package: what --overwrite takes
+        earlier.writestr("rdf.yaml", "an earlier package")
     before = snapshot(tmp_path)
     one_line_error(cli("export", smoke.run, "--bioimageio", package), "already exists",
                    "--overwrite")

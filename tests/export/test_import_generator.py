@@ -140,7 +140,7 @@ def test_imported_run_predicts_their_8_bit_intensities_and_exports(tmp_path):
     image = (rng.random((160, 144)) * 255).astype(np.uint8)  # holds the export's test input
     Image.fromarray(image).save(tmp_path / "af.png")
     done = run_offline(tmp_path, "predict", run, tmp_path / "af.png", "--out",
-                       tmp_path / "he.tif")
+                       tmp_path / "he.tif", "--views", "1")  # their code predicts one view
     assert done.returncode == 0, done.stderr
     ours = tifffile.imread(tmp_path / "he.tif")
     with torch.no_grad():
@@ -161,14 +161,63 @@ def test_imported_run_predicts_their_8_bit_intensities_and_exports(tmp_path):
     assert "resnet_6blocks, ngf 4, instance norm" in readme
 
 
+def test_thresholds_default_to_their_code(cli, tmp_path):
+    """Their ``threshold_A 70``, ``threshold_B 220`` where the task has no 8-bit one (stain-he's
+    autofluorescence is 16-bit; its H&E side is 8-bit, 220)."""
+    weights = _saved(tmp_path, ClassicResnet(1, 3, 4, 6))
+    assert cli("import-generator", weights, "--task", "stain-he", "--out",
+               tmp_path / "he").code == 0
+    assert cli("import-generator", _saved(tmp_path, ClassicResnet(1, 1, 4, 6), name="d.pth"),
+               "--task", "denoise", "--out", tmp_path / "dn").code == 0
+    he = json.loads((tmp_path / "he" / "run.json").read_text())
+    dn = json.loads((tmp_path / "dn" / "run.json").read_text())
+    assert (he["threshold_a"], he["threshold_b"]) == (70.0, 220.0)
+    assert (dn["threshold_a"], dn["threshold_b"]) == (70.0, 220.0)
+
+
+def _blocks(n: int, ngf: int = 4, claimed: bool = False) -> dict[str, object]:
+    """The deciding keys of a resnet_{n}blocks generator (nothing else); ``claimed``: every
+    weight a stride-0 view of one number, so the file stays tiny whatever the shapes say."""
+    def tensor(*shape: int) -> torch.Tensor:
+        return torch.zeros(1).expand(*shape) if claimed else torch.zeros(*shape)
+    return {"model.1.weight": tensor(ngf, 1, 7, 7),
+            **{f"model.{10 + i}.conv_block.1.weight": tensor(4 * ngf, 4 * ngf, 3, 3)
+               for i in range(n)},
+            f"model.{17 + n}.weight": tensor(3, ngf, 7, 7)}
+
+
+@pytest.mark.parametrize("state, needles", [
+    (lambda: {**_resnet_state(), 7: torch.zeros(1)}, ["mapping of names to tensors"]),
+    (lambda: {**_resnet_state(), "model.1.weight": torch.zeros(4)},
+     ["'model.1.weight'", "shape (4,)", "4-D"]),
+    (lambda: _blocks(40), ["n_blocks", "32"]),
+    (lambda: _blocks(32, ngf=512, claimed=True), ["claims shape", "holds 1 number"]),
+    (lambda: {"model.1.weight": torch.zeros(512, 1, 7, 7),  # claims ngf 512, 32 blocks
+              "model.41.conv_block.1.weight": torch.zeros(1, 1, 1, 1),
+              "model.49.weight": torch.zeros(3, 512, 7, 7)}, ["resnet_32blocks", "key"]),
+], ids=["non-string key", "1-D weight", "too many blocks", "stride-0 giant", "huge layout"])
+def test_a_crafted_state_dict_is_refused_before_any_network_is_built(cli, tmp_path, state,
+                                                                     needles):
+    """Checked from the file's keys and shapes alone: a tiny file claiming a network of many
+    gigabytes is refused without allocating it (the peak memory barely moves)."""
+    import resource
+
+    weights = tmp_path / "G.pth"
+    torch.save(state(), weights)
+    before = snapshot(tmp_path)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = cli("import-generator", weights, "--task", "stain-he", "--out", tmp_path / "run")
+    one_line_error(result, str(weights), *needles)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 2**20  # KiB: < 1 GiB
+    assert snapshot(tmp_path) == before
+
+
 def test_import_refusals_are_one_line_and_write_nothing(cli, tmp_path):
     gray_to_gray = _saved(tmp_path, ClassicResnet(1, 1, 4, 6))
     run = tmp_path / "run"
     before = snapshot(tmp_path)
     one_line_error(cli("import-generator", gray_to_gray, "--task", "stain-he", "--out", run,
                        "--threshold-a", "30"), "maps 1 → 1", "needs 1 → 3")
-    one_line_error(cli("import-generator", gray_to_gray, "--task", "denoise", "--out", run),
-                   "--threshold-a", "8-bit")
     one_line_error(cli("import-generator", gray_to_gray, "--task", "denoise", "--out", run,
                        "--threshold-a", "300", "--threshold-b", "9"), "--threshold-a", "0–255")
     one_line_error(cli("import-generator", tmp_path / "none.pth", "--task", "denoise", "--out",

@@ -85,8 +85,8 @@ def test_each_contrastive_method_moves_g_towards_the_target(tmp_path, noisy_and_
     assert after < 0.65 * before, (before, after)
     log = [json.loads(line) for line in (tmp_path / "end" / "log.jsonl").read_text().splitlines()]
     assert {"gan_ab", "nce_a", "disc_b"} <= set(log[-1])
-    assert (log[-1]["saliency_a"] > 0) == (method == "utom-cut")
-    assert (log[-1]["nce_b"] > 0) == (method != "fastcut")  # the NCE identity term
+    assert log[-1].get("saliency_a", 0) > 0 if method == "utom-cut" else "saliency_a" not in log[-1]
+    assert log[-1]["nce_b"] > 0 if method != "fastcut" else "nce_b" not in log[-1]  # NCE identity
 
 
 def test_one_generator_runs_refuse_b2a_in_one_line(tmp_path, blob_tiffs, cli):

@@ -100,7 +100,9 @@ def test_a_local_cluster_writes_ome_tiff_like_one_process(cli, data, images, tmp
     with tifffile.TiffFile(out) as a, tifffile.TiffFile(single) as b:
         for mine, theirs in zip(a.series[0].levels, b.series[0].levels, strict=True):
             np.testing.assert_array_equal(mine.asarray(), theirs.asarray())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster.ome.tif", "single.ome.tif"]
+    # beside the output only the job's record, which a later --resume checks it by
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".cluster.ome.tif.utom-job.json", "cluster.ome.tif", "single.ome.tif"]
 
 
 def _start(data: Data, image: Path, out: Path, client, *extra: str) -> subprocess.Popen:

@@ -33,6 +33,7 @@ from reliability.checks import (
     snapshot,
     spawn,
     wait_for,
+    write_zarr,
 )
 
 from utom_core import run_folders
@@ -297,7 +298,7 @@ def _predict_while_another_writer_creates(tmp_path: Path, data: Data, large: Pat
     and the output path."""
     out = tmp_path / name
     proc = spawn(["predict", data.model, large, "--out", out, "--tile", "32", "--norm", "tile",
-                  *extra], tmp_path)
+                  "--views", "1", *extra], tmp_path)  # 1 view: well under the 30 s progress line
     try:
         wait_for(lambda: list(tmp_path.glob(f".{name}.*.partial")), proc)
         create(out)
@@ -315,6 +316,11 @@ def _theirs_tiff(path: Path) -> None:
 def _theirs_folder(path: Path) -> None:
     path.mkdir()
     (path / "theirs.txt").write_text("another writer's result")
+
+
+def _theirs_store(path: Path) -> None:
+    """An OME-Zarr store as utom writes one (what --overwrite may replace)."""
+    write_zarr(path, np.full((1, 8, 8), 42, np.uint16), chunk=8)
 
 
 @pytest.mark.parametrize(("name", "create"), [("pred.tif", _theirs_tiff),
@@ -337,7 +343,7 @@ def test_an_output_that_appears_during_prediction_is_not_replaced(cli, tmp_path,
 
 
 @pytest.mark.parametrize(("name", "create"), [("pred.tif", _theirs_tiff),
-                                              ("pred.ome.zarr", _theirs_folder)],
+                                              ("pred.ome.zarr", _theirs_store)],
                          ids=["tiff", "ome-zarr"])
 @pytest.mark.slow
 def test_with_overwrite_an_output_that_appears_during_prediction_is_replaced(tmp_path, data,
@@ -351,6 +357,19 @@ def test_with_overwrite_an_output_that_appears_during_prediction_is_replaced(tmp
         assert source.info.shape[-2:] == (1024, 1024)
     finally:
         source.close()
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["pred.ome.zarr", "pred.ome.tif"])
+@pytest.mark.slow
+def test_with_overwrite_a_users_folder_that_appears_during_prediction_is_kept(tmp_path, data,
+                                                                             large, name):
+    code, err, out = _predict_while_another_writer_creates(tmp_path, data, large, name,
+                                                           _theirs_folder, "--overwrite")
+    last = err.strip().splitlines()[-1]  # after progress lines, if it ran 30 s on a busy machine
+    assert code == 2 and "Traceback" not in err, err
+    assert last.startswith(f"error: {out}: is a folder") and "left as it is" in last, err
+    assert (out / "theirs.txt").read_text() == "another writer's result"
     assert leftovers(tmp_path) == []
 
 

@@ -170,7 +170,8 @@ def test_sigkill_mid_prediction_leaves_the_old_output_untouched(tmp_path, data: 
     image = tmp_path / "large.tif"
     tifffile.imwrite(image, np.random.default_rng(0).integers(0, 20000, (1536, 1536), np.uint16))
     out = tmp_path / "pred.tif"
-    out.write_bytes(b"yesterday's result")
+    tifffile.imwrite(out, np.full((5, 5), 7, np.uint16))  # yesterday's result
+    yesterday = out.read_bytes()
     before = snapshot(data.root)
     proc = spawn(["predict", data.model, image, "--out", out, "--overwrite", "--tile", "32",
                   "--norm", "tile"], tmp_path)
@@ -182,7 +183,7 @@ def test_sigkill_mid_prediction_leaves_the_old_output_untouched(tmp_path, data: 
         proc.wait(30)
     finally:
         proc.kill()
-    assert out.read_bytes() == b"yesterday's result"
+    assert out.read_bytes() == yesterday
     assert partial[0].stat().st_size > 0  # what was killed lies beside it, hidden, never at it
     assert snapshot(data.root) == before
 

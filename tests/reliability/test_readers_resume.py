@@ -330,11 +330,18 @@ def test_resume_refuses_changed_or_missing_inputs(moved, change):
 
 
 @pytest.mark.slow
-def test_resume_with_inputs_given_again_uses_them(moved):
+def test_resume_with_inputs_given_again_checks_their_fingerprints(moved):
+    """From another folder holding other images under the run's names: refused, naming the
+    file; the run's own images, moved there, resume and are recorded where they now are."""
     first, second, run = moved
-    shutil.copy(second / "a.tif", first / "a.tif")
-    result = utom(["train", "denoise", "--resume", "--out", run, "--iterations", "3",
-                   "--a", "a.tif", "--b", "b.tif"], second)
+    args = ["train", "denoise", "--resume", "--out", run, "--iterations", "3", "--a", "a.tif",
+            "--b", "b.tif"]
+    before = snapshot(run)
+    one_line_error(utom(args, second), str(second / "a.tif"), "not an image the run trained on")
+    assert snapshot(run) == before
+    for name in ("a.tif", "b.tif"):
+        shutil.move(first / name, second / name)
+    result = utom(args, second)
     assert result.code == 0, result.err
     text = recorded(run)
     assert str(second / "a.tif") in text and str(second / "b.tif") in text

@@ -16,7 +16,8 @@ import torch
 from reliability.checks import TINY, Data, leftovers, one_line_error, snapshot
 from reliability.disks import NO_SPACE, READ_ONLY, ROOM, Result, utom
 
-from utom_core.io import open_image
+from utom_core.io import open_image, writer_for
+from utom_core.io.base import ImageInfo
 
 pytestmark = pytest.mark.slow
 
@@ -82,11 +83,10 @@ def test_a_run_directory_on_a_disk_without_any_space(disk, data, cli):
 
 
 def _old_output(out: Path) -> None:
-    if out.name.endswith(".zarr"):
-        out.mkdir()
-        (out / "zarr.json").write_text("yesterday's result")
-    else:
-        out.write_bytes(b"yesterday's result")
+    """Yesterday's result, written by utom (--overwrite replaces nothing else)."""
+    sink = writer_for(out).create(out, ImageInfo((1, 8, 8), np.dtype(np.uint16)), chunk=8)
+    sink.write((slice(0, 8), slice(0, 8)), np.full((1, 8, 8), 7, np.uint16))
+    sink.commit()
 
 
 @pytest.mark.parametrize("fmt", ["tif", "ome.zarr", "ome.tif", "png"])

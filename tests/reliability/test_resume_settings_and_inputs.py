@@ -90,7 +90,8 @@ def test_resume_of_a_folder_without_a_run_says_to_start_one(cli, tmp_path, data,
 def test_resume_of_a_run_killed_before_its_first_checkpoint_says_to_start_again(cli, tmp_path,
                                                                                  data):
     """SIGKILL before the first checkpoint leaves a run directory with nothing to resume: the
-    refusal leads to a fresh start, not back to --resume."""
+    refusal leads to a fresh start, not back to --resume, and the plain command starts it (no
+    --overwrite needed: nothing of value is there)."""
     run = tmp_path / "run"
     proc = subprocess.Popen(
         [*CLI, *map(str, _train(data, run, "--iterations", "100000",
@@ -111,9 +112,10 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_says_to_start_again(
     assert not (run / CHECKPOINT).exists()
 
     line = one_line_error(cli("train", "denoise", "--out", run, "--resume"), str(run),
-                          "checkpoint", "--overwrite")
+                          "checkpoint", "same command without --resume")
     assert not advises_resume(line)
-    assert cli(*_train(data, run, "--overwrite", "--iterations", "1")).code == 0
+    assert cli(*_train(data, run, "--iterations", "1")).code == 0  # that command simply starts
+    assert (run / CHECKPOINT).is_file()
 
 
 def test_resume_of_a_utom_run_output_points_at_its_run_folder(cli, tmp_path, trained_run):
@@ -184,7 +186,7 @@ def test_natural_spellings_validate_and_the_saved_config_loads_again(cli, tmp_pa
 @pytest.mark.parametrize("given,needles", [
     (("--set", "ngf=16"), ("--set", "ngf", "--iterations")),
     (("--set", "lr=0.001"), ("--set", "lr", "--iterations")),
-    (("--seed", "5"), ("--seed", "--iterations")),
+    (("--seed", "5"), ("--seed", "seed 0", "gives 5", "--iterations")),
     (("--budget", "demo"), ("--budget", "--iterations")),
     (("--method", "cyclegan"), ("--method", "--iterations")),
     (("--threshold-a", "100"), ("--threshold-a", "--iterations")),
@@ -199,6 +201,39 @@ def test_resume_refuses_settings_that_change_what_the_run_learns(cli, tmp_path, 
     before = snapshot(run)
     one_line_error(cli("train", "denoise", "--out", run, "--resume", *given), *needles)
     assert snapshot(run) == before
+
+
+def test_resume_accepts_the_options_the_run_was_started_with(cli, tmp_path, data, trained_run):
+    """The whole command that started the run, --resume added: equal options change nothing."""
+    run = copy_run(trained_run, tmp_path / "run")
+    result = cli(*_train(data, run, "--iterations", "3", "--seed", "0", "--method", "utom"),
+                 "--resume")
+    assert result.code == 0, result.err
+    assert "finishediteration3" in unwrapped(result.err)
+    assert "resuming with iterations 3" in result.err  # the one real change, said
+    assert json.loads((run / "config.json").read_text())["n_blocks"] == 1
+
+
+def test_resume_checks_given_images_against_the_recorded_fingerprints(cli, tmp_path, data,
+                                                                      trained_run, monkeypatch):
+    """From another working directory holding files of the run's names (relative --a/--b):
+    other content is refused naming the file; the same content, moved, resumes."""
+    run = copy_run(trained_run, tmp_path / "run")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(data.a[1], elsewhere / data.a[0].name)  # the recorded name, other pixels
+    shutil.copy(data.b[0], elsewhere / data.b[0].name)
+    monkeypatch.chdir(elsewhere)
+    before = snapshot(run)
+    args = ("train", "denoise", "--out", run, "--resume", "--iterations", "3")
+    one_line_error(cli(*args, "--a", data.a[0].name, "--b", data.b[0].name),
+                   data.a[0].name, "not an image the run trained on", "--a")
+    one_line_error(cli(*args, "--a", data.a[0], "--a", data.a[1], "--b", data.b[0].name),
+                   "--a", "gives 2 image(s)", "trained on 1")
+    assert snapshot(run) == before
+    shutil.copy(data.a[0], elsewhere / data.a[0].name)  # moved, the same content
+    result = cli(*args, "--a", data.a[0].name, "--b", data.b[0].name)
+    assert result.code == 0, result.err
 
 
 @pytest.mark.parametrize("total", [("--iterations", "4"), ("--set", "iterations=4")],

@@ -184,24 +184,38 @@ def test_ctrl_c_stops_every_rank_at_one_iteration_and_resume_is_bit_exact(
     assert [r["iteration"] for r in log_rows(job.run)] == list(range(1, ITERATIONS + 1))
 
 
-def test_a_rank_that_dies_ends_the_job_in_one_line_and_the_checkpoint_resumes(
-        straight: Job, tmp_path, data: Data):
-    job = new_job(tmp_path)
+def killed_mid_training(job: Job, data: Data, rank: int) -> list[str]:
+    """SIGKILL to ``rank`` once the job has a checkpoint; the job's error lines (one)."""
     proc = job.start(*train_args(data, job.run), step_sleep=0.4)
     try:
-        wait_for(lambda: (job.run / trained.CHECKPOINT_FILE).exists() and len(job.hashes(1)) >= 3,
-                 proc, timeout=240)
-        os.kill(job.pid(1), signal.SIGKILL)
+        wait_for(lambda: (job.run / trained.CHECKPOINT_FILE).exists()
+                 and len(job.hashes(rank)) >= 3, proc, timeout=240)
+        os.kill(job.pid(rank), signal.SIGKILL)
         code = proc.wait(120)
     finally:
         proc.kill()
     errors = [line for line in job.stderr().splitlines() if line.startswith("error: ")]
     assert code != 0 and len(errors) == 1, job.stderr()
+    return errors
+
+
+def test_a_rank_that_dies_ends_the_job_in_one_line_and_the_checkpoint_resumes(
+        straight: Job, tmp_path, data: Data):
+    job = new_job(tmp_path)
+    errors = killed_mid_training(job, data, 1)
     assert "another process of the job stopped" in errors[0] and "--resume" in errors[0]
     assert "utom_core" not in job.stderr()  # no traceback of ours (torchrun adds its report)
 
     job.finish("train", "denoise", "--resume", "--out", job.run)
     assert_same_networks(networks(job.run), networks(straight.run))
+
+
+def test_when_rank_0_dies_another_rank_says_so_in_one_line(tmp_path, data: Data):
+    """Rank 0 talks for the job; killed, it cannot: rank 1 says that rank 0 stopped."""
+    job = new_job(tmp_path)
+    errors = killed_mid_training(job, data, 0)
+    assert errors[0].startswith("error: torchrun: rank 0 stopped"), job.stderr()
+    assert "--resume" in errors[0]
 
 
 def test_utom_run_trains_on_every_rank_and_rank_0_reports_once(tmp_path, data: Data):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import multiprocessing
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -29,7 +32,7 @@ from utom_core.bench import (
 )
 from utom_core.config import Budget, parse_overrides
 from utom_core.console import console
-from utom_core.errors import UtomError
+from utom_core.errors import Interrupted, UtomError
 from utom_core.evaluation.figures.bars import bar_plot
 from utom_core.io.atomic import write_text
 from utom_core.plugins import get_registry
@@ -81,12 +84,33 @@ def _finished_runs(plan: list[BenchRun], budget: Budget, out: Path, settings: di
                 run = futures[future]
                 try:
                     row = future.result()
+                except Interrupted:  # the Ctrl-C reached the worker's training too
+                    raise
                 except Exception as err:  # the worker died (killed, out of memory): recorded
                     row = failed_row(run, err, time.perf_counter() - started)
                 yield run, row
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
+
+
+LOCK_FILE = ".bench.lock"
+
+
+@contextlib.contextmanager
+def _only_bench(out: Path) -> Iterator[None]:
+    """Hold ``out`` for this bench: a second bench into it is refused (both would run, and
+    replace, the same runs), not left to record the other's half-written runs as failed."""
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UtomError(f"{out}: another utom bench is running into it; wait for it to end "
+                            "or choose another --out") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 @click.command("bench")
@@ -111,16 +135,29 @@ def bench_command(tasks: str | None, methods: str | None, seeds: int, budget: st
     plan = [BenchRun(registry.tasks[t], m, s)
             for t in task_names for m in method_names for s in range(seeds)]
     out.mkdir(parents=True, exist_ok=True)
-    results = load_results(out)
-    chosen = Budget(budget)
-    todo = [run for run in plan if not is_complete(results.get(run.key), out)]
-    with Live(_live_table(results, plan), console=console, refresh_per_second=2) as live:
-        for run, row in _finished_runs(todo, chosen, out, settings, jobs):
-            results[run.key] = row
-            save_results(out, results, chosen)
-            live.console.print(f"{run.key}: {row['status']}"
-                               + (f" ({row['error']})" if "error" in row else ""))
-            live.update(_live_table(results, plan))
+    with _only_bench(out):
+        results = load_results(out)
+        chosen = Budget(budget)
+        todo = [run for run in plan if not is_complete(results.get(run.key), out)]
+        try:
+            with Live(_live_table(results, plan), console=console, refresh_per_second=2) as live:
+                for run, row in _finished_runs(todo, chosen, out, settings, jobs):
+                    results[run.key] = row
+                    save_results(out, results, chosen)
+                    live.console.print(f"{run.key}: {row['status']}"
+                                       + (f" ({row['error']})" if "error" in row else ""))
+                    live.update(_live_table(results, plan))
+        except (Interrupted, KeyboardInterrupt):
+            raise Interrupted(f"{out}: bench interrupted; the {len(results)} run(s) done are kept "
+                              "in bench.json; run the same command to continue") from None
+        finally:
+            if not console.is_terminal:  # a log: the table's last line ends there
+                console.line()
+        _report(out, plan, results, chosen)
+
+
+def _report(out: Path, plan: list[BenchRun], results: dict[str, dict], chosen: Budget) -> None:
+    """bench.md and a bar plot per metric, from every row done."""
     ordered = [results[run.key] for run in plan if run.key in results]
     speed = out / SPEED_MD
     appendix = speed.read_text(encoding="utf-8") if speed.is_file() else ""

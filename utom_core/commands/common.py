@@ -12,6 +12,7 @@ from click.core import ParameterSource
 
 from utom_core.config import (
     BUDGET_NOTES,
+    BUDGETS,
     RESUME_SETTINGS,
     Budget,
     TrainConfig,
@@ -107,37 +108,60 @@ def resolve_run(registry: Registry, task: Task, cfg: TrainConfig) -> Resolved:
 
 
 def resumed_config(run_dir: Path) -> TrainConfig:
-    """The settings of the run to resume in ``run_dir``, read before its checkpoint is loaded
-    so that its method and generator are resolved up front (its config.json, which every run
-    writes before its first checkpoint; else the checkpoint's own)."""
+    """The settings of the run to resume in ``run_dir``, read first so that its method and
+    generator are resolved up front: those of its checkpoint, which training continues from
+    (config.json can be ahead of it: a resume that changed the total and then failed to save
+    its first checkpoint has written it); config.json only where there is no checkpoint."""
     check_run_dir(run_dir, resume=True, overwrite=False)  # nothing to resume: said first
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
+    if (run_dir / CHECKPOINT_FILE).is_file():
         return load_run(run_dir / CHECKPOINT_FILE)[0]
+    path = run_dir / CONFIG_FILE
     try:
         return TrainConfig.saved(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError) as err:
         raise InputError(path, f"cannot read the run's settings ({first_line(err)})") from None
 
 
-FIXED_ON_RESUME = ("budget", "method", "seed", "config_file", "threshold_a", "threshold_b")
-"""Options that would change what a resumed run learns."""
+EXPLICIT = ("method", "seed", "threshold_a", "threshold_b", "iterations")
+"""Options that each set the setting of the same name."""
 
 
-def resume_settings(ctx: click.Context, overrides: tuple[str, ...]) -> set[str]:
-    """The settings given with --resume, all of them in RESUME_SETTINGS: any other setting
-    is refused, never silently ignored (the run keeps the settings it was trained with)."""
+def _given_settings(ctx: click.Context, task: Task, overrides: tuple[str, ...]
+                    ) -> list[tuple[str, set[str]]]:
+    """Each option given on the command line with the settings it sets, the one that wins
+    first (explicit options, --set, --config, --budget)."""
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+
+    options = [(f"--{name.replace('_', '-')}", {name}) for name in EXPLICIT
+               if ctx.params.get(name) is not None]
+    options.append(("--set", set(parse_overrides(overrides))))
+    if ctx.params.get("config_file") is not None:
+        options.append(("--config", set(load_config_file(ctx.params["config_file"]))))
+    if given("budget"):
+        budget = Budget(ctx.params["budget"])
+        options.append(("--budget", set(BUDGETS[budget]) | set(task.budgets.get(budget, {}))))
+    return options
+
+
+def resume_changes(ctx: click.Context, task: Task, overrides: tuple[str, ...],
+                   cfg: TrainConfig, saved: TrainConfig) -> dict[str, Any]:
+    """The settings the options given with --resume change (``cfg``: the command line's
+    settings; ``saved``: the run's). An option equal to the run's own changes nothing and is
+    accepted, so the command that started a run resumes it with --resume added; one that
+    would change what the run learns is refused, naming both values."""
     allowed = ", ".join(f"{key}=" for key in sorted(RESUME_SETTINGS))
-    rule = (f"a resumed run keeps the settings it was trained with; with --resume only "
-            f"--iterations and --set {allowed} may change")
-    for param in ctx.command.params:
-        if param.name in FIXED_ON_RESUME and \
-                ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT:
-            raise UtomError(f"{param.opts[0]}: {rule}")
-    given = set(parse_overrides(overrides))
-    if ctx.params.get("iterations") is not None:
-        given.add("iterations")
-    fixed = sorted(given - RESUME_SETTINGS)
-    if fixed:
-        raise UtomError(f"--set {fixed[0]}: {rule}")
-    return given
+    changes: dict[str, Any] = {}
+    seen: set[str] = set()
+    for option, keys in _given_settings(ctx, task, overrides):
+        for key in sorted(keys - seen):
+            seen.add(key)
+            new, old = getattr(cfg, key), getattr(saved, key)
+            if new == old:
+                continue
+            if key not in RESUME_SETTINGS:
+                raise UtomError(f"{option}: a resumed run keeps the settings it was trained "
+                                f"with ({key} {old!r}; this command gives {new!r}); with "
+                                f"--resume only --iterations and --set {allowed} may change")
+            changes[key] = new
+    return changes

@@ -9,6 +9,7 @@ import click
 
 from utom_core.commands.common import PATHS
 from utom_core.console import console
+from utom_core.inference.views import DEFAULT_VIEWS, VIEW_COUNTS
 
 if TYPE_CHECKING:
     from utom_core.trained import Direction
@@ -26,10 +27,16 @@ if TYPE_CHECKING:
               help="Image whose centre becomes the test input and cover "
                    "[default: the run's first training image of the source domain].")
 @click.option("--author", "authors", multiple=True,
-              help="Author of the model (repeatable) [default: the current user].")
+              help="Author of the model (repeatable) [default: 'unnamed', which the zoo's "
+                   "upload will not accept; no login name is taken for a person].")
+@click.option("--views", type=click.Choice([str(n) for n in VIEW_COUNTS]),
+              default=str(DEFAULT_VIEWS), show_default=True,
+              help="Test-time flips/rotations the packaged model averages, as `utom predict "
+                   "--views` (the default is its default).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing package.")
 def export_command(run: Path, package: Path, direction: Direction, weights: str,
-                   sample: Path | None, authors: tuple[str, ...], overwrite: bool) -> None:
+                   sample: Path | None, authors: tuple[str, ...], views: str,
+                   overwrite: bool) -> None:
     """Package the generator of RUN (run directory or model file) for the BioImage Model Zoo;
     the package is tested with bioimageio.core first and written only if it passes."""
     from utom_core.export.bioimageio import export_bioimageio
@@ -38,6 +45,6 @@ def export_command(run: Path, package: Path, direction: Direction, weights: str,
     registry = get_registry()
     card = export_bioimageio(run, package, direction, weights, overwrite, sample,
                              list(authors), build_generator=registry.build_generator,
-                             formats=registry.formats)
+                             formats=registry.formats, views=int(views))
     console.print(f"{package}: {card.name} ({direction}, {card.weights} weights); passed "
                   "bioimageio.core's test", markup=False, soft_wrap=True)

@@ -24,9 +24,10 @@ if TYPE_CHECKING:
                                       "(latest_net_G_A.pth), b2a for G_B.")
 @click.option("--threshold-a", type=float, default=None,
               help="Domain A content threshold in 8-bit units (their threshold_A) "
-                   "[default: the task's, where it has an 8-bit one].")
+                   "[default: the task's 8-bit one, else theirs, 70].")
 @click.option("--threshold-b", type=float, default=None,
-              help="Domain B content threshold in 8-bit units (their threshold_B).")
+              help="Domain B content threshold in 8-bit units (their threshold_B) "
+                   "[default: the task's 8-bit one, else theirs, 220].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
 def import_generator_command(weights: Path, task_name: str, out: Path, direction: Direction,
                              threshold_a: float | None, threshold_b: float | None,

@@ -6,15 +6,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import click
+from click.core import ParameterSource
 
 from utom_core.commands.common import PATHS
 from utom_core.console import console
 from utom_core.errors import InputError, UtomError
 from utom_core.inference import Norm, PredictOptions, Predictor, write_prediction
+from utom_core.inference.fidelity import fidelity_path
 from utom_core.inference.files import FORMAT_SUFFIXES, OpenImages, output_name
 from utom_core.inference.tiling import Stitch
+from utom_core.inference.views import DEFAULT_VIEWS, VIEW_COUNTS
 from utom_core.io import FormatTable, ImageSource, can_write, list_images, writer_for
+from utom_core.io.replaceable import check_replaceable
 from utom_core.plugins import get_registry
+from utom_core.task import Slicing
 
 if TYPE_CHECKING:
     from utom_core.inference.blocks import ModelSpec
@@ -22,8 +27,10 @@ if TYPE_CHECKING:
 
 
 def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool,
-                 sources: OpenImages, formats: FormatTable | None = None) -> list[Path]:
-    """Output path of every input; refuses clobbering, reading and writing one path, bad formats.
+                 sources: OpenImages, formats: FormatTable | None = None,
+                 fidelity: bool = False) -> list[Path]:
+    """Output path of every input; refuses clobbering, reading and writing one path, bad formats
+    (with ``fidelity``, for the fidelity maps beside them too).
 
     ``out`` is a file when it has an image suffix (one input only), else a folder.
     """
@@ -41,12 +48,14 @@ def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool
     if len(set(outputs)) != len(outputs):
         raise UtomError(f"several inputs would be written to the same file in {out}: rename them")
     resolved = {p.resolve() for p in inputs}
-    for path in outputs:
+    siblings = [fidelity_path(path, formats) for path in outputs] if fidelity else []
+    for path in outputs + siblings:
         writer_for(path, formats=formats)
         if path.resolve() in resolved:
             raise UtomError(f"{path}: output would overwrite its input; choose another --out")
-        if path.exists() and not overwrite:
+        if (path.exists() or path.is_symlink()) and not overwrite:
             raise UtomError(f"{path} already exists (use --overwrite to replace it)")
+        check_replaceable(path, writer_for(path, formats=formats).name)
     return outputs
 
 
@@ -80,6 +89,13 @@ def check_inputs(sources: list[ImageSource], predictor: Predictor, direction: Di
             raise
 
 
+views_option = click.option(
+    "--views", type=click.Choice([str(n) for n in VIEW_COUNTS]), default=str(DEFAULT_VIEWS),
+    show_default=True, callback=lambda c, p, v: int(v),
+    help="Predict under this many flips/rotations, undo them and average: less speckle, "
+         "proportionally slower; XZ/YZ planes use at most 4 (docs/predict.md).")
+
+
 @click.command("predict")
 @click.argument("model", type=PATHS)
 @click.argument("inputs", nargs=-1, required=True, type=PATHS)
@@ -100,6 +116,10 @@ def check_inputs(sources: list[ImageSource], predictor: Predictor, direction: Di
                    "seams); tile: each tile's own (paper).")
 @click.option("--batch", type=click.IntRange(min=1), default=None,
               help="Tiles per forward pass [default: 1 on CPU (measured fastest), 4 on CUDA].")
+@views_option
+@click.option("--fidelity", is_flag=True,
+              help="Also write a fidelity map beside each output (STEM.fidelity.tif / "
+                   ".ome.zarr; float32, 0 trusted … 1 doubtful; docs/predict.md).")
 @click.option("--format", "fmt", type=click.Choice(list(FORMAT_SUFFIXES)), default=None,
               help="Output format in a folder [default: OME-Zarr above 16 MP, else TIFF].")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
@@ -116,6 +136,7 @@ def check_inputs(sources: list[ImageSource], predictor: Predictor, direction: Di
               help="With --scheduler: continue an interrupted job, keeping what it wrote.")
 def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction: Direction,
                     tile: int, overlap: float | None, stitch: str, norm: str, batch: int | None,
+                    views: int, fidelity: bool,
                     fmt: str | None, overwrite: bool, device: str, raw_weights: bool,
                     checkpoint: Literal["last", "best"],
                     scheduler: str | None, resume: bool) -> None:
@@ -125,22 +146,30 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction:
 
     if resume and not scheduler:
         raise UtomError("--resume: continues jobs of --scheduler only")
+    if fidelity and scheduler:
+        raise UtomError("--fidelity: maps are written in one process only; leave out "
+                        "--scheduler")
     registry = get_registry()  # third-party formats and generators
     formats = registry.formats
     images = list_images(list(inputs), formats=formats)
     with OpenImages(formats) as sources:
-        outputs = plan_outputs(images, out, fmt, overwrite or resume, sources, formats)
-        if resume and not overwrite:  # outputs an interrupted job finished are kept, not redone
-            images, outputs = _unfinished(images, outputs)
-            if not images:
-                return
+        # with --resume, outputs the job finished are kept (the cluster job checks they are
+        # its own, and says so)
+        outputs = plan_outputs(images, out, fmt, overwrite or resume, sources, formats,
+                               fidelity)
         torch_device = resolve_device(device, "--device")
         model_file = chosen_model(model, checkpoint)
         trained = load_model(model_file, direction, ema=not raw_weights,
                              device=str(torch_device), build_generator=registry.build_generator)
         predictor = Predictor(trained, PredictOptions(tile, overlap, Stitch(stitch), Norm(norm),
-                                                      batch), formats=formats)
+                                                      batch, views, fidelity),
+                              formats=formats)
         check_inputs([sources[image] for image in images], predictor, direction)
+        if (views > 4 and trained.slicing is Slicing.xz_yz and not scheduler  # it refuses
+                and click.get_current_context().get_parameter_source("views")
+                is not ParameterSource.DEFAULT):  # the default is "all the slicing allows"
+            console.print("note: --views: XZ/YZ planes are predicted under 4 views (the flips; "
+                          "a transpose would turn z sideways)")
         predictor.tile_options(sources[image] for image in images)
         folder = outputs[0].parent
         new_folders = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
@@ -159,12 +188,6 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction:
                 if path.is_dir() and not any(path.iterdir()):
                     path.rmdir()
             raise
-
-
-def _unfinished(images: list[Path], outputs: list[Path]) -> tuple[list[Path], list[Path]]:
-    """The inputs whose outputs do not exist yet (``--resume``)."""
-    pairs = [(i, o) for i, o in zip(images, outputs, strict=True) if not o.exists()]
-    return [i for i, _ in pairs], [o for _, o in pairs]
 
 
 def _predict_on_cluster(sources: list[ImageSource], outputs: list[Path], predictor: Predictor,

@@ -9,6 +9,7 @@ import click
 import numpy as np
 
 from utom_core.commands.common import PATHS, assemble_config, resolve_run, training_options
+from utom_core.commands.predict import views_option
 from utom_core.config import Budget
 from utom_core.console import console
 from utom_core.errors import UtomError
@@ -35,10 +36,11 @@ from utom_core.workflow.userdata import user_data
 @click.option("--out", type=PATHS, default=None,
               help="Output folder (default: utom-runs/TASK-BUDGET-TIME).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@views_option
 @training_options
 def run_command(task_name: str, a_paths, b_paths, test_paths, reference_paths, regions,
-                out: Path | None, overwrite: bool, budget: str, method, iterations, seed,
-                config_file, overrides, threshold_a, threshold_b) -> None:
+                out: Path | None, overwrite: bool, views: int, budget: str, method, iterations,
+                seed, config_file, overrides, threshold_a, threshold_b) -> None:
     """Run TASK end to end; with no --a/--b it uses the task's bundled demo data."""
     registry = get_registry()
     task = registry.task(task_name)
@@ -62,7 +64,7 @@ def run_command(task_name: str, a_paths, b_paths, test_paths, reference_paths, r
     if out is None:
         out = Path("utom-runs") / f"{task.name}-{budget}-{time.strftime('%Y%m%d-%H%M%S')}"
     outcome = run_workflow(resolved, cfg, Budget(budget), out, data, overwrite=overwrite,
-                           held_out=held_out)
+                           held_out=held_out, views=views)
     console.print(outcome.summary, soft_wrap=True, markup=False)
     if outcome.warning:
         console.print(outcome.warning, soft_wrap=True, markup=False, style="yellow")

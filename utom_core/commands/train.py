@@ -4,6 +4,7 @@ collections."""
 from __future__ import annotations
 
 from pathlib import Path
+from shlex import quote
 
 import click
 
@@ -11,7 +12,7 @@ from utom_core.commands.common import (
     PATHS,
     assemble_config,
     resolve_run,
-    resume_settings,
+    resume_changes,
     resumed_config,
     training_options,
 )
@@ -45,25 +46,28 @@ def train_command(ctx: click.Context, task_name: str, a_paths: tuple[Path, ...],
                   threshold_b) -> None:
     """Train TASK on unpaired images of domain A (--a) and domain B (--b).
 
-    With --resume, only --iterations and --set iterations, checkpoint_every, log_every,
-    preview_every, val_every, num_workers, compile or channels_last may be given: the run keeps
-    every other setting it was trained with (and its validation images). Under torchrun
+    With --resume (the command that started the run, with --resume added, or just TASK --out
+    RUN --resume), only --iterations and --set iterations, checkpoint_every, log_every,
+    preview_every, val_every, num_workers, compile or channels_last may change: the run keeps
+    every other setting it was trained with (and its validation images); an option equal to
+    the run's own is accepted. Under torchrun
     (``torchrun --nproc-per-node N -m utom_core train …``) every rank trains; rank 0 writes."""
     registry = get_registry()
     task = registry.task(task_name)
-    given = resume_settings(ctx, overrides) if resume else set()
     cfg = assemble_config(task, budget, method, iterations, seed, config_file, overrides,
                           threshold_a, threshold_b)
-    resolved = resolve_run(registry, task, resumed_config(run_dir) if resume else cfg)
+    saved = resumed_config(run_dir) if resume else cfg
+    changes = resume_changes(ctx, task, overrides, cfg, saved) if resume else {}
+    resolved = resolve_run(registry, task, saved)
     result = train(task, cfg, run_dir, list(a_paths), list(b_paths), method=resolved.method,
                    build_generator=resolved.build_generator, formats=resolved.formats,
-                   resume=resume, overwrite=overwrite,
-                   changes={key: getattr(cfg, key) for key in given},
+                   resume=resume, overwrite=overwrite, changes=changes,
                    val=validation_pairs(val_paths, val_references))
     state = "interrupted at" if result.interrupted else "finished"
+    again = f"; resume with: utom train {quote(task.name)} --resume --out {quote(str(run_dir))}"
     console.print(f"{task.name}: {state} iteration {result.iteration}; run in {run_dir}"
-                  + (f"; content thresholds {thresholds(result.meta)}" if result.meta else ""),
-                  soft_wrap=True, markup=False)
+                  + (f"; content thresholds {thresholds(result.meta)}" if result.meta else "")
+                  + (again if result.interrupted else ""), soft_wrap=True, markup=False)
     if result.meta and result.meta.range_note:
         console.print(f"warning: {result.meta.range_note}", soft_wrap=True, markup=False,
                       style="yellow")

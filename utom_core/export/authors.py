@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from utom_core.checkpoints import load_torch_file
 from utom_core.config import TrainConfig
@@ -81,9 +82,13 @@ def _strip_prefix(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _shape(state: dict[str, torch.Tensor], key: str, path: Path, layout: str) -> torch.Size:
+    """The shape of a convolution's weight that decides the layout (4-D, or refused)."""
     if key not in state:
         raise InputError(path, f"not the {layout} layout of the authors' code: missing key "
                                f"{key!r}")
+    if state[key].ndim != 4:
+        raise InputError(path, f"not the {layout} layout of the authors' code: key {key!r} has "
+                               f"shape {tuple(state[key].shape)}, a convolution's weight is 4-D")
     return state[key].shape
 
 
@@ -93,7 +98,7 @@ def detect(state: dict[str, torch.Tensor], path: Path) -> Layout:
     if any(".conv_block." in key for key in state):
         blocks = {int(m.group(1)) for key in state
                   if (m := re.match(r"model\.(\d+)\.conv_block\.", key))}
-        n_blocks = max(blocks) - RESNET_FIRST_BLOCK + 1
+        n_blocks = max(blocks, default=RESNET_FIRST_BLOCK) - RESNET_FIRST_BLOCK + 1
         first = _shape(state, "model.1.weight", path, "ResNet generator")
         last = _shape(state, f"model.{RESNET_FIRST_BLOCK + n_blocks + 7}.weight", path,
                       f"resnet_{n_blocks}blocks generator")
@@ -148,18 +153,38 @@ def _check(state: dict[str, torch.Tensor], required: dict[str, tuple[int, ...]],
         raise InputError(path, f"{where}: missing key {missing!r}")
 
 
+def _check_storage(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse a tensor whose shape claims more numbers than the file holds for it (a stride-0
+    view saved whole): its network would be built far bigger than the file."""
+    for key, value in state.items():
+        held = value.untyped_storage().nbytes() // max(value.element_size(), 1)
+        if value.numel() > held:
+            raise InputError(path, f"not a {WHAT}: key {key!r} claims shape "
+                                   f"{tuple(value.shape)} but the file holds {held} number(s) "
+                                   "for it")
+
+
 def map_state(state: dict[str, Any], path: Path,
               build_generator: GeneratorBuilder) -> tuple[Layout, Generator]:
     """A utom generator (built by ``build_generator``) holding the weights of ``state``, a
     state dict of the authors' code."""
-    if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not state or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                            for k, v in state.items()):
         raise InputError(path, f"not a {WHAT} (a mapping of names to tensors)")
     state = _strip_prefix(state)
+    _check_storage(state, path)
     layout = detect(state, path)
-    cfg = TrainConfig(**layout.settings())
-    generator = build_generator(cfg, layout.in_channels, layout.out_channels)
-    required, optional = _expected(layout, generator)
+    try:
+        cfg = TrainConfig(**layout.settings())
+    except ValidationError as err:
+        where = ".".join(map(str, err.errors()[0]["loc"]))
+        raise InputError(path, f"its layout ({layout.describe()}) is beyond utom's generators: "
+                               f"{where}: {err.errors()[0]['msg']}") from None
+    with torch.device("meta"):  # the layout's shapes, checked before any weight is allocated
+        required, optional = _expected(layout, build_generator(
+            cfg, layout.in_channels, layout.out_channels))
     _check(state, required, optional, layout, path)
+    generator = build_generator(cfg, layout.in_channels, layout.out_channels)
     weights = {}
     for key, value in generator.state_dict().items():
         theirs = state.get(layout.to_theirs(key))

@@ -9,7 +9,6 @@ neither building nor testing it fetches anything.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import warnings
 from pathlib import Path
@@ -23,16 +22,22 @@ from utom_core import __version__
 from utom_core.domain import DTYPE_RANGE, Normalisation
 from utom_core.errors import DiskError, UtomError, first_line
 from utom_core.export import samples
-from utom_core.export.bundle import constructor_kwargs, generator_source
+from utom_core.export.bundle import MODEL_CLASS, constructor_kwargs, generator_source
 from utom_core.export.card import PAPER, PAPER_DOI, Card
+from utom_core.export.viewed import ViewAveraged
+from utom_core.inference.views import DEFAULT_VIEWS
 from utom_core.io import FormatTable
-from utom_core.io.atomic import move_into_place, remove, temporary_sibling
+from utom_core.io.atomic import remove, temporary_sibling
+from utom_core.io.replaceable import check_replaceable, commit_output
 from utom_core.networks.base import GeneratorBuilder
+from utom_core.task import Slicing
 from utom_core.trained import Direction, TrainedModel, load_model, load_run
 
 INSTALL = "pip install 'utom[bioimageio]'"
 LICENSE = "BSD-3-Clause"
 ARCHITECTURE_FILE = "utom_generator.py"
+UNNAMED = "unnamed (set with utom export --author)"
+"""The author of a package exported without ``--author``: no login name posing as a person."""
 
 
 def _spec() -> Any:
@@ -54,6 +59,7 @@ def check_out(out: Path, overwrite: bool) -> None:
         raise UtomError(f"--bioimageio {out}: is a folder; give a .zip file path")
     if (out.exists() or out.is_symlink()) and not overwrite:
         raise UtomError(f"{out} already exists (use --overwrite to replace it)")
+    check_replaceable(out, "bioimageio")
     if not out.parent.is_dir():
         raise UtomError(f"--bioimageio {out}: folder {out.parent} does not exist")
 
@@ -86,9 +92,12 @@ def denormalise(v: Any, norm: Normalisation) -> Any:
 
 
 def _axes(v: Any, channels: int, card: Card, output: bool) -> list[Any]:
+    """No halo on the output: the zoo pads an input by a declared halo, and the padding
+    would enter the whole-image InstanceNorm statistics and shift every output pixel (by
+    thousands of raw units on a smoke run); unpadded, the zoo predicts as ``utom predict``."""
     names = [f"c{i}" for i in range(channels)]
     if output:
-        space = [v.SpaceOutputAxisWithHalo(id=v.AxisId(a), halo=card.halo, size=v.SizeReference(
+        space = [v.SpaceOutputAxis(id=v.AxisId(a), size=v.SizeReference(
             tensor_id=v.TensorId("input"), axis_id=v.AxisId(a))) for a in "yx"]
     else:
         size = v.ParameterizedSize(min=card.min_size, step=card.step)
@@ -122,12 +131,13 @@ def _tensors(v: Any, p: TrainedModel, card: Card, work: Path) -> tuple[Any, Any]
     return inputs, outputs
 
 
-def _weights(v: Any, p: TrainedModel, work: Path) -> Any:
+def _weights(v: Any, card: Card, work: Path) -> Any:
+    p = card.predictor
     version = v.Version(torch.__version__.split("+")[0])
     architecture = v.ArchitectureFromFileDescr(
         source=work / ARCHITECTURE_FILE, sha256=_sha256(work / ARCHITECTURE_FILE),
-        callable=v.Identifier(type(p.generator).__name__),
-        kwargs=constructor_kwargs(p.generator))
+        callable=v.Identifier(MODEL_CLASS),
+        kwargs=dict(views=card.views, axial=card.axial, **constructor_kwargs(p.generator)))
     return v.WeightsDescr(
         pytorch_state_dict=v.PytorchStateDictWeightsDescr(
             source=work / "weights.pt", sha256=_sha256(work / "weights.pt"),
@@ -166,12 +176,12 @@ def describe(card: Card, work: Path, authors: list[str]) -> Any:
                           doi=v.Doi(PAPER_DOI))],
         license=v.LicenseId(LICENSE), documentation=_file(v, work / "README.md"),
         covers=[_file(v, work / "cover.png")], tags=card.tags, inputs=[inputs], outputs=[outputs],
-        weights=_weights(v, p, work),
+        weights=_weights(v, card, work),
         config=v.Config(bioimageio=v.BioimageioConfig(reproducibility_tolerance=[
             v.ReproducibilityTolerance(absolute_tolerance=raw_tolerance(p.target_norm),
                                        mismatched_elements_per_million=0)]), utom=dict(
             version=__version__, task=card.meta.task, direction=card.direction,
-            weights=card.weights, generator=p.config.generator,
+            weights=card.weights, generator=p.config.generator, views=card.views,
             source_normalisation=p.source_norm.model_dump(mode="json"),
             target_normalisation=p.target_norm.model_dump(mode="json"),
             thresholds=dict(source=p.source_threshold, target=p.target_threshold))))
@@ -180,7 +190,7 @@ def describe(card: Card, work: Path, authors: list[str]) -> Any:
 def write_files(card: Card, work: Path, window: np.ndarray) -> None:
     """Every file the package holds, computed by utom (weights, tensors, docs, cover)."""
     p = card.predictor
-    unit = samples.predict_unit(p, window)
+    unit = samples.predict_unit(p, window, card.views)
     if not np.isfinite(unit).all():  # bioimageio.core's test would pass NaN for NaN
         raise UtomError(f"{card.run}: the {card.direction} generator gives NaN or infinite "
                         "values on the test input; its weights are broken")
@@ -191,8 +201,9 @@ def write_files(card: Card, work: Path, window: np.ndarray) -> None:
                        ("sample_output.tif", samples.tiff_bytes(output))):
         (work / name).write_bytes(data)  # bytes: a full disk is an OSError saying so
     samples.save_cover(work / "cover.png", p, window, unit)
-    (work / "weights.pt").write_bytes(samples.torch_bytes(p.generator.state_dict()))
-    samples.save_torchscript(work / "weights_torchscript.pt", p, window)
+    model = ViewAveraged(p.generator, card.views, card.axial)
+    (work / "weights.pt").write_bytes(samples.torch_bytes(model.state_dict()))
+    samples.save_torchscript(work / "weights_torchscript.pt", model, p, window)
     (work / ARCHITECTURE_FILE).write_text(generator_source(p.generator), encoding="utf-8")
     (work / "README.md").write_text(card.readme(), encoding="utf-8")
 
@@ -215,37 +226,37 @@ def test_package(package: Path) -> str | None:
 
 
 def make_card(run: Path, direction: Direction, weights: str,
-              build_generator: GeneratorBuilder) -> Card:
+              build_generator: GeneratorBuilder, views: int = DEFAULT_VIEWS) -> Card:
     cfg, meta, state = load_run(run)
     predictor = load_model(run, direction, ema=weights == "ema", build_generator=build_generator)
     used = "ema" if weights == "ema" and cfg.ema_decay > 0 else "raw"  # as load_model
     generator = predictor.generator
     return Card(predictor=predictor, meta=meta, state=state, direction=direction, weights=used,
                 run=Path(run), halo=samples.halo(generator),
-                min_size=samples.min_side(generator), step=generator.size_multiple)
+                min_size=samples.min_side(generator), step=generator.size_multiple,
+                views=views, axial=predictor.slicing is Slicing.xz_yz)
 
 
 def export_bioimageio(run: Path, out: Path, direction: Direction = "a2b", weights: str = "ema",
                       overwrite: bool = False, sample: Path | None = None,
                       authors: list[str] | None = None, *,
                       build_generator: GeneratorBuilder,
-                      formats: FormatTable | None = None) -> Card:
+                      formats: FormatTable | None = None, views: int = DEFAULT_VIEWS) -> Card:
     """Build, test and write the package of RUN's ``direction`` generator to ``out``
-    (``formats`` reads ``sample``: None, io's built-ins)."""
+    (``formats`` reads ``sample``: None, io's built-ins; ``views``: the test-time views the
+    package averages, ``utom predict``'s by default)."""
     out = Path(out)
     check_out(out, overwrite)
     _spec()
-    card = make_card(run, direction, weights, build_generator)
+    card = make_card(run, direction, weights, build_generator, views)
     meta, p = card.meta, card.predictor
     recorded = meta.inputs_a if direction == "a2b" else meta.inputs_b
-    found = samples.candidates(sample, recorded)
-    window = (samples.read_window(found[0], p, formats) if found
-              else samples.synthetic_window(p))
+    window = samples.test_window(sample, recorded, p, formats)
     work = temporary_sibling(out)
     try:
         work.mkdir()
         write_files(card, work, window)
-        descr = describe(card, work, authors or [_user()])
+        descr = describe(card, work, authors or [UNNAMED])
         from bioimageio.spec import save_bioimageio_package
 
         package = save_bioimageio_package(descr, output_path=work / "package.zip")
@@ -253,7 +264,7 @@ def export_bioimageio(run: Path, out: Path, direction: Direction = "a2b", weight
         if failure is not None:
             raise UtomError(f"{out}: the package failed bioimageio.core's test ({failure}); "
                             "nothing was written")
-        move_into_place(Path(package), out, replace=overwrite)
+        commit_output(Path(package), out, overwrite, "bioimageio")
     except ValidationError as err:  # what bioimageio.spec refuses in the description
         first = err.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
@@ -264,11 +275,3 @@ def export_bioimageio(run: Path, out: Path, direction: Direction = "a2b", weight
     finally:
         remove(work)
     return card
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "utom user"
-

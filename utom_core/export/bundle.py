@@ -18,6 +18,11 @@ from utom_core.errors import UtomError
 from utom_core.networks.base import Generator
 
 PACKAGE = "utom_core.networks"
+VIEWED = "utom_core.export.viewed"
+BUNDLED = (PACKAGE + ".", "utom_core.inference.views", VIEWED)
+"""Modules that may go into a package: utom's networks and the view averaging, torch only."""
+MODEL_CLASS = "UtomModel"
+"""The package's architecture callable: the generator inside ``viewed.ViewAveraged``."""
 
 
 def _utom_imports(tree: ast.Module) -> list[ast.ImportFrom]:
@@ -30,7 +35,7 @@ def _loaded(name: str) -> ModuleType:
     """A networks module, already imported (by the generator's own module): nothing is
     imported by name here."""
     module = sys.modules.get(name)
-    if module is None or not name.startswith(PACKAGE + "."):
+    if module is None or not name.startswith(BUNDLED):
         raise UtomError(f"{name}: not one of utom's network modules; only utom's own "
                         "generators can be packaged")
     return module
@@ -64,17 +69,22 @@ def _without_imports(name: str) -> tuple[str, set[str]]:
 
 
 def generator_source(generator: Generator) -> str:
-    """Source of a module that defines ``type(generator)`` with torch alone."""
+    """Source of a module that defines ``type(generator)`` and ``MODEL_CLASS`` (the generator
+    under ``ViewAveraged``, built from the generator's arguments) with torch alone."""
     parts = [f'"""utom generator {type(generator).__name__}, bundled from {PACKAGE} by utom '
              'export."""\n\nfrom __future__ import annotations\n']
     defined: dict[str, str] = {}
-    for name in _modules(type(generator).__module__, []):
+    for name in _modules(VIEWED, _modules(type(generator).__module__, [])):
         text, names = _without_imports(name)
         clash = sorted(n for n in names if n in defined)
         if clash:  # concatenated, the later definition would silently win
             raise UtomError(f"{name} and {defined[clash[0]]} both define {clash[0]}")
         defined.update(dict.fromkeys(names, name))
         parts.append(f"# ---- {name}\n{text}\n")
+    built = f"{type(generator).__name__}(**generator)"
+    parts.append(f"class {MODEL_CLASS}(ViewAveraged):\n"
+                 f"    def __init__(self, views, axial, **generator):\n"
+                 f"        super().__init__({built}, views, axial)\n")
     return "\n".join(parts)
 
 

@@ -41,6 +41,10 @@ class Card:
     halo: int
     min_size: int
     step: int
+    views: int
+    """Test-time views the package's model averages, as ``utom predict --views``."""
+    axial: bool
+    """The model predicts XZ/YZ planes: views that transpose are left out."""
 
     @property
     def name(self) -> str:

@@ -32,16 +32,21 @@ def eight_bit(domain: Domain) -> tuple[Domain, Normalisation]:
     return domain.model_copy(update={"dtype": EIGHT_BIT}), normalisation
 
 
-def threshold(given: float | None, domain: Domain, option: str, task: Task) -> float:
-    """A domain's threshold in 8-bit units: given, or the task's where it is an 8-bit one."""
+THEIR_DEFAULTS = {"--threshold-a": 70.0, "--threshold-b": 220.0}
+"""Their code's defaults (``threshold_A 70``, ``threshold_B 220``), what a generator was trained
+with unless told otherwise."""
+
+
+def threshold(given: float | None, domain: Domain, option: str) -> float:
+    """A domain's threshold in 8-bit units: given, else the task's where it is an 8-bit one,
+    else their code's default (prediction does not use it; it is recorded with the run)."""
     if given is not None:
         if not math.isfinite(given) or not 0 <= given <= 255:
             raise UtomError(f"{option} {given}: an 8-bit threshold lies in 0–255")
         return given
     if domain.dtype is EIGHT_BIT and domain.threshold is not None:
         return domain.threshold
-    raise UtomError(f"{option}: task {task.name} has no 8-bit threshold for {domain.name}; give "
-                    "the threshold you trained with (their threshold_A/B, in 8-bit units)")
+    return THEIR_DEFAULTS[option]
 
 
 def _check_channels(layout: Layout, source: Domain, target: Domain, path: Path,
@@ -66,8 +71,8 @@ def import_generator(weights: Path, task: Task, out: Path, direction: trained.Di
     """Write run directory ``out`` holding the generator in ``weights`` for ``direction``
     (rebuilt by ``build_generator``); complete or not at all (built in a hidden sibling, then
     renamed into place)."""
-    thr_a = threshold(threshold_a, task.domain_a, "--threshold-a", task)
-    thr_b = threshold(threshold_b, task.domain_b, "--threshold-b", task)
+    thr_a = threshold(threshold_a, task.domain_a, "--threshold-a")
+    thr_b = threshold(threshold_b, task.domain_b, "--threshold-b")
     check_run_dir(out, resume=False, overwrite=overwrite, inputs=[weights])
     layout, generator = load_authors_generator(weights, build_generator)
     (domain_a, norm_a), (domain_b, norm_b) = eight_bit(task.domain_a), eight_bit(task.domain_b)

@@ -1,13 +1,15 @@
 """The files of a model package that utom computes: test tensors, cover, weights.
 
 The test input is a window of a real image of the source domain (``--sample``, else the first
-training image of the run that still exists, else smooth synthetic blobs in the fitted range);
+training image of the run that still exists and holds one, else smooth synthetic blobs in the
+fitted range);
 the test output is what utom's own prediction code makes of it, before rounding, so the zoo's
 test checks the package against ``utom predict``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import warnings
@@ -23,6 +25,7 @@ from utom_core.evaluation.figures.panels import save_panel
 from utom_core.inference.planes import PlanePredictor, TileOptions
 from utom_core.io import FormatTable, open_image
 from utom_core.networks.base import Generator
+from utom_core.task import Slicing
 from utom_core.trained import InputFile, TrainedModel
 
 TEST_SIDE = 128
@@ -37,9 +40,11 @@ def halo(generator: Generator) -> int:
 
 
 def min_side(generator: Generator) -> int:
-    """The smallest input the package admits: a multiple of the generator's that leaves
-    something once the halo is cropped from both sides."""
-    return 2 * halo(generator) + generator.size_multiple
+    """The smallest input the package admits: two of the generator's multiples (its deepest
+    layer needs two cells, as ``inference.tiling.padded_length``). The package declares no
+    halo (the zoo predicts whole images unpadded, as ``utom predict`` does), so nothing is
+    cropped from it."""
+    return 2 * generator.size_multiple
 
 
 def window_side(generator: Generator, height: int, width: int) -> int:
@@ -49,12 +54,17 @@ def window_side(generator: Generator, height: int, width: int) -> int:
     return min(wanted, min(height, width) // multiple * multiple)
 
 
-def candidates(sample: Path | None, recorded: list[InputFile | str]) -> list[Path]:
-    """Where the test input can come from, best first."""
+def test_window(sample: Path | None, recorded: list[InputFile | str], predictor: TrainedModel,
+                formats: FormatTable | None = None) -> np.ndarray:
+    """The test input: ``sample``'s window (a refusal is the user's to read), else that of the
+    first of the run's source images that still exists and holds one, else synthetic blobs."""
     if sample is not None:
-        return [sample]
-    paths = [Path(r.path if isinstance(r, InputFile) else r) for r in recorded]
-    return [path for path in paths if path.exists()][:1]
+        return read_window(sample, predictor, formats)
+    for path in (Path(r.path if isinstance(r, InputFile) else r) for r in recorded):
+        if path.exists():
+            with contextlib.suppress(InputError):  # too small, other channels: try the next
+                return read_window(path, predictor, formats)
+    return synthetic_window(predictor)
 
 
 def read_window(path: Path, predictor: TrainedModel,
@@ -101,15 +111,16 @@ def as_domain_dtype(pixels: np.ndarray, dtype: PixelType) -> np.ndarray:
     return pixels.astype(np.float32)
 
 
-def predict_unit(predictor: TrainedModel, window: np.ndarray) -> np.ndarray:
+def predict_unit(predictor: TrainedModel, window: np.ndarray, views: int) -> np.ndarray:
     """utom's prediction of a (C, S, S) raw window on the [-1, 1] scale (utom predict's code
-    path: one whole-plane tile, its own normalisation statistics)."""
+    path: one whole-plane tile, its own normalisation statistics, ``views`` averaged)."""
     out = np.zeros((predictor.generator.out_channels, *window.shape[1:]), np.float32)
 
     def write(rows: slice, cols: slice, data: np.ndarray) -> None:
         out[:, rows, cols] = data
 
-    PlanePredictor(predictor.generator, predictor.source_norm, TileOptions())(
+    options = TileOptions(views=views, axial=predictor.slicing is Slicing.xz_yz)
+    PlanePredictor(predictor.generator, predictor.source_norm, options)(
         lambda rows, cols: window[:, rows, cols], window.shape[1:], write)
     return out
 
@@ -144,11 +155,13 @@ def torch_bytes(obj: object, save=torch.save) -> bytes:
     return buffer.getvalue()
 
 
-def save_torchscript(path: Path, predictor: TrainedModel, window: np.ndarray) -> None:
-    """The generator traced on the test input (convolutions only: any size traces alike)."""
+def save_torchscript(path: Path, model: torch.nn.Module, predictor: TrainedModel,
+                     window: np.ndarray) -> None:
+    """``model`` traced on the test input (convolutions, flips and transposes only: any size
+    traces alike)."""
     example = torch.from_numpy(predictor.source_norm.apply(window))[None]
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer notes; TorchScript's deprecation (torch 2.13)
-        traced = torch.jit.trace(predictor.generator, example, check_trace=False)
+        traced = torch.jit.trace(model, example, check_trace=False)
         data = torch_bytes(traced, torch.jit.save)
     path.write_bytes(data)

@@ -28,18 +28,17 @@ import numpy as np
 import torch
 import zarr
 
-from utom_core.inference.planes import PlanePredictor, Reader, TileOptions
+from utom_core.inference.planes import PlanePredictor, Reader, TileOptions, TileRunner
 from utom_core.inference.tiling import TileGrid
 from utom_core.io import FormatTable, ImageSource, open_image
 from utom_core.io.atomic import write_json
 from utom_core.io.omezarr import write_unit
-from utom_core.networks.norm import InstanceNorm
 from utom_core.trained import Direction, TrainedModel
 
 MARKS = ".utom-units"
 """Folder in a job's store with one checksum file per unit written (removed on commit)."""
-Statistics = tuple[tuple[np.ndarray, np.ndarray], ...]
-"""(mean, var) of every InstanceNorm layer, in module order."""
+Statistics = tuple[tuple[tuple[np.ndarray, np.ndarray], ...], ...]
+"""(mean, var) of every InstanceNorm layer, in module order, for each test-time view."""
 Contribution = tuple[int, int, np.ndarray]
 """(first row, first column) in the plane and the weighted prediction (C, rows, columns)."""
 Unit = tuple[int | None, int, int]
@@ -113,26 +112,27 @@ def plane_reader(source: ImageSource, plane: int | None) -> Reader:
     return lambda ys, xs: source.read((at, ys, xs))[:, 0]
 
 
-def recorded_statistics(generator: torch.nn.Module) -> Statistics | None:
-    """The statistics frozen in the generator now (inside ``frozen_norm_statistics``)."""
-    norms = [m for m in generator.modules() if isinstance(m, InstanceNorm)]
-    frozen = [n.frozen for n in norms if n.frozen is not None]
-    if not frozen or len(frozen) < len(norms):  # none frozen (never only some: all or none)
+def recorded_statistics(runner: TileRunner) -> Statistics | None:
+    """Each view's statistics the runner holds frozen now (inside
+    ``PlanePredictor.statistics``); None for a plane whose tiles use their own."""
+    if runner.frozen is None:
         return None
-    return tuple((mean.cpu().numpy(), var.cpu().numpy()) for mean, var in frozen)
+    return tuple(tuple((mean.cpu().numpy(), var.cpu().numpy()) for mean, var in view)
+                 for view in runner.frozen)
 
 
 @contextlib.contextmanager
-def frozen_at(generator: torch.nn.Module, statistics: Statistics | None) -> Iterator[None]:
-    """Freeze every InstanceNorm at the statistics the client recorded."""
-    norms = [m for m in generator.modules() if isinstance(m, InstanceNorm)]
-    device = next(generator.parameters()).device
+def frozen_at(runner: TileRunner, statistics: Statistics | None) -> Iterator[None]:
+    """Freeze the runner at the statistics the client recorded, view by view."""
+    device = runner.device
     try:
-        for norm, (mean, var) in zip(norms, statistics or (), strict=False):
-            norm.frozen = (torch.from_numpy(mean).to(device), torch.from_numpy(var).to(device))
+        if statistics is not None:
+            runner.frozen = [[(torch.from_numpy(mean).to(device), torch.from_numpy(var).to(device))
+                              for mean, var in view] for view in statistics]
         yield
     finally:
-        for norm in norms:
+        runner.frozen = None
+        for norm in runner.norms:
             norm.frozen = None
 
 
@@ -150,7 +150,7 @@ def predict_tiles(spec: ModelSpec, job: PlaneJob, row: int, first: int) -> list[
     grid = planes.grid(job.shape)
     source = open_image(Path(job.image), formats=formats)
     try:
-        with frozen_at(planes.generator, job.statistics):
+        with frozen_at(planes.runner, job.statistics):
             predictions = planes.predict_batch(plane_reader(source, job.plane), grid, row, first)
     finally:
         source.close()

@@ -19,12 +19,11 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from utom_core.console import console
-from utom_core.errors import DiskError, Interrupted, UtomError
+from utom_core.errors import DiskError, Interrupted, UtomError, first_line
 from utom_core.inference.blocks import (
     MARKS,
     ModelSpec,
@@ -38,11 +37,13 @@ from utom_core.inference.blocks import (
     units,
     write_unit_task,
 )
+from utom_core.inference.job_records import finished, job_identity, record_finished
 from utom_core.inference.planes import PlanePredictor
 from utom_core.inference.predictor import Predictor
 from utom_core.io import FormatTable, ImageSource, writer_for
-from utom_core.io.atomic import move_into_place, remove, write_json
+from utom_core.io.atomic import remove, write_json
 from utom_core.io.omezarr import OmeZarrSink, pool_in_store
+from utom_core.io.replaceable import commit_output
 from utom_core.progress import LoopProgress
 from utom_core.task import Slicing
 
@@ -55,11 +56,6 @@ def job_store(output: Path) -> Path:
     """The fixed hidden path of ``output``'s store while its job runs (found again by
     ``--resume``; a stale-temporary name, see rundirs.TEMPORARY)."""
     return output.with_name(f".{output.name}.job.partial")
-
-
-def _fingerprint(path: Path) -> dict[str, Any]:
-    stat = path.stat()
-    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def local_workers(scheduler: str) -> int | None:
@@ -117,11 +113,7 @@ class FileJob:
             remove(self.store)
         self.resumed = self.store.exists()
         self.info = predictor.output_info(source)
-        self.identity = {"input": _fingerprint(self.image),
-                         "model": _fingerprint(Path(spec.path)),
-                         "direction": spec.direction, "ema": spec.ema,
-                         "options": json.loads(json.dumps(asdict(spec.options))),
-                         "shape": list(self.info.shape), "dtype": self.info.dtype.name}
+        self.identity = job_identity(self.image, self.info, spec, predictor.model)
         self.planes = self._plan(source, predictor)
         self._open_store()
         self.array = self.sink.level(0)
@@ -133,17 +125,24 @@ class FileJob:
 
     def _open_store(self) -> None:
         """A new store, or with ``--resume`` the one an interrupted job left (if any)."""
+        again = "rerun it without --resume and with --overwrite to start again"
         if self.resumed:
             try:
                 recorded = json.loads((self.store / JOB_FILE).read_text())
-            except (OSError, ValueError):
-                recorded = None
+            except (OSError, ValueError) as err:
+                raise UtomError(f"{self.output}: the interrupted job's record in {self.store.name} "
+                                f"is missing or damaged ({first_line(err)}); {again}") from None
             if recorded != self.identity:
                 raise UtomError(f"{self.output}: the interrupted job in {self.store.name} was "
-                                "started with other inputs, model or options; rerun it "
-                                "without --resume and with --overwrite to start again")
-        chunk = self.spec.options.tile
-        self.sink = OmeZarrSink(self.output, self.info, chunk, partial=self.store)
+                                f"started with other inputs, model or options; {again}")
+        try:
+            self.sink = OmeZarrSink(self.output, self.info, self.spec.options.tile,
+                                    partial=self.store)
+        except Exception as err:  # a damaged store of an interrupted job (a full disk: OSError)
+            if not self.resumed or (isinstance(err, OSError) and err.errno is not None):
+                raise
+            raise UtomError(f"{self.output}: the interrupted job's store {self.store.name} is "
+                            f"damaged ({first_line(err)}); {again}") from None
         if not (self.store / JOB_FILE).exists():
             try:
                 write_json(self.store / JOB_FILE, self.identity)
@@ -161,7 +160,7 @@ class FileJob:
         for plane in indices:
             grid = planes.grid(self.info.plane_shape)
             with planes.statistics(plane_reader(source, plane), grid):
-                statistics = recorded_statistics(model.generator)
+                statistics = recorded_statistics(planes.runner)
             jobs.append(PlaneJob(str(self.image.resolve()), plane, self.info.plane_shape,
                                  statistics))
         return jobs
@@ -203,11 +202,12 @@ class FileJob:
             _copy(self.array, self.info, self.output, self.spec.options.tile, self.overwrite,
                   self.formats)
             remove(self.store)
-            return
-        self.sink.finish(pool)
-        remove(self.store / MARKS)
-        remove(self.store / JOB_FILE)
-        move_into_place(self.store, self.output, self.overwrite)
+        else:
+            self.sink.finish(pool)
+            remove(self.store / MARKS)
+            remove(self.store / JOB_FILE)
+            commit_output(self.store, self.output, self.overwrite, "ome-zarr")
+        record_finished(self.output, self.identity)
 
 
 def _copy(array: Any, info: Any, output: Path, chunk: int, overwrite: bool,
@@ -242,7 +242,13 @@ def predict_on_cluster(sources: list[ImageSource], outputs: list[Path], predicto
     jobs: list[FileJob] = []
     try:
         for source, output in zip(sources, outputs, strict=True):
+            if resume and not overwrite and finished(output, job_identity(
+                    source.path, predictor.output_info(source), spec, model)):
+                _say(f"{output}: finished by this job before; skipped")
+                continue
             jobs.append(FileJob(source, output, predictor, spec, resume, overwrite))
+        if not jobs:  # every output finished before: no cluster to start
+            return
         planes = PlanePredictor(model.generator, model.source_norm, spec.options)
         with connect(scheduler) as client:
             order, tag = itertools.count(), uuid.uuid4().hex[:8]

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from utom_core.errors import DiskError
+from utom_core.errors import DiskError, UtomError
+from utom_core.inference.fidelity import fidelity_path
 from utom_core.inference.predictor import Predictor
 from utom_core.io import FormatTable, can_write, image_stem, open_image, writer_for
 from utom_core.io.base import ImageInfo, ImageSink, ImageSource
+from utom_core.io.replaceable import check_replaceable
 from utom_core.progress import LoopProgress
 
 FORMAT_SUFFIXES = {"tiff": ".tif", "zarr": ".ome.zarr", "ome-tiff": ".ome.tif"}
@@ -123,15 +125,22 @@ def _not_the_output(err: OSError, image: Path, output: Path) -> DiskError:
 def write_prediction(predictor: Predictor, source: ImageSource, output: Path,
                      overwrite: bool = False, show_progress: bool = True) -> None:
     """Predict an open input into a temporary output that is moved into place only when
-    complete (replacing what is at ``output`` by then only with ``overwrite``)."""
+    complete (replacing what is at ``output`` by then only with ``overwrite``); with the
+    predictor's ``fidelity``, its map goes beside it (``fidelity_path``)."""
     created = []
+    sibling = fidelity_path(output, predictor.formats) if predictor.options.fidelity else None
+    if sibling is not None and sibling.exists() and not overwrite:
+        raise UtomError(f"{sibling} already exists (use --overwrite to replace it)")
+    for path in (output, *([sibling] if sibling is not None else [])) if overwrite else ():
+        # only what utom writes there, refused before any tile for every caller (CLI, napari…)
+        check_replaceable(path, writer_for(path, formats=predictor.formats).name)
 
-    def create(info: ImageInfo) -> _OutputSink:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        writer = writer_for(output, formats=predictor.formats)
-        created.append(_OutputSink(writer.create(output, info, chunk=predictor.options.tile),
-                                   output))
-        return created[0]
+    def create(info: ImageInfo, path: Path = output) -> _OutputSink:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = writer_for(path, formats=predictor.formats)
+        created.append(_OutputSink(writer.create(path, info, chunk=predictor.options.tile),
+                                   path))
+        return created[-1]
 
     progress = LoopProgress(f"predicting {source.path.name}", None, unit="tile",
                             show=show_progress)
@@ -145,7 +154,9 @@ def write_prediction(predictor: Predictor, source: ImageSource, output: Path,
 
     try:
         with progress.shown():  # a failing commit clears the bar like any failure
-            predictor.predict(source, create, advance, replace=overwrite)
+            predictor.predict(source, create, advance, replace=overwrite,
+                              create_fidelity=None if sibling is None
+                              else lambda info: create(info, sibling))
     except OSError as err:  # not the output's (those are DiskErrors by now)
         if not created:
             raise

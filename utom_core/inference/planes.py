@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -30,9 +30,15 @@ import torch
 from utom_core.domain import Normalisation
 from utom_core.errors import InputError
 from utom_core.inference.tiling import Stitch, Stitcher, TileGrid, pad_to, padded_length
+from utom_core.inference.view_statistics import (
+    Statistics,
+    instance_norms,
+    statistics_per_view,
+    use_statistics,
+)
+from utom_core.inference.views import dihedral
 from utom_core.io.base import ImageSource
 from utom_core.networks.base import Generator
-from utom_core.networks.norm import frozen_norm_statistics
 
 Reader = Callable[[slice, slice], np.ndarray]
 """Raw pixels (C, rows, cols) of one 2D plane."""
@@ -40,6 +46,9 @@ Writer = Callable[[slice, slice, np.ndarray], None]
 """Receives (rows, columns, (C, rows, columns)) of one plane once final, in [-1, 1]."""
 Progress = Callable[[int, int, int], None]
 """(tiles just done, total tiles, output pixels just done)."""
+Fidelity = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""(inputs, the views' mean prediction, their mean square) → (N, 1, H, W) fidelity map
+(``inference.fidelity``)."""
 
 
 class Norm(StrEnum):
@@ -71,26 +80,52 @@ class TileOptions:
     pixels. None: 4 × ``tile``²."""
     channels_last: bool = False
     """Run convolutions in channels-last memory layout (faster on some hardware)."""
+    views: int = 1
+    """Flips and rotations each tile is predicted under, undone and averaged (1, 2, 4, 8:
+    ``inference.views``)."""
+    axial: bool = False
+    """The planes are XZ/YZ: only views that keep the axial (row) direction (8 become 4)."""
 
 
 class TileRunner:
     """Runs batches of normalised tiles through the generator on its device."""
 
-    def __init__(self, generator: Generator, options: TileOptions) -> None:
-        self.generator, self.options = generator, options
+    def __init__(self, generator: Generator, options: TileOptions,
+                 fidelity: Fidelity | None = None) -> None:
+        self.generator, self.options, self.fidelity = generator, options, fidelity
+        self.views = dihedral(options.views, options.axial)
+        self.norms = instance_norms(generator)
+        self.frozen: list[Statistics] | None = None
+        """Each view's frozen norm statistics, while a tiled plane is predicted."""
         parameter = next(generator.parameters(), None)
         self.device = parameter.device if parameter is not None else torch.device("cpu")
         if options.channels_last:
             generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stub lacks it
 
     def tensor(self, array: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+        return self._layout(torch.from_numpy(np.ascontiguousarray(array)).to(self.device))
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.options.channels_last else x
 
     def __call__(self, tiles: list[np.ndarray]) -> np.ndarray:
-        """Predictions (N, C_out, th, tw) of one batch of normalised tiles (C, th, tw)."""
+        """Predictions (N, C_out, th, tw) of one batch of normalised tiles (C, th, tw): the
+        mean over the views, one view at a time (memory of one forward pass), summed in
+        float64 so that 2, 4 or 8 equal predictions average to exactly themselves. With
+        ``fidelity``, its map is one more channel."""
         with torch.inference_mode():
-            return self.generator(self.tensor(np.stack(tiles))).float().cpu().numpy()
+            x = self.tensor(np.stack(tiles))
+            total = squares = torch.zeros((), dtype=torch.float64, device=self.device)
+            for i, view in enumerate(self.views):
+                if self.frozen is not None:
+                    use_statistics(self.norms, self.frozen[i])
+                y = view.undo(self.generator(self._layout(view.apply(x)))).double()
+                total = total + y
+                squares = squares + y**2 if self.fidelity is not None else squares
+            mean = total / len(self.views)
+            if self.fidelity is not None:
+                mean = torch.cat([mean, self.fidelity(x, mean, squares / len(self.views))], 1)
+            return mean.float().cpu().numpy()
 
 
 def check_channels(source: ImageSource, generator: Generator) -> None:
@@ -119,9 +154,9 @@ class PlanePredictor:
     """Predicts 2D planes given as lazy readers, streaming finished rows to a writer."""
 
     def __init__(self, generator: Generator, source_norm: Normalisation, options: TileOptions,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, fidelity: Fidelity | None = None) -> None:
         self.generator, self.source_norm, self.options = generator, source_norm, options
-        self.runner = TileRunner(generator, options)
+        self.runner = TileRunner(generator, options, fidelity)
         self.progress = progress or (lambda tiles, total, pixels: None)
         self.total = 0
         self.max_pixels = options.max_pixels or 4 * options.tile**2
@@ -146,8 +181,19 @@ class PlanePredictor:
         crops = [pad_to(read(rows, cols), padded_length(rows.stop - rows.start, multiple),
                         padded_length(cols.stop - cols.start, multiple))
                  for rows, cols in windows]
-        reference = self.source_norm.apply(np.stack(crops), channel_axis=1)
-        return frozen_norm_statistics(self.generator, self.runner.tensor(reference))
+        return self._per_view(
+            self.runner.tensor(self.source_norm.apply(np.stack(crops), channel_axis=1)))
+
+    @contextlib.contextmanager
+    def _per_view(self, reference: torch.Tensor) -> Iterator[None]:
+        """Each view's statistics of ``reference``, held by the runner for the plane's tiles
+        (and recorded from it for the workers of a cluster: ``blocks``)."""
+        with statistics_per_view(self.generator, reference, self.runner.views) as frozen:
+            self.runner.frozen = frozen
+            try:
+                yield
+            finally:
+                self.runner.frozen = None
 
     def predict_batch(self, read: Reader, grid: TileGrid, row: int, first: int) -> np.ndarray:
         """Predictions (N, C, th, tw) of tiles ``first``… (one batch) of tile row ``row``,
@@ -160,9 +206,12 @@ class PlanePredictor:
         return self.runner([self.source_norm.apply(raw[:, :, c.start - x0:c.stop - x0])
                             for c in cols])
 
-    def __call__(self, read: Reader, shape: tuple[int, int], write: Writer) -> None:
+    def __call__(self, read: Reader, shape: tuple[int, int], write: Writer,
+                 write_fidelity: Writer | None = None) -> None:
+        """Predict one plane; with a ``fidelity`` map, its rows go to ``write_fidelity``."""
         grid = self.grid(shape)
-        stitcher = Stitcher(grid, self.generator.out_channels)
+        extra = self.runner.fidelity is not None
+        stitcher = Stitcher(grid, self.generator.out_channels + extra)
         with self.statistics(read, grid):
             for row in range(len(grid.rows)):
                 for first in range(0, len(grid.cols), self.options.batch):
@@ -171,7 +220,10 @@ class PlanePredictor:
                         stitcher.add(col, tile)
                 finished = stitcher.end_row()
                 if finished is not None:
-                    self._write(write, *finished)
+                    rows, data = finished
+                    self._write(write, rows, data[:-1] if extra else data)
+                    if write_fidelity is not None:
+                        self._write(write_fidelity, rows, data[-1:])
                 self.progress(len(grid.cols), self.total,
                               0 if finished is None else finished[1].shape[1] * grid.shape[1])
 

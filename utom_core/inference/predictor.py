@@ -16,9 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from utom_core.data.images import check_planes
+from utom_core.errors import UtomError
+from utom_core.inference.fidelity import FidelityTerms
 from utom_core.inference.halo import PAPER_OVERLAP, auto_overlap
 from utom_core.inference.planes import Norm, PlanePredictor, Progress, TileOptions, check_channels
 from utom_core.inference.tiling import Stitch
+from utom_core.inference.views import DEFAULT_VIEWS
 from utom_core.inference.volumes import predict_checked
 from utom_core.io import FormatTable, ImageInfo, ImageSink, ImageSource, open_image
 from utom_core.task import Slicing
@@ -38,6 +41,10 @@ class PredictOptions:
     norm: Norm = Norm.image
     batch: int | None = None
     """Tiles per forward pass; None: 1 on CPU (measured fastest), 4 on CUDA."""
+    views: int = DEFAULT_VIEWS
+    """Flips and rotations averaged (1, 2, 4, 8; XZ/YZ planes at most 4): ``inference.views``."""
+    fidelity: bool = False
+    """Write a fidelity map beside each prediction (``inference.fidelity``)."""
 
 
 def output_info(info: ImageInfo, channels: int, dtype: np.dtype | str) -> ImageInfo:
@@ -63,10 +70,13 @@ class Predictor:
         cuda = parameter is not None and parameter.device.type == "cuda"
         self._tiles = TileOptions(tile=options.tile, stitch=options.stitch, norm=options.norm,
                                   batch=options.batch or (4 if cuda else 1),
+                                  views=options.views, axial=model.slicing is Slicing.xz_yz,
                                   overlap=PAPER_OVERLAP if options.overlap is None
                                   else options.overlap)
         self._overlap_known = options.overlap is not None
         self._checked: dict[int, ImageSource] = {}
+        if options.fidelity and model.slicing is Slicing.xz_yz:
+            raise UtomError("--fidelity: not available for models of XZ/YZ planes (isotropic)")
 
     def open(self, path: Path) -> ImageSource:
         """``path`` opened lazily with this predictor's formats (the caller closes it)."""
@@ -102,19 +112,27 @@ class Predictor:
         return self._tiles
 
     def predict(self, source: ImageSource, create_sink: Callable[[ImageInfo], ImageSink],
-                progress: Progress | None = None, replace: bool = False) -> None:
+                progress: Progress | None = None, replace: bool = False,
+                create_fidelity: Callable[[ImageInfo], ImageSink] | None = None) -> None:
         """Check ``source``, create its output with ``create_sink(output info)``, predict it
         tile row by tile row and commit (replacing what is there by then only with
-        ``replace``); on any failure the output is aborted, leaving nothing."""
+        ``replace``); on any failure the output is aborted, leaving nothing. With
+        ``create_fidelity``, the fidelity map (float32, one channel) is written too and
+        committed just before the prediction."""
         info = self.output_info(source)
         del self._checked[id(source)]  # its last use: predicting it again checks it again
         options = self.tile_options([source])
-        sink = create_sink(info)
+        sinks = [create_sink(info)]
         try:
+            if create_fidelity is not None:
+                sinks.append(create_fidelity(output_info(source.info, 1, "float32")))
             model = self.model
-            predict_checked(source, model.generator, model.source_norm, model.target_norm, sink,
-                            options, model.slicing, progress)
-            sink.commit(replace=replace)
+            fidelity = (FidelityTerms.of(model), sinks[1]) if len(sinks) > 1 else None
+            predict_checked(source, model.generator, model.source_norm, model.target_norm,
+                            sinks[0], options, model.slicing, progress, fidelity)
+            for sink in reversed(sinks):
+                sink.commit(replace=replace)
         except BaseException:
-            sink.abort()
+            for sink in sinks:
+                sink.abort()
             raise

@@ -3,6 +3,7 @@ YZ planes averaged (isotropic restoration, the XZ pass kept in a scratch OME-Zar
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,13 @@ import numpy as np
 import zarr
 
 from utom_core.domain import Normalisation
-from utom_core.inference.planes import PlanePredictor, Progress, TileOptions, check_channels
+from utom_core.inference.planes import (
+    Fidelity,
+    PlanePredictor,
+    Progress,
+    TileOptions,
+    check_channels,
+)
 from utom_core.io.base import ImageSink, ImageSource
 from utom_core.io.omezarr import write_by_chunk
 from utom_core.networks.base import Generator
@@ -34,23 +41,32 @@ def predict_image(source: ImageSource, generator: Generator, source_norm: Normal
 def predict_checked(source: ImageSource, generator: Generator, source_norm: Normalisation,
                     target_norm: Normalisation, sink: ImageSink,
                     options: TileOptions | None = None, slicing: Slicing = Slicing.xy,
-                    progress: Progress | None = None) -> None:
+                    progress: Progress | None = None,
+                    fidelity: tuple[Fidelity, ImageSink] | None = None) -> None:
     """``predict_image`` for a source already checked (``Predictor`` checks every input once,
-    before any output exists)."""
-    predictor = PlanePredictor(generator, source_norm, options or TileOptions(), progress)
+    before any output exists). XZ/YZ planes are predicted under axis-keeping views only.
+    ``fidelity``: its map is written to the sink given with it (2D images and XY planes)."""
+    options = options or TileOptions()
+    if slicing is Slicing.xz_yz and not options.axial:
+        options = dataclasses.replace(options, axial=True)
+    terms, extra = fidelity if fidelity is not None else (None, None)
+    predictor = PlanePredictor(generator, source_norm, options, progress, terms)
     shape = source.info.shape
     if len(shape) == 3:
         predictor.plan(shape[1:])
         predictor(lambda ys, xs: source.read((ys, xs)), shape[1:],
-                  lambda ys, xs, data: sink.write((ys, xs), target_norm.invert(data)))
+                  lambda ys, xs, data: sink.write((ys, xs), target_norm.invert(data)),
+                  None if extra is None else lambda ys, xs, data: extra.write((ys, xs), data))
     elif slicing is Slicing.xz_yz:
+        if extra is not None:
+            raise ValueError("fidelity maps of XZ/YZ planes are not supported")
         _predict_xz_yz(source, predictor, target_norm, sink)
     else:
-        _predict_xy(source, predictor, target_norm, sink)
+        _predict_xy(source, predictor, target_norm, sink, extra)
 
 
 def _predict_xy(source: ImageSource, predictor: PlanePredictor, target_norm: Normalisation,
-                sink: ImageSink) -> None:
+                sink: ImageSink, extra: ImageSink | None = None) -> None:
     _, depth, height, width = source.info.shape
     predictor.plan((height, width), depth)
     for z in range(depth):
@@ -62,7 +78,11 @@ def _predict_xy(source: ImageSource, predictor: PlanePredictor, target_norm: Nor
         def write(ys: slice, xs: slice, data: np.ndarray, p: slice = plane) -> None:
             sink.write((p, ys, xs), target_norm.invert(data)[:, None])
 
-        predictor(read, (height, width), write)
+        def write_extra(ys: slice, xs: slice, data: np.ndarray, p: slice = plane) -> None:
+            assert extra is not None
+            extra.write((p, ys, xs), data[:, None])
+
+        predictor(read, (height, width), write, None if extra is None else write_extra)
 
 
 SLAB = 64

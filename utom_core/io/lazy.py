@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from utom_core.console import console
 from utom_core.errors import InputError
 from utom_core.io.base import ImageInfo
+from utom_core.io.units import usable
 
 CHANNEL_AXES = "CS"
 """File axes that hold channels (S: samples of an RGB pixel)."""
@@ -99,6 +101,9 @@ class ArraySource:
         else:
             pixel_size = {k: v for k, v in pixel_size.items() if k != "z"}
         stack = tuple((axes[i], int(array.shape[i])) for i in self._stack)
+        pixel_size, dropped = usable(pixel_size)
+        for note in dropped:
+            console.print(f"note: {path}: {note}", soft_wrap=True)
         self.info = ImageInfo((channels, *spatial), np.dtype(array.dtype), pixel_size, unit,
                               stack)
 

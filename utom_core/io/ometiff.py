@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from utom_core.io.atomic import move_into_place, remove, temporary_sibling
+from utom_core.io.atomic import remove, temporary_sibling
 from utom_core.io.base import ImageInfo
 from utom_core.io.omezarr import OmeZarrSink
+from utom_core.io.replaceable import commit_output
 from utom_core.io.tifflayout import FileLayout, tiff_metadata
 
 TILED_FROM_PIXELS = 4096 * 4096
@@ -54,7 +55,7 @@ class TiledTiffSink:
         try:
             levels = self.scratch.pyramid() if self.ome else 1
             self._write_tiff(levels)
-            move_into_place(self.partial, self.path, replace)
+            commit_output(self.partial, self.path, replace, "tiff")
         finally:
             self.scratch.abort()
 

@@ -18,7 +18,7 @@ import numpy as np
 import zarr
 
 from utom_core.errors import DiskError, InputError
-from utom_core.io.atomic import move_into_place, remove, temporary_sibling
+from utom_core.io.atomic import remove, temporary_sibling
 from utom_core.io.base import ImageInfo
 from utom_core.io.lazy import ArraySource, check_fits_memory
 from utom_core.io.pyramid import (
@@ -31,7 +31,8 @@ from utom_core.io.pyramid import (
     pool_block,
     windows,
 )
-from utom_core.io.units import micrometers
+from utom_core.io.replaceable import commit_output
+from utom_core.io.units import micrometers, usable
 
 zarr.config.set({"array.write_empty_chunks": True})
 """Every chunk is stored, also all-zero ones, however an array is opened (the runtime config
@@ -61,6 +62,14 @@ def _array(group: zarr.Group, name: str) -> zarr.Array:
     return member
 
 
+def _full_resolution(group: zarr.Group, datasets: list[dict[str, Any]]
+                     ) -> tuple[dict[str, Any], zarr.Array]:
+    """The largest level: the spec lists it first, but a writer that lists levels coarse-first
+    must not have its thumbnail predicted."""
+    levels = [(dataset, _array(group, dataset["path"])) for dataset in datasets]
+    return max(levels, key=lambda level: math.prod(level[1].shape))
+
+
 def _scale(transforms: list[dict[str, Any]], n: int) -> list[float]:
     scale = [1.0] * n
     for transform in transforms:
@@ -69,19 +78,25 @@ def _scale(transforms: list[dict[str, Any]], n: int) -> list[float]:
     return scale
 
 
-def _check_complete(path: Path, array: zarr.Array, name: str) -> None:
+def check_complete(path: Path, array: zarr.Array, name: str) -> None:
     """Refuse a store with chunks missing: zarr would silently read them as the fill value.
 
     An interrupted copy or download looks exactly like that; utom writes every chunk, so its
     own outputs always pass. (Stores written with empty chunks omitted are refused too.)
     """
     try:
-        stored, total = array.nchunks_initialized, array.nchunks
+        if array.shards:  # zarr counts each stored shard as all its chunks, also an edge shard
+            # whose chunks lie partly outside the image: count the shards
+            per_shard = math.prod(s // c for s, c in zip(array.shards, array.chunks, strict=True))
+            stored, unit = array.nchunks_initialized // per_shard, "shards"
+            total = math.prod(-(-n // s) for n, s in zip(array.shape, array.shards, strict=True))
+        else:
+            stored, total, unit = array.nchunks_initialized, array.nchunks, "chunks"
     except Exception as err:
         raise InputError(path, f"cannot list the chunks of array {name!r} "
                                f"({type(err).__name__}: {err})") from None
     if stored < total:
-        raise InputError(path, f"{total - stored} of {total} chunks of array {name!r} are "
+        raise InputError(path, f"{total - stored} of {total} {unit} of array {name!r} are "
                                "missing (an incomplete copy?); they would read as "
                                f"{array.fill_value}, so the image is refused")
 
@@ -93,14 +108,13 @@ class OmeZarrSource(ArraySource):
         meta, group = _multiscale(path)
         try:
             axes = meta["axes"]
-            dataset = meta["datasets"][0]
-            array = _array(group, dataset["path"])
+            dataset, array = _full_resolution(group, meta["datasets"])
             scale = _scale(meta.get("coordinateTransformations", []), len(axes))
             level = _scale(dataset.get("coordinateTransformations", []), len(axes))
         except Exception as err:
             raise InputError(path, f"invalid OME-Zarr metadata ({type(err).__name__}: {err})"
                              ) from None
-        _check_complete(path, array, dataset["path"])
+        check_complete(path, array, dataset["path"])
         check_fits_memory(path, math.prod(array.chunks) * array.dtype.itemsize,
                           f"each chunk ({' × '.join(map(str, array.chunks))} values)")
         axes = [a if isinstance(a, dict) else {"name": str(a)} for a in axes]  # 0.3: names only
@@ -110,7 +124,7 @@ class OmeZarrSource(ArraySource):
         pixel_size = {}
         for name, axis, s0, s1 in zip(names, axes, scale, level, strict=True):
             size = micrometers(s0 * s1, axis.get("unit")) if name in ("z", "y", "x") else None
-            if size:
+            if size is not None:
                 pixel_size[name] = size
         super().__init__(path, array, letters, pixel_size)
 
@@ -196,7 +210,7 @@ class OmeZarrSink:
         return self.group.create_array(str(level), shape=shape, dtype=self.info.dtype,
                                        chunks=chunks, shards=shards, fill_value=0,
                                        dimension_names=self.names, overwrite=True,
-                                       config={"write_empty_chunks": True})  # see _check_complete
+                                       config={"write_empty_chunks": True})  # see check_complete
 
     def write(self, region: tuple[slice, ...], data: np.ndarray) -> None:
         write_by_chunk(self._level0, (slice(None), *region), data)
@@ -218,7 +232,7 @@ class OmeZarrSink:
         return len(shapes)
 
     def _attributes(self, levels: int) -> dict[str, Any]:
-        size = self.info.pixel_size
+        size, _ = usable(self.info.pixel_size)  # an ImageInfo made by hand is not checked
         axes = []
         for name in self.names:
             axis = {"name": name, "type": AXIS_TYPES[name]}
@@ -257,7 +271,7 @@ class OmeZarrSink:
 
     def commit(self, replace: bool = False) -> None:
         self.finish()
-        move_into_place(self.partial, self.path, replace)
+        commit_output(self.partial, self.path, replace, "ome-zarr")
 
     def abort(self) -> None:
         remove(self.partial)

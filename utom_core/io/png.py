@@ -10,9 +10,10 @@ import numpy as np
 from PIL import Image
 
 from utom_core.errors import InputError, UtomError
-from utom_core.io.atomic import move_into_place, remove, temporary_sibling
+from utom_core.io.atomic import remove, temporary_sibling
 from utom_core.io.base import ImageInfo
 from utom_core.io.lazy import check_fits_memory
+from utom_core.io.replaceable import commit_output
 
 MAX_PIXELS = 2**26
 """Largest PNG written (64 MP): bigger outputs belong in TIFF or OME-Zarr."""
@@ -88,7 +89,7 @@ class PngSink:
     def commit(self, replace: bool = False) -> None:
         image = self._data[0] if self._data.shape[0] == 1 else np.moveaxis(self._data, 0, -1)
         Image.fromarray(image).save(self.partial, format="PNG")
-        move_into_place(self.partial, self.path, replace)
+        commit_output(self.partial, self.path, replace, "png")
 
     def abort(self) -> None:
         remove(self.partial)

@@ -17,12 +17,13 @@ import tifffile
 import zarr
 
 from utom_core.errors import DiskError, InputError
-from utom_core.io.atomic import move_into_place, remove, temporary_sibling
+from utom_core.io.atomic import remove, temporary_sibling
 from utom_core.io.base import ImageInfo, ImageSink
 from utom_core.io.lazy import ArraySource, check_fits_memory
 from utom_core.io.regions import FileRegions
+from utom_core.io.replaceable import commit_output
 from utom_core.io.tifflayout import IMAGEJ_DTYPES, IMAGEJ_MAX_BYTES, FileLayout, tiff_metadata
-from utom_core.io.units import micrometers
+from utom_core.io.units import micrometers, number
 
 RESOLUTION_UNITS = {2: "inch", 3: "centimeter"}
 
@@ -52,9 +53,9 @@ def _ome_pixel_size(xml: str) -> dict[str, float]:
         return sizes
     for axis in ("x", "y", "z"):
         value = pixels.get(f"PhysicalSize{axis.upper()}")
-        size = micrometers(float(value), pixels.get(f"PhysicalSize{axis.upper()}Unit", "µm")
-                            ) if value else None
-        if size:
+        size = micrometers(number(value), pixels.get(f"PhysicalSize{axis.upper()}Unit", "µm")
+                           ) if value is not None else None
+        if size is not None:
             sizes[axis] = size
     return sizes
 
@@ -73,8 +74,8 @@ def _pixel_size(tf: tifffile.TiffFile) -> dict[str, float]:
     rx, ry = page.resolution
     sizes: dict[str, float | None] = {axis: micrometers(1.0 / r, unit) if r else None
                                       for axis, r in (("x", rx), ("y", ry))}
-    sizes["z"] = micrometers(float(ij["spacing"]), unit) if "spacing" in ij else None
-    return {axis: size for axis, size in sizes.items() if size}
+    sizes["z"] = micrometers(number(ij["spacing"]), unit) if "spacing" in ij else None
+    return {axis: size for axis, size in sizes.items() if size is not None}
 
 
 def _open_array(path: Path, tf: tifffile.TiffFile, series: tifffile.TiffPageSeries):
@@ -203,7 +204,7 @@ class TiffSink:
         self._array[index] = np.transpose(data if self._has_channels else data[0], self._order)
 
     def commit(self, replace: bool = False) -> None:
-        move_into_place(self.partial, self.path, replace)
+        commit_output(self.partial, self.path, replace, "tiff")
 
     def abort(self) -> None:
         remove(self.partial)

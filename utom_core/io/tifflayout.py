@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from utom_core.io.base import ImageInfo
+from utom_core.io.units import usable
 
 IMAGEJ_DTYPES = (np.dtype("uint8"), np.dtype("uint16"), np.dtype("float32"))
 IMAGEJ_MAX_BYTES = 2**32 - 2**25
@@ -74,7 +75,7 @@ class FileLayout:
 
 def tiff_metadata(info: ImageInfo, axes: str, style: str) -> dict[str, Any]:
     """tifffile keyword arguments carrying axes and pixel size for an OME, ImageJ or plain TIFF."""
-    size = info.pixel_size
+    size, _ = usable(info.pixel_size)  # an ImageInfo made by hand is not checked as read
     metadata: dict[str, Any] = {"axes": axes}
     kwargs: dict[str, Any] = {"ome": True, "bigtiff": True} if style == "ome" else (
         {"imagej": True} if style == "imagej" else {"bigtiff": True})  # tiled: see io.ometiff

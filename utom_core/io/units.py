@@ -13,6 +13,25 @@ MICROMETERS_PER_UNIT = {
 
 
 def micrometers(value: float, unit: str | None) -> float | None:
-    """``value`` in ``unit`` as micrometers; None for unknown units or meaningless values."""
+    """``value`` in ``unit`` as micrometers (also a meaningless one, which ``usable`` drops
+    with a note); None for unknown units."""
     factor = MICROMETERS_PER_UNIT.get((unit or "").strip().lower())
-    return None if factor is None or not value or not math.isfinite(value) else value * factor
+    return None if factor is None else value * factor
+
+
+def number(text: object) -> float:
+    """A metadata value as a float; NaN for text that is not a number (dropped by ``usable``)."""
+    try:
+        return float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+
+
+def usable(sizes: dict[str, float]) -> tuple[dict[str, float], list[str]]:
+    """The pixel sizes that are positive finite lengths, and notes naming the others: a size of
+    0, below 0 or NaN in a file's metadata is a writer's mistake that must not reach an output
+    (OME-XML requires positive sizes) nor a division."""
+    kept = {axis: size for axis, size in sizes.items() if math.isfinite(size) and size > 0}
+    dropped = [f"pixel size {axis} = {size:g} µm is not a positive length; left out"
+               for axis, size in sizes.items() if axis not in kept]
+    return kept, dropped

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,9 @@ from utom_core.networks.base import Generator
 
 GeneratorFactory = Callable[[int, int], Generator]
 """Builds the run's registered generator architecture for (in, out) channels."""
+SALIENCY_SETTINGS = frozenset({"rho0", "images_per_epoch", "rho_decay_fraction",
+                               "saliency_variant"})
+"""The core settings of the saliency term and its ρ schedule: unused by a method without it."""
 
 
 @dataclass
@@ -72,6 +75,10 @@ class Method:
     settings_model: type[BaseModel] | None = None
     """The method's own settings: a pydantic model (``extra="forbid"``, a default for every
     field) that ``TrainConfig.method_settings`` is validated by; None: the method has none."""
+    ignores: frozenset[str] = frozenset()
+    """Core settings (``TrainConfig`` fields) the method never uses; see ``unused_settings``."""
+    setting_notes: Mapping[str, str] = {}
+    """What a core setting does in this method where its name says otherwise (the report)."""
 
     def __init__(self, **attributes: Any) -> None:
         for key, value in attributes.items():
@@ -83,6 +90,12 @@ class Method:
         """Why the method cannot train a task mapping ``channels`` (A, B) under ``cfg``, or
         None; ``utom bench`` reports it as "not applicable", training refuses it."""
         return None
+
+    def unused_settings(self, cfg: TrainConfig) -> frozenset[str]:
+        """The core settings the method ignores under ``cfg`` (``ignores``, and those ``cfg``
+        turns off), so that the report leaves them out and the log has no ρ where "rho0" is
+        among them."""
+        return self.ignores
 
     def settings(self, cfg: TrainConfig, source: str = "settings") -> BaseModel | None:
         """``cfg.method_settings`` as ``settings_model`` reads them, defaults filled in;
@@ -112,7 +125,8 @@ class TrainingMethod(Method, ABC):
     so per-run state lives in the modules ``build`` returns."""
 
     loss_terms: tuple[str, ...]
-    """The terms ``step`` returns, in log order; "generator" is the total G objective."""
+    """The terms ``step`` returns, in log order; "generator" is the total G objective. Only
+    those the method has: the log, the progress line and the loss curves show each."""
 
     @abstractmethod
     def build(self, cfg: TrainConfig, channels: tuple[int, int],

@@ -25,6 +25,7 @@ from torch import nn
 
 from utom_core.config import TrainConfig
 from utom_core.methods.base import (
+    SALIENCY_SETTINGS,
     GeneratorFactory,
     StepContext,
     StepNetworks,
@@ -59,7 +60,6 @@ class FastCUTSettings(PatchNCESettings):
 
 
 class ContrastiveMethod(TrainingMethod):
-    loss_terms = CUT_TERMS
     two_sided = False
     source = ("Park, Efros, Zhang, Zhu, ECCV 2020 (CUT, FastCUT; defaults of their "
               "BSD-licensed code: λ_GAN 1, 256 patches, τ 0.07, LSGAN, no image pool)")
@@ -69,6 +69,16 @@ class ContrastiveMethod(TrainingMethod):
         self.name, self.summary = name, summary
         self.settings_model, self.nce_identity = settings_model, nce_identity
         self.flip_equivariance, self.saliency = flip_equivariance, saliency
+        self.loss_terms = tuple(term for term in CUT_TERMS
+                                if (saliency or term != "saliency_a")
+                                and (nce_identity or term != "nce_b"))
+        if saliency:
+            self.setting_notes = {"lambda_cycle": "weights the saliency term, λρ; no cycle loss"}
+
+    def unused_settings(self, cfg: TrainConfig) -> frozenset[str]:
+        """No F, no cycle, no image pool; λ and the ρ schedule only with the saliency term."""
+        unused = {"identity", "lambda_identity", "pool_size"}
+        return frozenset(unused if self.saliency else unused | SALIENCY_SETTINGS | {"lambda_cycle"})
 
     def settings(self, cfg: TrainConfig, source: str = "settings") -> PatchNCESettings:
         settings = super().settings(cfg, source)

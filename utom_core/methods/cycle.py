@@ -14,6 +14,7 @@ from torch import nn
 
 from utom_core.config import TrainConfig
 from utom_core.methods.base import (
+    SALIENCY_SETTINGS,
     GeneratorFactory,
     StepContext,
     StepNetworks,
@@ -25,16 +26,27 @@ from utom_core.networks import PatchGAN
 
 
 class CycleMethod(TrainingMethod):
-    loss_terms = CYCLE_TERMS
     source = "Zhu et al., ICCV 2017 (CycleGAN); Li et al., Light Sci. Appl. 10:60, 2021 (UTOM)"
 
     def __init__(self, name: str, summary: str, saliency: bool,
                  identity: Literal["never", "setting", "always"]) -> None:
         self.name, self.summary = name, summary
         self.saliency, self.identity = saliency, identity
+        self.loss_terms = tuple(
+            term for term in CYCLE_TERMS
+            if (saliency or not term.startswith("saliency"))
+            and (identity != "never" or not term.startswith("identity")))
 
     def uses_identity(self, cfg: TrainConfig) -> bool:
         return self.identity == "always" or (self.identity == "setting" and cfg.identity)
+
+    def unused_settings(self, cfg: TrainConfig) -> frozenset[str]:
+        unused = set() if self.saliency else set(SALIENCY_SETTINGS)
+        if self.identity != "setting":  # fixed by the method
+            unused.add("identity")
+        if not self.uses_identity(cfg):
+            unused.add("lambda_identity")
+        return frozenset(unused)
 
     def not_applicable(self, cfg: TrainConfig, channels: tuple[int, int]) -> str | None:
         if self.uses_identity(cfg) and channels[0] != channels[1]:

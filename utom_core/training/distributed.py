@@ -14,6 +14,7 @@ import atexit
 import contextlib
 import datetime
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -30,6 +31,8 @@ TIMEOUT = datetime.timedelta(minutes=30)
 """How long a collective waits for the slowest rank (rank 0 writing a large checkpoint)."""
 LAST_WAIT = datetime.timedelta(minutes=2)
 """How long a finished rank waits for the others at its exit (see ``leave_together``)."""
+RANK0_ANSWER = datetime.timedelta(seconds=3)
+"""How long another rank waits for rank 0 to say that a peer died, before saying rank 0 did."""
 PEER_FAILURES = ("Connection reset by peer", "Connection closed by peer", "Broken pipe",
                  "NCCL communicator was aborted", "DistBackendError", "Socket Timeout")
 """What a collective's error says when another process of the job has died."""
@@ -181,5 +184,28 @@ def peer_failures(outcome: Callable[[], str]) -> Iterator[None]:
         said = [mark for mark in PEER_FAILURES if mark in str(err)] if joined() else []
         if not said:
             raise
+        if not _rank0_says():  # rank 0 is gone: this rank, otherwise quiet, says so
+            print(f"error: torchrun: rank 0 stopped ({said[0]}); {outcome()}", file=sys.stderr,
+                  flush=True)
         raise RankError(f"torchrun: another process of the job stopped ({said[0]}); "
                         f"{outcome()}", 1) from None
+
+
+def _rank0_says() -> bool:
+    """Whether rank 0 says how the job ended (it is rank 0, or it answers through the job's
+    store within ``RANK0_ANSWER``); the first other rank to find it gone says it instead."""
+    key = "utom/rank0-says"
+    store = dist.distributed_c10d._get_default_store()
+    if ranks().main:
+        with contextlib.suppress(Exception):
+            store.set(key, "1")
+        return True
+    try:
+        store.wait([key], RANK0_ANSWER)
+        return True
+    except Exception:  # rank 0 never answered: it is gone
+        pass
+    try:
+        return store.add("utom/rank0-gone-said", 1) > 1
+    except Exception:  # the store went with the job
+        return False

@@ -111,3 +111,23 @@ def recorded_inputs(records: list[trained.InputFile | str], option: str) -> list
                                    f"content); restore it, or {again}")
         paths.append(path)
     return paths
+
+
+def same_inputs(meta: trained.RunMeta, found: dict[str, list[trained.InputFile]]) -> None:
+    """Refuse a resume that would train on other images than the run's: the files found
+    (given again, wherever they now are, or at the recorded paths) must have the recorded
+    sizes and contents, whatever their names (records of an earlier utom hold no fingerprint)."""
+    for side, option in (("inputs_a", "--a"), ("inputs_b", "--b")):
+        records = getattr(meta, side)
+        if not records or any(isinstance(record, str) for record in records):
+            continue
+        wanted = sorted((record.size, record.head_sha256) for record in records)
+        files = found[side]
+        if len(files) != len(wanted):
+            raise UtomError(f"{option}: gives {len(files)} image(s); the run trained on "
+                            f"{len(wanted)}; give the run's own images to resume it")
+        for file in files:
+            if (file.size, file.head_sha256) not in wanted:
+                raise InputError(file.path, f"not an image the run trained on ({option}: its "
+                                            "size or content differs from every recorded one); "
+                                            "give the run's own images to resume it")

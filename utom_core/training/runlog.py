@@ -12,8 +12,9 @@ from utom_core import trained
 from utom_core.console import is_main_process
 from utom_core.io.atomic import write_text
 
-Row = tuple[int, float, float, torch.Tensor]
-"""(iteration, ρ, learning rate, loss terms on the device) of one iteration."""
+Row = tuple[int, float | None, float, torch.Tensor]
+"""(iteration, ρ (None: the method has no saliency term), learning rate, loss terms on the
+device) of one iteration."""
 
 
 def append_rows(run_dir: Path, rows: list[Row], names: tuple[str, ...]) -> dict[str, float]:
@@ -25,7 +26,9 @@ def append_rows(run_dir: Path, rows: list[Row], names: tuple[str, ...]) -> dict[
         return dict(zip(names, values[-1], strict=True))
     lines = []
     for (iteration, rho_now, lr, _), terms in zip(rows, values, strict=True):
-        record = {"iteration": iteration, "rho": rho_now, "lr": lr}
+        record: dict[str, float] = {"iteration": iteration}
+        record |= {"rho": rho_now} if rho_now is not None else {}
+        record["lr"] = lr
         record.update(zip(names, terms, strict=True))
         lines.append(json.dumps(record))
     with open(run_dir / trained.LOG_FILE, "a") as log:
@@ -37,16 +40,17 @@ SHOWN = {"cyc": "cycle", "nce": "nce", "sal": "saliency"}
 """Progress-bar abbreviations of the paired terms a method logs (name_a + name_b)."""
 
 
-def summary(losses: dict[str, float], rho_now: float) -> str:
+def summary(losses: dict[str, float], rho_now: float | None) -> str:
     """The progress bar's loss column: G, D, and each paired term the method logs, summed
-    over its sides; ρ last."""
+    over its sides; ρ last, where the method has one."""
     def total(prefix: str) -> float:
         return sum(v for k, v in losses.items() if k.rpartition("_")[0] == prefix)
 
     parts = [f"G {losses['generator']:.3f}", f"D {total('disc'):.3f}"]
     parts += [f"{short} {total(name):.3f}" for short, name in SHOWN.items()
               if any(k.rpartition("_")[0] == name for k in losses)]
-    return " ".join(parts) + f" ρ {rho_now:.3f}"
+    parts += [f"ρ {rho_now:.3f}"] if rho_now is not None else []
+    return " ".join(parts)
 
 
 def truncate_log(run_dir: Path, iteration: int, name: str = trained.LOG_FILE) -> None:

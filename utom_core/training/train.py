@@ -19,10 +19,10 @@ from utom_core.io import FormatTable
 from utom_core.io.atomic import write_json
 from utom_core.methods import Method
 from utom_core.networks.base import GeneratorBuilder
-from utom_core.run_folders import check_run_dir, prepare_run_dir
+from utom_core.run_folders import check_run_dir, prepare_run_dir, relocated
 from utom_core.task import Task
 from utom_core.training import distributed
-from utom_core.training.meta import input_records, recorded_inputs
+from utom_core.training.meta import input_records, recorded_inputs, same_inputs
 from utom_core.training.runlog import truncate_log
 from utom_core.training.schedules import resumed_decay
 from utom_core.training.trainer import Trainer, TrainResult
@@ -50,9 +50,8 @@ def train(
                          formats=formats)
     check_run_dir(run_dir, resume, overwrite, inputs=[*(a_paths or []), *(b_paths or [])])
     if resume:
-        if val:
-            raise UtomError("--val: a resumed run validates on the images it started with")
-        trainer = _resumed(trainer_of, task, run_dir, a_paths, b_paths, iterations, changes)
+        trainer = _resumed(trainer_of, task, run_dir, a_paths, b_paths, iterations, changes,
+                           val)
     else:
         if not a_paths or not b_paths:
             raise UtomError("training needs images for both domains (--a and --b)")
@@ -78,8 +77,9 @@ def train(
 
 def _resumed(trainer_of: Callable[..., Trainer], task: Task, run_dir: Path,
              a_paths: list[Path] | None, b_paths: list[Path] | None, iterations: int | None,
-             changes: dict[str, Any] | None) -> Trainer:
-    """The trainer of the run in ``run_dir``, at its checkpoint (nothing is written yet)."""
+             changes: dict[str, Any] | None, given_val: list[ValPair] | None) -> Trainer:
+    """The trainer of the run in ``run_dir``, at its checkpoint (nothing is written yet).
+    Images given again must be the ones it trained and validates on (their fingerprints)."""
     checkpoint = run_dir / trained.CHECKPOINT_FILE
     saved, meta, state = trained.load_run(checkpoint)
     if meta.task != task.name:
@@ -88,11 +88,19 @@ def _resumed(trainer_of: Callable[..., Trainer], task: Task, run_dir: Path,
     update = {**(changes or {}), **({} if iterations is None else {"iterations": iterations})}
     saved = _resumed_config(saved, update)
     distributed.join(saved.device)
-    val = [(Path(p), None if r is None else Path(r)) for p, r in state.get("validation", [])]
-    trainer = trainer_of(task, saved, run_dir,
-                         a_paths or recorded_inputs(meta.inputs_a, "--a"),
-                         b_paths or recorded_inputs(meta.inputs_b, "--b"), meta=meta, val=val)
-    trainer.meta = meta.model_copy(update=input_records(trainer.images_a, trainer.images_b))
+    moved = relocated(run_dir)  # a run utom kept aside after an interrupted `utom run`
+    val = [(Path(moved(p)), None if r is None else Path(moved(r)))
+           for p, r in state.get("validation", [])]
+    if given_val and _absolute(given_val) != _absolute(val):
+        raise UtomError("--val: a resumed run validates on the images it started with")
+    inputs_a, inputs_b = ([record if isinstance(record, str) else record.model_copy(
+        update={"path": moved(record.path)}) for record in records]
+        for records in (meta.inputs_a, meta.inputs_b))
+    trainer = trainer_of(task, saved, run_dir, a_paths or recorded_inputs(inputs_a, "--a"),
+                         b_paths or recorded_inputs(inputs_b, "--b"), meta=meta, val=val)
+    found = input_records(trainer.images_a, trainer.images_b)
+    same_inputs(meta, found)
+    trainer.meta = meta.model_copy(update=found)
     try:
         trainer.load_state_dict(state)
     except (KeyError, RuntimeError, TypeError, ValueError) as err:
@@ -108,6 +116,10 @@ def _resumed(trainer_of: Callable[..., Trainer], task: Task, run_dir: Path,
         trainer.lr_resumed = resumed_decay(trainer.iteration, planned, saved.lr_decay_start,
                                            trainer.lr_resumed)
     return trainer
+
+
+def _absolute(pairs: list[ValPair]) -> list[tuple[Path, Path | None]]:
+    return [(Path(p).absolute(), None if r is None else Path(r).absolute()) for p, r in pairs]
 
 
 def _kept(trainer: Trainer) -> str:

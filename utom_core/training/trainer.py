@@ -252,13 +252,15 @@ class Trainer:
         end = cfg.iterations if stop_at is None else min(stop_at, cfg.iterations)
         rows: list[Row] = []
         losses: dict[str, float] = {}
+        has_rho = "rho0" not in self.method.unused_settings(cfg)
         progress = LoopProgress("training", cfg.iterations, self.iteration, unit="iteration",
                                 rate_unit="img/s", per_step=cfg.batch_size * self.ranks.world,
                                 show=show_progress)
         try:
             with progress.shown(), stop_on_signals(self):
                 while self.iteration < end and not self._stop_agreed():
-                    rho_now = rho(self.images_seen, cfg.rho0, self.meta.images_per_epoch)
+                    rho_now = (rho(self.images_seen, cfg.rho0, self.meta.images_per_epoch)
+                               if has_rho else None)
                     lr = self.lr()
                     terms = self.step()
                     rows.append((self.iteration, rho_now, lr, terms))

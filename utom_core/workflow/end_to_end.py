@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from shlex import quote
 from typing import cast
 
 import numpy as np
@@ -16,12 +18,15 @@ from utom_core import trained
 from utom_core.checkpoints import load_torch
 from utom_core.config import Budget, TrainConfig
 from utom_core.errors import Interrupted, UtomError
-from utom_core.evaluation.guide import worse_warning
+from utom_core.evaluation.guide import run_warnings
 from utom_core.evaluation.streamed import evaluate_prediction
 from utom_core.inference import PredictOptions, Predictor, predict_file
+from utom_core.inference.fidelity import LEVEL, fidelity_path, fraction_above
+from utom_core.inference.views import DEFAULT_VIEWS
 from utom_core.plugins import Resolved
 from utom_core.records import (
     BestModel,
+    FidelityRecord,
     ImageRow,
     LastModel,
     Machine,
@@ -39,7 +44,7 @@ from utom_core.run_folders import (
     output_folder,
     record_outputs,
 )
-from utom_core.task import Task, TaskData
+from utom_core.task import Slicing, Task, TaskData
 from utom_core.trained import load_model
 from utom_core.training import distributed
 from utom_core.training.supervised import train_supervised
@@ -70,11 +75,13 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
 
 def run_workflow(resolved: Resolved, cfg: TrainConfig, budget: Budget, out: Path,
                  data: TaskData | None, *, overwrite: bool = False,
-                 show_progress: bool = True, held_out: HeldOut | None = None) -> RunOutcome:
+                 show_progress: bool = True, held_out: HeldOut | None = None,
+                 views: int = DEFAULT_VIEWS) -> RunOutcome:
     """Prepare data (demo unless given), train, predict the tests, evaluate, report.
 
     ``resolved``: the task and every object ``cfg`` names (the caller resolved them up front).
     ``held_out``: test regions to cut out of the user's --a image into OUT/data first.
+    ``views``: flips and rotations each test image is predicted under (``inference.views``).
     Under torchrun rank 0 does all of it; the other ranks only train with it."""
 
     task = resolved.task
@@ -92,7 +99,7 @@ def run_workflow(resolved: Resolved, cfg: TrainConfig, budget: Budget, out: Path
         if paired:  # user_data keeps one side of any aligned pair
             raise UtomError(f"--method {cfg.method} trains on a task's demo pairs; it does not "
                             "take --a/--b")
-    with output_folder(out, overwrite):
+    with output_folder(out, overwrite, partial(_resume_command, task)):
         if data is None:
             if task.demo_data is None:
                 raise UtomError(f"task {task.name} has no demo data: give --a and --b")
@@ -109,53 +116,68 @@ def run_workflow(resolved: Resolved, cfg: TrainConfig, budget: Budget, out: Path
                                       show_progress=show_progress)
         else:
             result = _train(resolved, cfg, out, data, show_progress)
-    if result.interrupted:
-        raise Interrupted(f"{out}: training interrupted at iteration {result.iteration}; continue "
-                          f"with `utom train {task.name} --resume --out {out / RUN_SUBDIR}`")
-    train_seconds = time.perf_counter() - start
-    model = out / RUN_SUBDIR  # the last, where no validation ran (a test image too small)
-    if cfg.run_checkpoint == "best" and (model / trained.BEST_MODEL_FILE).is_file():
-        model = model / trained.BEST_MODEL_FILE
-    loaded = load_model(model, build_generator=resolved.build_generator)
-    predictor = Predictor(loaded, PredictOptions(), formats=resolved.formats)  # utom predict's
-    rows = []
-    for test, reference in zip(data.test, data.reference, strict=True):
-        record_outputs(out)  # what utom wrote is known as utom's (rundirs)
-        prediction = predict_file(predictor, test, out / PREDICTION_DIR,
-                                  show_progress=show_progress)
+        if result.interrupted:
+            raise Interrupted(f"{out}: training interrupted at iteration {result.iteration}; "
+                              f"continue with `{_resume_command(task, out / RUN_SUBDIR)}`")
+        train_seconds = time.perf_counter() - start
+        model = out / RUN_SUBDIR  # the last, where no validation ran (a test image too small)
+        if cfg.run_checkpoint == "best" and (model / trained.BEST_MODEL_FILE).is_file():
+            model = model / trained.BEST_MODEL_FILE
+        loaded = load_model(model, build_generator=resolved.build_generator)
+        fidelity = loaded.slicing is not Slicing.xz_yz  # maps of XZ/YZ planes: not supported
+        predictor = Predictor(loaded, PredictOptions(views=views, fidelity=fidelity),
+                              formats=resolved.formats)  # otherwise utom predict's
+        rows = []
+        for test, reference in zip(data.test, data.reference, strict=True):
+            record_outputs(out)  # what utom wrote is known as utom's (rundirs)
+            prediction = predict_file(predictor, test, out / PREDICTION_DIR,
+                                      show_progress=show_progress)
+            record_outputs(out)
+            evaluation = evaluate_prediction(resolved.evaluators, loaded, test, prediction,
+                                             reference, out / EVALUATION_PREVIEW_DIR,
+                                             formats=resolved.formats)
+            rows.append(ImageRow(test=str(test), reference=str(reference) if reference else None,
+                                 prediction=str(prediction), metrics=evaluation.metrics,
+                                 notes=evaluation.notes,
+                                 fidelity=_fidelity(prediction, resolved) if fidelity else None))
         record_outputs(out)
-        evaluation = evaluate_prediction(resolved.evaluators, loaded, test, prediction,
-                                         reference, out / EVALUATION_PREVIEW_DIR,
-                                         formats=resolved.formats)
-        rows.append(ImageRow(test=str(test), reference=str(reference) if reference else None,
-                             prediction=str(prediction), metrics=evaluation.metrics,
-                             notes=evaluation.notes))
-    record_outputs(out)
-    meta = result.meta  # None for a paired method: it fits no thresholds
-    record = RunRecord(
-        task=task.name, plugin=task.plugin, method=cfg.method, budget=budget.value,
-        seed=cfg.seed, iterations=result.iteration,
-        wall_seconds=round(time.perf_counter() - start, 1),
-        train_seconds=round(train_seconds, 1), metrics=_mean([row.metrics for row in rows]),
-        images=rows, notes=data.notes, config=resolved.method.with_settings(cfg),
-        thresholds=PerDomain[float](a=loaded.source_threshold, b=loaded.target_threshold),
-        content_fractions=PerDomain[float | None](
-            a=meta.content_fraction_a if meta else None,
-            b=meta.content_fraction_b if meta else None),
-        threshold_sources=PerDomain[str | None](
-            a=meta.threshold_source_a if meta else None,
-            b=meta.threshold_source_b if meta else None),
-        range_note=meta.range_note if meta else "",
-        predicted_with=_predicted_with(model, result.iteration),
-        held_out=held_out.record() if held_out else None,
-        versions=Versions.current(), machine=Machine.current())
-    record.write(out / METRICS_FILE)
-    write_report(out / REPORT_FILE, record, out)
-    record_outputs(out)  # the report's figures
-    summary = _summary_line(task, cfg, record.metrics, record.wall_seconds, out)
-    warnings = [worse_warning(record.metrics)]
-    warnings += [f"warning: {record.range_note}"] if record.range_note else []
-    return RunOutcome(out, record, summary, "\n".join(filter(None, warnings)))
+        meta = result.meta  # None for a paired method: it fits no thresholds
+        record = RunRecord(
+            task=task.name, plugin=task.plugin, method=cfg.method, budget=budget.value,
+            seed=cfg.seed, iterations=result.iteration,
+            wall_seconds=round(time.perf_counter() - start, 1),
+            train_seconds=round(train_seconds, 1), metrics=_mean([row.metrics for row in rows]),
+            images=rows, notes=data.notes, config=resolved.method.with_settings(cfg),
+            thresholds=PerDomain[float](a=loaded.source_threshold, b=loaded.target_threshold),
+            content_fractions=PerDomain[float | None](
+                a=meta.content_fraction_a if meta else None,
+                b=meta.content_fraction_b if meta else None),
+            threshold_sources=PerDomain[str | None](
+                a=meta.threshold_source_a if meta else None,
+                b=meta.threshold_source_b if meta else None),
+            range_note=meta.range_note if meta else "",
+            predicted_with=_predicted_with(model, result.iteration),
+            held_out=held_out.record() if held_out else None, views=views,
+            versions=Versions.current(), machine=Machine.current())
+        record.write(out / METRICS_FILE)
+        write_report(out / REPORT_FILE, record, out, resolved.method)
+        record_outputs(out)  # the report's figures
+        summary = _summary_line(task, cfg, record.metrics, record.wall_seconds, out,
+                                (record.thresholds.a, record.thresholds.b))
+        warnings = run_warnings(record.metrics)
+        warnings += [f"warning: {record.range_note}"] if record.range_note else []
+        return RunOutcome(out, record, summary, "\n".join(filter(None, warnings)))
+
+
+def _fidelity(prediction: Path, resolved: Resolved) -> FidelityRecord:
+    """The record of the fidelity map written beside ``prediction``."""
+    path = fidelity_path(prediction, resolved.formats)
+    return FidelityRecord(path=str(path), level=LEVEL,
+                          above=fraction_above(path, LEVEL, resolved.formats))
+
+
+def _resume_command(task: Task, run: Path) -> str:
+    return f"utom train {quote(task.name)} --resume --out {quote(str(run))}"
 
 
 def _picking(cfg: TrainConfig, paired: bool) -> TrainConfig:
@@ -206,9 +228,10 @@ def _other_rank(resolved: Resolved, cfg: TrainConfig, out: Path) -> RunOutcome:
 
 
 def _summary_line(task: Task, cfg: TrainConfig, metrics: dict[str, float], seconds: float,
-                  out: Path) -> str:
+                  out: Path, thresholds_ab: tuple[float, float]) -> str:
     shown = [f"{k} {v:.3f}" for k, v in metrics.items()
              if k in ("psnr", "psnr_input", "ssim", "ssim_input", "content_iou")]
-    return (f"{task.name} [{cfg.method}]: " + ", ".join(shown) +
+    thresholds = f"; thresholds A {thresholds_ab[0]:.6g}, B {thresholds_ab[1]:.6g} (raw)"
+    return (f"{task.name} [{cfg.method}]: " + ", ".join(shown) + thresholds +
             f" in {seconds / 60:.1f} min → {out / REPORT_FILE}")
 

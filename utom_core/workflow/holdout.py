@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from utom_core.errors import DiskError, InputError, UtomError
+from utom_core.evaluation.metrics import SSIM_PAD
 from utom_core.io import FormatTable, ImageInfo, image_stem, list_images, open_image, writer_for
 from utom_core.io.atomic import write_text
 from utom_core.task import Task, TaskData
@@ -21,6 +22,9 @@ from utom_core.task import Task, TaskData
 GUARD_GAP = 16
 """Pixels between a test region and the training pieces around it, as the demo builders leave
 (utom_tasks.demo.bands): a structure on the border is not half trained on, half tested."""
+SMALLEST_REGION = SSIM_PAD + 1
+"""Rows and columns a test region needs at least: SSIM's window reflects ``SSIM_PAD`` pixels at
+each border, which needs more pixels than that along each axis."""
 STRIP_VALUES = 2**24
 """Values per strip in which a piece is copied: memory stays bounded for whole slides."""
 
@@ -52,6 +56,10 @@ class RegionSpec:
         if box[0] >= box[1] or box[2] >= box[3]:
             raise UtomError(f"--test-region {self.text}: is empty in {where} (rows "
                             f"{box[0]}:{box[1]}, columns {box[2]}:{box[3]})")
+        if min(box[1] - box[0], box[3] - box[2]) < SMALLEST_REGION:
+            raise UtomError(f"--test-region {self.text}: {box[1] - box[0]} rows × "
+                            f"{box[3] - box[2]} columns is too thin to score (SSIM); a test "
+                            f"region needs at least {SMALLEST_REGION} × {SMALLEST_REGION} pixels")
         return box[0], box[1], box[2], box[3]
 
 

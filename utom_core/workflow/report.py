@@ -13,31 +13,42 @@ from typing import Any
 
 from utom_core import trained
 from utom_core.config import TrainConfig
+from utom_core.evaluation.figures.fidelity import save_fidelity_panel
 from utom_core.evaluation.figures.losses import save_loss_curves
 from utom_core.evaluation.guide import (
     CHANNEL,
     floor_of,
     guide,
     ordered,
+    run_warnings,
     verdict,
-    worse_warning,
 )
 from utom_core.io import image_stem
 from utom_core.io.atomic import write_text
-from utom_core.records import BestModel, LastModel, RunRecord
+from utom_core.methods import Method
+from utom_core.records import BestModel, ImageRow, LastModel, RunRecord
 
 SETTINGS_SHOWN = ("method", "generator", "residual", "upsampling", "ngf", "n_blocks", "ndf",
-                  "tile", "batch_size", "iterations", "lambda_cycle", "rho0", "images_per_epoch",
-                  "saliency_variant", "ema_decay", "seed")
+                  "tile", "batch_size", "iterations", "lambda_cycle", "identity",
+                  "lambda_identity", "rho0", "images_per_epoch", "saliency_variant", "ema_decay",
+                  "seed")
+"""The core settings that shape the result; those the run's method does not use are left out."""
 LOSS_CURVES = "previews/training_losses.png"
 """The report's loss-curve figure, in the run output."""
 READING_LOSSES = (
-    "What good looks like: the cycle and saliency terms fall steeply over the first "
-    "iterations and then flatten; the discriminators' losses settle between about 0.1 and 0.3 "
+    "What good looks like: the method's own terms (cycle, saliency, NCE) fall steeply over "
+    "the first iterations and then flatten; the discriminators' losses settle between about "
+    "0.1 and 0.3 "
     "(0.25 is the balance of their least-squares loss). One that sinks towards 0 has won: its "
     "generator stopped learning, and more iterations will not help. Noisy but level curves "
     "are normal for a GAN. The losses do not say when the images are best: the validation "
     "curve does.")
+
+FIDELITY_READING = (
+    "Reading it: 0 where the views of the image agree and the content mask of the input "
+    "matches the prediction's, up to 1 where the views disagree or content appeared or "
+    "vanished (docs/predict.md#fidelity). A doubtful area is worth checking by eye; a "
+    "trusted one can still be wrong in the same way for every view.")
 
 
 def _fmt(value: Any) -> str:
@@ -70,14 +81,24 @@ def reading(metrics: dict[str, float]) -> list[str]:
     return lines
 
 
+VALIDATION_VS_REPORT = (
+    "Validation scores (the curve, `run/val.jsonl`) and these differ for the same model: "
+    "validation scores a central crop of at most 512 × 512 pixels of each test image's middle "
+    "plane, predicted in one pass under one view; this report scores every pixel of every "
+    "plane of the prediction `utom predict` wrote (its test-time views averaged, rounded to "
+    "the output's pixel type).")
+
+
 def _model_used(used: LastModel | BestModel) -> list[str]:
-    """Which model the scores are of, where it is not simply the last one."""
+    """Which model the scores are of, and why that one (always said: the numbers are its)."""
     if not isinstance(used, BestModel):
-        return []
+        return [f"Predicted with the last model (`model.pt`, iteration {used.iteration}): "
+                "`run_checkpoint = \"last\"`, or a method that does not validate. "
+                f"{VALIDATION_VS_REPORT}", ""]
     return [f"Predicted with `model_best.pt`: iteration {used.iteration}, the best "
             f"{used.metric} ({used.score:.3f}) of the validations on the test images, "
             "picked without their references (`run_checkpoint = \"best\"`; the curve is "
-            "in `run/val_curve.png`).", ""]
+            f"in `run/val_curve.png`). {VALIDATION_VS_REPORT}", ""]
 
 
 def _thresholds(record: RunRecord) -> str:
@@ -106,12 +127,18 @@ def upsampling_note(upsampling: str | None) -> str:
             "checkerboard texture (the default, resize-then-convolve, does not).")
 
 
-def _settings(cfg: TrainConfig) -> list[str]:
-    """The settings that shape the result, and the method's own (``method_settings``)."""
-    shown = {k: getattr(cfg, k) for k in SETTINGS_SHOWN}
+def _settings(cfg: TrainConfig, method: Method) -> list[str]:
+    """The settings that shape the result and that ``method`` uses (a weight it ignores is no
+    number to reconcile), and the method's own (``method_settings``)."""
+    unused = method.unused_settings(cfg)
+    shown = {k: getattr(cfg, k) for k in SETTINGS_SHOWN if k not in unused}
     shown |= {f"method_settings.{k}": v for k, v in cfg.method_settings.items()}
-    return ["| setting | value |", "|---|---|",
-            *[f"| {k} | {_fmt(v)} |" for k, v in shown.items()], "",
+    notes = method.setting_notes
+    rows = [f"| {k} | {_fmt(v)}{f' ({notes[k]})' if k in notes else ''} |"
+            for k, v in shown.items()]
+    left_out = ([f"Settings {method.name} does not use are not shown.", ""]
+                if unused & set(SETTINGS_SHOWN) else [])
+    return ["| setting | value |", "|---|---|", *rows, "", *left_out,
             upsampling_note(cfg.upsampling)]
 
 
@@ -137,27 +164,44 @@ def _images(record: RunRecord, out: Path) -> list[str]:
                   f"Prediction: `{os.path.relpath(row.prediction, out)}`", ""]
         if panel.exists():
             picture = os.path.relpath(panel, out)
-            lines += [f"![input, prediction, reference, overlay]({picture})", ""]
+            drawn = ("input, prediction, reference, overlay" if row.reference is not None
+                     else "input, prediction (no reference: no overlay)")
+            lines += [f"![{drawn}]({picture})", ""]
         line_profile = panel.with_name(f"{name}_profile.png")
         if line_profile.exists():
             lines += ["Intensity along the yellow line on the panel, through the reference's "
                       "finest bright structure: a restoration should follow the reference's "
                       "peaks, not the input's.", "",
                       f"![line profile]({os.path.relpath(line_profile, out)})", ""]
+        lines += _fidelity(row, out / "previews" / f"{name}_fidelity.png", out)
         if row.notes:
             lines += [*(f"- {note}" for note in row.notes), ""]
         lines += [*metrics_table(row.metrics), ""]
     return lines
 
 
+def _fidelity(row: ImageRow, figure: Path, out: Path) -> list[str]:
+    """The fidelity map's figure and what share of the image it doubts, where it was written."""
+    if row.fidelity is None:
+        return []
+    said = (f"Fidelity map: `{os.path.relpath(row.fidelity.path, out)}`; "
+            f"{row.fidelity.above:.1%} of the pixels are above {row.fidelity.level:g} "
+            f"(doubtful). {FIDELITY_READING}")
+    if not save_fidelity_panel(Path(row.prediction), Path(row.fidelity.path), figure):
+        return [said, ""]
+    return [f"![prediction, fidelity map, overlay]({os.path.relpath(figure, out)})", "", said, ""]
+
+
 def _warning(metrics: dict[str, float]) -> list[str]:
-    """The worse-than-the-input warning, in bold above everything else, where it applies."""
-    warning = worse_warning(metrics)
-    return [f"**{warning[0].upper()}{warning[1:]}.**", ""] if warning else []
+    """The run's warnings (failed content, worse than the input), in bold above everything
+    else, where they apply."""
+    return [line for warning in run_warnings(metrics)
+            for line in (f"**{warning[0].upper()}{warning[1:]}.**", "")]
 
 
-def write_report(path: Path, record: RunRecord, out: Path) -> None:
-    """report.md of the ``utom run`` output ``out``, from its record."""
+def write_report(path: Path, record: RunRecord, out: Path, method: Method) -> None:
+    """report.md of the ``utom run`` output ``out``, from its record; ``method``: the one
+    that trained it (which settings it uses)."""
     lines = [
         f"# utom run: {record.task} ({record.method}, budget {record.budget})",
         "",
@@ -174,11 +218,13 @@ def write_report(path: Path, record: RunRecord, out: Path) -> None:
         "",
         "## Settings",
         "",
-        *_settings(record.config),
+        *_settings(record.config, method),
         "",
         "## Metrics (mean over test images)",
         "",
         *_model_used(record.predicted_with),
+        *([f"Test images predicted under {record.views} view(s) (`--views`: flips and "
+           "rotations undone and averaged).", ""] if record.views else []),
         "Most important first. The floor is the untransformed input scored against the same "
         "reference: a restoration must beat it. Tasks that change the channel count have no "
         "floor; their typical values are stated instead.",

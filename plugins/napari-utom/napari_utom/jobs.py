@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,9 @@ class Job:
     run: Path
     direction: str = "a2b"
     tile: int = 512
+    views: int | None = None
+    """Flips and rotations averaged; None: ``utom predict --views``'s default (read only when
+    predicting, so that opening napari never loads torch)."""
     device: str = "auto"
     output: Path | None = None
     """An OME-Zarr to write as well (refused if something is there already)."""
@@ -107,7 +110,9 @@ def predict(source: ImageSource, job: Job, progress: Progress, cancel: threading
     device = resolve_device(job.device)
     model = load_model(job.run, job.direction, device=str(device),
                        build_generator=registry.build_generator)
-    predictor = Predictor(model, PredictOptions(tile=job.tile), formats=registry.formats)
+    options = PredictOptions(tile=job.tile)
+    options = options if job.views is None else replace(options, views=job.views)
+    predictor = Predictor(model, options, formats=registry.formats)
     made: dict[str, Any] = {}  # the output's info, and its array unless written to a file
 
     def create_sink(info: ImageInfo) -> ImageSink:

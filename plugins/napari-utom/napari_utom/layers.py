@@ -114,3 +114,25 @@ class ArraySink:
 
     def abort(self) -> None:
         """Nothing to remove: the array is dropped with the job."""
+
+
+class _Canonical:
+    """An ImageSource as a (C, …) array dask reads region by region (basic slices only)."""
+
+    def __init__(self, source: ArraySource) -> None:
+        self.source = source
+        self.shape, self.dtype = source.info.shape, source.info.dtype
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, index: tuple[slice, ...]) -> np.ndarray:
+        channels, *region = index
+        return self.source.read(tuple(region))[channels]
+
+
+def lazy(source: ArraySource, tile: int = 1024) -> da.Array:
+    """``source`` as a dask array (C, …), read tile by tile as napari shows it (the source
+    stays open for as long as the layer lives)."""
+    shape = source.info.shape
+    chunks = (shape[0], *(1,) * (len(shape) - 3), tile, tile)
+    return da.from_array(_Canonical(source), chunks=chunks, fancy=False,
+                         meta=np.empty((0,) * len(shape), source.info.dtype))

@@ -1,33 +1,29 @@
-"""napari reader for utom's outputs: OME-Zarr predictions and run directories.
+"""napari reader for utom's outputs: OME-Zarr stores, OME-TIFF files, run directories and
+``utom run`` output folders (napari.yaml offers it for ``*.ome.tif(f)`` files and folders).
 
-napari asks every reader about every path dropped on it, so ``get_reader`` only looks at
-names and metadata, and nothing here imports torch.
+napari asks the reader about every matching path, so ``get_reader`` only looks at names,
+headers and metadata, and nothing here imports torch.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import dask.array as da
-import numpy as np
+import tifffile
 import zarr
-from PIL import Image
 
-from napari_utom.layers import LayerData, image_layers
-from utom_core.io.omezarr import OmeZarrSource
-
-RUN_FILES = ("model.pt", "run.json")
-"""What marks a run directory (utom_core.trained MODEL_FILE and META_FILE; importing that
-module would import torch; a test keeps the two equal)."""
-PREVIEW_DIR = "previews"
-PREVIEW_NAME = re.compile(r"(a2b|b2a)_(\d+)\.png")
-"""Training previews, ``previews/a2b_0000100.png`` (utom_core.run_folders' run layout)."""
-CURVE_GLOB = "*curve*.png"
-"""A learning-curve plot at the top of a run directory, where one was saved."""
+from napari_utom.layers import LayerData, image_layers, lazy
+from napari_utom.runs import is_run_dir, is_run_output, previews, read_output, read_run
+from utom_core.errors import InputError
+from utom_core.io.lazy import ArraySource
+from utom_core.io.omezarr import OmeZarrSource, check_complete
+from utom_core.io.tiff import TiffSource
 
 Reader = Callable[[str | list[str]], list[LayerData]]
+OME_TIFF = (".ome.tif", ".ome.tiff")
 
 
 def _one(path: str | list[str]) -> Path | None:
@@ -37,19 +33,17 @@ def _one(path: str | list[str]) -> Path | None:
 
 
 def get_reader(path: str | list[str]) -> Reader | None:
-    """The reader for a utom OME-Zarr or run directory; None for anything else."""
-    folder = _one(path)
-    if folder is None or not folder.is_dir():
+    """The reader for one of utom's outputs; None for anything else (left to other readers)."""
+    one = _one(path)
+    if one is None:
         return None
-    if is_run_dir(folder) and (previews(folder) or curves(folder)):
-        return read_run
-    if is_ome_zarr(folder):
-        return read_ome_zarr
-    return None
-
-
-def is_run_dir(path: Path) -> bool:
-    return any((path / name).is_file() for name in RUN_FILES)
+    if one.is_dir():
+        if is_run_output(one):
+            return partial(read_output, open_image=open_image)
+        if is_run_dir(one) and (previews(one) or any(one.glob("*curve*.png"))):
+            return read_run
+        return read_ome_zarr if is_ome_zarr(one) else None
+    return read_ome_tiff if is_ome_tiff(one) else None
 
 
 def is_ome_zarr(path: Path) -> bool:
@@ -63,14 +57,32 @@ def is_ome_zarr(path: Path) -> bool:
     return "multiscales" in attrs.get("ome", attrs)
 
 
-def read_ome_zarr(path: str | list[str], name: str | None = None) -> list[LayerData]:
-    """A multiscale image layer (one per channel; RGB for 8-bit colour) scaled in micrometers,
-    named ``name`` or after the store.
+def is_ome_tiff(path: Path) -> bool:
+    """An ``.ome.tif(f)`` file whose header holds OME metadata (only the header is read)."""
+    if not path.name.lower().endswith(OME_TIFF):
+        return False
+    try:
+        with tifffile.TiffFile(path) as tf:
+            return bool(tf.is_ome)
+    except Exception:  # not a TIFF: another reader's business
+        return False
 
-    utom's own OME-Zarr reader checks the store first (every chunk present, axes known) and
-    gives the pixel size; the levels are then opened lazily with dask.
-    """
+
+def _name(path: Path) -> str:
+    name = path.name
+    for suffix in (".zarr", *OME_TIFF, ".tif", ".tiff", ".ome"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def read_ome_zarr(path: str | list[str], name: str | None = None) -> list[LayerData]:
+    """A multiscale image layer (one per channel; RGB for 8-bit colour) scaled in micrometers.
+
+    utom's own OME-Zarr reader checks level 0 (axes, pixel size, every chunk present); every
+    other level is checked for missing chunks too, so an incomplete copy is refused rather
+    than shown with holes when zooming out."""
     store = _one(path)
+    assert store is not None
     source = OmeZarrSource(store)
     source.close()
     group = zarr.open_group(str(store), mode="r")
@@ -78,10 +90,12 @@ def read_ome_zarr(path: str | list[str], name: str | None = None) -> list[LayerD
     multiscale = attrs.get("ome", attrs)["multiscales"][0]
     names = [a["name"].lower() if isinstance(a, dict) else str(a).lower()
              for a in multiscale["axes"]]
-    levels = [_canonical(da.from_zarr(group[d["path"]]), names) for d in multiscale["datasets"]]
+    arrays = [group[d["path"]] for d in multiscale["datasets"]]
+    for dataset, array in zip(multiscale["datasets"], arrays, strict=True):
+        check_complete(store, array, dataset["path"])
+    levels = [_canonical(da.from_zarr(array), names) for array in arrays]
     axes = "".join(n for n in names if n != "c")
-    name = name or store.name.removesuffix(".zarr").removesuffix(".ome")
-    return image_layers(levels, name, axes, source.info.pixel_size)
+    return image_layers(levels, name or _name(store), axes, source.info.pixel_size)
 
 
 def _canonical(array: da.Array, names: list[str]) -> da.Array:
@@ -91,42 +105,29 @@ def _canonical(array: da.Array, names: list[str]) -> da.Array:
     return da.moveaxis(array, names.index("c"), 0)
 
 
-def previews(run: Path) -> dict[str, list[Path]]:
-    """Training previews by direction, in iteration order."""
-    found: dict[str, list[tuple[int, Path]]] = {}
-    for file in (run / PREVIEW_DIR).glob("*.png"):
-        match = PREVIEW_NAME.fullmatch(file.name)
-        if match:
-            found.setdefault(match[1], []).append((int(match[2]), file))
-    return {direction: [file for _, file in sorted(files)]
-            for direction, files in sorted(found.items())}
+def read_ome_tiff(path: str | list[str]) -> list[LayerData]:
+    """An OME-TIFF as one multiscale layer (its SubIFD pyramid, as utom and QuPath write it)
+    in micrometers, read tile by tile. utom's TIFF reader checks the file and reads level 0;
+    the reduced levels are the same series' pyramid."""
+    file = _one(path)
+    assert file is not None
+    source = TiffSource(file)
+    levels = [lazy(source)]
+    tf = tifffile.TiffFile(file)  # kept open by the lazy levels, as the layer lives
+    series = tf.series[0]
+    for k in range(1, len(series.levels)):
+        level = ArraySource(file, zarr.open_array(series.aszarr(level=k), mode="r"),
+                            series.axes, {})
+        if level.info.shape[:-2] != source.info.shape[:-2]:
+            raise InputError(file, f"pyramid level {k} {level.info.shape} does not match "
+                                   f"the image {source.info.shape}")
+        levels.append(lazy(level))
+    axes = "zyx"[-(len(source.info.shape) - 1):]
+    return image_layers(levels, _name(file), axes, source.info.pixel_size)
 
 
-def curves(run: Path) -> list[Path]:
-    return sorted(run.glob(CURVE_GLOB))
-
-
-def _png(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-def read_run(path: str | list[str]) -> list[LayerData]:
-    """A run's previews, one RGB layer per direction with an iteration axis (panels of
-    different sizes stay separate layers), and its learning curve(s)."""
-    run = _one(path)
-    layers: list[LayerData] = []
-    for direction, files in previews(run).items():
-        panels = [_png(file) for file in files]
-        if len({panel.shape for panel in panels}) == 1:
-            layers.append((np.stack(panels), {
-                "name": f"{run.name} {direction} previews", "rgb": True,
-                "axis_labels": ("iteration", "y", "x"),
-                "metadata": {"iterations": [int(PREVIEW_NAME.fullmatch(f.name)[2])
-                                            for f in files]}}, "image"))
-        else:
-            layers += [(panel, {"name": f"{run.name} {file.stem}", "rgb": True}, "image")
-                       for panel, file in zip(panels, files, strict=True)]
-    layers += [(_png(file), {"name": f"{run.name} {file.stem}", "rgb": True}, "image")
-               for file in curves(run)]
-    return layers
+def open_image(path: Path) -> list[LayerData]:
+    """A prediction of a ``utom run`` output (OME-Zarr, or TIFF: a plain one has one level)."""
+    if path.is_dir():
+        return read_ome_zarr(str(path)) if is_ome_zarr(path) else []
+    return read_ome_tiff(str(path)) if path.name.lower().endswith((".tif", ".tiff")) else []

@@ -123,6 +123,12 @@ class UtomWidget(QWidget):
         form.addRow("direction", self.direction)
         self.tile = QSpinBox(minimum=8, maximum=8192, value=512)
         form.addRow("tile (px)", self.tile)
+        from utom_core.inference.views import DEFAULT_VIEWS, VIEW_COUNTS  # torch: not at start
+
+        self.views = QComboBox()  # utom predict --views: the same choices and default
+        self.views.addItems([str(n) for n in VIEW_COUNTS])
+        self.views.setCurrentText(str(DEFAULT_VIEWS))
+        form.addRow("views (flips/rotations)", self.views)
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda"])
         form.addRow("device", self.device)
@@ -257,6 +263,7 @@ class UtomWidget(QWidget):
             raise UtomError("OME-Zarr output: choose a path (…)")
         direction = self.direction.currentText()
         return jobs.Job(run=self.run_path, direction=direction, tile=self.tile.value(),
+                        views=int(self.views.currentText()),
                         device=self.device.currentText(), output=Path(output) if output else None,
                         name=f"{layer.name} ({self.meta.task} {direction})")
 

@@ -6,12 +6,14 @@ import shutil
 
 import numpy as np
 import pytest
-from napari_utom import reader
+import tifffile
+from napari_utom import reader, runs
 from PIL import Image
 
-from utom_core import trained
+from utom_core import run_folders, trained
 from utom_core.errors import InputError
 from utom_core.io.base import ImageInfo
+from utom_core.io.ometiff import TiledTiffSink
 from utom_core.io.omezarr import OmeZarrWriter
 
 
@@ -65,11 +67,46 @@ def test_ome_zarr_rgb(tmp_path):
     np.testing.assert_array_equal(np.asarray(array), np.moveaxis(data, 0, -1))
 
 
-def test_incomplete_store_is_refused(tmp_path):
+@pytest.mark.parametrize("level", ["0", "1"])
+def test_incomplete_store_is_refused(tmp_path, level):
     path = write(tmp_path / "cut.ome.zarr", np.ones((1, 200, 200), np.uint16))
-    next(p for p in (path / "0").rglob("*") if p.is_file() and p.name != "zarr.json").unlink()
-    with pytest.raises(InputError, match="chunks of array '0' are missing"):
+    next(p for p in (path / level).rglob("*") if p.is_file() and p.name != "zarr.json").unlink()
+    with pytest.raises(InputError, match=f"1 of .* chunks of array '{level}' are missing"):
         reader.read_ome_zarr(str(path))
+
+
+def test_ome_tiff_opens_as_multiscale_in_micrometers(tmp_path, make_napari_viewer):
+    """utom's pyramidal OME-TIFF: every level, µm scale (napari's builtins show level 0 in
+    pixels); tifffile, an independent reader, confirms the file has the pyramid."""
+    data = np.random.default_rng(3).integers(0, 4000, (1, 300, 260), dtype=np.uint16)
+    path = tmp_path / "pred.ome.tif"
+    sink = TiledTiffSink(path, ImageInfo(data.shape, data.dtype, {"y": 0.5, "x": 0.5}), chunk=64)
+    sink.write((slice(0, 300), slice(0, 260)), data)
+    sink.commit()
+    with tifffile.TiffFile(path) as tf:
+        assert len(tf.series[0].levels) == 4
+    assert reader.get_reader(str(path)) is reader.read_ome_tiff
+    [layer] = make_napari_viewer().open(str(path), plugin="napari-utom")
+    assert layer.multiscale and layer.name == "pred" and len(layer.data) == 4
+    np.testing.assert_array_equal(np.asarray(layer.data[0]), data[0])
+    assert [lv.shape for lv in layer.data] == [(300, 260), (150, 130), (75, 65), (38, 33)]
+    np.testing.assert_allclose(layer.scale, [0.5, 0.5])
+    assert [str(u) for u in layer.units] == ["micrometer"] * 2
+
+
+def test_manifest_offers_the_reader_only_for_its_formats(tmp_path):
+    """A plain .tif goes to napari's builtins without a "Choose reader" question."""
+    from npe2 import PluginManager
+
+    manager = PluginManager.instance()
+    manager.discover()
+
+    def offered(name):
+        (tmp_path / name).write_bytes(b"II*\0")
+        return "napari-utom" in {r.plugin_name for r in
+                                 manager.iter_compatible_readers([str(tmp_path / name)])}
+    assert not offered("image.tif") and not offered("image.TIFF") and not offered("a.png")
+    assert offered("pred.ome.tif") and offered("pred.OME.TIFF")
 
 
 def png(path, shape, value):
@@ -83,28 +120,76 @@ def test_run_directory_opens_previews_and_curve(tmp_path, run_dir, make_napari_v
     png(run / "previews" / "a2b_0000200.png", (20, 50), 2)
     png(run / "previews" / "a2b_0000100.png", (20, 50), 1)
     png(run / "previews" / "b2a_0000100.png", (20, 50), 3)
-    png(run / "learning_curve.png", (30, 40), 4)
+    png(run / "val_curve.png", (30, 40), 4)
     assert reader.get_reader(str(run)) is reader.read_run
     viewer = make_napari_viewer()
     layers = viewer.open(str(run), plugin="napari-utom")
-    assert [layer.name for layer in layers] == ["run a2b previews", "run b2a previews",
-                                                "run learning_curve"]
-    a2b = layers[0]
+    assert [layer.name for layer in layers] == [
+        "run a2b previews", "run a2b previews iteration", "run b2a previews",
+        "run b2a previews iteration", "run val_curve"]
+    a2b, text = layers[0], layers[1]
     assert a2b.rgb and a2b.data.shape == (2, 20, 50, 3)
     assert a2b.data[0, 0, 0, 0] == 1 and a2b.data[1, 0, 0, 0] == 2  # iteration order
     assert a2b.metadata["iterations"] == [100, 200]
-    assert layers[2].data.shape == (30, 40, 3)
+    viewer.dims.set_current_step(0, 1)
+    assert list(text._view_text) == ["iteration 200"]  # the label drawn with slice 1
+    # side by side: no panel covers another
+    lefts = [layers[i].translate[-1] for i in (0, 2, 4)]
+    assert lefts == [0, 50 + runs.GAP, 100 + 2 * runs.GAP]
+    assert layers[4].data.shape == (30, 40, 3)
+
+
+def test_huge_previews_are_read_lazily_and_shrunk(tmp_path, run_dir):
+    """A 12000 × 12000 preview: nothing decoded on opening; shown at most PREVIEW_SIDE."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    big = np.zeros((12000, 12000, 3), np.uint8)
+    big[:, 6000:] = 200
+    (run / "previews").mkdir()
+    Image.fromarray(big).save(run / "previews" / "a2b_0000100.png", compress_level=1)
+    del big
+    [(array, _, _), _text] = reader.read_run(str(run))
+    assert array.shape == (1, 2000, 2000, 3)  # 12000 / 6: the factor under 2048 per side
+    shown = np.asarray(array[0])
+    assert shown.shape == (2000, 2000, 3) and shown[0, 999, 0] == 0 and shown[0, 1000, 0] == 200
+
+
+def test_run_output_folder_opens_whole(tmp_path, run_dir, make_napari_viewer):
+    """The folder `utom run` writes: its predictions side by side, its run's panels hidden."""
+    out = tmp_path / "out"
+    shutil.copytree(run_dir, out / "run")
+    png(out / "run" / "previews" / "a2b_0000100.png", (20, 50), 1)
+    (out / "utom.json").write_text('{"format": "utom-run-output/1"}')
+    (out / "predictions").mkdir()
+    one = np.arange(40 * 30, dtype=np.uint16).reshape(40, 30)
+    tifffile.imwrite(out / "predictions" / "a.tif", one, imagej=True,
+                     resolution=(2.0, 2.0), metadata={"unit": "um"})
+    write(out / "predictions" / "b.ome.zarr", one[None] * 2, {"y": 0.5, "x": 0.5})
+    layers = make_napari_viewer().open(str(out), plugin="napari-utom")
+    names = [layer.name for layer in layers]
+    assert names == ["run a2b previews", "run a2b previews iteration", "a", "b"]
+    assert [layer.visible for layer in layers] == [False, False, True, True]
+    np.testing.assert_array_equal(np.asarray(layers[2].data), one)
+    np.testing.assert_array_equal(np.asarray(layers[3].data), one * 2)
+    np.testing.assert_allclose(layers[2].scale, [0.5, 0.5])
+    assert layers[3].translate[-1] >= 30 * 0.5  # beside "a", not on it
 
 
 def test_other_paths_are_left_to_other_readers(tmp_path, run_dir, image):
     plain = tmp_path / "plain.zarr"
     plain.mkdir()
     (tmp_path / "image.tif").write_bytes(b"II*\0")
-    for path in (plain, tmp_path / "image.tif", tmp_path, run_dir):  # run_dir: nothing to show
+    tifffile.imwrite(tmp_path / "plain.ome.tif", image, ome=False)  # no OME header
+    for path in (plain, tmp_path / "image.tif", tmp_path / "plain.ome.tif", tmp_path,
+                 run_dir):  # run_dir: nothing to show
         assert reader.get_reader(str(path)) is None
     assert reader.get_reader([str(plain), str(run_dir)]) is None
 
 
 def test_run_markers_are_utoms():
-    assert reader.RUN_FILES == (trained.MODEL_FILE, trained.META_FILE)
-    assert reader.PREVIEW_DIR == trained.TRAINING_PREVIEW_DIR
+    assert runs.RUN_FILES == (trained.MODEL_FILE, trained.META_FILE)
+    assert runs.PREVIEW_DIR == trained.TRAINING_PREVIEW_DIR
+    assert (runs.OUTPUT_FORMAT, runs.OUTPUT_MARKER) == (run_folders.RUN_OUTPUT_FORMAT,
+                                                        run_folders.MARKER_FILE)
+    assert (runs.RUN_SUBDIR, runs.PREDICTION_DIR) == (run_folders.RUN_SUBDIR,
+                                                      run_folders.PREDICTION_DIR)

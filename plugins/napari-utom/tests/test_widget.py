@@ -243,3 +243,20 @@ def test_the_job_is_utom_predict_at_its_defaults(run_dir, expected, tmp_path):
     utom("predict", str(run_dir), str(tmp_path / "large.tif"), "--out",
          str(tmp_path / "paper.tif"), "--tile", "64", "--overlap", "0.25")
     assert not np.array_equal(read_image(tmp_path / "paper.tif")[0], prediction)
+
+
+def test_views_default_is_utom_predicts(widget, run_dir):
+    """The widget still equals `utom predict` at its defaults: the same number of views."""
+    from napari_utom import jobs
+
+    from utom_core.commands.predict import predict_command
+
+    default = next(p.default for p in predict_command.params if p.name == "views")
+    assert widget.views.currentText() == default
+    assert jobs.Job(run=run_dir).views is None  # the Predictor's default, utom predict's
+    from utom_core.inference import PredictOptions
+
+    assert PredictOptions().views == int(default)
+    widget.views.setCurrentText("2")
+    layer = widget.viewer.add_image(np.zeros((16, 16), np.uint16))
+    assert widget.job(layer).views == 2

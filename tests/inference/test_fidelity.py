@@ -1,0 +1,141 @@
+"""The fidelity map: its terms, streamed with the prediction, written beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import zarr
+from helpers import Identity, blobs, run_record
+from reliability.checks import save_model
+
+from utom_core.domain import Normalisation
+from utom_core.errors import UtomError
+from utom_core.inference import PredictOptions, Predictor, TileOptions, predict_file
+from utom_core.inference.fidelity import (
+    SPREAD_FULL,
+    FidelityTerms,
+    fidelity_path,
+    fraction_above,
+)
+from utom_core.inference.planes import PlanePredictor
+from utom_core.networks.base import Generator
+from utom_core.plugins import get_registry
+from utom_core.records import RunRecord
+from utom_core.saliency import SigmoidSaliency
+from utom_core.trained import load_model
+from utom_tasks.denoise import TASK
+
+UNIT = Normalisation(low=(-1.0,), high=(1.0,), dtype="float32")
+TERMS = FidelityTerms(SigmoidSaliency(0.0), SigmoidSaliency(0.0))
+
+
+class Flat(Identity):
+    """Predicts background everywhere: content vanishes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(x, -1.0)
+
+
+class Lopsided(Identity):
+    """Adds a left-to-right ramp: a left-right flip predicts the opposite ramp."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.linspace(-0.3, 0.3, x.shape[-1])
+
+
+def _fidelity(generator: Generator, plane: np.ndarray, views: int, tile: int = 64) -> np.ndarray:
+    out = np.zeros((1, *plane.shape[1:]), np.float32)
+
+    def keep(ys, xs, data):
+        out[:, ys, xs] = data
+
+    predictor = PlanePredictor(generator, UNIT, TileOptions(tile=tile, views=views),
+                               fidelity=TERMS)
+    predictor(lambda ys, xs: plane[:, ys, xs], plane.shape[1:], lambda *_: None, keep)
+    return out[0]
+
+
+def _plane() -> np.ndarray:
+    return (blobs(np.random.default_rng(0), 96) * 2 - 1).astype(np.float32)[None]
+
+
+def test_a_faithful_generator_scores_zero_everywhere():
+    assert np.array_equal(_fidelity(Identity(1), _plane(), views=8), np.zeros((96, 96)))
+
+
+def test_vanished_content_scores_as_the_masks_disagree():
+    plane = _plane()
+    fidelity = _fidelity(Flat(1), plane, views=1)
+    content = TERMS.source(torch.from_numpy(plane[None]))[0, 0].numpy()
+    np.testing.assert_allclose(fidelity, content - TERMS.target(torch.full((1, 1, 1, 1), -1.0)
+                                                                )[0, 0, 0, 0].item(), atol=1e-5)
+    assert fidelity.max() > 0.9 and fidelity.min() < 0.1
+
+
+def test_views_that_disagree_raise_it_and_one_view_cannot():
+    plane = np.zeros((1, 96, 96), np.float32) - 1  # background: the masks agree
+    one, two = (_fidelity(Lopsided(1), plane, views=v) for v in (1, 2))
+    assert one.max() < 0.01
+    ramp = np.abs(np.linspace(-0.3, 0.3, 96))  # views: ±ramp, std = |ramp|
+    np.testing.assert_allclose(two[10], np.clip(ramp / SPREAD_FULL, 0, 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".ome.zarr"])
+def test_written_beside_the_prediction_in_its_format(tmp_path, suffix):
+    run = save_model(tmp_path / "run", TASK.domain_a, TASK.domain_b, "denoise")
+    image = tmp_path / "in.tif"
+    tifffile.imwrite(image, (1000 + 20000 * blobs(np.random.default_rng(1), 80)
+                             ).astype(np.uint16))
+    predictor = Predictor(load_model(run, build_generator=get_registry().build_generator),
+                          PredictOptions(views=2, fidelity=True))
+    output = predict_file(predictor, image, tmp_path / f"out{suffix}", show_progress=False)
+    sibling = fidelity_path(output)
+    assert sibling.name == f"out.fidelity{suffix}"
+    if suffix == ".tif":
+        data = tifffile.imread(sibling)  # an independent reader
+    else:
+        data = np.asarray(zarr.open_group(str(sibling), mode="r")["0"])
+    assert data.dtype == np.float32 and data.shape[-2:] == (80, 80)
+    assert data.min() >= 0 and data.max() <= 1 and data.max() > 0
+    assert fraction_above(sibling, 0.0) == pytest.approx(np.mean(data > 0))
+    output.rename(tmp_path / "moved")  # the map alone is left: it is not clobbered either
+    kept = sibling.stat().st_mtime_ns if suffix == ".tif" else None
+    with pytest.raises(UtomError, match="already exists"):
+        predict_file(predictor, image, output, show_progress=False)
+    assert not output.exists()
+    if kept is not None:
+        assert sibling.stat().st_mtime_ns == kept
+
+
+def test_a_png_outputs_map_is_a_tiff():
+    assert fidelity_path(Path("out/x.png")) == Path("out/x.fidelity.tif")
+    assert fidelity_path(Path("x.ome.tif")) == Path("x.fidelity.ome.tif")
+
+
+def test_records_read_with_and_without_a_fidelity_map():
+    row = dict(test="a.tif", reference=None, prediction="p.tif", metrics={})
+    old = run_record(images=[row])
+    assert old.images[0].fidelity is None
+    new = run_record(images=[{**row, "fidelity": {"path": "p.fidelity.tif", "level": 0.5,
+                                                  "above": 0.1}}])
+    assert RunRecord.model_validate_json(new.model_dump_json()).images[0].fidelity.above == 0.1
+
+
+def test_utom_predict_refuses_to_clobber_a_map_before_predicting(cli, tmp_path):
+    run = save_model(tmp_path / "run", TASK.domain_a, TASK.domain_b, "denoise")
+    image = tmp_path / "in.tif"
+    tifffile.imwrite(image, np.full((40, 40), 5000, np.uint16))
+    (tmp_path / "out.fidelity.tif").write_bytes(b"precious notes")
+    for extra in ((), ("--overwrite",)):  # --overwrite replaces only what utom wrote
+        result = cli("predict", run, image, "--out", tmp_path / "out.tif", "--fidelity", *extra)
+        assert result.code != 0 and "out.fidelity.tif" in result.err
+        assert len(result.err.strip().splitlines()) == 1
+        assert (tmp_path / "out.fidelity.tif").read_bytes() == b"precious notes"
+        assert not (tmp_path / "out.tif").exists()
+    result = cli("predict", run, image, "--out", tmp_path / "new.tif", "--fidelity")
+    assert result.code == 0, result.err
+    assert tifffile.imread(tmp_path / "new.fidelity.tif").shape == (40, 40)
