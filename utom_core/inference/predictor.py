@@ -54,11 +54,6 @@ def output_info(info: ImageInfo, channels: int, dtype: np.dtype | str) -> ImageI
                      info.unit, info.stack)
 
 
-def _plane(info: ImageInfo) -> tuple[int, int]:
-    height, width = info.shape[-2:]
-    return height, width
-
-
 class Predictor:
     """A trained model and one set of prediction settings; inputs come in as open sources."""
 
@@ -103,7 +98,7 @@ class Predictor:
         planes are tiled (planes predicted whole need none: then the paper's 25 %)."""
         if not self._overlap_known:
             planes = PlanePredictor(self.model.generator, self.model.source_norm, self._tiles)
-            tiled = next((s for s in sources if len(planes.grid(_plane(s.info))) > 1), None)
+            tiled = next((s for s in sources if len(planes.grid(s.info.plane_shape)) > 1), None)
             if tiled is not None:
                 overlap, _ = auto_overlap(self.model.generator, tiled, self.model.source_norm,
                                           self._tiles)
