@@ -32,6 +32,7 @@ import tifffile
 import torch
 
 from utom_core.config import TrainConfig
+from utom_core.device import native_bf16
 from utom_core.domain import Domain, Normalisation, PixelType, Polarity
 from utom_core.inference import TileOptions, predict_image
 from utom_core.io.base import ImageInfo
@@ -215,7 +216,8 @@ def main() -> None:
     if args.cpu_smoke:  # dynamo + AOTAutograd, without inductor's C++ compiling
         torch.compile = functools.partial(torch.compile, backend="aot_eager")
     name = (torch.cuda.get_device_name(device) if device.type == "cuda"
-            else f"CPU {platform.machine()} (bf16 rows run in fp32: autocast is CUDA-only)")
+            else f"CPU {platform.machine()} (bf16 rows run in "
+                 f"{'bf16' if native_bf16(device) else 'fp32: no native bf16'})")
     print(f"utom GPU benchmark {time.strftime('%Y-%m-%d %H:%M')}: {name}, torch "
           f"{torch.__version__}, {os.cpu_count()} CPUs"
           + (" (CPU smoke: toy sizes)" if args.cpu_smoke else ""), flush=True)

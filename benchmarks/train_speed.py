@@ -55,7 +55,10 @@ def conv_share(trainer: Trainer) -> float:
     return conv / total
 
 
-def make_trainer(workdir: Path, tile: int, ngf: int, blocks: int, channels_last: bool) -> Trainer:
+def make_trainer(workdir: Path, tile: int, ngf: int, blocks: int, channels_last: bool,
+                 **settings: object) -> Trainer:
+    """A Trainer of the default configuration at this size; ``settings`` override more fields
+    (``amp``, ``upsampling``: benchmarks/step_vs_authors.py)."""
     rng = np.random.default_rng(0)
     for name in ("a", "b"):
         image = (1000 + 20000 * rng.random((1024, 1024))).astype(np.uint16)
@@ -63,7 +66,8 @@ def make_trainer(workdir: Path, tile: int, ngf: int, blocks: int, channels_last:
     task = Task(name="bench", summary="bench", domain_a=Domain(name="a", channels=1),
                 domain_b=Domain(name="b", channels=1))
     cfg = TrainConfig(tile=tile, ngf=ngf, n_blocks=blocks, iterations=10**6, min_content=0.0,
-                      sample_pixels=10_000, threshold_a="auto", threshold_b="auto")
+                      sample_pixels=10_000, threshold_a="auto", threshold_b="auto",
+                      **settings)
     run = get_registry().resolve(task, cfg)
     trainer = Trainer(task, cfg, workdir / "run", [workdir / "a.tif"], [workdir / "b.tif"],
                       method=run.method, build_generator=run.build_generator)

@@ -56,7 +56,8 @@ def load_run(run: str | PathLike[str], direction: Direction = "a2b", *,
     registry = get_registry()
     model = load_model(chosen_model(Path(run), checkpoint), direction, weights == "ema",
                        str(resolve_device(device, "device")),
-                       build_generator=registry.build_generator)
+                       build_generator=registry.build_generator,
+                       reverse=options is not None and options.fidelity)
     return Predictor(model, options, formats=registry.formats)
 
 

@@ -66,9 +66,9 @@ class TrainConfig(BaseModel):
     """Residual blocks of the ResNet generator (paper: 9)."""
     unet_depth: int = Field(4, ge=1, le=8)
     """Stride-2 levels of the U-Net generator."""
-    upsampling: Literal["transpose", "resize"] = "resize"
-    """Resize-then-conv (default: no checkerboard texture, and measured better on the
-    restoration tasks, docs/training.md) or the paper's transposed convolutions."""
+    upsampling: Literal["transpose", "resize", "smooth"] = "smooth"
+    """smooth (default): blurred bilinear resize-then-conv, no 2- or 4-px grid on tissue;
+    resize: nearest-neighbour; transpose: the paper's (docs/training.md)."""
     residual: bool = False
     """Generators learn a correction to their input (identity at start; equal channels only)."""
     anchor_sigma: float = Field(0.0, ge=0, le=64)
@@ -93,6 +93,8 @@ class TrainConfig(BaseModel):
     """Tiles per domain per iteration."""
     iterations: int = Field(20000, ge=1, le=10_000_000)
     """Total iterations of the run (a resumed run trains up to this count)."""
+    minutes: float | None = Field(None, gt=0, le=10_000_000)
+    """Training time to fill (--minutes): a trial times the step and plans ``iterations``."""
     lr: float = Field(2e-4, gt=0, le=1)
     """Adam learning rate."""
     betas: tuple[Beta, Beta] = (0.5, 0.999)
@@ -144,7 +146,7 @@ class TrainConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to train; auto picks CUDA when present (under torchrun: each rank its own GPU)."""
     amp: bool = True
-    """bf16 autocast on CUDA (never on CPU)."""
+    """bf16 autocast where the device computes it natively (CUDA, AVX512-BF16, AMX; else off)."""
     num_workers: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = "auto"
     """Tile-reading worker processes per domain; auto: a few on CUDA, 0 (in-process) on a CPU.
     The tiles are the same for any count (docs/training.md)."""
@@ -158,10 +160,9 @@ class TrainConfig(BaseModel):
     """Validation score that picks the best model; auto: psnr where every validation image
     has a reference, else content_iou."""
     run_checkpoint: Literal["last", "best"] = "last"
-    """The model ``utom run`` predicts its tests with: the last, or the best by validation on
-    the test images' content IoU alone — never by their references, which would flatter the
-    scores it reports. GAN restorations drift from a good early model as they chase the other
-    domain's statistics; the input's content kept tells when, without ground truth."""
+    """The model ``utom run`` predicts its tests with: the last, or the best by their content
+    IoU alone (never by their references, which would flatter its scores): GAN restorations
+    drift from a good early model, and the input's content kept tells when."""
     seed: int = Field(0, ge=0, le=2**63 - 1)
     """Seed of every random choice: a run is bit-for-bit repeatable on CPU."""
 

@@ -16,3 +16,15 @@ def resolve_device(setting: str, option: str = "--set device") -> torch.device:
     if setting == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(setting)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 convolutions natively: a CUDA GPU that supports bf16,
+    or a CPU with AVX512-BF16 or AMX tiles. Elsewhere bf16 would be emulated, slower than
+    fp32, so autocast stays off."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)

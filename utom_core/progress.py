@@ -4,8 +4,9 @@ A bar redraws itself in place, which a log file cannot show: with stderr redirec
 or SLURM job, ``> log 2>&1``) rich prints nothing until the end. There a loop prints one plain
 line every ``UTOM_PROGRESS_SECONDS`` (default 30): done/total, rate, elapsed time, ETA and the
 loop's own note (losses, MP/s). On both, once the first steps have been timed, a loop that
-will outlast that interval says how long it is expected to take on this machine. Loops that
-end sooner print nothing, so a short run or a refused one leaves only its own message.
+will outlast that interval says how long it is expected to take on this machine, and on how
+many threads (``utom_core.threads``). Loops that end sooner print nothing, so a short run or a
+refused one leaves only its own message.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 
 from rich import progress as bar
 
+from utom_core import threads
 from utom_core.console import console, progress_display
 
 INTERVAL_ENV = "UTOM_PROGRESS_SECONDS"
@@ -115,9 +117,11 @@ class LoopProgress:
         if expected >= self.every:
             ahead = self.total - self._begun
             steps = f"{ahead} of {self.total}" if self._begun else f"{self.total}"
+            given = threads.applied()
             self._print(f"{steps} {self.unit}s, expected to take about {duration(expected)} "
                         f"on this machine ({1 / rate:.3g} s per {self.unit}, timed over "
-                        f"{self.done - self._first[1]} {self.unit}s)")
+                        f"{self.done - self._first[1]} {self.unit}s"
+                        + (f"; {given})" if given else ")"))
 
     def _line(self, now: float) -> None:
         self._last_line = now

@@ -140,11 +140,15 @@ class Machine(_Part):
     platform: str
     processor: str
     cpus: int | None
+    threads: int | None = None
+    """torch's CPU threads (``utom_core.threads``; absent in records before they were kept)."""
 
     @classmethod
     def current(cls) -> Machine:
+        import torch
+
         return cls(platform=platform.platform(), processor=platform.machine(),
-                   cpus=os.cpu_count())
+                   cpus=os.cpu_count(), threads=torch.get_num_threads())
 
 
 class RunRecord(_Part):

@@ -102,6 +102,9 @@ class TrainedModel:
     slicing: Slicing
     task: str
     config: TrainConfig
+    reverse: Generator | None = None
+    """The generator of the other direction (target → source), loaded on request where the
+    run holds one (two-sided methods): the fidelity map's cycle residual needs it."""
 
 
 def _model_file(path: Path) -> Path:
@@ -139,27 +142,41 @@ def load_run(path: Path) -> tuple[TrainConfig, RunMeta, dict[str, Any]]:
         raise InputError(file, f"checkpoint metadata is invalid ({err})") from None
 
 
-def load_model(
-    path: Path, direction: Direction = "a2b", ema: bool = True, device: str = "cpu", *,
-    build_generator: GeneratorBuilder,
-) -> TrainedModel:
-    """The generator for ``direction`` (EMA weights by default), ready for inference;
-    ``build_generator`` (the registry's, from the caller) builds the architecture it names."""
-    cfg, meta, state = load_run(path)
-    a2b = direction == "a2b"
-    source, target = (meta.domain_a, meta.domain_b) if a2b else (meta.domain_b, meta.domain_a)
-    generator = build_generator(cfg, source.channels, target.channels)
-    key = ("ema_" if ema and cfg.ema_decay > 0 else "g_") + ("ab" if a2b else "ba")
-    if key not in state and not a2b:
-        raise UtomError(f"{path}: the run holds no B → A generator (one-sided: method "
-                        f"{cfg.method}, or one imported direction); it cannot predict "
-                        "--direction b2a")
+def _generator(path: Path, cfg: TrainConfig, state: dict[str, Any], key: str,
+               channels: tuple[int, int], device: str, build_generator: GeneratorBuilder
+               ) -> Generator:
+    """The generator of weights ``key``, on ``device`` and frozen for inference."""
+    generator = build_generator(cfg, *channels)
     try:
         generator.load_state_dict(state[key])
     except (KeyError, RuntimeError, TypeError, ValueError) as err:
         raise InputError(_model_file(Path(path)), f"weights {key} do not fit its "
                          f"{cfg.generator} generator ({first_line(err)})") from None
     generator.to(device).eval().requires_grad_(False)
+    return generator
+
+
+def load_model(
+    path: Path, direction: Direction = "a2b", ema: bool = True, device: str = "cpu", *,
+    build_generator: GeneratorBuilder, reverse: bool = False,
+) -> TrainedModel:
+    """The generator for ``direction`` (EMA weights by default), ready for inference;
+    ``build_generator`` (the registry's, from the caller) builds the architecture it names.
+    With ``reverse``, the other direction's generator too where the run holds it (for the
+    fidelity map's cycle residual; one-sided runs hold none, and load without it)."""
+    cfg, meta, state = load_run(path)
+    a2b = direction == "a2b"
+    source, target = (meta.domain_a, meta.domain_b) if a2b else (meta.domain_b, meta.domain_a)
+    prefix = "ema_" if ema and cfg.ema_decay > 0 else "g_"
+    key, other = prefix + ("ab" if a2b else "ba"), prefix + ("ba" if a2b else "ab")
+    if key not in state and not a2b:
+        raise UtomError(f"{path}: the run holds no B → A generator (one-sided: method "
+                        f"{cfg.method}, or one imported direction); it cannot predict "
+                        "--direction b2a")
+    channels = (source.channels, target.channels)
+    generator = _generator(path, cfg, state, key, channels, device, build_generator)
+    backward = (_generator(path, cfg, state, other, channels[::-1], device, build_generator)
+                if reverse and other in state else None)
     norm_a, norm_b = meta.normalisation_a, meta.normalisation_b
     return TrainedModel(
         generator=generator,
@@ -172,4 +189,5 @@ def load_model(
         slicing=meta.slicing if a2b else Slicing.xy,
         task=meta.task,
         config=cfg,
+        reverse=backward,
     )

@@ -220,7 +220,7 @@ def test_the_report_shows_a_validation_curve_when_the_run_has_one(tmp_path):
     report = (out / "report.md").read_text()
     assert "![validation curve](run/val_curve.png)" in report
     assert "**0.1 below the input: worse than doing nothing**" in report
-    assert "resize-then-convolve (the default)" in report
+    assert "smooth resize-then-convolve (the default)" in report
     assert "Warning: the prediction is worse than the input" in report.split("## Data")[0]
 
 

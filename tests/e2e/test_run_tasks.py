@@ -44,7 +44,8 @@ def test_smoke_run_produces_report_metrics_predictions(cli, tmp_path, task):
         fidelity = tifffile.imread(row["fidelity"]["path"])
         shape = read_image(Path(row["prediction"])).shape  # (C, …, Y, X), RGB or not
         assert fidelity.dtype == np.float32 and fidelity.shape[-2:] == shape[-2:]
-        assert row["fidelity"]["above"] == pytest.approx(np.mean(fidelity > 0.5))
+        level = row["fidelity"]["level"]
+        assert row["fidelity"]["above"] == pytest.approx(np.mean(fidelity > level))
     assert list((out / "previews").glob("*_panel.png"))
     profiles = list((out / "previews").glob("*_profile.png"))
     assert len(profiles) == len(record["images"])  # every demo test image has a reference

@@ -156,5 +156,5 @@ def test_builtin_evaluators_are_registered(monkeypatch):
     from utom_core.plugins import build_registry
 
     evaluators = build_registry().evaluators
-    assert {"psnr", "ssim", "content", "color"} <= set(evaluators)
+    assert {"psnr", "ssim", "content", "color", "lab"} <= set(evaluators)
     assert all(evaluators[name].name == name for name in evaluators)

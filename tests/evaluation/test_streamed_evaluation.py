@@ -9,6 +9,7 @@ import tifffile
 
 from utom_core.domain import Domain, Normalisation, PixelType, Polarity
 from utom_core.evaluation import metrics, streamed
+from utom_core.evaluation.lab import LabColour
 from utom_core.io import open_image
 from utom_core.task import Slicing
 from utom_core.trained import TrainedModel
@@ -56,8 +57,8 @@ def _images(tmp_path, shape: tuple[int, ...], channels_out: int):
     return paths
 
 
-EVALUATORS = {evaluator.name: evaluator for evaluator in metrics.EVALUATORS}
-"""psnr, ssim, content and color: what a task's evaluators resolve to."""
+EVALUATORS = {evaluator.name: evaluator for evaluator in (*metrics.EVALUATORS, LabColour())}
+"""psnr, ssim, content, color and lab: what a task's evaluators resolve to."""
 
 
 @pytest.mark.parametrize(("shape", "smooth"), [((70, 90), 0.0), ((70, 90), 1.5),
@@ -72,7 +73,8 @@ def test_streamed_metrics_equal_whole_image_metrics(tmp_path, monkeypatch, shape
     monkeypatch.setattr(streamed, "STRIP_VALUES", 1)  # 16-row strips: several per plane
     strips = streamed.evaluate_prediction(*args, tmp_path / "strips")
     assert set(strips.metrics) == set(whole.metrics)
-    assert {"psnr", "ssim", "content_iou_ref", "color_emd_tissue"} <= set(whole.metrics)
+    assert {"psnr", "ssim", "content_iou_ref", "color_emd_tissue", "delta_e_tissue",
+            "lab_emd_background", "periodic_artefact"} <= set(whole.metrics)
     for key, value in whole.metrics.items():
         assert strips.metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     assert any("streamed" in note for note in strips.notes)
@@ -85,6 +87,7 @@ def test_a_streamed_evaluation_never_reads_the_whole_prediction(tmp_path, monkey
     monkeypatch.setattr(streamed, "WHOLE_VALUES", 0)
     monkeypatch.setattr(streamed, "STRIP_VALUES", 1)
     monkeypatch.setattr(streamed, "PREVIEW_SIDE", 32)
+    monkeypatch.setattr(streamed, "CROP", 16)  # the periodic artefact's crop
     largest = []
 
     def recording(path, formats=None):

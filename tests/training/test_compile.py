@@ -30,7 +30,9 @@ def test_compile_runs_the_training_step_through_torch_compile(tmp_path, blob_tif
         return real(module, backend="aot_eager")
 
     monkeypatch.setattr(torch, "compile", aot_eager)
-    cfg = TrainConfig(**TINY, iterations=3, seed=2)
+    # fp32 and nearest-neighbour resizes: bf16 and aot_eager's decomposed bilinear resize
+    # round differently from eager kernels, and Adam's first steps turn rounding into ±lr
+    cfg = TrainConfig(**TINY, iterations=3, seed=2, amp=False, upsampling="resize")
     a, b = blob_tiffs["a"], blob_tiffs["b"]
     train(DENOISE, cfg, tmp_path / "eager", a, b, show_progress=False)
     assert compiled == []

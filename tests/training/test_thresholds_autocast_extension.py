@@ -117,7 +117,8 @@ def _losses(pair, o):
 
 def test_saliency_maps_and_losses_are_fp32_under_bf16_autocast():
     outputs, terms, maps = _tiny_objective(autocast=True)
-    assert outputs["fake_b"].dtype == torch.bfloat16  # the generators did run in bf16
+    assert outputs["d_b_fake"].dtype == torch.bfloat16  # the networks did run in bf16
+    assert outputs["fake_b"].dtype == torch.float32  # the generators' tanh output is fp32
     assert {name: t.dtype for name, t in maps.items()} == dict.fromkeys(maps, torch.float32)
     assert {name: t.dtype for name, t in terms.items()} == dict.fromkeys(terms, torch.float32)
 

@@ -30,6 +30,7 @@ from utom_core.bench import (
     save_results,
     summarise,
 )
+from utom_core.commands.common import THREADS_OPTION, use_threads
 from utom_core.config import Budget, parse_overrides
 from utom_core.console import console
 from utom_core.errors import Interrupted, UtomError
@@ -73,7 +74,7 @@ def _finished_runs(plan: list[BenchRun], budget: Budget, out: Path, settings: di
         for run in plan:
             yield run, run_one(run, budget, out, settings)
         return
-    threads = max(1, torch.get_num_threads() // jobs)
+    threads = max(1, torch.get_num_threads() // jobs)  # the usable CPUs (use_threads) shared
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
     with ProcessPoolExecutor(jobs, mp_context=context) as pool:
         started = time.perf_counter()
@@ -125,9 +126,11 @@ def _only_bench(out: Path) -> Iterator[None]:
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Runs at once, each in its own process with an equal share of the threads.")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
+@THREADS_OPTION
 def bench_command(tasks: str | None, methods: str | None, seeds: int, budget: str,
-                  overrides: tuple[str, ...], jobs: int, out: Path) -> None:
+                  overrides: tuple[str, ...], jobs: int, out: Path, threads: int | None) -> None:
     """Run every task × method × seed and write bench.json, bench.md and plots to --out."""
+    use_threads(threads)
     registry = get_registry()
     task_names = _names(tasks, list(registry.tasks), "tasks")
     method_names = _names(methods, list(registry.methods), "methods")

@@ -10,6 +10,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from utom_core import threads
 from utom_core.config import (
     BUDGET_NOTES,
     BUDGETS,
@@ -25,6 +26,7 @@ from utom_core.methods import BUILTIN
 from utom_core.plugins import Registry, Resolved
 from utom_core.run_folders import check_run_dir
 from utom_core.task import Task
+from utom_core.threads import Threads
 from utom_core.trained import CHECKPOINT_FILE, CONFIG_FILE, load_run
 
 PATHS = click.Path(path_type=Path)
@@ -60,6 +62,11 @@ def training_options(command: Callable[..., Any] | None = None, *, paired: bool 
                      + ", or a plugin's (`utom methods` lists them)."),
         click.option("--iterations", type=click.IntRange(min=1), default=None,
                      help="Total iterations of the run (overrides the budget)."),
+        click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Train for about this many minutes: a short trial times the step and "
+                     "sets the iterations to fill them (instead of --iterations)."),
+        click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="As --minutes, in hours."),
         click.option("--seed", type=int, default=None, help="Seed of every random choice."),
         click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
                      default=None, help="TOML file of TrainConfig settings."),
@@ -70,22 +77,50 @@ def training_options(command: Callable[..., Any] | None = None, *, paired: bool 
         click.option("--threshold-b", callback=lambda c, p, v: threshold_value(v),
                      help="Domain B content threshold in raw units, or 'auto'."),
     ]
+    options.append(THREADS_OPTION)
     for option in reversed(options):
         command = option(command)
     return command
 
 
+THREADS_OPTION = click.option(
+    "--threads", type=click.IntRange(min=1), default=None,
+    help="CPU threads of torch [default: the CPUs this process may use: OMP_NUM_THREADS, "
+    "SLURM_CPUS_PER_TASK, else CPU affinity and cgroup quota].")
+
+
+def use_threads(count: int | None) -> Threads:
+    """Give torch ``count`` threads (None: the CPUs this process may use), said by the first
+    progress line."""
+    return threads.apply(threads.usable_threads(count))
+
+
+def time_budget(ctx: click.Context, minutes: float | None, hours: float | None,
+                overrides: tuple[str, ...]) -> float | None:
+    """Minutes of training asked by --minutes or --hours (one of them), never with a count of
+    iterations (--iterations, --set iterations=)."""
+    if minutes is not None and hours is not None:
+        raise UtomError("--hours: give --minutes or --hours, not both")
+    asked = hours * 60 if hours is not None else minutes
+    if asked is not None and (ctx.params.get("iterations") is not None
+                              or "iterations" in parse_overrides(overrides)):
+        option = "--hours" if hours is not None else "--minutes"
+        raise UtomError(f"{option}: a time budget sets the iterations; give it or "
+                        "--iterations, not both")
+    return asked
+
+
 def assemble_config(task: Task, budget: str, method: str | None, iterations: int | None,
                     seed: int | None, config_file: Path | None, overrides: tuple[str, ...],
-                    threshold_a: float | str | None,
-                    threshold_b: float | str | None) -> TrainConfig:
+                    threshold_a: float | str | None, threshold_b: float | str | None,
+                    minutes: float | None = None) -> TrainConfig:
     """Budget preset < task defaults < config file < --set < explicit options.
 
     The config file and --set are validated on their own first, so a wrong value is reported
     where the user wrote it."""
     explicit = {key: value for key, value in dict(
         method=method, iterations=iterations, seed=seed,
-        threshold_a=threshold_a, threshold_b=threshold_b,
+        threshold_a=threshold_a, threshold_b=threshold_b, minutes=minutes,
     ).items() if value is not None}
     given = [(load_config_file(config_file), str(config_file))] if config_file else []
     given.append((parse_overrides(overrides), "--set"))
@@ -122,7 +157,7 @@ def resumed_config(run_dir: Path) -> TrainConfig:
         raise InputError(path, f"cannot read the run's settings ({first_line(err)})") from None
 
 
-EXPLICIT = ("method", "seed", "threshold_a", "threshold_b", "iterations")
+EXPLICIT = ("method", "seed", "threshold_a", "threshold_b", "iterations", "minutes")
 """Options that each set the setting of the same name."""
 
 
@@ -135,6 +170,8 @@ def _given_settings(ctx: click.Context, task: Task, overrides: tuple[str, ...]
 
     options = [(f"--{name.replace('_', '-')}", {name}) for name in EXPLICIT
                if ctx.params.get(name) is not None]
+    if ctx.params.get("hours") is not None:
+        options.append(("--hours", {"minutes"}))
     options.append(("--set", set(parse_overrides(overrides))))
     if ctx.params.get("config_file") is not None:
         options.append(("--config", set(load_config_file(ctx.params["config_file"]))))
@@ -157,8 +194,8 @@ def resume_changes(ctx: click.Context, task: Task, overrides: tuple[str, ...],
         for key in sorted(keys - seen):
             seen.add(key)
             new, old = getattr(cfg, key), getattr(saved, key)
-            if new == old:
-                continue
+            if new == old or (key == "iterations" and cfg.minutes is not None):
+                continue  # a time budget's count is the run's plan (a new one is refused)
             if key not in RESUME_SETTINGS:
                 raise UtomError(f"{option}: a resumed run keeps the settings it was trained "
                                 f"with ({key} {old!r}; this command gives {new!r}); with "

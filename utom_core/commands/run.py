@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 import numpy as np
 
-from utom_core.commands.common import PATHS, assemble_config, resolve_run, training_options
+from utom_core.commands.common import (
+    PATHS,
+    assemble_config,
+    resolve_run,
+    time_budget,
+    training_options,
+    use_threads,
+)
 from utom_core.commands.predict import views_option
 from utom_core.config import Budget
 from utom_core.console import console
@@ -38,14 +45,17 @@ from utom_core.workflow.userdata import user_data
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 @views_option
 @training_options
-def run_command(task_name: str, a_paths, b_paths, test_paths, reference_paths, regions,
-                out: Path | None, overwrite: bool, views: int, budget: str, method, iterations,
-                seed, config_file, overrides, threshold_a, threshold_b) -> None:
+@click.pass_context
+def run_command(ctx: click.Context, task_name: str, a_paths, b_paths, test_paths,
+                reference_paths, regions, out: Path | None, overwrite: bool, views: int,
+                budget: str, method, iterations, minutes, hours, seed, config_file, overrides,
+                threshold_a, threshold_b, threads) -> None:
     """Run TASK end to end; with no --a/--b it uses the task's bundled demo data."""
+    use_threads(threads)
     registry = get_registry()
     task = registry.task(task_name)
     cfg = assemble_config(task, budget, method, iterations, seed, config_file, overrides,
-                          threshold_a, threshold_b)
+                          threshold_a, threshold_b, time_budget(ctx, minutes, hours, overrides))
     resolved = resolve_run(registry, task, cfg)
     if bool(a_paths) != bool(b_paths):
         raise UtomError("give both --a and --b, or neither to use the demo data")

@@ -14,7 +14,9 @@ from utom_core.commands.common import (
     resolve_run,
     resume_changes,
     resumed_config,
+    time_budget,
     training_options,
+    use_threads,
 )
 from utom_core.console import console
 from utom_core.errors import UtomError
@@ -41,21 +43,24 @@ from utom_core.training.train import train
 def train_command(ctx: click.Context, task_name: str, a_paths: tuple[Path, ...],
                   b_paths: tuple[Path, ...], run_dir: Path, resume: bool, overwrite: bool,
                   val_paths: tuple[Path, ...], val_references: tuple[Path, ...],
-                  budget: str, method: str | None, iterations: int | None, seed: int | None,
+                  budget: str, method: str | None, iterations: int | None,
+                  minutes: float | None, hours: float | None, seed: int | None,
                   config_file: Path | None, overrides: tuple[str, ...], threshold_a,
-                  threshold_b) -> None:
+                  threshold_b, threads: int | None) -> None:
     """Train TASK on unpaired images of domain A (--a) and domain B (--b).
 
     With --resume (the command that started the run, with --resume added, or just TASK --out
     RUN --resume), only --iterations and --set iterations, checkpoint_every, log_every,
     preview_every, val_every, num_workers, compile or channels_last may change: the run keeps
     every other setting it was trained with (and its validation images); an option equal to
-    the run's own is accepted. Under torchrun
+    the run's own is accepted. --minutes M plans the iterations to fill M minutes of training
+    (a resumed run keeps the plan). Under torchrun
     (``torchrun --nproc-per-node N -m utom_core train …``) every rank trains; rank 0 writes."""
+    use_threads(threads)
     registry = get_registry()
     task = registry.task(task_name)
     cfg = assemble_config(task, budget, method, iterations, seed, config_file, overrides,
-                          threshold_a, threshold_b)
+                          threshold_a, threshold_b, time_budget(ctx, minutes, hours, overrides))
     saved = resumed_config(run_dir) if resume else cfg
     changes = resume_changes(ctx, task, overrides, cfg, saved) if resume else {}
     resolved = resolve_run(registry, task, saved)

@@ -16,6 +16,7 @@ from typing import Protocol, overload
 
 import numpy as np
 
+from utom_core.domain import Normalisation
 from utom_core.saliency import SaliencyOperator
 
 
@@ -33,6 +34,9 @@ class Sample:
     """Content operator of the input's domain."""
     output_saliency: SaliencyOperator | None = None
     """Content operator of the prediction's (target) domain."""
+    output_normalisation: Normalisation | None = None
+    """The target domain's fitted range: maps prediction and reference back to raw pixel values
+    (CIELAB colour needs the 8-bit sRGB values, not the [-1, 1] scale)."""
 
 
 @dataclass

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from utom_core.evaluation.periodic import PERIODIC_LIMIT
+
 
 @dataclass(frozen=True)
 class Guide:
@@ -51,6 +53,25 @@ GUIDE: dict[str, Guide] = {
                               "lower is better; demo stain-he 9.2", " levels"),
     "color_emd_background": Guide("the same colour distance, in background pixels",
                                   "lower is better; demo stain-he 7.6", " levels"),
+    "delta_e_tissue": Guide(
+        "CIELAB ΔE (CIE76) between the mean colours of the prediction's and the reference's "
+        "tissue (each image's own content mask)",
+        "0 = the same mean colour, lower is better; about 2.3 is just noticeable side by side, "
+        "above ~10 the stain looks a different colour"),
+    "delta_e_background": Guide("the same ΔE, in background pixels", "lower is better"),
+    "lab_emd_tissue": Guide(
+        "earth mover's distance of the tissue's L, a and b distributions to the reference's, "
+        "averaged over the three (CIELAB units)",
+        "0 = the same colours in the same proportions, lower is better; unlike ΔE it also sees "
+        "a wrong spread of colours around a right mean"),
+    "lab_emd_background": Guide("the same Lab distance, in background pixels",
+                                "lower is better"),
+    "periodic_artefact": Guide(
+        "the strongest spectral peak of the prediction at the 2- and 4-px periods (along either "
+        "axis or a diagonal) over the spectrum around it, on a central 1024² crop of the middle "
+        "plane: a grid printed by the generator",
+        f"natural images and real H&E score about 3, the authors' UTOM output 3–6; above "
+        f"{PERIODIC_LIMIT:g} the output carries a visible grid"),
     "content_dice": Guide("Dice of the input's and the prediction's content masks",
                           "2·IoU / (1 + IoU): it ranks runs as content_iou does"),
     "content_dice_ref": Guide("Dice of the prediction's and the reference's content masks",
@@ -150,3 +171,13 @@ def low_content_warning(metrics: dict[str, float]) -> str:
 def run_warnings(metrics: dict[str, float]) -> list[str]:
     """What ``utom run`` says first and the report puts on top, most serious first."""
     return [w for w in (low_content_warning(metrics), worse_warning(metrics)) if w]
+
+
+def periodic_note(metrics: dict[str, float]) -> str:
+    """The report's line on a prediction that carries a periodic grid, or "" where none does."""
+    score = metrics.get("periodic_artefact")
+    if score is None or score <= PERIODIC_LIMIT:
+        return ""
+    return (f"The output carries a periodic grid: periodic_artefact {score:.3g} is above "
+            f"{PERIODIC_LIMIT:g} (a 2- or 4-px pattern the generator prints over the image; "
+            "docs/run.md#reading-the-metrics).")

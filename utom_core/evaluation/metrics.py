@@ -228,6 +228,23 @@ def wasserstein_of(counts: np.ndarray, size: int, other: np.ndarray, other_size:
     return float(np.abs(cdf - other_cdf).sum() * (2.0 / COLOR_BINS) * 127.5)
 
 
+def colour_regions(region: Region) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(prediction mask, reference mask) of the region's own rows: everywhere (key ""), in
+    tissue and in background (each image's own content mask); empty unless both are RGB."""
+    sample = region.sample
+    pred, ref = sample.prediction, sample.reference
+    if ref is None or pred.shape[0] != 3 or ref.shape[0] != 3:
+        return {}
+    regions = {"": (np.ones(pred.shape[1:], bool)[..., region.core, :],
+                    np.ones(ref.shape[1:], bool)[..., region.core, :])}
+    if sample.output_saliency is not None:
+        pred_tissue = _core_mask(pred, sample.output_saliency, region)
+        ref_tissue = _core_mask(ref, sample.output_saliency, region)
+        regions["_tissue"] = (pred_tissue, ref_tissue)
+        regions["_background"] = (~pred_tissue, ~ref_tissue)
+    return regions
+
+
 class ColorAccumulator:
     """Per-channel value histograms of prediction and reference: everywhere, in tissue and in
     background (each image's own content mask)."""
@@ -237,17 +254,11 @@ class ColorAccumulator:
         """Per key: [prediction histograms per channel, pixels, reference ones, pixels]."""
 
     def add(self, region: Region) -> None:
-        sample = region.sample
-        pred, ref = sample.prediction, sample.reference
-        if ref is None or pred.shape[0] != 3 or ref.shape[0] != 3:
+        regions, reference = colour_regions(region), region.sample.reference
+        if not regions or reference is None:
             return
-        pred_core, ref_core = core_rows(pred, region), core_rows(ref, region)
-        regions = {"": (np.ones(pred_core.shape[1:], bool), np.ones(ref_core.shape[1:], bool))}
-        if sample.output_saliency is not None:
-            pred_tissue = _core_mask(pred, sample.output_saliency, region)
-            ref_tissue = _core_mask(ref, sample.output_saliency, region)
-            regions["_tissue"] = (pred_tissue, ref_tissue)
-            regions["_background"] = (~pred_tissue, ~ref_tissue)
+        pred_core = core_rows(region.sample.prediction, region)
+        ref_core = core_rows(reference, region)
         for key, (pred_mask, ref_mask) in regions.items():
             entry = self.hists.setdefault(key, [[0] * 3, 0, [0] * 3, 0])
             for c in range(3):

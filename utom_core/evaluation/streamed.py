@@ -18,6 +18,7 @@ import numpy as np
 from utom_core.evaluation.base import Evaluator, Region, Sample
 from utom_core.evaluation.figures.image_previews import save_previews
 from utom_core.evaluation.metrics import SSIM_PAD
+from utom_core.evaluation.periodic import CROP, PeriodicArtefact
 from utom_core.io import FormatTable, image_stem, open_image, read_image
 from utom_core.io.base import ImageSource
 from utom_core.trained import TrainedModel
@@ -28,6 +29,9 @@ STRIP_VALUES = 2**22
 """Values per array in one streamed strip (its rows follow from the image width)."""
 PREVIEW_SIDE = 2048
 """Largest side of the preview crop of a streamed prediction."""
+PERIODIC = PeriodicArtefact()
+"""Scored on every prediction, besides the task's evaluators: a grid printed by the generator
+is a fault of any output."""
 
 
 @dataclass
@@ -49,6 +53,7 @@ def _sample(predictor: TrainedModel, raw_input: np.ndarray, raw_prediction: np.n
         baseline=target.apply(raw_input) if source.channels == target.channels else None,
         input_saliency=predictor.source.saliency(source, predictor.source_threshold),
         output_saliency=predictor.target.saliency(target, predictor.target_threshold),
+        output_normalisation=target,
     )
 
 
@@ -78,7 +83,7 @@ def _whole(predictor: TrainedModel, evaluators: dict[str, Evaluator],
                      read_image(prediction, formats=formats),
                      read_image(reference, formats=formats) if reference else None)
     metrics: dict[str, float] = {}
-    for evaluator in evaluators.values():
+    for evaluator in (*evaluators.values(), PERIODIC):
         metrics.update(evaluator.evaluate(sample))
     save_previews(sample, stem)
     return Evaluation(metrics)
@@ -121,14 +126,26 @@ def _streamed(predictor: TrainedModel, evaluators: dict[str, Evaluator],
     metrics: dict[str, float] = {}
     for acc in streaming:
         metrics.update(acc.result())
+    metrics.update(PERIODIC.evaluate(_periodic_crop(predictor, sources[1])))
     save_previews(_preview_crop(predictor, sources), stem)
     notes.append(_crop_note(shape))
     return Evaluation(metrics, notes)
 
 
-def _crop_window(length: int) -> slice:
-    start = max(0, (length - PREVIEW_SIDE) // 2)
-    return slice(start, min(length, start + PREVIEW_SIDE))
+def _crop_window(length: int, side: int | None = None) -> slice:
+    """The central ``side`` (None: ``PREVIEW_SIDE``) of ``length``."""
+    side = PREVIEW_SIDE if side is None else side
+    start = max(0, (length - side) // 2)
+    return slice(start, min(length, start + side))
+
+
+def _periodic_crop(predictor: TrainedModel, prediction: ImageSource) -> Sample:
+    """The prediction's central ``CROP``² of its central XY plane: all the periodic artefact
+    measures, so a streamed prediction scores what it would whole."""
+    shape = prediction.info.shape
+    z = shape[1] // 2 if len(shape) == 4 else None
+    crop = _read(prediction, z, _crop_window(shape[-2], CROP), _crop_window(shape[-1], CROP))
+    return Sample(prediction=predictor.target_norm.apply(crop))
 
 
 def _preview_crop(predictor: TrainedModel, sources: list[ImageSource]) -> Sample:

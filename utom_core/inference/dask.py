@@ -46,6 +46,7 @@ from utom_core.io.omezarr import OmeZarrSink, pool_in_store
 from utom_core.io.replaceable import commit_output
 from utom_core.progress import LoopProgress
 from utom_core.task import Slicing
+from utom_core.threads import cpu_count
 
 JOB_FILE = ".utom-job.json"
 """What a job's store was started for (inputs, model, options): ``--resume`` checks it."""
@@ -66,7 +67,7 @@ def local_workers(scheduler: str) -> int | None:
     name, _, count = scheduler.partition(":")
     if name != "local" or (count and not (count.isdigit() and int(count) > 0)):
         raise UtomError(f"--scheduler {scheduler}: expected {SCHEDULER_HELP}")
-    return int(count or os.cpu_count() or 1)
+    return int(count or cpu_count())
 
 
 @contextlib.contextmanager
@@ -80,9 +81,8 @@ def connect(scheduler: str) -> Iterator[Any]:
                         "pip install 'utom[distributed]'") from None
     workers = local_workers(scheduler)
     if workers is not None:
-        # torch threads per worker: the caller's OMP_NUM_THREADS, else the cores shared out
-        threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1)
-                                                                // workers))
+        # torch threads per worker: the caller's OMP_NUM_THREADS, else the usable CPUs shared
+        threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, cpu_count() // workers))
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                           host="127.0.0.1", dashboard_address="127.0.0.1:0",
                           silence_logs=50, env={"OMP_NUM_THREADS": threads}) as cluster, \

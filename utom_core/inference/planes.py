@@ -85,6 +85,9 @@ class TileOptions:
     ``inference.views``)."""
     axial: bool = False
     """The planes are XZ/YZ: only views that keep the axial (row) direction (8 become 4)."""
+    bf16: bool = False
+    """Run the generator under bf16 autocast (only where the device computes bf16 natively:
+    the caller checks ``device.native_bf16``); norms and the output stay fp32."""
 
 
 class TileRunner:
@@ -119,7 +122,9 @@ class TileRunner:
             for i, view in enumerate(self.views):
                 if self.frozen is not None:
                     use_statistics(self.norms, self.frozen[i])
-                y = view.undo(self.generator(self._layout(view.apply(x)))).double()
+                with torch.autocast(self.device.type, torch.bfloat16, enabled=self.options.bf16):
+                    y = self.generator(self._layout(view.apply(x)))
+                y = view.undo(y).double()
                 total = total + y
                 squares = squares + y**2 if self.fidelity is not None else squares
             mean = total / len(self.views)

@@ -14,12 +14,21 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from utom_core.data.images import check_planes
+from utom_core.device import native_bf16
 from utom_core.errors import UtomError
 from utom_core.inference.fidelity import FidelityTerms
 from utom_core.inference.halo import PAPER_OVERLAP, auto_overlap
-from utom_core.inference.planes import Norm, PlanePredictor, Progress, TileOptions, check_channels
+from utom_core.inference.planes import (
+    Fidelity,
+    Norm,
+    PlanePredictor,
+    Progress,
+    TileOptions,
+    check_channels,
+)
 from utom_core.inference.tiling import Stitch
 from utom_core.inference.views import DEFAULT_VIEWS
 from utom_core.inference.volumes import predict_checked
@@ -45,6 +54,10 @@ class PredictOptions:
     """Flips and rotations averaged (1, 2, 4, 8; XZ/YZ planes at most 4): ``inference.views``."""
     fidelity: bool = False
     """Write a fidelity map beside each prediction (``inference.fidelity``)."""
+    amp: bool = False
+    """bf16 autocast where the device computes bf16 natively (``device.native_bf16``); off by
+    default, so a prediction equals the model package's and keeps 16-bit precision; its
+    difference from fp32 is measured in docs/results/prediction.md."""
 
 
 def output_info(info: ImageInfo, channels: int, dtype: np.dtype | str) -> ImageInfo:
@@ -58,14 +71,19 @@ class Predictor:
     """A trained model and one set of prediction settings; inputs come in as open sources."""
 
     def __init__(self, model: TrainedModel, options: PredictOptions | None = None, *,
-                 formats: FormatTable | None = None) -> None:
+                 formats: FormatTable | None = None, terms: Fidelity | None = None) -> None:
+        """``terms``: the fidelity map's (default ``FidelityTerms.of(model)``; a benchmark
+        scores single terms through it)."""
         self.model, self.formats = model, formats
+        self.terms = terms if terms is not None else FidelityTerms.of(model)
         self.options = options = options or PredictOptions()
         parameter = next(model.generator.parameters(), None)
-        cuda = parameter is not None and parameter.device.type == "cuda"
+        device = parameter.device if parameter is not None else torch.device("cpu")
+        cuda = device.type == "cuda"
         self._tiles = TileOptions(tile=options.tile, stitch=options.stitch, norm=options.norm,
                                   batch=options.batch or (4 if cuda else 1),
                                   views=options.views, axial=model.slicing is Slicing.xz_yz,
+                                  bf16=options.amp and native_bf16(device),
                                   overlap=PAPER_OVERLAP if options.overlap is None
                                   else options.overlap)
         self._overlap_known = options.overlap is not None
@@ -122,7 +140,7 @@ class Predictor:
             if create_fidelity is not None:
                 sinks.append(create_fidelity(output_info(source.info, 1, "float32")))
             model = self.model
-            fidelity = (FidelityTerms.of(model), sinks[1]) if len(sinks) > 1 else None
+            fidelity = (self.terms, sinks[1]) if len(sinks) > 1 else None
             predict_checked(source, model.generator, model.source_norm, model.target_norm,
                             sinks[0], options, model.slicing, progress, fidelity)
             for sink in reversed(sinks):

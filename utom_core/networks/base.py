@@ -74,6 +74,23 @@ class LowPass(nn.Module):
         return F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), cols, groups=channels)
 
 
+class Blur(nn.Module):
+    """A fixed [1 2 1]² / 16 blur per channel, borders reflected; no parameters or state."""
+
+    kernel: torch.Tensor
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        kernel = torch.outer(taps, taps) / 16
+        self.register_buffer("kernel", kernel.expand(channels, 1, 3, 3).clone(),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        return F.conv2d(padded, self.kernel.to(padded.dtype), groups=x.shape[1])
+
+
 def low_pass(sigma: float) -> LowPass | None:
     """The anchor of a generator with ``anchor_sigma`` σ (None where it is 0: off)."""
     return LowPass(sigma) if sigma > 0 else None
@@ -104,6 +121,7 @@ def tanh_output(pre: torch.Tensor, x: torch.Tensor, residual: bool,
     A residual generator learns a correction to its input (it is the identity at
     initialisation), which suits restoration tasks whose output lives on the input's scale.
     """
+    pre = pre.float()  # a bf16 autocast's last convolution: the output is computed in fp32
     if residual:
         pre = pre + torch.atanh(x.clamp(-RESIDUAL_LIMIT, RESIDUAL_LIMIT))
     return anchored(torch.tanh(pre), x, anchor)

@@ -31,6 +31,7 @@ class InstanceNorm(nn.Module):
         self.frozen: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()  # under bf16 autocast: statistics, and the residual stream, stay fp32
         if self.frozen is None:  # the fused kernel: ~4x faster than var_mean + arithmetic
             return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
         mean, var = self.frozen
@@ -51,7 +52,7 @@ def frozen_norm_statistics(model: nn.Module, crops: torch.Tensor) -> Iterator[No
     norms = [m for m in model.modules() if isinstance(m, InstanceNorm)]
 
     def record(norm: InstanceNorm, args: tuple[torch.Tensor, ...]) -> None:
-        var, mean = torch.var_mean(args[0], dim=(0, 2, 3), keepdim=True, correction=0)
+        var, mean = torch.var_mean(args[0].float(), dim=(0, 2, 3), keepdim=True, correction=0)
         norm.frozen = (mean, var)
 
     hooks = [norm.register_forward_pre_hook(record) for norm in norms]

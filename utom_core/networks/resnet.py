@@ -7,26 +7,34 @@ from typing import Literal
 import torch
 from torch import nn
 
-from utom_core.networks.base import Generator, anchor_radius, init_weights, low_pass, tanh_output
+from utom_core.networks.base import (
+    Blur,
+    Generator,
+    anchor_radius,
+    init_weights,
+    low_pass,
+    tanh_output,
+)
 from utom_core.networks.norm import InstanceNorm
 
-Upsampling = Literal["transpose", "resize"]
+Upsampling = Literal["transpose", "resize", "smooth"]
 
 
 def upsample_block(in_ch: int, out_ch: int, mode: Upsampling,
                    affine: bool = False) -> list[nn.Module]:
-    """2x upsampling: the paper's transposed conv, or resize-then-conv (no checkerboard)."""
+    """2x upsampling: the paper's transposed conv; resize-then-conv by nearest neighbour
+    (``resize``); or ``smooth``: a bilinear resize blurred by [1 2 1]², the conv, and the
+    ReLU's output blurred again. Without the blurs a stride-2 generator prints a 2- and 4-px
+    grid, which its ReLUs make of what a resize leaves near the new Nyquist frequency
+    (docs/results/upsampling.md)."""
     if mode == "transpose":
-        conv: list[nn.Module] = [
-            nn.ConvTranspose2d(in_ch, out_ch, 3, stride=2, padding=1, output_padding=1)
-        ]
-    else:
-        conv = [
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            nn.ReflectionPad2d(1),
-            nn.Conv2d(in_ch, out_ch, 3),
-        ]
-    return [*conv, InstanceNorm(out_ch, affine=affine), nn.ReLU(inplace=True)]
+        return [nn.ConvTranspose2d(in_ch, out_ch, 3, stride=2, padding=1, output_padding=1),
+                InstanceNorm(out_ch, affine=affine), nn.ReLU(inplace=True)]
+    conv = [nn.ReflectionPad2d(1), nn.Conv2d(in_ch, out_ch, 3),
+            InstanceNorm(out_ch, affine=affine), nn.ReLU(inplace=True)]
+    if mode == "resize":
+        return [nn.Upsample(scale_factor=2, mode="nearest"), *conv]
+    return [nn.Upsample(scale_factor=2, mode="bilinear"), Blur(in_ch), *conv, Blur(out_ch)]
 
 
 class ResidualBlock(nn.Module):
@@ -89,7 +97,7 @@ class ResnetGenerator(Generator):
     @property
     def receptive_radius(self) -> int:
         # 7x7 (3) + downsamplings (1 + 2) + 2 convs per block at stride 4 + upsamplings + 7x7 (3)
-        up = 4 + 2 if self.upsampling == "transpose" else 8 + 4
+        up = {"transpose": 4 + 2, "resize": 8 + 4, "smooth": 12 + 6 + 2 * (2 + 1)}[self.upsampling]
         return 3 + 1 + 2 + 8 * self.n_blocks + up + 3 + anchor_radius(self.anchor)
 
     @property

@@ -32,7 +32,7 @@ class UnetGenerator(Generator):
         out_channels: int,
         ngf: int = 64,
         depth: int = 4,
-        upsampling: Upsampling = "resize",
+        upsampling: Upsampling = "smooth",
         residual: bool = False,
         norm_affine: bool = False,
         anchor_sigma: float = 0.0,

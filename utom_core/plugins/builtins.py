@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from utom_core.evaluation.lab import LabColour
 from utom_core.evaluation.metrics import EVALUATORS
 from utom_core.hookspecs import hookimpl
 from utom_core.io.formats import builtin_formats
@@ -40,7 +41,7 @@ def register_methods(register):
 
 @hookimpl
 def register_evaluators(register):
-    for evaluator in EVALUATORS:
+    for evaluator in (*EVALUATORS, LabColour()):
         register(evaluator)
 
 

@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from utom_core import trained
+from utom_core import threads, trained
 from utom_core.config import RESUME_SETTINGS, TrainConfig
 from utom_core.console import console
 from utom_core.errors import InputError, UtomError, first_line
@@ -25,6 +25,7 @@ from utom_core.training import distributed
 from utom_core.training.meta import input_records, recorded_inputs, same_inputs
 from utom_core.training.runlog import truncate_log
 from utom_core.training.schedules import resumed_decay
+from utom_core.training.time_plan import plan_by_time
 from utom_core.training.trainer import Trainer, TrainResult
 from utom_core.training.validation import ValPair
 
@@ -43,7 +44,8 @@ def train(
     resume, ``iterations`` sets a new total and ``changes`` any of RESUME_SETTINGS (said in
     one line); ``stop_at`` ends this call early at that iteration with a checkpoint, as an
     interruption would. ``val``: validation images and their references (a resumed run keeps
-    the ones it started with).
+    the ones it started with). A new run with ``cfg.minutes`` first plans its iterations to
+    fill them (``time_plan``).
     """
     run_dir = Path(run_dir)
     trainer_of = partial(Trainer, method=method, build_generator=build_generator,
@@ -59,6 +61,11 @@ def train(
         # old run replaced): a refused run changes nothing on disk
         distributed.join(cfg.device)
         trainer = trainer_of(task, cfg, run_dir, a_paths, b_paths, val=val)
+        if cfg.minutes is not None:
+            plan = plan_by_time(trainer, cfg, cfg.minutes)
+            if show_progress and trainer.ranks.main:
+                console.print(f"training: {plan}" + (f"; {threads.applied()}"
+                              if threads.applied() else ""), soft_wrap=True, markup=False)
     distributed.barrier()
     if trainer.ranks.main:
         prepare_run_dir(run_dir, resume, overwrite)

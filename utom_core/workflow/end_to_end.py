@@ -123,7 +123,8 @@ def run_workflow(resolved: Resolved, cfg: TrainConfig, budget: Budget, out: Path
         model = out / RUN_SUBDIR  # the last, where no validation ran (a test image too small)
         if cfg.run_checkpoint == "best" and (model / trained.BEST_MODEL_FILE).is_file():
             model = model / trained.BEST_MODEL_FILE
-        loaded = load_model(model, build_generator=resolved.build_generator)
+        loaded = load_model(model, build_generator=resolved.build_generator,
+                            reverse=True)  # the fidelity map's cycle residual
         fidelity = loaded.slicing is not Slicing.xz_yz  # maps of XZ/YZ planes: not supported
         predictor = Predictor(loaded, PredictOptions(views=views, fidelity=fidelity),
                               formats=resolved.formats)  # otherwise utom predict's

@@ -20,6 +20,7 @@ from utom_core.evaluation.guide import (
     floor_of,
     guide,
     ordered,
+    periodic_note,
     run_warnings,
     verdict,
 )
@@ -117,14 +118,13 @@ def _thresholds(record: RunRecord) -> str:
 
 
 def upsampling_note(upsampling: str | None) -> str:
-    """Why the generators upsample as they do: resize-conv is the default (no checkerboard,
-    measured better on the restoration tasks); the paper's transposed convs stay selectable."""
-    if upsampling == "resize":
-        return ("Upsampling: resize-then-convolve (the default): no checkerboard texture, and "
-                "it measured better than the paper's transposed convolutions "
-                "(docs/training.md; `--set upsampling=transpose` for the paper's layout).")
-    return ("Upsampling: transposed convolutions as in the paper, as set; they can leave a "
-            "checkerboard texture (the default, resize-then-convolve, does not).")
+    """How the generators upsample, and what the other choices print over an output."""
+    if upsampling == "smooth":
+        return ("Upsampling: smooth resize-then-convolve (the default): blurred bilinear "
+                "resizes, which leave no 2- or 4-px grid (docs/training.md; `--set "
+                "upsampling=resize` or `transpose` for the earlier and the paper's layouts).")
+    return (f"Upsampling: {upsampling}, as set; it can print a 2- or 4-px grid over the "
+            "output (see the periodic artefact above; the default, smooth, does not).")
 
 
 def _settings(cfg: TrainConfig, method: Method) -> list[str]:
@@ -199,15 +199,28 @@ def _warning(metrics: dict[str, float]) -> list[str]:
             for line in (f"**{warning[0].upper()}{warning[1:]}.**", "")]
 
 
+def _periodic(metrics: dict[str, float]) -> list[str]:
+    """The line on a periodic grid in the output, under the metrics, where there is one."""
+    note = periodic_note(metrics)
+    return [note, ""] if note else []
+
+
+def _planned(cfg: TrainConfig) -> str:
+    """Where a time budget (--minutes) planned the iterations, the time asked."""
+    return "" if cfg.minutes is None else f" (planned to fill {cfg.minutes:g} min)"
+
+
 def write_report(path: Path, record: RunRecord, out: Path, method: Method) -> None:
     """report.md of the ``utom run`` output ``out``, from its record; ``method``: the one
     that trained it (which settings it uses)."""
     lines = [
         f"# utom run: {record.task} ({record.method}, budget {record.budget})",
         "",
-        f"{record.iterations} iterations in {record.train_seconds / 60:.1f} min of training, "
+        f"{record.iterations} iterations{_planned(record.config)} in "
+        f"{record.train_seconds / 60:.1f} min of training, "
         f"{record.wall_seconds / 60:.1f} min in all; utom {record.versions.utom}, "
-        f"torch {record.versions.torch}, {record.machine.cpus} CPUs.",
+        f"torch {record.versions.torch}, {record.machine.cpus} CPUs"
+        + (f", {record.machine.threads} threads." if record.machine.threads else "."),
         "",
         *_warning(record.metrics),
         "## Data",
@@ -231,6 +244,7 @@ def write_report(path: Path, record: RunRecord, out: Path, method: Method) -> No
         "",
         *metrics_table(record.metrics),
         "",
+        *_periodic(record.metrics),
         "Reading them:",
         "",
         *reading(record.metrics),

@@ -1,0 +1,37 @@
+"""benchmarks/real_core.py scores a real-core `utom run stain-he` folder: its smoke keeps it
+working (table rows, the authors' anchor row, crops and spectra)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from helpers import REPO, SHARED_DATA
+
+DATA = SHARED_DATA / "utom-colorectal"
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (DATA / "AF_8_HE_pre.png").exists(),
+                                 reason="the shared colorectal data sits beside the repository")]
+
+
+def test_the_real_core_scorer_runs_on_a_smoke_run(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "UTOM_STAIN_HE_DATA": str(DATA)}
+    run = tmp_path / "smoke"
+    subprocess.run([sys.executable, "-m", "utom_core", "run", "stain-he", "--budget", "smoke",
+                    "--out", str(run)], env=env, check=True, capture_output=True, timeout=600)
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "real_core.py"),
+                             str(run), "--views", "1", "2", "--png", str(tmp_path / "png")],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 1 + 2  # header, the authors' prediction, one per view count
+    authors = rows[1].split(" | ")
+    assert authors[0] == "| authors' prediction" and authors[3] == "1.000"  # SSIM
+    assert [row.split(" | ")[1] for row in rows[2:]] == ["1", "2"]
+    assert all("–" not in row.split(" | ")[7] for row in rows[1:])  # periodic, every row
+    names = sorted(p.name for p in (tmp_path / "png").iterdir())
+    assert names == ["authors_spectrum.png", "smoke_views1_crop.png",
+                     "smoke_views1_spectrum.png", "smoke_views2_crop.png",
+                     "smoke_views2_spectrum.png"]
