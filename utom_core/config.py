@@ -205,11 +205,11 @@ BUDGETS: dict[Budget, dict[str, Any]] = {
 
 BUDGET_NOTES: dict[Budget, str] = {
     Budget.smoke: "seconds; checks the installation, the output is noise",
-    Budget.quick: "about 2-3 min for `utom run stain-he` on an idle 2-core CPU; a recognisable "
-                  "result (stain-he: SSIM 0.45 to the real H&E)",
+    Budget.quick: "about 2 min for `utom run stain-he` on an idle 2-core CPU with bf16; a "
+                  "recognisable result",
     Budget.bench: "about 1.5 min a run on one core; what `utom bench` compares",
-    Budget.demo: "5-20 min on an idle 2-core CPU, by its speed (a run prints its own "
-                 "estimate); the documented demo results (stain-he: SSIM 0.46, closer colours)",
+    Budget.demo: "4-20 min on an idle 2-core CPU, by its speed (a run prints its own "
+                 "estimate); the documented demo results (stain-he: content IoU 0.75, no grid)",
     Budget.full: "the paper's networks and 40 000 iterations; hours, for a GPU",
 }
 """Each budget's expected time and quality (``--help`` and the docs)."""
