@@ -48,7 +48,8 @@ OME-Zarr inputs."""
     tifffile.imwrite(found["2d"], RNG.integers(0, 30000, (301, 257)).astype(np.uint16))
     tifffile.imwrite(found["3d"], RNG.integers(0, 30000, (3, 150, 131)).astype(np.uint16),
                      imagej=True, metadata={"axes": "ZYX"})
-    tifffile.imwrite(found["big"], RNG.integers(0, 30000, (700, 650)).astype(np.uint16))
+    # enough units that a loaded machine cannot finish the job between two polls of a test
+    tifffile.imwrite(found["big"], RNG.integers(0, 30000, (1400, 650)).astype(np.uint16))
     found["zarr"] = write_zarr(root / "odd.ome.zarr", read_image(found["2d"]), chunk=50)
     return found
 
