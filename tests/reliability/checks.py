@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -154,11 +155,19 @@ def make_data(root: Path) -> Data:
 
 
 # real processes
+def ctrl_c_reaches_it() -> None:
+    """A child's ``preexec_fn``: SIGINT back to its default, so that Python in the child turns
+    it into KeyboardInterrupt as in a terminal. A test run started in the background by a
+    shell (``… &``) ignores SIGINT, and a child would inherit that and finish its work."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn(args: list, cwd: Path, cli: list[str] = CLI, **env: str) -> subprocess.Popen:
     """``utom ARGS`` in a fresh process, stdout and stderr to files in ``cwd``."""
     return subprocess.Popen(
         [*cli, *map(str, args)], cwd=cwd, env={**os.environ, **ONE_THREAD, **env},
-        stdout=open(cwd / "stdout.txt", "wb"), stderr=open(cwd / "stderr.txt", "wb"))
+        stdout=open(cwd / "stdout.txt", "wb"), stderr=open(cwd / "stderr.txt", "wb"),
+        preexec_fn=ctrl_c_reaches_it)
 
 
 def wait_for(condition: Callable[[], object], proc: subprocess.Popen, timeout: float = 90):

@@ -17,7 +17,15 @@ import pytest
 import tifffile
 import zarr
 from helpers import validate_ome_zarr
-from reliability.checks import CLI, ONE_THREAD, Data, leftovers, one_line_error, write_zarr
+from reliability.checks import (
+    CLI,
+    ONE_THREAD,
+    Data,
+    ctrl_c_reaches_it,
+    leftovers,
+    one_line_error,
+    write_zarr,
+)
 
 from utom_core.inference import blocks
 from utom_core.inference.dask import job_store
@@ -48,8 +56,7 @@ OME-Zarr inputs."""
     tifffile.imwrite(found["2d"], RNG.integers(0, 30000, (301, 257)).astype(np.uint16))
     tifffile.imwrite(found["3d"], RNG.integers(0, 30000, (3, 150, 131)).astype(np.uint16),
                      imagej=True, metadata={"axes": "ZYX"})
-    # enough units that a loaded machine cannot finish the job between two polls of a test
-    tifffile.imwrite(found["big"], RNG.integers(0, 30000, (1400, 650)).astype(np.uint16))
+    tifffile.imwrite(found["big"], RNG.integers(0, 30000, (700, 650)).astype(np.uint16))
     found["zarr"] = write_zarr(root / "odd.ome.zarr", read_image(found["2d"]), chunk=50)
     return found
 
@@ -110,7 +117,7 @@ def _start(data: Data, image: Path, out: Path, client, *extra: str) -> subproces
     return subprocess.Popen([*CLI, "predict", str(data.model), str(image), "--out", str(out),
                              *TILE, "--scheduler", client.scheduler.address, *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **ONE_THREAD})
+                            env={**os.environ, **ONE_THREAD}, preexec_fn=ctrl_c_reaches_it)
 
 
 def _marks(out: Path) -> list[Path]:
