@@ -12,20 +12,19 @@ curves (one panel per metric, one line per folder).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from utom_core.evaluation.figures.curves import curve_plot
 from utom_core.records import RunRecord
+from utom_core.training import validation
 
 SHOWN = ("content_iou", "ssim", "psnr", "delta_e_tissue", "lab_emd_tissue", "periodic_artefact")
 
 
 def curves(folder: Path, metrics: tuple[str, ...]) -> dict[str, list[tuple[float, float]]]:
-    rows = [json.loads(line) for line in (folder / "run" / "val.jsonl").read_text().splitlines()
-            if line.strip()]
+    rows = validation.rows(folder / "run")
     return {name: [(row["iteration"], row[name]) for row in rows if name in row]
             for name in metrics}
 

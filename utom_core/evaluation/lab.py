@@ -23,7 +23,7 @@ import numpy as np
 
 from utom_core.domain import DTYPE_RANGE, Normalisation
 from utom_core.evaluation.base import Region, StreamingEvaluator, core_rows
-from utom_core.evaluation.metrics import colour_regions
+from utom_core.evaluation.metrics import colour_regions, wasserstein_of
 
 SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
                         [0.2126729, 0.7151522, 0.0721750],
@@ -81,9 +81,8 @@ class LabStats:
 
     def emd(self, other: LabStats) -> float:
         """Earth mover's distance to ``other``, per channel in Lab units, averaged over L, a, b."""
-        return float(np.mean([
-            np.abs(np.cumsum(mine) / self.count - np.cumsum(theirs) / other.count).sum()
-            * LAB_STEP for mine, theirs in zip(self.hists, other.hists, strict=True)]))
+        return float(np.mean([wasserstein_of(mine, self.count, theirs, other.count, LAB_STEP)
+                              for mine, theirs in zip(self.hists, other.hists, strict=True)]))
 
 
 class LabAccumulator:

@@ -222,10 +222,12 @@ def histogram(values: np.ndarray) -> np.ndarray:
     return np.histogram(values, COLOR_EDGES)[0]
 
 
-def wasserstein_of(counts: np.ndarray, size: int, other: np.ndarray, other_size: int) -> float:
-    """1D earth mover's distance of two histograms on [-1, 1], in 8-bit levels."""
+def wasserstein_of(counts: np.ndarray, size: int, other: np.ndarray, other_size: int,
+                   step: float = 2.0 / COLOR_BINS * 127.5) -> float:
+    """1D earth mover's distance of two histograms of bins ``step`` wide, in ``step``'s units
+    (default: ``histogram``'s bins on [-1, 1], in 8-bit levels)."""
     cdf, other_cdf = np.cumsum(counts) / size, np.cumsum(other) / other_size
-    return float(np.abs(cdf - other_cdf).sum() * (2.0 / COLOR_BINS) * 127.5)
+    return float(np.abs(cdf - other_cdf).sum() * step)
 
 
 def colour_regions(region: Region) -> dict[str, tuple[np.ndarray, np.ndarray]]:
