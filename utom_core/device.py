@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from utom_core.errors import UtomError
@@ -28,3 +30,12 @@ def native_bf16(device: torch.device) -> bool:
         return False
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast when ``enabled`` and ``device`` runs bf16 natively (``native_bf16``), for
+    training (``amp``) and prediction (``--amp``): about half a training step's time on such
+    CPUs (docs/results/training-speed.md); never emulated."""
+    if enabled and native_bf16(device):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

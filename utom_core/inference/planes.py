@@ -27,6 +27,7 @@ from enum import StrEnum
 import numpy as np
 import torch
 
+from utom_core.device import autocast
 from utom_core.domain import Normalisation
 from utom_core.errors import InputError
 from utom_core.inference.tiling import Stitch, Stitcher, TileGrid, pad_to, padded_length
@@ -122,7 +123,7 @@ class TileRunner:
             for i, view in enumerate(self.views):
                 if self.frozen is not None:
                     use_statistics(self.norms, self.frozen[i])
-                with torch.autocast(self.device.type, torch.bfloat16, enabled=self.options.bf16):
+                with autocast(self.device, self.options.bf16):
                     y = self.generator(self._layout(view.apply(x)))
                 y = view.undo(y).double()
                 total = total + y

@@ -1,17 +1,15 @@
-"""How a method's networks run in a training step: DDP across ranks, torch.compile,
-channels_last, and bf16 autocast where the device runs it natively. The plain modules stay
-the trainer's own (state dicts, EMA, previews); only the step goes through these wrappers."""
+"""How a method's networks run in a training step: DDP across ranks, torch.compile and
+channels_last (bf16 autocast: ``device.autocast``). The plain modules stay the trainer's own
+(state dicts, EMA, previews); only the step goes through these wrappers."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import cast
 
 import torch
 from torch import nn
 
 from utom_core.config import TrainConfig
-from utom_core.device import native_bf16
 from utom_core.errors import UtomError, first_line
 from utom_core.methods.base import StepNetworks
 from utom_core.networks.base import Generator
@@ -38,14 +36,6 @@ def step_networks(modules: dict[str, nn.Module], cfg: TrainConfig,
 def step_input(batch: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     """A batch of tiles in the memory format the networks run in."""
     return batch.contiguous(memory_format=torch.channels_last) if cfg.channels_last else batch
-
-
-def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast when ``amp`` and ``device`` runs bf16 natively (``native_bf16``): about
-    half the step time on such CPUs (docs/results/training-speed.md); never emulated."""
-    if amp and native_bf16(device):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def check_tile(cfg: TrainConfig, g_ab: Generator, d_b: nn.Module | None, channels: int,

@@ -21,7 +21,7 @@ from utom_core.config import TrainConfig
 from utom_core.data.images import DomainImages
 from utom_core.data.pipeline import TileStreams, worker_count
 from utom_core.data.sampling import TileSampler
-from utom_core.device import resolve_device
+from utom_core.device import autocast, resolve_device
 from utom_core.errors import DiskError, UtomError
 from utom_core.io import FormatTable
 from utom_core.methods import Method, StepContext, TrainingMethod
@@ -32,7 +32,7 @@ from utom_core.progress import LoopProgress
 from utom_core.task import Task
 from utom_core.training import distributed
 from utom_core.training.ema import update_ema
-from utom_core.training.execution import autocast, check_tile, step_input, step_networks
+from utom_core.training.execution import check_tile, step_input, step_networks
 from utom_core.training.meta import cut_axes, fit_run_meta
 from utom_core.training.preview_panels import save_training_previews
 from utom_core.training.runlog import Row, append_rows, summary
