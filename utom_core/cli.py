@@ -10,6 +10,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -19,6 +20,9 @@ from rich.text import Text
 from utom_core import __version__
 from utom_core.console import console, stdout
 from utom_core.errors import UtomError
+
+if TYPE_CHECKING:
+    from utom_core.methods import Method
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -74,9 +78,18 @@ def methods_command(as_json: bool) -> None:
 
     rows = [{"method": m.name, "trains": ("aligned pairs" if m.paired else
                                           "G: A→B, F: B→A" if m.two_sided else "G: A→B"),
-             "summary": m.summary, "source": m.source}
+             "summary": m.summary, "settings": _own_settings(m), "source": m.source}
             for m in get_registry().methods.values()]
-    _listing("utom methods", ("method", "trains", "summary", "source"), rows, as_json)
+    _listing("utom methods", ("method", "trains", "summary", "settings", "source"), rows,
+             as_json)
+
+
+def _own_settings(method: Method) -> str:
+    """The method's own settings with their defaults, as ``--set`` takes them."""
+    if method.settings_model is None:
+        return ""
+    return ", ".join(f"method_settings.{name}={field.default}"
+                     for name, field in method.settings_model.model_fields.items())
 
 
 @cli.command("plugins")

@@ -156,12 +156,14 @@ class TrainConfig(BaseModel):
     """Run the training step's networks in channels_last memory format."""
     val_every: int = Field(500, ge=1)
     """Iterations between validations (with ``utom train --val``, or ``utom run``'s tests)."""
-    val_metric: Literal["auto", "psnr", "ssim", "content_iou"] = "auto"
-    """Validation score that picks the best model; auto: psnr where every validation image
-    has a reference, else content_iou."""
+    val_metric: Literal["auto", "psnr", "ssim", "content_iou", "content_kept", "resolution",
+                        "anisotropy"] = "auto"
+    """Validation score that picks the best model; auto: psnr where every image has a reference,
+    else content_iou; content_kept/resolution/anisotropy: the latest/finest/most isotropic
+    model within 0.02 of the best content IoU seen (training/model_choice.py)."""
     run_checkpoint: Literal["last", "best"] = "last"
-    """The model ``utom run`` predicts its tests with: the last, or the best by their content
-    IoU alone (never by their references, which would flatter its scores): GAN restorations
+    """The model ``utom run`` predicts its tests with: the last, or the best validated one,
+    never picked by the tests' references (which would flatter its scores): GAN restorations
     drift from a good early model, and the input's content kept tells when."""
     seed: int = Field(0, ge=0, le=2**63 - 1)
     """Seed of every random choice: a run is bit-for-bit repeatable on CPU."""

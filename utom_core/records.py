@@ -74,6 +74,12 @@ class LastModel(_Part):
     """The iteration the run ended at."""
 
 
+KEEPING_RULES = {"content_kept": "the latest model", "resolution": "the finest resolution",
+                 "anisotropy": "the anisotropy closest to 1"}
+"""The rules that keep a model among those within a content-IoU tolerance
+(``training.model_choice``), and what each keeps."""
+
+
 class BestModel(_Part):
     """The tests were predicted with ``model_best.pt`` (``run_checkpoint = "best"``)."""
 
@@ -84,6 +90,12 @@ class BestModel(_Part):
     """The validation score that picked it."""
     score: float
     """Its value then."""
+    content_iou: float | None = None
+    """A gain measure's pick (``training.model_choice``): its content IoU, the best content
+    IoU of the run's validations, and how far below that a model could be and still be kept
+    (None: picked by ``score`` alone)."""
+    best_content_iou: float | None = None
+    tolerance: float | None = None
 
 
 PredictedWith = Annotated[LastModel | BestModel, Field(discriminator="model")]

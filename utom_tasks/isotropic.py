@@ -78,9 +78,9 @@ TASK = Task(
     domain_b=Domain(name="lateral planes (XY)", channels=1, axes="zyx", dtype=PixelType.uint16),
     slicing=Slicing.xz_yz,
     training={"residual": True, "shared_range": True, "identity": True, "anchor_sigma": 3.0,
-              "run_checkpoint": "best"},
+              "run_checkpoint": "best", "val_metric": "content_kept"},
     budgets={Budget.quick: {"tile": 40, "iterations": 1200}, Budget.bench: {"tile": 40},
              Budget.demo: {"tile": 40, "iterations": 3000}},
     demo_data=demo_data,
-    evaluators=["psnr", "ssim", "content"],
+    evaluators=["psnr", "ssim", "content", "anisotropy"],
 )

@@ -75,7 +75,7 @@ TASK = Task(
     domain_b=Domain(name="super-resolved fluorescence", channels=1, dtype=PixelType.uint16,
                     percentiles=PERCENTILES),
     training={"residual": True, "shared_range": True, "identity": True, "anchor_sigma": 3.0,
-              "run_checkpoint": "best"},
+              "run_checkpoint": "best", "val_metric": "content_kept"},
     demo_data=demo_data,
-    evaluators=["psnr", "ssim", "content"],
+    evaluators=["psnr", "ssim", "content", "resolution"],
 )

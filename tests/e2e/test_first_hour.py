@@ -271,6 +271,11 @@ def test_listings_are_whole_when_piped_and_have_json(cli, command):
         assert {row["trains"] for row in listed} == {"G: A→B, F: B→A", "G: A→B", "aligned pairs"}
         shown = " ".join(table.out.split())
         assert all(m.summary in shown for m in get_registry().methods.values())
+        settings = {row["method"]: row["settings"] for row in listed}  # as --set takes them
+        assert settings["fastcut"].split(", ") == ["method_settings.lambda_nce=10.0",
+                                                   "method_settings.nce_patches=256",
+                                                   "method_settings.nce_temperature=0.07"]
+        assert settings["utom"] == "" and "method_settings.nce_patches=256" in shown
     else:
         assert {row["plugin"] for row in listed} == {p.name for p in get_registry().plugins}
         assert all(row["module"] in table.out for row in listed)

@@ -6,17 +6,10 @@ import numpy as np
 import pytest
 from torchmetrics.functional.image import structural_similarity_index_measure
 
+from utom_core.domain import Normalisation, PixelType
 from utom_core.evaluation.base import Sample
-from utom_core.evaluation.metrics import (
-    PSNR,
-    SSIM,
-    ColorFidelity,
-    ContentOverlap,
-    histogram,
-    overlap,
-    ssim_sum,
-    wasserstein_of,
-)
+from utom_core.evaluation.colour import ColorFidelity, histogram, wasserstein_of
+from utom_core.evaluation.metrics import PSNR, SSIM, ContentOverlap, overlap, ssim_sum
 from utom_core.saliency import SigmoidSaliency
 
 RNG = np.random.default_rng(0)
@@ -149,6 +142,22 @@ def test_color_separates_tissue_and_background():
     assert metrics["color_emd_background"] == pytest.approx(40, abs=1.0)
     assert metrics["color_emd"] == pytest.approx(20, abs=1.0)
     assert ColorFidelity().evaluate(Sample(prediction=pred[:1], reference=ref[:1])) == {}
+
+
+def test_color_distance_is_in_levels_of_the_targets_fitted_range():
+    """A prediction 40 bins off on [-1, 1] is 40 × 150/255 8-bit levels off where the target's
+    range was fitted to 50–200, and as many 8-bit levels of a 16-bit RGB scaled to 8 bits."""
+    ref = np.full((3, 16, 16), -0.2, np.float32)
+    pred = ref + 40 / 127.5
+    fitted = Normalisation(low=(50.0,) * 3, high=(200.0,) * 3, dtype=PixelType.uint8)
+    wide = Normalisation(low=(0.0,) * 3, high=(65535.0 * 150 / 255,) * 3,
+                         dtype=PixelType.uint16)
+    for norm in (fitted, wide):
+        sample = Sample(prediction=pred, reference=ref, output_normalisation=norm)
+        assert ColorFidelity().evaluate(sample)["color_emd"] == pytest.approx(40 * 150 / 255,
+                                                                              abs=0.6)
+    assert ColorFidelity().evaluate(Sample(prediction=pred, reference=ref))["color_emd"] == \
+        pytest.approx(40, abs=1.0)
 
 
 def test_builtin_evaluators_are_registered(monkeypatch):

@@ -9,6 +9,7 @@ import tifffile
 
 from utom_core.domain import Domain, Normalisation, PixelType, Polarity
 from utom_core.evaluation import metrics, streamed
+from utom_core.evaluation.colour import ColorFidelity
 from utom_core.evaluation.lab import LabColour
 from utom_core.io import open_image
 from utom_core.task import Slicing
@@ -57,7 +58,8 @@ def _images(tmp_path, shape: tuple[int, ...], channels_out: int):
     return paths
 
 
-EVALUATORS = {evaluator.name: evaluator for evaluator in (*metrics.EVALUATORS, LabColour())}
+EVALUATORS = {evaluator.name: evaluator
+              for evaluator in (*metrics.EVALUATORS, ColorFidelity(), LabColour())}
 """psnr, ssim, content, color and lab: what a task's evaluators resolve to."""
 
 

@@ -139,6 +139,21 @@ def test_the_readme_reports_utom_runs_held_out_metrics(smoke: Smoke, tmp_path):
                                               build_generator).readme()
 
 
+def test_the_readme_gives_only_the_settings_its_method_uses(smoke: Smoke):
+    """λ and ρ₀ where the method trains with them; a method without a cycle or a saliency
+    term (CUT) leaves them unsaid rather than quote numbers that did nothing."""
+    from utom_core.export.bioimageio import make_card
+    from utom_core.methods import CUT, CYCLEGAN, UTOM
+
+    def training(method) -> str:
+        card = make_card(smoke.run, "a2b", "ema", build_generator, find_method=lambda _: method)
+        return card.readme().split("## Training data and budget")[1].split("##")[0]
+
+    assert "λ 10" in training(UTOM) and "ρ₀" in training(UTOM)
+    assert "λ 10" in training(CYCLEGAN) and "ρ₀" not in training(CYCLEGAN)
+    assert "λ" not in training(CUT) and "ρ₀" not in training(CUT)
+
+
 def test_the_architecture_file_needs_only_torch(smoke: Smoke, tmp_path):
     """A zoo user has no utom: the bundled source builds the generator from the rdf's callable
     and kwargs, and takes the weights."""

@@ -1,5 +1,5 @@
-"""The bf16 benchmarks print their figures at toy sizes (kept working; the figures themselves
-are measured on a quiet machine: docs/results/)."""
+"""The bf16 and time-budget benchmarks print their figures at toy sizes (kept working; the
+figures themselves are measured on a quiet machine: docs/results/)."""
 
 from __future__ import annotations
 
@@ -48,3 +48,18 @@ def test_step_vs_authors_times_every_variant(tmp_path):
         for amp in ("true", "false"):
             assert f"utom {upsampling}, amp={amp}" in out
     assert out.count("x the authors'") == 7
+
+
+def test_minute_buys_trains_each_run_once_and_prints_its_table(tmp_path):
+    args = ("--tasks", "denoise", "--minutes", "0.05", "--precisions", "fp32", "bf16",
+            "--budget", "smoke", "--out", tmp_path, "--png", tmp_path / "minutes.png")
+    out = _script("minute_buys.py", *args)
+    rows = [line for line in out.splitlines() if line.startswith("| 0.05 |")]
+    assert [row.split(" | ")[1] for row in rows] == ["fp32", "bf16"]
+    assert (tmp_path / "minutes.png").stat().st_size > 0
+    logs = sorted(tmp_path.glob("*.log"))
+    assert len(logs) == 2
+    stamps = [log.stat().st_mtime_ns for log in logs]
+    again = _script("minute_buys.py", *args)  # a finished run is read, not trained again
+    assert [line for line in again.splitlines() if line.startswith("| 0.05 |")] == rows
+    assert [log.stat().st_mtime_ns for log in logs] == stamps

@@ -45,6 +45,7 @@ def export_command(run: Path, package: Path, direction: Direction, weights: str,
     registry = get_registry()
     card = export_bioimageio(run, package, direction, weights, overwrite, sample,
                              list(authors), build_generator=registry.build_generator,
-                             formats=registry.formats, views=int(views))
+                             formats=registry.formats, views=int(views),
+                             find_method=registry.method)
     console.print(f"{package}: {card.name} ({direction}, {card.weights} weights); passed "
                   "bioimageio.core's test", markup=False, soft_wrap=True)

@@ -9,6 +9,7 @@ supervised ceiling (docs/results/bench.md), so a reader can tell a good run from
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -21,6 +22,9 @@ class Guide:
     good: str
     """What good looks like: the direction, and a floor, ceiling or typical range."""
     unit: str = ""
+    better: str = "higher"
+    """Which way is better: higher, lower, or "one" (closest to 1); only "higher" metrics
+    compare with a reference, and only they can make a prediction "worse than its input"."""
 
 
 GUIDE: dict[str, Guide] = {
@@ -66,6 +70,17 @@ GUIDE: dict[str, Guide] = {
         "a wrong spread of colours around a right mean"),
     "lab_emd_background": Guide("the same Lab distance, in background pixels",
                                 "lower is better"),
+    "resolution": Guide(
+        "resolution of the prediction by decorrelation analysis (Descloux et al. 2019), in "
+        "pixels, on the middle plane's central 1024² crop; no reference needed",
+        "lower is finer; below the floor (the input's), detail was recovered. Noise limits it, "
+        "so a denoised image can score finer without new detail: read it with the content IoU "
+        "and the panels", " px", "lower"),
+    "anisotropy": Guide(
+        "axial over lateral resolution (decorrelation analysis of the XZ and YZ planes' "
+        "spectra near the z and the x/y frequency axes, in pixels); no reference needed",
+        "1 = as fine along z as across; closer to 1 than the floor (the input's), the "
+        "volume became more isotropic", "", "one"),
     "periodic_artefact": Guide(
         "the strongest spectral peak of the prediction at the 2- and 4-px periods (along either "
         "axis or a diagonal) over the spectrum around it, on a central 1024² crop of the middle "
@@ -121,11 +136,20 @@ def verdict(name: str, value: float, floor: float | None) -> str:
     """The value against its floor, in words, where there is one."""
     if floor is None:
         return ""
-    unit = guide(name).unit
+    about = guide(name)
+    if about.better != "higher":
+        ahead = _distance(about.better, value) <= _distance(about.better, floor)
+        word = "finer" if about.better == "lower" else "closer to 1"
+        return (f"{word} than the input" if ahead else f"**not {word} than the input**")
     gain = value - floor
     if gain >= 0:
-        return f"{gain:+.3g}{unit} over the input: better than doing nothing"
-    return f"**{-gain:.3g}{unit} below the input: worse than doing nothing**"
+        return f"{gain:+.3g}{about.unit} over the input: better than doing nothing"
+    return f"**{-gain:.3g}{about.unit} below the input: worse than doing nothing**"
+
+
+def _distance(better: str, value: float) -> float:
+    """How far from ideal a "lower" or "one" metric is."""
+    return value if better == "lower" else abs(math.log(value))
 
 
 def below_floor(metrics: dict[str, float]) -> list[str]:
@@ -136,8 +160,8 @@ def below_floor(metrics: dict[str, float]) -> list[str]:
     return [f"{name} {metrics[name]:.3g}{guide(name).unit} is "
             f"{metrics[floor_of(name)] - metrics[name]:.2g}{guide(name).unit} below the input's "
             f"{metrics[floor_of(name)]:.3g}{guide(name).unit}"
-            for name in ordered(metrics)
-            if floor_of(name) in metrics and metrics[name] < metrics[floor_of(name)]]
+            for name in ordered(metrics) if guide(name).better == "higher"
+            and floor_of(name) in metrics and metrics[name] < metrics[floor_of(name)]]
 
 
 def worse_warning(metrics: dict[str, float]) -> str:

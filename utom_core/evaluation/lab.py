@@ -23,7 +23,7 @@ import numpy as np
 
 from utom_core.domain import DTYPE_RANGE, Normalisation
 from utom_core.evaluation.base import Region, StreamingEvaluator, core_rows
-from utom_core.evaluation.metrics import colour_regions, wasserstein_of
+from utom_core.evaluation.colour import colour_regions, wasserstein_of
 
 SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
                         [0.2126729, 0.7151522, 0.0721750],

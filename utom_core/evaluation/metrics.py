@@ -14,7 +14,6 @@ evaluated in row strips; one region holding the whole image gives the whole-imag
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
 import numpy as np
 import torch
@@ -29,9 +28,6 @@ SSIM_PAD = 5
 """Half-width of torchmetrics' default 11-pixel SSIM window: the halo of an SSIM strip."""
 SSIM_STRIP = 1024
 """Rows per SSIM strip: bounds the memory of SSIM on large images."""
-COLOR_BINS = 256
-"""Histogram bins on [-1, 1] for colour distances: one bin per 8-bit level."""
-COLOR_EDGES = np.linspace(-1.0, 1.0, COLOR_BINS + 1)
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
@@ -155,7 +151,7 @@ def content_mask(image: np.ndarray, operator: SaliencyOperator) -> np.ndarray:
     return saliency.numpy().reshape(image.shape[1:]) > 0.5
 
 
-def _core_mask(image: np.ndarray, operator: SaliencyOperator, region: Region) -> np.ndarray:
+def core_mask(image: np.ndarray, operator: SaliencyOperator, region: Region) -> np.ndarray:
     """The content mask of the region's own rows (computed with the halo, which blurs need)."""
     return content_mask(image, operator)[..., region.core, :]
 
@@ -188,12 +184,12 @@ class ContentAccumulator:
         sample = region.sample
         if sample.output_saliency is None:
             return
-        predicted = _core_mask(sample.prediction, sample.output_saliency, region)
+        predicted = core_mask(sample.prediction, sample.output_saliency, region)
         if sample.input is not None and sample.input_saliency is not None:
-            self._count("", _core_mask(sample.input, sample.input_saliency, region), predicted)
+            self._count("", core_mask(sample.input, sample.input_saliency, region), predicted)
         if sample.reference is not None:
             self._count("_ref", predicted,
-                        _core_mask(sample.reference, sample.output_saliency, region))
+                        core_mask(sample.reference, sample.output_saliency, region))
 
     def result(self) -> dict[str, float]:
         metrics: dict[str, float] = {}
@@ -217,80 +213,4 @@ class ContentOverlap(StreamingEvaluator):
         return ContentAccumulator()
 
 
-def histogram(values: np.ndarray) -> np.ndarray:
-    """Counts of values on [-1, 1] in ``COLOR_BINS`` bins."""
-    return np.histogram(values, COLOR_EDGES)[0]
-
-
-def wasserstein_of(counts: np.ndarray, size: int, other: np.ndarray, other_size: int,
-                   step: float = 2.0 / COLOR_BINS * 127.5) -> float:
-    """1D earth mover's distance of two histograms of bins ``step`` wide, in ``step``'s units
-    (default: ``histogram``'s bins on [-1, 1], in 8-bit levels)."""
-    cdf, other_cdf = np.cumsum(counts) / size, np.cumsum(other) / other_size
-    return float(np.abs(cdf - other_cdf).sum() * step)
-
-
-def colour_regions(region: Region) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(prediction mask, reference mask) of the region's own rows: everywhere (key ""), in
-    tissue and in background (each image's own content mask); empty unless both are RGB."""
-    sample = region.sample
-    pred, ref = sample.prediction, sample.reference
-    if ref is None or pred.shape[0] != 3 or ref.shape[0] != 3:
-        return {}
-    regions = {"": (np.ones(pred.shape[1:], bool)[..., region.core, :],
-                    np.ones(ref.shape[1:], bool)[..., region.core, :])}
-    if sample.output_saliency is not None:
-        pred_tissue = _core_mask(pred, sample.output_saliency, region)
-        ref_tissue = _core_mask(ref, sample.output_saliency, region)
-        regions["_tissue"] = (pred_tissue, ref_tissue)
-        regions["_background"] = (~pred_tissue, ~ref_tissue)
-    return regions
-
-
-class ColorAccumulator:
-    """Per-channel value histograms of prediction and reference: everywhere, in tissue and in
-    background (each image's own content mask)."""
-
-    def __init__(self) -> None:
-        self.hists: dict[str, list[Any]] = {}
-        """Per key: [prediction histograms per channel, pixels, reference ones, pixels]."""
-
-    def add(self, region: Region) -> None:
-        regions, reference = colour_regions(region), region.sample.reference
-        if not regions or reference is None:
-            return
-        pred_core = core_rows(region.sample.prediction, region)
-        ref_core = core_rows(reference, region)
-        for key, (pred_mask, ref_mask) in regions.items():
-            entry = self.hists.setdefault(key, [[0] * 3, 0, [0] * 3, 0])
-            for c in range(3):
-                entry[0][c] = entry[0][c] + histogram(pred_core[c][pred_mask])
-                entry[2][c] = entry[2][c] + histogram(ref_core[c][ref_mask])
-            entry[1] += int(pred_mask.sum())
-            entry[3] += int(ref_mask.sum())
-
-    def result(self) -> dict[str, float]:
-        metrics = {}
-        for key, (pred, pred_size, ref, ref_size) in self.hists.items():
-            if pred_size and ref_size:
-                distances = [wasserstein_of(p, pred_size, r, ref_size)
-                             for p, r in zip(pred, ref, strict=True)]
-                metrics[f"color_emd{key}"] = float(np.mean(distances))
-        return metrics
-
-
-class ColorFidelity(StreamingEvaluator):
-    """Colour distance of an RGB prediction to the reference, in tissue and in background.
-
-    Per channel the earth mover's distance between the two images' value histograms (in 8-bit
-    levels), averaged over R, G, B. Tissue and background are each image's own content mask
-    (the target domain's operator), so colour is judged even where structures are not aligned.
-    """
-
-    name = "color"
-
-    def accumulator(self) -> ColorAccumulator:
-        return ColorAccumulator()
-
-
-EVALUATORS = (PSNR(), SSIM(), ContentOverlap(), ColorFidelity())
+EVALUATORS = (PSNR(), SSIM(), ContentOverlap())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from utom_core.inference.views import DEFAULT_VIEWS
 from utom_core.io import FormatTable
 from utom_core.io.atomic import remove, temporary_sibling
 from utom_core.io.replaceable import check_replaceable, commit_output
+from utom_core.methods.base import Method
 from utom_core.networks.base import GeneratorBuilder
 from utom_core.task import Slicing
 from utom_core.trained import Direction, TrainedModel, load_model, load_run
@@ -226,29 +228,34 @@ def test_package(package: Path) -> str | None:
 
 
 def make_card(run: Path, direction: Direction, weights: str,
-              build_generator: GeneratorBuilder, views: int = DEFAULT_VIEWS) -> Card:
+              build_generator: GeneratorBuilder, views: int = DEFAULT_VIEWS,
+              find_method: Callable[[str], Method] | None = None) -> Card:
+    """The card of RUN's generator; ``find_method`` (the registry's) names the settings its
+    method does not use, which the card leaves out."""
     cfg, meta, state = load_run(run)
+    unused = find_method(cfg.method).unused_settings(cfg) if find_method else frozenset()
     predictor = load_model(run, direction, ema=weights == "ema", build_generator=build_generator)
     used = "ema" if weights == "ema" and cfg.ema_decay > 0 else "raw"  # as load_model
     generator = predictor.generator
     return Card(predictor=predictor, meta=meta, state=state, direction=direction, weights=used,
                 run=Path(run), halo=samples.halo(generator),
                 min_size=samples.min_side(generator), step=generator.size_multiple,
-                views=views, axial=predictor.slicing is Slicing.xz_yz)
+                views=views, axial=predictor.slicing is Slicing.xz_yz, unused=unused)
 
 
 def export_bioimageio(run: Path, out: Path, direction: Direction = "a2b", weights: str = "ema",
                       overwrite: bool = False, sample: Path | None = None,
                       authors: list[str] | None = None, *,
                       build_generator: GeneratorBuilder,
-                      formats: FormatTable | None = None, views: int = DEFAULT_VIEWS) -> Card:
+                      formats: FormatTable | None = None, views: int = DEFAULT_VIEWS,
+                      find_method: Callable[[str], Method] | None = None) -> Card:
     """Build, test and write the package of RUN's ``direction`` generator to ``out``
     (``formats`` reads ``sample``: None, io's built-ins; ``views``: the test-time views the
-    package averages, ``utom predict``'s by default)."""
+    package averages, ``utom predict``'s by default; ``find_method``: as ``make_card``)."""
     out = Path(out)
     check_out(out, overwrite)
     _spec()
-    card = make_card(run, direction, weights, build_generator, views)
+    card = make_card(run, direction, weights, build_generator, views, find_method)
     meta, p = card.meta, card.predictor
     recorded = meta.inputs_a if direction == "a2b" else meta.inputs_b
     window = samples.test_window(sample, recorded, p, formats)

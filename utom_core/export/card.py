@@ -45,6 +45,8 @@ class Card:
     """Test-time views the package's model averages, as ``utom predict --views``."""
     axial: bool
     """The model predicts XZ/YZ planes: views that transpose are left out."""
+    unused: frozenset[str] = frozenset()
+    """Settings the run's method does not use (its cycle weight, its ρ₀): left unsaid."""
 
     @property
     def name(self) -> str:
@@ -96,9 +98,11 @@ class Card:
         cfg = self.predictor.config
         for side, inputs in (("A", self.meta.inputs_a), ("B", self.meta.inputs_b)):
             lines.append(f"- Domain {side}: {_files(inputs)}.")
+        weights = [f"{symbol} {getattr(cfg, name):g}" for name, symbol in
+                   (("lambda_cycle", "λ"), ("rho0", "ρ₀")) if name not in self.unused]
         lines += [f"- {self.state.get('iteration', '?')} of {cfg.iterations} iterations, "
                   f"{cfg.tile} px tiles, batch {cfg.batch_size}, lr {cfg.lr:g}, seed "
-                  f"{cfg.seed}; λ {cfg.lambda_cycle:g}, ρ₀ {cfg.rho0:g}.", ""]
+                  f"{cfg.seed}" + "".join(f"; {weight}" for weight in weights) + ".", ""]
         return lines
 
     def _validation(self) -> list[str]:

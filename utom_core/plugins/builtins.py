@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from utom_core.evaluation.colour import ColorFidelity
 from utom_core.evaluation.lab import LabColour
 from utom_core.evaluation.metrics import EVALUATORS
+from utom_core.evaluation.resolution import Anisotropy, Resolution
 from utom_core.hookspecs import hookimpl
 from utom_core.io.formats import builtin_formats
 from utom_core.methods import BUILTIN
@@ -41,7 +43,7 @@ def register_methods(register):
 
 @hookimpl
 def register_evaluators(register):
-    for evaluator in (*EVALUATORS, LabColour()):
+    for evaluator in (*EVALUATORS, ColorFidelity(), LabColour(), Resolution(), Anisotropy()):
         register(evaluator)
 
 

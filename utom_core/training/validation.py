@@ -4,9 +4,11 @@ On a GAN the losses say little about when to stop; these scores do. Every ``val_
 iterations the EMA generator A→B predicts one crop per validation image (the middle plane, a
 central window of at most ``VAL_SIDE`` pixels a side, so every validation sees the same
 pixels), scored by the evaluators of ``evaluation.metrics``: content IoU always, PSNR and SSIM
-where a reference is given. Rows go to ``val.jsonl``, the curve to ``val_curve.png``, and the
-model of the best score so far to ``model_best.pt``. Nothing here draws a random number, so a
-run trains the same weights with validation or without.
+where a reference is given, and the reference-free gain measures (``evaluation.resolution``)
+of a task that lists them or a ``val_metric`` that needs them. Rows go to ``val.jsonl``, the
+curve to ``val_curve.png``, and the model ``model_choice`` keeps to ``model_best.pt``.
+Nothing here draws a random number, so a run trains the same weights with validation or
+without.
 """
 
 from __future__ import annotations
@@ -28,15 +30,19 @@ from utom_core.errors import InputError, UtomError
 from utom_core.evaluation.base import Sample
 from utom_core.evaluation.figures.curves import curve_plot
 from utom_core.evaluation.metrics import PSNR, SSIM, ContentOverlap
+from utom_core.evaluation.resolution import Anisotropy, Resolution
 from utom_core.inference.tiling import padded_length
 from utom_core.io import FormatTable
 from utom_core.networks.base import Generator
 from utom_core.task import Task
+from utom_core.training.model_choice import ModelChoice
 
 VAL_SIDE = 512
 """Largest side of a validation crop."""
 EVALUATORS = (PSNR(), SSIM(), ContentOverlap())
-CURVE_METRICS = ("psnr", "ssim", "content_iou")
+GAIN_EVALUATORS = {"resolution": Resolution(), "anisotropy": Anisotropy()}
+"""The gain measures, validated where the task lists them or ``val_metric`` needs them."""
+CURVE_METRICS = ("psnr", "ssim", "content_iou", *GAIN_EVALUATORS)
 ValPair = tuple[Path, Path | None]
 """A validation image and its reference (ground truth in domain B), if any."""
 
@@ -101,7 +107,9 @@ class Validator:
         self.saliency_b = task.domain_b.saliency(meta.normalisation_b, meta.threshold_b)
         self.multiple, self.device = multiple, device
         self.every, self.last = cfg.val_every, cfg.iterations
-        self.best: float | None = None
+        self.evaluators = (*EVALUATORS, *(evaluator for name, evaluator in GAIN_EVALUATORS.items()
+                                          if name in (*task.evaluators, self.metric)))
+        self.choice = ModelChoice(self.metric)
 
     def due(self, iteration: int) -> bool:
         """Every ``val_every`` iterations and at the run's last; not where an interruption
@@ -129,7 +137,7 @@ class Validator:
             baseline=self.norm_b.apply(crop.raw) if same else None,
             output_saliency=self.saliency_b)
         scores: dict[str, float] = {}
-        for evaluator in EVALUATORS:
+        for evaluator in self.evaluators:
             scores.update(evaluator.evaluate(sample))
         return scores
 
@@ -137,10 +145,8 @@ class Validator:
             model_state: Callable[[], dict[str, Any]]) -> dict[str, float]:
         """Validate, log the row, redraw the curve, and keep the model if it is the best."""
         metrics = self.metrics(generator)
-        score = metrics[self.metric]
-        if self.best is None or score > self.best:
-            self.best = score
-            record = {"iteration": iteration, "metric": self.metric, "score": score}
+        record = self.choice.offer(iteration, metrics)
+        if record is not None:
             save_torch({**model_state(), "validation": record}, run_dir / trained.BEST_MODEL_FILE)
         with open(run_dir / trained.VAL_LOG_FILE, "a") as log:
             log.write(json.dumps({"iteration": iteration, **metrics}) + "\n")
@@ -152,8 +158,8 @@ class Validator:
         after it was saved and before the checkpoint the run resumes from: it is still the
         best model that any validation of the run has seen)."""
         best = run_dir / trained.BEST_MODEL_FILE
-        if best.is_file():
-            self.best = float(load_torch(best).get("validation", {}).get("score", -np.inf))
+        record = load_torch(best).get("validation") if best.is_file() else None
+        self.choice.resume(record, rows(run_dir))
 
     def records(self) -> list[list[str | None]]:
         """The validation images as a checkpoint records them (a resumed run uses them)."""

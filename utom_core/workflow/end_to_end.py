@@ -25,6 +25,7 @@ from utom_core.inference.fidelity import LEVEL, fidelity_path, fraction_above
 from utom_core.inference.views import DEFAULT_VIEWS
 from utom_core.plugins import Resolved
 from utom_core.records import (
+    KEEPING_RULES,
     BestModel,
     FidelityRecord,
     ImageRow,
@@ -46,7 +47,7 @@ from utom_core.run_folders import (
 )
 from utom_core.task import Slicing, Task, TaskData
 from utom_core.trained import load_model
-from utom_core.training import distributed
+from utom_core.training import distributed, validation
 from utom_core.training.supervised import train_supervised
 from utom_core.training.train import train
 from utom_core.training.trainer import TrainResult
@@ -182,9 +183,11 @@ def _resume_command(task: Task, run: Path) -> str:
 
 
 def _picking(cfg: TrainConfig, paired: bool) -> TrainConfig:
-    """The run's settings with what ``run_checkpoint`` implies: ``best`` validates the tests by
-    content IoU alone (their references would flatter the scores reported); a paired method,
-    which does not validate, predicts with its last model."""
+    """The run's settings with what ``run_checkpoint`` implies: ``best`` validates the tests
+    without their references (which would flatter the scores reported): by content IoU, or by
+    a tolerant rule among models that keep the content (``val_metric`` content_kept,
+    resolution or anisotropy, a task's choice); a paired method, which does not validate,
+    predicts with its last model."""
     if cfg.run_checkpoint == "last":
         return cfg
     if paired:
@@ -193,6 +196,8 @@ def _picking(cfg: TrainConfig, paired: bool) -> TrainConfig:
         raise UtomError(f"run_checkpoint=best picks among validations of the test images: "
                         f"val_metric={cfg.val_metric} would pick by their references and "
                         "flatter the scores reported; use val_metric=content_iou")
+    if cfg.val_metric in KEEPING_RULES:
+        return cfg
     return cfg.model_copy(update={"val_metric": "content_iou"})
 
 
@@ -200,7 +205,12 @@ def _predicted_with(model: Path, last: int) -> LastModel | BestModel:
     """Which model predicted the tests: the last, or the best validation's (its record)."""
     if model.name != trained.BEST_MODEL_FILE:
         return LastModel(model="last", iteration=last)
-    return BestModel(model="best", **load_torch(model)["validation"])
+    record = load_torch(model)["validation"]
+    if record.get("tolerance") is not None:  # a gain pick: against the best IoU of the whole run
+        ious = [row["content_iou"] for row in validation.rows(model.parent)
+                if "content_iou" in row]
+        record["best_content_iou"] = max([record["best_content_iou"], *ious])
+    return BestModel(model="best", **record)
 
 
 def _validation(data: TaskData) -> list[tuple[Path, Path | None]]:

@@ -27,7 +27,7 @@ from utom_core.evaluation.guide import (
 from utom_core.io import image_stem
 from utom_core.io.atomic import write_text
 from utom_core.methods import Method
-from utom_core.records import BestModel, ImageRow, LastModel, RunRecord
+from utom_core.records import KEEPING_RULES, BestModel, ImageRow, LastModel, RunRecord
 
 SETTINGS_SHOWN = ("method", "generator", "residual", "upsampling", "ngf", "n_blocks", "ndf",
                   "tile", "batch_size", "iterations", "lambda_cycle", "identity",
@@ -96,10 +96,17 @@ def _model_used(used: LastModel | BestModel) -> list[str]:
         return [f"Predicted with the last model (`model.pt`, iteration {used.iteration}): "
                 "`run_checkpoint = \"last\"`, or a method that does not validate. "
                 f"{VALIDATION_VS_REPORT}", ""]
-    return [f"Predicted with `model_best.pt`: iteration {used.iteration}, the best "
-            f"{used.metric} ({used.score:.3f}) of the validations on the test images, "
-            "picked without their references (`run_checkpoint = \"best\"`; the curve is "
-            f"in `run/val_curve.png`). {VALIDATION_VS_REPORT}", ""]
+    why = f"the best {used.metric} ({used.score:.3f}) of the validations on the test images"
+    if used.tolerance is not None:
+        measure = "" if used.metric == "content_kept" else f" ({used.metric} {used.score:.3g})"
+        why = (f"{KEEPING_RULES.get(used.metric, used.metric)}{measure} "
+               "among the validations on the test images whose content IoU was within "
+               f"{used.tolerance:g} of the best ({used.best_content_iou:.3f}; this one's "
+               f"{used.content_iou:.3f})")
+    return [f"Predicted with `model_best.pt`: iteration {used.iteration}, {why}, picked "
+            "without their references "
+            "(`run_checkpoint = \"best\"`; the curve is in `run/val_curve.png`). "
+            f"{VALIDATION_VS_REPORT}", ""]
 
 
 def _thresholds(record: RunRecord) -> str:

@@ -1,0 +1,108 @@
+"""model_best.pt among the models that keep the content: the latest, the finest resolution or
+the most isotropic within the content-IoU tolerance, decided as the run goes, and the same
+after --resume."""
+
+from __future__ import annotations
+
+import torch
+from helpers import DENOISE, TINY, train
+from training.test_validation import held_out
+
+from utom_core import trained
+from utom_core.config import TrainConfig
+from utom_core.training.model_choice import IOU_TOLERANCE, ModelChoice
+from utom_core.training.validation import rows
+
+ROWS = [  # content IoU peaks early on a model still at its input; resolution keeps improving
+    {"iteration": 1, "content_iou": 0.990, "resolution": 6.0},
+    {"iteration": 2, "content_iou": 0.985, "resolution": 4.5},
+    {"iteration": 3, "content_iou": 0.960, "resolution": 3.0},  # too far below the best IoU
+    {"iteration": 4, "content_iou": 0.980, "resolution": 4.0},
+]
+
+
+def kept(choice: ModelChoice, logged: list[dict]) -> list[int]:
+    return [row["iteration"] for row in logged if choice.offer(row["iteration"], row)]
+
+
+def test_the_finest_model_within_the_tolerance_is_kept():
+    choice = ModelChoice("resolution")
+    assert kept(choice, ROWS) == [1, 2, 4]
+    assert choice.kept == {"iteration": 4, "metric": "resolution", "score": 4.0,
+                           "content_iou": 0.980, "best_content_iou": 0.990,
+                           "tolerance": IOU_TOLERANCE}
+    assert kept(ModelChoice("content_iou"), ROWS) == [1]  # the old rule stays at the input
+
+
+def test_content_kept_keeps_the_latest_model_within_the_tolerance():
+    choice = ModelChoice("content_kept")
+    assert kept(choice, ROWS) == [1, 2, 4]  # 3 moved the content: the gain it bought is not kept
+    assert choice.kept is not None and choice.kept["iteration"] == 4
+    assert choice.kept["score"] == 0.980  # its content IoU: this rule measures nothing else
+
+
+def test_a_higher_best_iou_replaces_a_model_it_makes_ineligible():
+    choice = ModelChoice("resolution")
+    still = [{"iteration": 1, "content_iou": 0.97, "resolution": 3.0},
+             {"iteration": 2, "content_iou": 0.985, "resolution": 7.0}]
+    assert kept(choice, still) == [1]  # 0.97 is within 0.02 of 0.985, and finer
+    assert kept(choice, [{"iteration": 3, "content_iou": 1.0, "resolution": 8.0}]) == [3]
+    assert choice.kept is not None and choice.kept["best_content_iou"] == 1.0  # 0.97 < 0.98
+
+
+def test_anisotropy_keeps_the_ratio_closest_to_one():
+    choice = ModelChoice("anisotropy")
+    logged = [{"iteration": i, "content_iou": 0.99, "anisotropy": a}
+              for i, a in enumerate((2.5, 1.3, 0.7, 0.85))]
+    assert kept(choice, logged) == [0, 1, 3]  # |log 0.85| < |log 1.3| < |log 0.7|
+
+
+def test_resume_continues_the_same_decisions():
+    straight = ModelChoice("resolution")
+    kept(straight, ROWS)
+    first = ModelChoice("resolution")
+    kept(first, ROWS[:2])
+    resumed = ModelChoice("resolution")
+    resumed.resume(first.kept, ROWS[:3])  # killed after validating 3, before its checkpoint
+    assert kept(resumed, ROWS[2:]) == [4] and resumed.kept == straight.kept
+
+
+def test_the_validator_logs_resolution_and_keeps_by_it_across_a_resume(tmp_path, blob_tiffs):
+    val = [held_out(tmp_path)]
+    cfg = TrainConfig(**TINY, iterations=6, seed=1, val_every=2, val_metric="resolution")
+    a, b = blob_tiffs["a"], blob_tiffs["b"]
+    train(DENOISE, cfg, tmp_path / "straight", a, b, show_progress=False, val=val)
+    train(DENOISE, cfg, tmp_path / "resumed", a, b, stop_at=3, show_progress=False, val=val)
+    train(DENOISE, cfg, tmp_path / "resumed", resume=True, show_progress=False)
+    logged = rows(tmp_path / "straight")
+    assert all({"resolution", "resolution_input", "content_iou"} <= set(r) for r in logged)
+    assert rows(tmp_path / "resumed") == logged
+    best = [torch.load(tmp_path / name / trained.BEST_MODEL_FILE, weights_only=True)
+            for name in ("straight", "resumed")]
+    assert best[0]["validation"] == best[1]["validation"]
+    replay = ModelChoice("resolution")
+    kept(replay, logged)
+    assert best[0]["validation"] == replay.kept
+    assert best[0]["validation"]["tolerance"] == IOU_TOLERANCE
+
+
+def test_the_benchmark_replays_every_rule_on_a_runs_validations(tmp_path):
+    """benchmarks/resolution_choice.py: the pick of each rule, and its PSNR, from val.jsonl."""
+    import json
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    run = tmp_path / "out" / "run"
+    run.mkdir(parents=True)
+    (tmp_path / "out" / "metrics.json").write_text(json.dumps({"task": "sr"}))
+    logged = [{**row, "psnr": 28.0 + i / 10, "psnr_input": 28.0} for i, row in enumerate(ROWS)]
+    (run / trained.VAL_LOG_FILE).write_text("".join(json.dumps(r) + "\n" for r in logged))
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "resolution_choice.py"),
+                           "--run", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "content_iou: iteration 1, content IoU 0.9900, resolution 6, PSNR 28.00" in done.stdout
+    assert "content_kept: iteration 4, content IoU 0.9800, resolution 4, PSNR 28.30" in done.stdout
+    assert "resolution: iteration 4," in done.stdout  # 3 is finer but out of the tolerance

@@ -1,0 +1,32 @@
+"""The report says which rule picked the model, and reads a gain measure the right way."""
+
+from __future__ import annotations
+
+from helpers import run_record
+
+from utom_core.methods.cycle import UTOM
+from utom_core.workflow.report import write_report
+
+
+def test_the_report_gives_the_gain_rule_and_its_figures(tmp_path):
+    used = {"model": "best", "iteration": 450, "metric": "resolution", "score": 4.21,
+            "content_iou": 0.981, "best_content_iou": 0.997, "tolerance": 0.02}
+    metrics = {"resolution": 4.21, "resolution_input": 6.5, "content_iou": 0.98}
+    write_report(tmp_path / "report.md", run_record(predicted_with=used, metrics=metrics),
+                 tmp_path, UTOM)
+    text = (tmp_path / "report.md").read_text()
+    assert ("iteration 450, the finest resolution (resolution 4.21) among the validations on "
+            "the test images whose content IoU was within 0.02 of the best (0.997; this one's "
+            "0.981)") in text
+    assert "| resolution | 4.21 | 6.5 | finer than the input |" in text
+    assert "worse than the input" not in text
+
+
+def test_the_report_gives_the_latest_kept_rule(tmp_path):
+    used = {"model": "best", "iteration": 1500, "metric": "content_kept", "score": 0.997,
+            "content_iou": 0.997, "best_content_iou": 1.0, "tolerance": 0.02}
+    write_report(tmp_path / "report.md", run_record(predicted_with=used, metrics={}),
+                 tmp_path, UTOM)
+    text = (tmp_path / "report.md").read_text()
+    assert ("iteration 1500, the latest model among the validations on the test images whose "
+            "content IoU was within 0.02 of the best (1.000; this one's 0.997)") in text

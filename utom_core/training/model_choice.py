@@ -1,0 +1,80 @@
+"""Which validated model ``model_best.pt`` keeps: the best score, or a gain among safe models.
+
+``content_iou``, ``psnr``, ``ssim``: the highest score so far. Content IoU alone peaks early,
+on a model that has barely left its input, while a restoration's gain keeps growing; but a
+model can buy a gain by moving content (a GAN inventing detail). So the tolerant rules keep a
+model among validations whose content IoU is within ``IOU_TOLERANCE`` of the best content IoU
+seen so far: ``content_kept`` the latest of them (training's gain, unless it cost content),
+``resolution`` the finest and ``anisotropy`` the closest to 1 (``evaluation.resolution``).
+It is decided as the run goes: a validation that raises the best IoU can make the kept model
+ineligible, and then it (eligible by construction) replaces it. The kept model's record says
+the rule and its figures; a resumed run reads it back, and the best IoU from ``val.jsonl``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from utom_core.records import KEEPING_RULES
+
+IOU_TOLERANCE = 0.02
+"""How far below the best content IoU seen a model may be and still be kept for its gain: a
+choice, loose against the wander of models that keep the content (the demo sr run's ten
+validations lie within 0.004 of its best, docs/results/model-choice.md) and far tighter than
+a moved content (a failed run keeps below 0.25)."""
+
+
+def shortfall(metric: str, value: float | None) -> float:
+    """How far a gain measure is from ideal (lower is better; inf where it was not measured)."""
+    if value is None or not math.isfinite(value) or value <= 0:
+        return math.inf
+    return value if metric == "resolution" else abs(math.log(value))
+
+
+class ModelChoice:
+    """Decides, validation by validation, whether the new model replaces the kept one."""
+
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+        self.kept: dict[str, Any] | None = None
+        """The kept model's record (what ``model_best.pt`` says of it)."""
+        self.best_iou = -math.inf
+
+    def offer(self, iteration: int, metrics: dict[str, float]) -> dict[str, Any] | None:
+        """The record to save the new model with, or None where the kept one stays."""
+        if self.metric not in KEEPING_RULES:
+            score = metrics[self.metric]
+            if self.kept is not None and not score > self.kept["score"]:
+                return None
+            self.kept = {"iteration": iteration, "metric": self.metric, "score": score}
+            return self.kept
+        iou = metrics["content_iou"]
+        self.best_iou = max(self.best_iou, iou)
+        if iou < self.floor() or not self._better(iou, metrics.get(self.metric)):
+            return None
+        score = iou if self.metric == "content_kept" else metrics.get(self.metric, math.nan)
+        self.kept = {"iteration": iteration, "metric": self.metric, "score": score,
+                     "content_iou": iou, "best_content_iou": self.best_iou,
+                     "tolerance": IOU_TOLERANCE}
+        return self.kept
+
+    def floor(self) -> float:
+        """The lowest content IoU a model may keep and be chosen for its gain."""
+        return self.best_iou - IOU_TOLERANCE
+
+    def _better(self, iou: float, value: float | None) -> bool:
+        kept = self.kept
+        if kept is None or kept["content_iou"] < self.floor() or self.metric == "content_kept":
+            return True
+        return ((shortfall(self.metric, value), -iou)
+                < (shortfall(self.metric, kept["score"]), -kept["content_iou"]))
+
+    def resume(self, record: dict[str, Any] | None, rows: list[dict[str, float]]) -> None:
+        """Continue from the kept model's record and the logged validations' best IoU (a kill
+        may have come after a validation and before the checkpoint the run resumes from)."""
+        if record is not None and record.get("metric") == self.metric:
+            self.kept = record
+        ious = [row["content_iou"] for row in rows if "content_iou" in row]
+        recorded = [] if self.kept is None else [self.kept.get("best_content_iou", -math.inf)]
+        self.best_iou = max([self.best_iou, *ious, *recorded])
