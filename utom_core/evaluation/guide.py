@@ -50,13 +50,13 @@ GUIDE: dict[str, Guide] = {
         "0.46 (label), and a supervised U-Net on aligned pairs 0.67 and 0.52 (bench budget): "
         "the ceiling"),
     "color_emd": Guide(
-        "distance of the RGB histograms to the reference's (earth mover's, 8-bit levels)",
-        "0 = the reference's colours, lower is better; demo stain-he 7.8, and above ~20 the "
-        "colours are visibly off", " levels"),
+        "distance of the RGB histograms to the reference's (earth mover's, in 8-bit levels "
+        "of the raw pixels)", "0 = the reference's colours, lower is better; demo stain-he "
+        "19.5", " levels"),
     "color_emd_tissue": Guide("the same colour distance, in tissue (content) pixels",
-                              "lower is better; demo stain-he 9.2", " levels"),
+                              "lower is better; demo stain-he 25.8", " levels"),
     "color_emd_background": Guide("the same colour distance, in background pixels",
-                                  "lower is better; demo stain-he 7.6", " levels"),
+                                  "lower is better; demo stain-he 14.5", " levels"),
     "delta_e_tissue": Guide(
         "CIELAB ΔE (CIE76) between the mean colours of the prediction's and the reference's "
         "tissue (each image's own content mask)",
