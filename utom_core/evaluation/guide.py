@@ -138,7 +138,7 @@ def verdict(name: str, value: float, floor: float | None) -> str:
         return ""
     about = guide(name)
     if about.better != "higher":
-        ahead = _distance(about.better, value) <= _distance(about.better, floor)
+        ahead = from_ideal(about.better, value) <= from_ideal(about.better, floor)
         word = "finer" if about.better == "lower" else "closer to 1"
         return (f"{word} than the input" if ahead else f"**not {word} than the input**")
     gain = value - floor
@@ -147,8 +147,9 @@ def verdict(name: str, value: float, floor: float | None) -> str:
     return f"**{-gain:.3g}{about.unit} below the input: worse than doing nothing**"
 
 
-def _distance(better: str, value: float) -> float:
-    """How far from ideal a "lower" or "one" metric is."""
+def from_ideal(better: str, value: float) -> float:
+    """How far from ideal a "lower" or "one" metric is (the report's verdict, and the model
+    choice of ``training.model_choice``)."""
     return value if better == "lower" else abs(math.log(value))
 
 

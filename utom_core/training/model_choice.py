@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from utom_core.evaluation.guide import from_ideal, guide
 from utom_core.records import KEEPING_RULES
 
 IOU_TOLERANCE = 0.02
@@ -29,7 +30,7 @@ def shortfall(metric: str, value: float | None) -> float:
     """How far a gain measure is from ideal (lower is better; inf where it was not measured)."""
     if value is None or not math.isfinite(value) or value <= 0:
         return math.inf
-    return value if metric == "resolution" else abs(math.log(value))
+    return from_ideal(guide(metric).better, value)
 
 
 class ModelChoice:
