@@ -51,8 +51,8 @@ def train(out: Path, task: str, minutes: float, precision: str, seed: int,
     folder = folder_of(out, task, minutes, precision)
     if (folder / "metrics.json").is_file():
         return folder
-    command = ["utom", "run", task, "--budget", budget, "--minutes", f"{minutes:g}",
-               "--threads", "1",
+    command = [sys.executable, "-m", "utom_core", "run", task, "--budget", budget,
+               "--minutes", f"{minutes:g}", "--threads", "1",
                "--seed", str(seed), "--out", str(folder), "--overwrite",
                *PRECISIONS[precision]]
     log = out / f"{folder.name}.log"

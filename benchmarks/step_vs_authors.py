@@ -94,6 +94,10 @@ def main() -> None:
                 trainer = make_trainer(work, args.tile, args.ngf, 9, False,
                                        amp=amp, upsampling=upsampling)
                 steps[f"utom {upsampling}, amp={str(amp).lower()}"] = trainer.step
+        work = Path(tmp) / "no-shift"
+        work.mkdir()  # what the shift term costs the default step
+        steps["utom smooth, amp=true, lambda_shift=0"] = make_trainer(
+            work, args.tile, args.ngf, 9, False, amp=True, lambda_shift=0.0).step
         times: dict[str, list[float]] = {name: [] for name in steps}
         for step in steps.values():
             for _ in range(args.warmup):
@@ -111,7 +115,7 @@ def main() -> None:
     reference = float(np.median(times["authors fp32"]))
     for name, values in times.items():
         median = float(np.median(values))
-        print(f"{name:28s} {median:7.3f} s/step  (min {min(values):.3f})  "
+        print(f"{name:38s} {median:7.3f} s/step  (min {min(values):.3f})  "
               f"{median / reference:.2f}x the authors'")
 
 

@@ -105,6 +105,8 @@ class TrainConfig(BaseModel):
     """Weight λ of the cycle loss (and of the saliency term through λρ)."""
     lambda_identity: float = Field(0.5, ge=0)
     """Identity loss weight relative to λ, where the identity term is on."""
+    lambda_shift: float = Field(10.0, ge=0)
+    """Weight of |G(a shifted by 1–3 px) − G(a) shifted|₁, what a grid costs G (0: off)."""
     identity: bool = False
     """UTOM only: add the identity term |F(a) − a| + |G(b) − b| (equal channels only), which
     keeps intensity levels where the input already looks like the target domain. The CycleGAN
@@ -285,11 +287,9 @@ def _as_json(settings: dict[Any, Any], source: str) -> str:
 
 
 def build_config(*layers: dict[str, Any], source: str = "config") -> TrainConfig:
-    """Merge setting layers (later wins) and validate them strictly into a TrainConfig.
-
-    Validated as JSON: choices are given as their strings, pairs as arrays, and integers
-    serve where floats are expected; nothing else is converted.
-    """
+    """Merge setting layers (later wins) and validate them strictly into a TrainConfig, as
+    JSON: choices are given as their strings, pairs as arrays, and integers serve where
+    floats are expected; nothing else is converted."""
     merged: dict[Any, Any] = {}
     for layer in layers:
         merged = merge_layers(merged, moved_to_method_settings(layer))
@@ -297,4 +297,3 @@ def build_config(*layers: dict[str, Any], source: str = "config") -> TrainConfig
         return TrainConfig.model_validate_json(_as_json(merged, source), strict=True)
     except ValidationError as err:
         raise UtomError(describe_validation_error(err, source)) from None
-

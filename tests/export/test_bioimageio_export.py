@@ -141,7 +141,8 @@ def test_the_readme_reports_utom_runs_held_out_metrics(smoke: Smoke, tmp_path):
 
 def test_the_readme_gives_only_the_settings_its_method_uses(smoke: Smoke):
     """λ and ρ₀ where the method trains with them; a method without a cycle or a saliency
-    term (CUT) leaves them unsaid rather than quote numbers that did nothing."""
+    term (CUT) leaves them unsaid rather than quote numbers that did nothing. Every method
+    here trains with the shift term."""
     from utom_core.export.bioimageio import make_card
     from utom_core.methods import CUT, CYCLEGAN, UTOM
 
@@ -151,7 +152,8 @@ def test_the_readme_gives_only_the_settings_its_method_uses(smoke: Smoke):
 
     assert "λ 10" in training(UTOM) and "ρ₀" in training(UTOM)
     assert "λ 10" in training(CYCLEGAN) and "ρ₀" not in training(CYCLEGAN)
-    assert "λ" not in training(CUT) and "ρ₀" not in training(CUT)
+    assert "λ " not in training(CUT) and "ρ₀" not in training(CUT)
+    assert all("λ_shift 10" in training(method) for method in (UTOM, CYCLEGAN, CUT))
 
 
 def test_the_architecture_file_needs_only_torch(smoke: Smoke, tmp_path):

@@ -46,6 +46,8 @@ class StepContext:
     rng: np.random.Generator
     pools: tuple[ImagePool, ImagePool]
     autocast: Callable[[], contextlib.AbstractContextManager]
+    size_multiple: int = 1
+    """The trained generator's ``size_multiple``: the lattice its strided layers sample on."""
 
 
 @dataclass

@@ -32,11 +32,11 @@ from utom_core.methods.base import (
     TrainingMethod,
     adam,
 )
-from utom_core.methods.losses import discriminator_loss, lsgan, saliency_term
+from utom_core.methods.losses import discriminator_loss, lsgan, saliency_term, shift_term
 from utom_core.methods.patchnce import ProjectionHeads, patch_nce_loss
 from utom_core.networks import PatchGAN, ResnetGenerator
 
-CUT_TERMS = ("gan_ab", "nce_a", "nce_b", "saliency_a", "generator", "disc_b")
+CUT_TERMS = ("gan_ab", "nce_a", "nce_b", "saliency_a", "shift_ab", "generator", "disc_b")
 
 
 class PatchNCESettings(BaseModel):
@@ -150,8 +150,12 @@ class ContrastiveMethod(TrainingMethod):
                 shown = torch.flip(fake_b, dims=[3]) if flipped else fake_b
                 terms["saliency_a"] = saliency_term(ctx.saliency.real_a, ctx.saliency.fake_b,
                                                     real_a, shown)
+            terms["shift_ab"] = (shift_term(run["g_ab"], source, fake_b, ctx.rng,
+                                            ctx.size_multiple)
+                                 if cfg.lambda_shift > 0 and ctx.size_multiple > 1 else zero)
             terms["generator"] = (terms["gan_ab"] + nce_total
-                                  + cfg.lambda_cycle * ctx.rho * terms["saliency_a"])
+                                  + cfg.lambda_cycle * ctx.rho * terms["saliency_a"]
+                                  + cfg.lambda_shift * terms["shift_ab"])
         optimisers["opt_g"].zero_grad(set_to_none=True)
         terms["generator"].backward()
         optimisers["opt_g"].step()

@@ -1,7 +1,8 @@
 """The loss terms the methods combine: LSGAN, L1, and UTOM's saliency constraint.
 
-    L = L_GAN(G) + L_GAN(F) + λ [L_cycle + ρ L_sc]                        (UTOM)
+    L = L_GAN(G) + L_GAN(F) + λ [L_cycle + ρ L_sc] + λ_shift L_shift       (UTOM)
     L_sc = |T_a(a) - T_b(G(a))|₁ + |T_b(b) - T_a(F(b))|₁      (paper; target's operator)
+    L_shift = |G(S a) - S G(a)|₁, S a shift off the generator's stride lattice
 
 Every reduction runs in fp32, also on the bf16 outputs of networks under autocast.
 """
@@ -10,15 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from utom_core.config import SaliencyVariant, TrainConfig
 from utom_core.saliency import SaliencyOperator, SigmoidSaliency
 
 CYCLE_TERMS = (
     "gan_ab", "gan_ba", "cycle_a", "cycle_b", "saliency_a", "saliency_b",
-    "identity_a", "identity_b", "generator", "disc_a", "disc_b",
+    "identity_a", "identity_b", "shift_ab", "generator", "disc_a", "disc_b",
 )
 """The loss terms of the two-sided methods (utom, cyclegan, cyclegan-identity), in log order."""
 
@@ -66,6 +69,26 @@ def saliency_term(saliency_real: SaliencyOperator, saliency_fake: SaliencyOperat
     return l1(saliency_fake(fake), saliency_real(real))
 
 
+SHIFT_MARGIN = 12
+"""Pixels at each edge of the shifted crop left out of the shift term: there the two
+predictions see different borders, not a grid."""
+
+
+def shift_term(generator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+               rng: np.random.Generator, lattice: int) -> torch.Tensor:
+    """|G(S x) − S G(x)|₁, S a shift by 1 … lattice − 1 pixels along each axis (drawn from
+    ``rng``): ``fake`` is G(``real``), and G of ``real`` cropped at the shift is compared with
+    it where both see the same pixels. A grid printed on G's stride lattice stays where it is
+    while the content moves, so this term is where a generator learns not to print one —
+    the discriminator alone lets it through (docs/results/upsampling.md)."""
+    height, width = (side - lattice for side in real.shape[-2:])
+    dy, dx = (int(step) for step in rng.integers(1, lattice, size=2))
+    shifted = generator(real[..., dy:dy + height, dx:dx + width])
+    m = min(SHIFT_MARGIN, height // 4, width // 4)
+    return l1(shifted[..., m:height - m, m:width - m],
+              fake[..., dy + m:dy + height - m, dx + m:dx + width - m])
+
+
 def generator_terms(
     cfg: TrainConfig,
     real_a: torch.Tensor, real_b: torch.Tensor,
@@ -74,9 +97,11 @@ def generator_terms(
     d_a_fake: torch.Tensor, d_b_fake: torch.Tensor,
     saliency: SaliencyPair | None, rho_now: float,
     idt_a: torch.Tensor | None = None, idt_b: torch.Tensor | None = None,
+    shift_ab: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The two-sided generator terms and their weighted total: saliency where ``saliency``
-    is given (UTOM), identity where ``idt_a`` and ``idt_b`` are.
+    is given (UTOM), identity where ``idt_a`` and ``idt_b`` are, the shift term of G where
+    ``shift_ab`` is (``shift_term``).
 
     ``d_b_fake`` is D_B(G(a)), ``d_a_fake`` is D_A(F(b)); ``idt_a`` is F(a), ``idt_b`` G(b).
     """
@@ -91,6 +116,7 @@ def generator_terms(
         "saliency_b": zero,
         "identity_a": zero,
         "identity_b": zero,
+        "shift_ab": zero,
     }
     total = terms["gan_ab"] + terms["gan_ba"] + lam * (terms["cycle_a"] + terms["cycle_b"])
     if saliency is not None:
@@ -101,6 +127,9 @@ def generator_terms(
         terms["identity_a"] = l1(idt_a, real_a)
         terms["identity_b"] = l1(idt_b, real_b)
         total = total + lam * cfg.lambda_identity * (terms["identity_a"] + terms["identity_b"])
+    if shift_ab is not None:
+        terms["shift_ab"] = shift_ab
+        total = total + cfg.lambda_shift * shift_ab
     terms["generator"] = total
     return terms
 

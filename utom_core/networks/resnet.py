@@ -10,6 +10,7 @@ from torch import nn
 from utom_core.networks.base import (
     Blur,
     Generator,
+    SmoothResize,
     anchor_radius,
     init_weights,
     low_pass,
@@ -34,7 +35,9 @@ def upsample_block(in_ch: int, out_ch: int, mode: Upsampling,
             InstanceNorm(out_ch, affine=affine), nn.ReLU(inplace=True)]
     if mode == "resize":
         return [nn.Upsample(scale_factor=2, mode="nearest"), *conv]
-    return [nn.Upsample(scale_factor=2, mode="bilinear"), Blur(in_ch), *conv, Blur(out_ch)]
+    # the identity holds the place of the blur that SmoothResize took in, so the layers keep
+    # the numbers under which saved models name their weights
+    return [SmoothResize(in_ch), nn.Identity(), *conv, Blur(out_ch)]
 
 
 class ResidualBlock(nn.Module):

@@ -214,7 +214,7 @@ class Trainer:
         ctx = StepContext(cfg, self.saliency, rho(self.images_seen, cfg.rho0,
                                                   self.meta.images_per_epoch),
                           self.rng, (self.pool_a, self.pool_b),
-                          lambda: autocast(self.device, cfg.amp))
+                          lambda: autocast(self.device, cfg.amp), self.g_ab.size_multiple)
         terms = self.method.step(ctx, self.nets, self.optimisers, real_a, real_b)
         for name, ema in self.emas.items():
             update_ema(ema, self.modules["g_" + name[4:]], cfg.ema_decay, self.iteration)

@@ -20,7 +20,8 @@ SIDES = {"a": "A", "b": "B", "ab": "A->B", "ba": "B->A"}
 Pillow's bitmap font has no arrows)."""
 PANELS = {"gan": "adversarial (generators)",
           "disc": "discriminators (0.25: balanced; near 0: won)",
-          "generator": "generator objective (total)", "l1": "L1 to the target (supervised)"}
+          "generator": "generator objective (total)", "l1": "L1 to the target (supervised)",
+          "shift": "shift term (what a grid costs G)"}
 NOT_LOSSES = ("iteration", "rho", "lr")
 
 
