@@ -47,7 +47,8 @@ def test_step_vs_authors_times_every_variant(tmp_path):
     for upsampling in ("smooth", "resize", "transpose"):
         for amp in ("true", "false"):
             assert f"utom {upsampling}, amp={amp}" in out
-    assert out.count("x the authors'") == 7
+    assert "utom smooth, amp=true, lambda_shift=0" in out
+    assert out.count("x the authors'") == 8
 
 
 def test_minute_buys_trains_each_run_once_and_prints_its_table(tmp_path):
