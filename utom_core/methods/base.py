@@ -23,7 +23,7 @@ from torch import nn
 
 from utom_core.config import TrainConfig, describe_validation_error
 from utom_core.errors import UtomError
-from utom_core.methods.losses import SaliencyPair
+from utom_core.methods.losses import SaliencyPair, shift_term
 from utom_core.methods.pool import ImagePool
 from utom_core.networks.base import Generator
 
@@ -46,8 +46,17 @@ class StepContext:
     rng: np.random.Generator
     pools: tuple[ImagePool, ImagePool]
     autocast: Callable[[], contextlib.AbstractContextManager]
-    size_multiple: int = 1
+    size_multiple: int
     """The trained generator's ``size_multiple``: the lattice its strided layers sample on."""
+
+
+def shift_of(ctx: StepContext, generator: nn.Module, real: torch.Tensor,
+             fake: torch.Tensor) -> torch.Tensor | None:
+    """The shift term of ``generator`` (``losses.shift_term``; ``fake`` is its output for
+    ``real``), or None where ``lambda_shift`` is 0 or the generator has no stride lattice."""
+    if ctx.cfg.lambda_shift <= 0 or ctx.size_multiple < 2:
+        return None
+    return shift_term(generator, real, fake, ctx.rng, ctx.size_multiple)
 
 
 @dataclass

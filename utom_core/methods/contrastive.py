@@ -31,8 +31,9 @@ from utom_core.methods.base import (
     StepNetworks,
     TrainingMethod,
     adam,
+    shift_of,
 )
-from utom_core.methods.losses import discriminator_loss, lsgan, saliency_term, shift_term
+from utom_core.methods.losses import discriminator_loss, lsgan, saliency_term
 from utom_core.methods.patchnce import ProjectionHeads, patch_nce_loss
 from utom_core.networks import PatchGAN, ResnetGenerator
 
@@ -150,9 +151,8 @@ class ContrastiveMethod(TrainingMethod):
                 shown = torch.flip(fake_b, dims=[3]) if flipped else fake_b
                 terms["saliency_a"] = saliency_term(ctx.saliency.real_a, ctx.saliency.fake_b,
                                                     real_a, shown)
-            terms["shift_ab"] = (shift_term(run["g_ab"], source, fake_b, ctx.rng,
-                                            ctx.size_multiple)
-                                 if cfg.lambda_shift > 0 and ctx.size_multiple > 1 else zero)
+            shift = shift_of(ctx, run["g_ab"], source, fake_b)
+            terms["shift_ab"] = zero if shift is None else shift
             terms["generator"] = (terms["gan_ab"] + nce_total
                                   + cfg.lambda_cycle * ctx.rho * terms["saliency_a"]
                                   + cfg.lambda_shift * terms["shift_ab"])

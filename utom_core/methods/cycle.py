@@ -2,8 +2,8 @@
 
 Two generators (G: A → B, F: B → A), two PatchGANs, image pools, LSGAN, L1 cycle loss;
 UTOM adds λ ρ L_sc; all three add the shift term λ_shift |G(S a) − S G(a)|₁ of G
-(``losses.shift_term``), and the identity term λ λ_idt (|F(a) − a| + |G(b) − b|) is always on for
-``cyclegan-identity``, on where ``identity`` is set for ``utom``, off for ``cyclegan``.
+(``losses.shift_term``); the identity term λ λ_idt (|F(a) − a| + |G(b) − b|) is always on
+for ``cyclegan-identity``, on where ``identity`` is set for ``utom``, off for ``cyclegan``.
 """
 
 from __future__ import annotations
@@ -21,13 +21,9 @@ from utom_core.methods.base import (
     StepNetworks,
     TrainingMethod,
     adam,
+    shift_of,
 )
-from utom_core.methods.losses import (
-    CYCLE_TERMS,
-    discriminator_loss,
-    generator_terms,
-    shift_term,
-)
+from utom_core.methods.losses import CYCLE_TERMS, discriminator_loss, generator_terms
 from utom_core.networks import PatchGAN
 
 
@@ -83,12 +79,10 @@ class CycleMethod(TrainingMethod):
             idt_a = idt_b = None
             if self.uses_identity(cfg):
                 idt_a, idt_b = run["g_ba"](real_a), run["g_ab"](real_b)
-            shift = (shift_term(run["g_ab"], real_a, fake_b, ctx.rng, ctx.size_multiple)
-                     if cfg.lambda_shift > 0 and ctx.size_multiple > 1 else None)
             terms = generator_terms(
                 cfg, real_a, real_b, fake_b, fake_a, rec_a, rec_b, plain["d_a"](fake_a),
                 plain["d_b"](fake_b), ctx.saliency if self.saliency else None, ctx.rho,
-                idt_a, idt_b, shift)
+                idt_a, idt_b, shift_of(ctx, run["g_ab"], real_a, fake_b))
         optimisers["opt_g"].zero_grad(set_to_none=True)
         terms["generator"].backward()
         optimisers["opt_g"].step()
