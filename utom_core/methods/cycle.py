@@ -79,10 +79,12 @@ class CycleMethod(TrainingMethod):
             idt_a = idt_b = None
             if self.uses_identity(cfg):
                 idt_a, idt_b = run["g_ba"](real_a), run["g_ab"](real_b)
+            # before the discriminators' forwards: that order sets the sums of G's backward
+            shift = shift_of(ctx, run["g_ab"], real_a, fake_b)
             terms = generator_terms(
                 cfg, real_a, real_b, fake_b, fake_a, rec_a, rec_b, plain["d_a"](fake_a),
                 plain["d_b"](fake_b), ctx.saliency if self.saliency else None, ctx.rho,
-                idt_a, idt_b, shift_of(ctx, run["g_ab"], real_a, fake_b))
+                idt_a, idt_b, shift)
         optimisers["opt_g"].zero_grad(set_to_none=True)
         terms["generator"].backward()
         optimisers["opt_g"].step()
