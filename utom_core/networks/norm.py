@@ -31,14 +31,22 @@ class InstanceNorm(nn.Module):
         self.frozen: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()  # under bf16 autocast: statistics, and the residual stream, stay fp32
+        if torch.is_grad_enabled() or x.dtype != torch.bfloat16:
+            x = x.float()  # training under bf16 autocast: outputs and gradients stay fp32
+        # predicting, a bf16 convolution's output stays bf16 (statistics are accumulated in
+        # fp32 either way): converting it to fp32 and back for the next convolution took a
+        # third of a bf16 forward (docs/results/prediction.md)
+        weight: torch.Tensor | None = self.weight
+        bias: torch.Tensor | None = self.bias
+        if weight is not None and bias is not None:
+            weight, bias = weight.to(x.dtype), bias.to(x.dtype)
         if self.frozen is None:  # the fused kernel: ~4x faster than var_mean + arithmetic
-            return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+            return F.instance_norm(x, weight=weight, bias=bias, eps=self.eps)
         mean, var = self.frozen
-        x = (x - mean) * torch.rsqrt(var + self.eps)
-        if self.weight is None or self.bias is None:
+        x = (x - mean.to(x.dtype)) * torch.rsqrt(var + self.eps).to(x.dtype)
+        if weight is None or bias is None:
             return x
-        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return x * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
 
 
 @contextmanager

@@ -56,7 +56,9 @@ class ResidualBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        # the residual stream is summed in fp32 while the norms hand a bf16 prediction on in
+        # bf16 (``InstanceNorm``): nine bf16 sums would cost a dB against fp32
+        return x.float() + self.body(x)
 
 
 class ResnetGenerator(Generator):
