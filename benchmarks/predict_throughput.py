@@ -9,6 +9,7 @@ measure reading, normalising, the network and stitching, not disk writes.
     python benchmarks/predict_throughput.py                      # CPU, 1024², ~5 min on 2 cores
     python benchmarks/predict_throughput.py --size 4096 --tile 1024 --device cuda
     python benchmarks/predict_throughput.py --memory             # + peak RSS, whole vs auto
+    python benchmarks/predict_throughput.py --quick --amp        # both sides under bf16
 
 ``--overlap auto`` (``utom_core.inference.halo``) measures the generator's halo on the image
 and tiles with the smallest overlap that keeps it out of the output; ``--memory`` runs whole-
@@ -19,6 +20,7 @@ imports, model and image (the goal: ≥ 0.9× whole-image MP/s at ≤ ¼ of its 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from utom_core.device import autocast
 from utom_core.domain import Normalisation
 from utom_core.inference import Norm, PlanePredictor, TileOptions, predict_image
 from utom_core.inference.halo import measure_halo, overlap_for
@@ -64,12 +67,14 @@ def generated(size: int) -> np.ndarray:
     return image.clip(0, 65535).astype(np.uint16)[None]
 
 
-def whole_image(generator: ResnetGenerator, data: np.ndarray, device: torch.device) -> float:
-    """Seconds for one forward pass over the whole (padded) image, incl. normalisation."""
+def whole_image(generator: ResnetGenerator, data: np.ndarray, device: torch.device,
+                amp: bool = False) -> float:
+    """Seconds for one forward pass over the whole (padded) image, incl. normalisation;
+    ``amp``: under bf16 autocast where the device computes bf16 natively."""
     start = time.perf_counter()
     grid = TileGrid(data.shape[1:], max(data.shape), multiple=generator.size_multiple)
     unit = NORM_IN.apply(pad_to(data, *grid.padded_shape))
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, amp):
         out = generator(torch.from_numpy(unit[None]).to(device))
         NORM_OUT.invert(out[0, :, :data.shape[1], :data.shape[2]].float().cpu().numpy())
     return time.perf_counter() - start
@@ -106,11 +111,12 @@ def child(args: argparse.Namespace) -> None:
     generator = ResnetGenerator(1, 3, args.ngf, args.blocks).eval()
     data = generated(args.size)
     options = auto_options(generator, data, args.tile)[0] if args.child == "auto" else None
+    options = options and dataclasses.replace(options, bf16=args.amp)
     Path("/proc/self/clear_refs").write_text("5")  # peak RSS from here on
     before = peak_mb()
     start = time.perf_counter()
     if options is None:
-        whole_image(generator, data, torch.device("cpu"))
+        whole_image(generator, data, torch.device("cpu"), args.amp)
     else:
         timed(generator, data, options)
     rate = args.size**2 / 1e6 / (time.perf_counter() - start)
@@ -121,7 +127,8 @@ def memory(args: argparse.Namespace) -> None:
     found = {}
     for mode in ("whole", "auto"):
         command = [sys.executable, __file__, "--child", mode, "--size", str(args.size),
-                   "--tile", str(args.tile), "--ngf", str(args.ngf), "--blocks", str(args.blocks)]
+                   "--tile", str(args.tile), "--ngf", str(args.ngf), "--blocks", str(args.blocks),
+                   *(["--amp"] if args.amp else [])]
         found[mode] = json.loads(subprocess.run(command, capture_output=True, text=True,
                                                 check=True).stdout.splitlines()[-1])
         print(f"{mode:6s} (fresh process): {found[mode]['rate']:.3f} MP/s, peak RSS "
@@ -142,6 +149,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="Only the paper and auto settings.")
     parser.add_argument("--repeat", type=int, default=2, help="Best of N runs (shared CPUs).")
     parser.add_argument("--memory", action="store_true", help="Peak RSS: whole vs auto.")
+    parser.add_argument("--amp", action="store_true",
+                        help="bf16 autocast on both sides, where the device computes it natively.")
     parser.add_argument("--child", choices=["whole", "auto"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -153,9 +162,9 @@ def main() -> None:
     mp = args.size**2 / 1e6
     with torch.inference_mode():  # warm-up (allocator, kernels)
         generator(torch.zeros(1, 1, 256, 256, device=device))
-    base = mp / min(whole_image(generator, data, device) for _ in range(args.repeat))
+    base = mp / min(whole_image(generator, data, device, args.amp) for _ in range(args.repeat))
     print(f"ResNet-{args.blocks} ngf {args.ngf} on {device} ({torch.get_num_threads()} threads), "
-          f"{args.size}² image ({mp:.2f} MP)")
+          f"{args.size}² image ({mp:.2f} MP){', bf16' if args.amp else ''}")
     print(f"{'whole image (one forward pass)':56s} {base:8.3f} MP/s  1.00x")
     t = args.tile
     settings = [
@@ -174,6 +183,7 @@ def main() -> None:
     auto, halo = auto_options(generator, data, t)
     settings.append((f"overlap auto {auto.overlap:.3f} (halo {halo} px), sampled stats", auto))
     for label, options in settings[:1] + settings[-1:] if args.quick else settings:
+        options = dataclasses.replace(options, bf16=args.amp)
         grid = PlanePredictor(generator, NORM_IN, options).grid(data.shape[1:])
         rate = mp / min(timed(generator, data, options) for _ in range(args.repeat))
         computed = grid.computed_pixels() / args.size**2
