@@ -110,8 +110,9 @@ def child(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     generator = ResnetGenerator(1, 3, args.ngf, args.blocks).eval()
     data = generated(args.size)
-    options = auto_options(generator, data, args.tile)[0] if args.child == "auto" else None
-    options = options and dataclasses.replace(options, bf16=args.amp)
+    options = None
+    if args.child == "auto":
+        options = dataclasses.replace(auto_options(generator, data, args.tile)[0], bf16=args.amp)
     Path("/proc/self/clear_refs").write_text("5")  # peak RSS from here on
     before = peak_mb()
     start = time.perf_counter()
