@@ -8,7 +8,8 @@ processes (what sharing the cores with other work distorts least), the peak RSS 
 process (sampled with psutil: the client, which also runs LocalCluster's scheduler and
 nannies, and each worker) and the ratio to one process. Then the peak RSS of a small and a
 four times larger image in every mode (memory must stay flat), and an estimate, from the
-measured cost per megapixel, for a 50 000 × 100 000 slide on 16 workers.
+measured cost per megapixel, for a 50 000 × 100 000 slide on 16 workers. ``utom predict``'s
+defaults (8 views, fp32); ``--amp`` adds bf16 to every mode.
 
     python benchmarks/predict_cluster.py                        # 8192², 2048×4096 vs 8192×4096
     python benchmarks/predict_cluster.py --size 4096 --flat 1024 4096   # on 2 shared cores
@@ -109,9 +110,12 @@ def main() -> None:
                         help="Heights of the memory pair (width --width).")
     parser.add_argument("--width", type=int, default=4096)
     parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--amp", action="store_true", help="predict in bf16 (utom predict --amp)")
     args = parser.parse_args()
+    modes = {name: [*extra, *(["--amp"] if args.amp else [])] for name, extra in MODES.items()}
     print(f"{platform.node()}: {psutil.cpu_count()} cores ({platform.processor() or 'cpu'}), "
-          f"{psutil.virtual_memory().total / 2**30:.0f} GiB; one thread per process")
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB; one thread per process"
+          + ("; bf16" if args.amp else ""))
     with tempfile.TemporaryDirectory(prefix="utom-cluster-", dir=".") as work:
         root = Path(work)
         model = demo_model(root / "model")
@@ -119,7 +123,7 @@ def main() -> None:
         make_image(image, args.size)
         mp = args.size**2 / 1e6
         base = base_cpu = None
-        for name, extra in MODES.items():
+        for name, extra in modes.items():
             result = run(model, image, root / f"{name.replace(':', '')}.ome.zarr", extra,
                          args.tile)
             rate = mp / result["seconds"]
@@ -137,7 +141,7 @@ def main() -> None:
               f"{slide * cpu_per_mp / 16 / 3600:.1f} h on dedicated cores ({cpu_per_mp:.1f} "
               f"CPU-s/MP measured, client included); {slide / (16 * per_worker) / 3600:.1f} h "
               f"at this run's wall rate per worker ({per_worker:.3f} MP/s, shared cores)")
-        for name, extra in MODES.items():
+        for name, extra in modes.items():
             peaks = []
             for height in args.flat:
                 image = root / f"flat_{height}.tif"
