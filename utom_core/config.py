@@ -159,10 +159,10 @@ class TrainConfig(BaseModel):
     val_every: int = Field(500, ge=1)
     """Iterations between validations (with ``utom train --val``, or ``utom run``'s tests)."""
     val_metric: Literal["auto", "psnr", "ssim", "content_iou", "content_kept", "resolution",
-                        "anisotropy"] = "auto"
+                        "anisotropy", "target_colour"] = "auto"
     """Validation score that picks the best model; auto: psnr where every image has a reference,
-    else content_iou; content_kept/resolution/anisotropy: the latest/finest/most isotropic
-    model within 0.02 of the best content IoU seen (training/model_choice.py)."""
+    else content_iou; content_kept/resolution/anisotropy/target_colour: the latest/finest/most
+    isotropic/closest-coloured model that keeps the content (training/model_choice.py)."""
     run_checkpoint: Literal["last", "best"] = "last"
     """The model ``utom run`` predicts its tests with: the last, or the best validated one,
     never picked by the tests' references (which would flatter its scores): GAN restorations

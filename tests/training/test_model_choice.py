@@ -4,13 +4,19 @@ after --resume."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+import tifffile
 import torch
-from helpers import DENOISE, TINY, train
+from helpers import DENOISE, TINY, blobs, train
 from training.test_validation import held_out
 
 from utom_core import trained
 from utom_core.config import TrainConfig
-from utom_core.training.model_choice import IOU_TOLERANCE, ModelChoice
+from utom_core.domain import Domain, PixelType, Polarity
+from utom_core.errors import UtomError
+from utom_core.task import Task
+from utom_core.training.model_choice import COLOUR_TOLERANCE, IOU_TOLERANCE, ModelChoice
 from utom_core.training.validation import rows
 
 ROWS = [  # content IoU peaks early on a model still at its input; resolution keeps improving
@@ -57,6 +63,18 @@ def test_anisotropy_keeps_the_ratio_closest_to_one():
     assert kept(choice, logged) == [0, 1, 3]  # |log 0.85| < |log 1.3| < |log 0.7|
 
 
+def test_target_colour_keeps_the_closest_colour_among_models_that_keep_the_content():
+    choice = ModelChoice("target_colour")
+    logged = [{"iteration": 1, "content_iou": 0.80, "target_colour": 9.0},
+              {"iteration": 2, "content_iou": 0.84, "target_colour": 8.0},
+              {"iteration": 3, "content_iou": 0.835, "target_colour": 6.5},
+              {"iteration": 4, "content_iou": 0.825, "target_colour": 5.0},  # lost content
+              {"iteration": 5, "content_iou": 0.838, "target_colour": 7.0}]
+    assert kept(choice, logged) == [1, 2, 3]
+    assert choice.kept is not None and choice.kept["score"] == 6.5
+    assert choice.kept["tolerance"] == COLOUR_TOLERANCE < IOU_TOLERANCE  # 4 is within 0.02
+
+
 def test_resume_continues_the_same_decisions():
     straight = ModelChoice("resolution")
     kept(straight, ROWS)
@@ -84,6 +102,34 @@ def test_the_validator_logs_resolution_and_keeps_by_it_across_a_resume(tmp_path,
     kept(replay, logged)
     assert best[0]["validation"] == replay.kept
     assert best[0]["validation"]["tolerance"] == IOU_TOLERANCE
+
+
+def test_an_rgb_target_logs_its_colour_and_keeps_by_it(tmp_path, blob_tiffs):
+    """A 1 → 3 channel task: every validation measures target_colour against the B images,
+    and val_metric=target_colour keeps the model the rule picks from the logged rows."""
+    rgb = tmp_path / "he.tif"
+    tifffile.imwrite(rgb, (230 - 150 * blobs(np.random.default_rng(0), 96)[..., None]
+                           * np.array([0.4, 1.0, 0.5])).astype(np.uint8), photometric="rgb")
+    task = Task(name="toy-stain", summary="toy", domain_a=Domain(name="af", channels=1),
+                domain_b=Domain(name="he", channels=3, dtype=PixelType.uint8,
+                                background=Polarity.bright))
+    cfg = TrainConfig(**TINY, iterations=6, seed=1, val_every=2, val_metric="target_colour")
+    noisy, _ = held_out(tmp_path)
+    train(task, cfg, tmp_path / "run", blob_tiffs["a"], [rgb], show_progress=False,
+          val=[(noisy, None)])
+    logged = rows(tmp_path / "run")
+    assert len(logged) == 3 and all(row["target_colour"] > 0 for row in logged)
+    replay = ModelChoice("target_colour")
+    kept(replay, logged)
+    best = torch.load(tmp_path / "run" / trained.BEST_MODEL_FILE, weights_only=True)
+    assert best["validation"] == replay.kept
+
+
+def test_target_colour_on_a_grey_target_is_refused(tmp_path, blob_tiffs):
+    cfg = TrainConfig(**TINY, iterations=2, val_every=1, val_metric="target_colour")
+    with pytest.raises(UtomError, match="needs an RGB target domain"):
+        train(DENOISE, cfg, tmp_path / "run", blob_tiffs["a"], blob_tiffs["b"],
+              show_progress=False, val=[(held_out(tmp_path)[0], None)])
 
 
 def test_the_benchmark_replays_every_rule_on_a_runs_validations(tmp_path):

@@ -81,6 +81,11 @@ GUIDE: dict[str, Guide] = {
         "spectra near the z and the x/y frequency axes, in pixels); no reference needed",
         "1 = as fine along z as across; closer to 1 than the floor (the input's), the "
         "volume became more isotropic", "", "one"),
+    "target_colour": Guide(
+        "CIELAB distance of the prediction's colours to the target domain's training images "
+        "(earth mover's, tissue and background each by its own mask, averaged); no reference "
+        "needed", "lower is closer to the colours trained towards; not 0 for a perfect stain "
+        "(tissue differs between images): it ranks one run's models", "", "lower"),
     "periodic_artefact": Guide(
         "the strongest spectral peak of the prediction at the 2- and 4-px periods (along either "
         "axis or a diagonal) over the spectrum around it, on a central 1024² crop of the middle "

@@ -119,7 +119,7 @@ class Trainer:
         self.nets = step_networks(self.modules, self.cfg, self.device)
         self.validator = Validator(task, meta, self.cfg, val, cut_axes(task)[0],
                                    self.g_ab.size_multiple, self.device,
-                                   self.formats) if val else None
+                                   self.formats, self.images_b) if val else None
         self.iteration = 0
         self.images_seen = 0
         """Images of each domain all ranks have trained on together (ρ counts them)."""

@@ -27,10 +27,11 @@ from utom_core.checkpoints import load_torch, save_torch
 from utom_core.config import TrainConfig
 from utom_core.data.images import DomainImages, Plane
 from utom_core.errors import InputError, UtomError
-from utom_core.evaluation.base import Sample
+from utom_core.evaluation.base import Evaluator, Sample
 from utom_core.evaluation.figures.curves import curve_plot
 from utom_core.evaluation.metrics import PSNR, SSIM, ContentOverlap
 from utom_core.evaluation.resolution import Anisotropy, Resolution
+from utom_core.evaluation.target_colour import TargetColour
 from utom_core.inference.tiling import padded_length
 from utom_core.io import FormatTable
 from utom_core.networks.base import Generator
@@ -42,7 +43,7 @@ VAL_SIDE = 512
 EVALUATORS = (PSNR(), SSIM(), ContentOverlap())
 GAIN_EVALUATORS = {"resolution": Resolution(), "anisotropy": Anisotropy()}
 """The gain measures, validated where the task lists them or ``val_metric`` needs them."""
-CURVE_METRICS = ("psnr", "ssim", "content_iou", *GAIN_EVALUATORS)
+CURVE_METRICS = ("psnr", "ssim", "content_iou", *GAIN_EVALUATORS, TargetColour.name)
 ValPair = tuple[Path, Path | None]
 """A validation image and its reference (ground truth in domain B), if any."""
 
@@ -92,7 +93,9 @@ class Validator:
 
     def __init__(self, task: Task, meta: trained.RunMeta, cfg: TrainConfig, pairs: list[ValPair],
                  axes: tuple[str, ...], multiple: int, device: torch.device,
-                 formats: FormatTable | None = None) -> None:
+                 formats: FormatTable | None = None, target: DomainImages | None = None) -> None:
+        """``target``: the target domain's training images, whose colours an RGB target's
+        predictions are measured against (``target_colour``)."""
         self.pairs = [(Path(p).absolute(), None if r is None else Path(r).absolute())
                       for p, r in pairs]
         self.crops = [read_crop(task, axes, p, r, formats) for p, r in self.pairs]
@@ -107,8 +110,14 @@ class Validator:
         self.saliency_b = task.domain_b.saliency(meta.normalisation_b, meta.threshold_b)
         self.multiple, self.device = multiple, device
         self.every, self.last = cfg.val_every, cfg.iterations
-        self.evaluators = (*EVALUATORS, *(evaluator for name, evaluator in GAIN_EVALUATORS.items()
-                                          if name in (*task.evaluators, self.metric)))
+        gains = [evaluator for name, evaluator in GAIN_EVALUATORS.items()
+                 if name in (*task.evaluators, self.metric)]
+        self.evaluators: tuple[Evaluator, ...] = (*EVALUATORS, *gains)
+        if target is not None and task.domain_b.channels == 3:
+            self.evaluators += (TargetColour.of_images(target, self.norm_b, self.saliency_b),)
+        elif self.metric == TargetColour.name:
+            raise UtomError(f"val_metric {self.metric}: needs an RGB target domain, and "
+                            f"{task.domain_b.name} has {task.domain_b.channels} channel(s)")
         self.choice = ModelChoice(self.metric)
 
     def due(self, iteration: int) -> bool:
@@ -135,7 +144,7 @@ class Validator:
             prediction=prediction, input=unit, input_saliency=self.saliency_a,
             reference=None if crop.reference is None else self.norm_b.apply(crop.reference),
             baseline=self.norm_b.apply(crop.raw) if same else None,
-            output_saliency=self.saliency_b)
+            output_saliency=self.saliency_b, output_normalisation=self.norm_b)
         scores: dict[str, float] = {}
         for evaluator in self.evaluators:
             scores.update(evaluator.evaluate(sample))
