@@ -137,8 +137,17 @@ def aucs(found: dict[str, np.ndarray], error: np.ndarray) -> dict[str, float]:
     return scores
 
 
-def score_case(folder: Path) -> list[dict]:
-    """Per test image with a reference: each map's AUC, and the cycle residual's spread."""
+def predicted(model: TrainedModel, test: Path, views: int) -> np.ndarray:
+    """The prediction of ``test`` under ``views`` (a run's own was written with its views)."""
+    with tempfile.TemporaryDirectory(prefix="utom-fidelity-auc-") as work:
+        out = predict_file(Predictor(model, PredictOptions(views=views)), test,
+                           Path(work) / "p", show_progress=False)
+        return read_image(out)
+
+
+def score_case(folder: Path, views: int | None = None) -> list[dict]:
+    """Per test image with a reference: each map's AUC, and the cycle residual's spread;
+    ``views``: predict and map under this many views instead of the run's own."""
     record = json.loads((folder / "metrics.json").read_text())
     model = load_model(folder / RUN_SUBDIR, build_generator=get_registry().build_generator,
                        reverse=True)
@@ -147,10 +156,12 @@ def score_case(folder: Path) -> list[dict]:
         if not image.get("reference"):
             continue
         norm = model.target_norm
-        prediction = norm.apply(read_image(Path(image["prediction"])).astype(np.float64))
+        written = (read_image(Path(image["prediction"])) if views is None
+                   else predicted(model, Path(image["test"]), views))
+        prediction = norm.apply(written.astype(np.float64))
         reference = norm.apply(read_image(Path(image["reference"])).astype(np.float64))
         error = np.abs(prediction - reference).mean(axis=0)
-        found, content = maps(model, Path(image["test"]), record.get("views") or 8)
+        found, content = maps(model, Path(image["test"]), views or record.get("views") or 8)
         inside = {name: value[content] for name, value in found.items()}
         cycle = found.get("cycle", np.zeros(1)) * CYCLE_FULL
         rows.append({"case": f"{record['task']} ({record['method']}) {Path(image['test']).name}",
@@ -223,6 +234,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", type=Path, help="finished `utom run` folders")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--views", type=int, default=None,
+                        help="predict and map under this many views (default: each run's own)")
     parser.add_argument("--mismatch", type=Path, help="write the content-mismatch case here")
     parser.add_argument("--time", type=Path, help="time predicting this image with the first "
                         "run's model, with and without each part of the map")
@@ -233,7 +246,7 @@ def main() -> None:
     if args.mismatch:
         print(" ".join(write_mismatch(args.mismatch)))
     torch.set_grad_enabled(False)
-    rows = [row for folder in args.runs for row in score_case(folder)]
+    rows = [row for folder in args.runs for row in score_case(folder, args.views)]
     if rows:
         print(table(rows), "\n\nWithin content (the input's content map above 0.5; the "
               "worst 10 % of those pixels):\n")
