@@ -13,7 +13,9 @@ them is printed as a markdown table, one row per case:
   σ = 1 px), both in normalised units averaged over channels, and the better of the two.
 
 0.5 is chance; 1 ranks every worst pixel first. The maps are predicted again here with the
-run's generator and views (``Predictor`` with one term at a time). ``--mismatch DIR`` writes a
+model the run predicted with (its last, or ``model_best.pt``) and its views (``Predictor``
+with one term at a time); ``--views N`` predicts the test image and its maps under N views
+instead. ``--mismatch DIR`` writes a
 case whose domains differ in content (A: meshwork with puncta, B: meshwork only) and prints
 the ``utom run`` command that trains it.
 
@@ -44,7 +46,7 @@ from utom_core.inference.views import dihedral
 from utom_core.io import read_image
 from utom_core.plugins import get_registry
 from utom_core.run_folders import RUN_SUBDIR
-from utom_core.trained import TrainedModel, load_model
+from utom_core.trained import TrainedModel, chosen_model, load_model
 from utom_tasks import denoise
 from utom_tasks.demo import bands
 from utom_tasks.simulate import poisson_gaussian, to_uint16
@@ -137,6 +139,14 @@ def aucs(found: dict[str, np.ndarray], error: np.ndarray) -> dict[str, float]:
     return scores
 
 
+def predicting_model(folder: Path, reverse: bool) -> TrainedModel:
+    """The model the run predicted its tests with: its last, or ``model_best.pt``."""
+    record = json.loads((folder / "metrics.json").read_text())
+    choice = (record.get("predicted_with") or {}).get("model", "last")
+    return load_model(chosen_model(folder / RUN_SUBDIR, choice), reverse=reverse,
+                      build_generator=get_registry().build_generator)
+
+
 def predicted(model: TrainedModel, test: Path, views: int) -> np.ndarray:
     """The prediction of ``test`` under ``views`` (a run's own was written with its views)."""
     with tempfile.TemporaryDirectory(prefix="utom-fidelity-auc-") as work:
@@ -149,8 +159,7 @@ def score_case(folder: Path, views: int | None = None) -> list[dict]:
     """Per test image with a reference: each map's AUC, and the cycle residual's spread;
     ``views``: predict and map under this many views instead of the run's own."""
     record = json.loads((folder / "metrics.json").read_text())
-    model = load_model(folder / RUN_SUBDIR, build_generator=get_registry().build_generator,
-                       reverse=True)
+    model = predicting_model(folder, reverse=True)
     rows = []
     for image in record["images"]:
         if not image.get("reference"):
@@ -220,8 +229,7 @@ def time_terms(folder: Path, image: Path) -> None:
     and with the cycle term, at 8 and 1 views."""
     for views in (8, 1):
         for fidelity, reverse in ((False, False), (True, False), (True, True)):
-            model = load_model(folder / RUN_SUBDIR, reverse=reverse,
-                               build_generator=get_registry().build_generator)
+            model = predicting_model(folder, reverse)
             predictor = Predictor(model, PredictOptions(views=views, fidelity=fidelity))
             with tempfile.TemporaryDirectory() as work:
                 start = time.perf_counter()
