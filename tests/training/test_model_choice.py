@@ -75,6 +75,24 @@ def test_target_colour_keeps_the_closest_colour_among_models_that_keep_the_conte
     assert choice.kept["tolerance"] == COLOUR_TOLERANCE < IOU_TOLERANCE  # 4 is within 0.02
 
 
+def test_a_resumed_colour_choice_keeps_its_tolerance():
+    first = ModelChoice("target_colour")
+    logged = [{"iteration": 1, "content_iou": 0.84, "target_colour": 5.0},
+              {"iteration": 2, "content_iou": 0.825, "target_colour": 3.0}]
+    kept(first, logged[:1])
+    resumed = ModelChoice("target_colour")
+    resumed.resume(first.kept, logged[:1])
+    assert resumed.floor() == 0.84 - COLOUR_TOLERANCE
+    assert kept(resumed, logged[1:]) == []  # within 0.02 of the best, not within 0.01
+
+
+def test_a_perfect_colour_is_the_best_not_unmeasured():
+    choice = ModelChoice("target_colour")
+    logged = [{"iteration": 1, "content_iou": 0.84, "target_colour": 1.0},
+              {"iteration": 2, "content_iou": 0.84, "target_colour": 0.0}]
+    assert kept(choice, logged) == [1, 2]
+
+
 def test_resume_continues_the_same_decisions():
     straight = ModelChoice("resolution")
     kept(straight, ROWS)
@@ -104,15 +122,21 @@ def test_the_validator_logs_resolution_and_keeps_by_it_across_a_resume(tmp_path,
     assert best[0]["validation"]["tolerance"] == IOU_TOLERANCE
 
 
-def test_an_rgb_target_logs_its_colour_and_keeps_by_it(tmp_path, blob_tiffs):
-    """A 1 → 3 channel task: every validation measures target_colour against the B images,
-    and val_metric=target_colour keeps the model the rule picks from the logged rows."""
+def toy_stain(tmp_path, evaluators: list[str] | None = None) -> tuple:
+    """A grey → RGB task and one pink-and-purple B image for it."""
     rgb = tmp_path / "he.tif"
     tifffile.imwrite(rgb, (230 - 150 * blobs(np.random.default_rng(0), 96)[..., None]
                            * np.array([0.4, 1.0, 0.5])).astype(np.uint8), photometric="rgb")
     task = Task(name="toy-stain", summary="toy", domain_a=Domain(name="af", channels=1),
                 domain_b=Domain(name="he", channels=3, dtype=PixelType.uint8,
-                                background=Polarity.bright))
+                                background=Polarity.bright), evaluators=evaluators or ["content"])
+    return rgb, task
+
+
+def test_an_rgb_target_logs_its_colour_and_keeps_by_it(tmp_path, blob_tiffs):
+    """A 1 → 3 channel task: every validation measures target_colour against the B images,
+    and val_metric=target_colour keeps the model the rule picks from the logged rows."""
+    rgb, task = toy_stain(tmp_path)
     cfg = TrainConfig(**TINY, iterations=6, seed=1, val_every=2, val_metric="target_colour")
     noisy, _ = held_out(tmp_path)
     train(task, cfg, tmp_path / "run", blob_tiffs["a"], [rgb], show_progress=False,
@@ -123,6 +147,18 @@ def test_an_rgb_target_logs_its_colour_and_keeps_by_it(tmp_path, blob_tiffs):
     kept(replay, logged)
     best = torch.load(tmp_path / "run" / trained.BEST_MODEL_FILE, weights_only=True)
     assert best["validation"] == replay.kept
+
+
+@pytest.mark.parametrize(("evaluators", "measured"), [([], False), (["lab"], True)])
+def test_target_colour_is_measured_where_the_task_judges_colour_in_lab(
+        tmp_path, blob_tiffs, evaluators, measured):
+    """A 3-channel target whose task does not judge colour in CIELAB (label: fluorescence
+    channels) gets no target_colour unless val_metric asks for it."""
+    rgb, task = toy_stain(tmp_path, evaluators)
+    cfg = TrainConfig(**TINY, iterations=2, seed=1, val_every=2)
+    train(task, cfg, tmp_path / "run", blob_tiffs["a"], [rgb], show_progress=False,
+          val=[(held_out(tmp_path)[0], None)])
+    assert ("target_colour" in rows(tmp_path / "run")[0]) is measured
 
 
 def test_target_colour_on_a_grey_target_is_refused(tmp_path, blob_tiffs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from helpers import run_record
 
 from utom_core.methods.cycle import UTOM
@@ -22,11 +23,18 @@ def test_the_report_gives_the_gain_rule_and_its_figures(tmp_path):
     assert "worse than the input" not in text
 
 
-def test_the_report_gives_the_latest_kept_rule(tmp_path):
-    used = {"model": "best", "iteration": 1500, "metric": "content_kept", "score": 0.997,
-            "content_iou": 0.997, "best_content_iou": 1.0, "tolerance": 0.02}
-    write_report(tmp_path / "report.md", run_record(predicted_with=used, metrics={}),
-                 tmp_path, UTOM)
-    text = (tmp_path / "report.md").read_text()
-    assert ("iteration 1500, the latest model among the validations on the test images whose "
-            "content IoU was within 0.02 of the best (1.000; this one's 0.997)") in text
+@pytest.mark.parametrize(("used", "said"), [
+    ({"iteration": 1500, "metric": "content_kept", "score": 0.997, "content_iou": 0.997,
+      "best_content_iou": 1.0, "tolerance": 0.02},
+     "iteration 1500, the latest model among the validations on the test images whose "
+     "content IoU was within 0.02 of the best (1.000; this one's 0.997)"),
+    ({"iteration": 1050, "metric": "target_colour", "score": 2.86, "content_iou": 0.831,
+      "best_content_iou": 0.837, "tolerance": 0.01},
+     "iteration 1050, the colours closest to the target domain's images (target_colour 2.86) "
+     "among the validations on the test images whose content IoU was within 0.01 of the best "
+     "(0.837; this one's 0.831)"),
+])
+def test_the_report_gives_each_kept_rule_and_its_tolerance(tmp_path, used, said):
+    write_report(tmp_path / "report.md", run_record(predicted_with={"model": "best", **used},
+                                                    metrics={}), tmp_path, UTOM)
+    assert said in (tmp_path / "report.md").read_text()

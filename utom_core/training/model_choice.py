@@ -39,10 +39,12 @@ def tolerance_of(metric: str) -> float:
 
 
 def shortfall(metric: str, value: float | None) -> float:
-    """How far a gain measure is from ideal (lower is better; inf where it was not measured)."""
-    if value is None or not math.isfinite(value) or value <= 0:
+    """How far a gain measure is from ideal (lower is better; inf where it was not measured,
+    or where a ratio that should be near 1 is not positive)."""
+    better = guide(metric).better
+    if value is None or not math.isfinite(value) or (value <= 0 and better == "one"):
         return math.inf
-    return from_ideal(guide(metric).better, value)
+    return from_ideal(better, value)
 
 
 class ModelChoice:

@@ -95,7 +95,8 @@ class Validator:
                  axes: tuple[str, ...], multiple: int, device: torch.device,
                  formats: FormatTable | None = None, target: DomainImages | None = None) -> None:
         """``target``: the target domain's training images, whose colours an RGB target's
-        predictions are measured against (``target_colour``)."""
+        predictions are measured against (``target_colour``: where the task judges colour in
+        CIELAB, its evaluators list ``lab``, or ``val_metric`` asks for it)."""
         self.pairs = [(Path(p).absolute(), None if r is None else Path(r).absolute())
                       for p, r in pairs]
         self.crops = [read_crop(task, axes, p, r, formats) for p, r in self.pairs]
@@ -113,11 +114,15 @@ class Validator:
         gains = [evaluator for name, evaluator in GAIN_EVALUATORS.items()
                  if name in (*task.evaluators, self.metric)]
         self.evaluators: tuple[Evaluator, ...] = (*EVALUATORS, *gains)
-        if target is not None and task.domain_b.channels == 3:
+        rgb = task.domain_b.channels == 3
+        if rgb and target is not None and (self.metric == TargetColour.name
+                                           or "lab" in task.evaluators):
             self.evaluators += (TargetColour.of_images(target, self.norm_b, self.saliency_b),)
         elif self.metric == TargetColour.name:
-            raise UtomError(f"val_metric {self.metric}: needs an RGB target domain, and "
-                            f"{task.domain_b.name} has {task.domain_b.channels} channel(s)")
+            why = (f"{task.domain_b.name} has {task.domain_b.channels} channel(s)" if not rgb
+                   else "no target domain images were given")
+            raise UtomError(f"val_metric {self.metric}: needs an RGB target domain's images; "
+                            f"{why}")
         self.choice = ModelChoice(self.metric)
 
     def due(self, iteration: int) -> bool:

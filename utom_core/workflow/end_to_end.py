@@ -186,8 +186,8 @@ def _picking(cfg: TrainConfig, paired: bool) -> TrainConfig:
     """The run's settings with what ``run_checkpoint`` implies: ``best`` validates the tests
     without their references (which would flatter the scores reported): by content IoU, or by
     a tolerant rule among models that keep the content (``val_metric`` content_kept,
-    resolution or anisotropy, a task's choice); a paired method, which does not validate,
-    predicts with its last model."""
+    resolution, anisotropy or target_colour, a task's choice); a paired method, which does
+    not validate, predicts with its last model."""
     if cfg.run_checkpoint == "last":
         return cfg
     if paired:
