@@ -139,9 +139,14 @@ def aucs(found: dict[str, np.ndarray], error: np.ndarray) -> dict[str, float]:
     return scores
 
 
-def predicting_model(folder: Path, reverse: bool) -> TrainedModel:
-    """The model the run predicted its tests with: its last, or ``model_best.pt``."""
-    record = json.loads((folder / "metrics.json").read_text())
+def run_record(folder: Path) -> dict:
+    """A finished run's metrics.json (which images, which model predicted them)."""
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def predicting_model(folder: Path, record: dict, reverse: bool) -> TrainedModel:
+    """The model the run (``record``: its metrics.json) predicted its tests with: its last,
+    or ``model_best.pt``."""
     choice = (record.get("predicted_with") or {}).get("model", "last")
     return load_model(chosen_model(folder / RUN_SUBDIR, choice), reverse=reverse,
                       build_generator=get_registry().build_generator)
@@ -158,8 +163,8 @@ def predicted(model: TrainedModel, test: Path, views: int) -> np.ndarray:
 def score_case(folder: Path, views: int | None = None) -> list[dict]:
     """Per test image with a reference: each map's AUC, and the cycle residual's spread;
     ``views``: predict and map under this many views instead of the run's own."""
-    record = json.loads((folder / "metrics.json").read_text())
-    model = predicting_model(folder, reverse=True)
+    record = run_record(folder)
+    model = predicting_model(folder, record, reverse=True)
     rows = []
     for image in record["images"]:
         if not image.get("reference"):
@@ -227,9 +232,10 @@ def write_mismatch(workdir: Path, seed: int = 0) -> list[str]:
 def time_terms(folder: Path, image: Path) -> None:
     """Print the prediction time of ``image`` without a map, with the map of views and masks,
     and with the cycle term, at 8 and 1 views."""
+    record = run_record(folder)
     for views in (8, 1):
         for fidelity, reverse in ((False, False), (True, False), (True, True)):
-            model = predicting_model(folder, reverse)
+            model = predicting_model(folder, record, reverse)
             predictor = Predictor(model, PredictOptions(views=views, fidelity=fidelity))
             with tempfile.TemporaryDirectory() as work:
                 start = time.perf_counter()
