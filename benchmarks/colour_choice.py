@@ -48,7 +48,7 @@ HEADER = ("| iteration | validation content IoU | target_colour | content IoU | 
 KEPT = "validated"
 
 
-def train(seed: int, out: Path, budget: str) -> None:
+def train(seed: int, out: Path, budget: str, settings: list[str]) -> None:
     """``utom run stain-he`` with a copy of the model at every validation."""
     original = validation.Validator.run
 
@@ -62,7 +62,7 @@ def train(seed: int, out: Path, budget: str) -> None:
     validation.Validator.run = run  # type: ignore[method-assign]
     try:
         cli.main(["run", "stain-he", "--seed", str(seed), "--views", "1", "--budget", budget,
-                  "--out", str(out)])
+                  "--out", str(out), *(f"--set={pair}" for pair in settings)])
     finally:
         validation.Validator.run = original  # type: ignore[method-assign]
 
@@ -115,6 +115,8 @@ def main() -> None:
                         help="a folder with AF_N.png, AF_N_HE_pre.png and AF_N_HE_ref.png")
     parser.add_argument("--views", type=int, default=8)
     parser.add_argument("--budget", default="demo", help="of the runs it trains")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of the runs it trains (utom run --set)")
     args = parser.parse_args()
     if args.seeds and not os.environ.get(DATA_ENV):
         raise SystemExit(f"set {DATA_ENV} to the colorectal data to train on the real core")
@@ -122,7 +124,7 @@ def main() -> None:
     runs = list(args.runs)
     for seed in args.seeds:
         runs.append(args.out / f"s{seed}")
-        train(seed, runs[-1], args.budget)
+        train(seed, runs[-1], args.budget, args.set)
     picked: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="utom-colour-choice-") as folder:
         for run in runs:

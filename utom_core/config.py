@@ -107,10 +107,11 @@ class TrainConfig(BaseModel):
     """Identity loss weight relative to λ, where the identity term is on."""
     lambda_shift: float = Field(10.0, ge=0)
     """Weight of |G(a shifted by 1–3 px) − G(a) shifted|₁, what a grid costs G (0: off)."""
+    lambda_background: float = Field(0.0, ge=0)
+    """Weight of the background terms: |mean of G(a) where a is background − B's|₁, and F's."""
     identity: bool = False
-    """UTOM only: add the identity term |F(a) − a| + |G(b) − b| (equal channels only), which
-    keeps intensity levels where the input already looks like the target domain. The CycleGAN
-    ablations fix it: off for cyclegan, on for cyclegan-identity."""
+    """UTOM only: the identity term |F(a) − a| + |G(b) − b| (equal channels only) keeps levels
+    where the input already looks like the target (off for cyclegan, on for -identity)."""
     rho0: float = Field(5.0, ge=0)
     """Initial saliency weight ρ₀ (λρ₀ = 50 in the authors' code)."""
     images_per_epoch: int | None = Field(None, ge=1)
@@ -221,9 +222,8 @@ BUDGET_NOTES: dict[Budget, str] = {
 
 RESUME_SETTINGS = frozenset({"iterations", "checkpoint_every", "log_every", "preview_every",
                              "val_every", "num_workers", "compile", "channels_last"})
-"""Settings a resumed run may change: when it ends, how often it writes or validates and how
-its steps are executed, never what it learns (networks, data, objective, optimiser, seed stay
-the run's own)."""
+"""Settings a resumed run may change: when it ends, how often it writes or validates, how its
+steps run; never what it learns (networks, data, objective, optimiser, seed)."""
 
 
 def parse_value(text: str) -> Any:

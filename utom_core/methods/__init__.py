@@ -16,7 +16,8 @@ SUPERVISED = Method(
     summary="the ceiling: a U-Net with L1 on aligned pairs, where a task can build them",
     source="the bench's reference row (not an unpaired method)",
     ignores=SALIENCY_SETTINGS | {"n_blocks", "ndf", "lambda_cycle", "identity",
-                                 "lambda_identity", "lambda_shift", "pool_size"})
+                                 "lambda_identity", "lambda_shift", "lambda_background",
+                                 "pool_size"})
 
 BUILTIN = (UTOM, CYCLEGAN, CYCLEGAN_IDENTITY, CUT, FASTCUT, UTOM_CUT, SUPERVISED)
 

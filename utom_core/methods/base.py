@@ -23,7 +23,7 @@ from torch import nn
 
 from utom_core.config import TrainConfig, describe_validation_error
 from utom_core.errors import UtomError
-from utom_core.methods.losses import SaliencyPair, shift_term
+from utom_core.methods.losses import SaliencyPair, background_term, shift_term
 from utom_core.methods.pool import ImagePool
 from utom_core.networks.base import Generator
 
@@ -48,6 +48,20 @@ class StepContext:
     autocast: Callable[[], contextlib.AbstractContextManager]
     size_multiple: int
     """The trained generator's ``size_multiple``: the lattice its strided layers sample on."""
+    background: tuple[torch.Tensor | None, torch.Tensor | None] | None = None
+    """A's and B's background colours (``data.background``) where ``lambda_background`` is
+    on; None for a domain whose images show no background."""
+
+
+def background_of(ctx: StepContext, side: int, real: torch.Tensor,
+                  fake: torch.Tensor) -> torch.Tensor | None:
+    """The background term of the generator from domain ``side`` (0: A → B, 1: B → A), or
+    None where it is off or the target domain has no background colour."""
+    colour = ctx.background[1 - side] if ctx.background is not None else None
+    if colour is None:
+        return None
+    judge = ctx.saliency.real_a if side == 0 else ctx.saliency.real_b
+    return background_term(judge, real, fake, colour)
 
 
 def shift_of(ctx: StepContext, generator: nn.Module, real: torch.Tensor,

@@ -31,13 +31,15 @@ from utom_core.methods.base import (
     StepNetworks,
     TrainingMethod,
     adam,
+    background_of,
     shift_of,
 )
 from utom_core.methods.losses import discriminator_loss, lsgan, saliency_term
 from utom_core.methods.patchnce import ProjectionHeads, patch_nce_loss
 from utom_core.networks import PatchGAN, ResnetGenerator
 
-CUT_TERMS = ("gan_ab", "nce_a", "nce_b", "saliency_a", "shift_ab", "generator", "disc_b")
+CUT_TERMS = ("gan_ab", "nce_a", "nce_b", "saliency_a", "shift_ab", "background_ab", "generator",
+             "disc_b")
 
 
 class PatchNCESettings(BaseModel):
@@ -153,9 +155,12 @@ class ContrastiveMethod(TrainingMethod):
                                                     real_a, shown)
             shift = shift_of(ctx, run["g_ab"], source, fake_b)
             terms["shift_ab"] = zero if shift is None else shift
+            background = background_of(ctx, 0, source, fake_b)
+            terms["background_ab"] = zero if background is None else background
             terms["generator"] = (terms["gan_ab"] + nce_total
                                   + cfg.lambda_cycle * ctx.rho * terms["saliency_a"]
-                                  + cfg.lambda_shift * terms["shift_ab"])
+                                  + cfg.lambda_shift * terms["shift_ab"]
+                                  + cfg.lambda_background * terms["background_ab"])
         optimisers["opt_g"].zero_grad(set_to_none=True)
         terms["generator"].backward()
         optimisers["opt_g"].step()

@@ -2,7 +2,8 @@
 
 Two generators (G: A → B, F: B → A), two PatchGANs, image pools, LSGAN, L1 cycle loss;
 UTOM adds λ ρ L_sc; all three add the shift term λ_shift |G(S a) − S G(a)|₁ of G
-(``losses.shift_term``); the identity term λ λ_idt (|F(a) − a| + |G(b) − b|) is always on
+(``losses.shift_term``) and, where ``lambda_background`` is on, the background terms of G and F
+(``losses.background_term``); the identity term λ λ_idt (|F(a) − a| + |G(b) − b|) is always on
 for ``cyclegan-identity``, on where ``identity`` is set for ``utom``, off for ``cyclegan``.
 """
 
@@ -21,6 +22,7 @@ from utom_core.methods.base import (
     StepNetworks,
     TrainingMethod,
     adam,
+    background_of,
     shift_of,
 )
 from utom_core.methods.losses import CYCLE_TERMS, discriminator_loss, generator_terms
@@ -81,10 +83,12 @@ class CycleMethod(TrainingMethod):
                 idt_a, idt_b = run["g_ba"](real_a), run["g_ab"](real_b)
             # before the discriminators' forwards: that order sets the sums of G's backward
             shift = shift_of(ctx, run["g_ab"], real_a, fake_b)
+            background = (background_of(ctx, 0, real_a, fake_b),
+                          background_of(ctx, 1, real_b, fake_a))
             terms = generator_terms(
                 cfg, real_a, real_b, fake_b, fake_a, rec_a, rec_b, plain["d_a"](fake_a),
                 plain["d_b"](fake_b), ctx.saliency if self.saliency else None, ctx.rho,
-                idt_a, idt_b, shift)
+                idt_a, idt_b, shift, background)
         optimisers["opt_g"].zero_grad(set_to_none=True)
         terms["generator"].backward()
         optimisers["opt_g"].step()

@@ -3,6 +3,7 @@
     L = L_GAN(G) + L_GAN(F) + λ [L_cycle + ρ L_sc] + λ_shift L_shift       (UTOM)
     L_sc = |T_a(a) - T_b(G(a))|₁ + |T_b(b) - T_a(F(b))|₁      (paper; target's operator)
     L_shift = |G(S a) - S G(a)|₁, S a shift off the generator's stride lattice
+    L_bg = |G(a) - mean background colour of B|₁ where T_a(a) is 0 (and of F(b))
 
 Every reduction runs in fp32, also on the bf16 outputs of networks under autocast.
 """
@@ -21,7 +22,8 @@ from utom_core.saliency import SaliencyOperator, SigmoidSaliency
 
 CYCLE_TERMS = (
     "gan_ab", "gan_ba", "cycle_a", "cycle_b", "saliency_a", "saliency_b",
-    "identity_a", "identity_b", "shift_ab", "generator", "disc_a", "disc_b",
+    "identity_a", "identity_b", "shift_ab", "background_ab", "background_ba", "generator",
+    "disc_a", "disc_b",
 )
 """The loss terms of the two-sided methods (utom, cyclegan, cyclegan-identity), in log order."""
 
@@ -89,6 +91,25 @@ def shift_term(generator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
               fake[..., dy + m:dy + height - m, dx + m:dx + width - m])
 
 
+BACKGROUND_SHARE = 0.05
+"""Least share of a tile's pixels that must be background for its background term."""
+
+
+def background_term(saliency_real: SaliencyOperator, real: torch.Tensor, fake: torch.Tensor,
+                    colour: torch.Tensor) -> torch.Tensor:
+    """|``fake`` − ``colour``|₁ where ``real`` is background (weights 1 − T(real)), per tile,
+    over the tiles with at least ``BACKGROUND_SHARE`` of background: the colour of empty glass
+    or medium is one number a discriminator barely sees (``data.background``). Per pixel, not
+    the mean: a generator can meet a mean by darkening some background pixels while others
+    stay stuck at the top of tanh."""
+    weight = 1.0 - saliency_real(real).float()
+    area = weight.sum(dim=(-2, -1))[:, 0]
+    error = (fake.float() - colour.view(1, -1, 1, 1)).abs().mean(dim=1, keepdim=True)
+    per_tile = (weight * error).sum(dim=(-3, -2, -1)) / area.clamp_min(1.0)
+    counted = (area >= BACKGROUND_SHARE * weight[0, 0].numel()).float()
+    return (per_tile * counted).sum() / counted.sum().clamp_min(1.0)
+
+
 def generator_terms(
     cfg: TrainConfig,
     real_a: torch.Tensor, real_b: torch.Tensor,
@@ -98,10 +119,12 @@ def generator_terms(
     saliency: SaliencyPair | None, rho_now: float,
     idt_a: torch.Tensor | None = None, idt_b: torch.Tensor | None = None,
     shift_ab: torch.Tensor | None = None,
+    background: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
 ) -> dict[str, torch.Tensor]:
     """The two-sided generator terms and their weighted total: saliency where ``saliency``
     is given (UTOM), identity where ``idt_a`` and ``idt_b`` are, the shift term of G where
-    ``shift_ab`` is (``shift_term``).
+    ``shift_ab`` is (``shift_term``), the background terms of G and F where ``background``
+    holds them (``background_term``).
 
     ``d_b_fake`` is D_B(G(a)), ``d_a_fake`` is D_A(F(b)); ``idt_a`` is F(a), ``idt_b`` G(b).
     """
@@ -117,6 +140,8 @@ def generator_terms(
         "identity_a": zero,
         "identity_b": zero,
         "shift_ab": zero,
+        "background_ab": zero,
+        "background_ba": zero,
     }
     total = terms["gan_ab"] + terms["gan_ba"] + lam * (terms["cycle_a"] + terms["cycle_b"])
     if saliency is not None:
@@ -130,6 +155,10 @@ def generator_terms(
     if shift_ab is not None:
         terms["shift_ab"] = shift_ab
         total = total + cfg.lambda_shift * shift_ab
+    for key, term in zip(("background_ab", "background_ba"), background, strict=True):
+        if term is not None:
+            terms[key] = term
+            total = total + cfg.lambda_background * term
     terms["generator"] = total
     return terms
 

@@ -18,6 +18,7 @@ import torch
 from utom_core import trained
 from utom_core.checkpoints import save_torch
 from utom_core.config import TrainConfig
+from utom_core.data.background import background_colours
 from utom_core.data.images import DomainImages
 from utom_core.data.pipeline import TileStreams, worker_count
 from utom_core.data.sampling import TileSampler
@@ -108,6 +109,9 @@ class Trainer:
         t_a = task.domain_a.saliency(meta.normalisation_a, meta.threshold_a)
         t_b = task.domain_b.saliency(meta.normalisation_b, meta.threshold_b)
         self.saliency = saliency_pair(t_a, t_b, cfg.saliency_variant)
+        self.background = (background_colours(
+            (self.images_a, meta.normalisation_a, t_a), (self.images_b, meta.normalisation_b, t_b),
+            self.device) if cfg.lambda_background else None)
         samplers = (TileSampler(self.images_a, meta.normalisation_a, t_a, cfg.tile,
                                 cfg.min_content, cfg.augment),
                     TileSampler(self.images_b, meta.normalisation_b, t_b, cfg.tile,
@@ -214,7 +218,8 @@ class Trainer:
         ctx = StepContext(cfg, self.saliency, rho(self.images_seen, cfg.rho0,
                                                   self.meta.images_per_epoch),
                           self.rng, (self.pool_a, self.pool_b),
-                          lambda: autocast(self.device, cfg.amp), self.g_ab.size_multiple)
+                          lambda: autocast(self.device, cfg.amp), self.g_ab.size_multiple,
+                          self.background)
         terms = self.method.step(ctx, self.nets, self.optimisers, real_a, real_b)
         for name, ema in self.emas.items():
             update_ema(ema, self.modules["g_" + name[4:]], cfg.ema_decay, self.iteration)

@@ -31,8 +31,8 @@ from utom_core.records import KEEPING_RULES, BestModel, ImageRow, LastModel, Run
 
 SETTINGS_SHOWN = ("method", "generator", "residual", "upsampling", "ngf", "n_blocks", "ndf",
                   "tile", "batch_size", "iterations", "lambda_cycle", "identity",
-                  "lambda_identity", "lambda_shift", "rho0", "images_per_epoch",
-                  "saliency_variant", "ema_decay", "seed")
+                  "lambda_identity", "lambda_shift", "lambda_background", "rho0",
+                  "images_per_epoch", "saliency_variant", "ema_decay", "seed")
 """The core settings that shape the result; those the run's method does not use are left out."""
 LOSS_CURVES = "previews/training_losses.png"
 """The report's loss-curve figure, in the run output."""
