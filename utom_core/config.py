@@ -108,7 +108,7 @@ class TrainConfig(BaseModel):
     lambda_shift: float = Field(10.0, ge=0)
     """Weight of |G(a shifted by 1–3 px) − G(a) shifted|₁, what a grid costs G (0: off)."""
     lambda_background: float = Field(0.0, ge=0)
-    """Weight of the background terms: |mean of G(a) where a is background − B's|₁, and F's."""
+    """Weight of |G(a) − B's background colour|₁ where a is background, and of F's (0: off)."""
     identity: bool = False
     """UTOM only: the identity term |F(a) − a| + |G(b) − b| (equal channels only) keeps levels
     where the input already looks like the target (off for cyclegan, on for -identity)."""

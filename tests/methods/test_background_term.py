@@ -3,6 +3,7 @@ domain's background colour, content pixels left alone."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -16,7 +17,9 @@ from utom_core.config import TrainConfig
 from utom_core.data.background import background_colour
 from utom_core.data.images import DomainImages
 from utom_core.domain import Domain, Normalisation, PixelType, Polarity
-from utom_core.methods.losses import background_term
+from utom_core.methods.base import StepContext, background_of
+from utom_core.methods.losses import SaliencyPair, background_term
+from utom_core.methods.pool import ImagePool
 from utom_core.saliency import SigmoidSaliency
 
 DARK = SigmoidSaliency(threshold=0.0, slope=100.0, inverted=False)
@@ -63,6 +66,34 @@ def test_content_pixels_get_no_gradient():
 def test_tiles_with_almost_no_background_are_left_out():
     real, fake = source_and_fake(content=0.97)  # one background column of 32: 3 %
     assert float(background_term(DARK, real, fake, torch.tensor([0.0, 0.0, 0.0]))) == 0.0
+
+
+def test_each_tile_of_a_batch_counts_on_its_own():
+    """A batch of a tile with background and one without: the second is left out, so the
+    term is the first tile's alone."""
+    real, fake = source_and_fake()
+    full, _ = source_and_fake(content=1.0)
+    colour = torch.tensor([0.5, 0.5, 0.5])
+    alone = float(background_term(DARK, real, fake, colour))
+    batch = float(background_term(DARK, torch.cat([real, full]), torch.cat([fake, fake]),
+                                  colour))
+    assert alone > 0.1 and abs(batch - alone) < 1e-6
+
+
+def test_each_direction_is_judged_by_its_source_and_held_to_the_other_colour():
+    """G (side 0): A's content map, B's colour; F (side 1): B's content map, A's colour."""
+    bright = SigmoidSaliency(threshold=0.0, slope=100.0, inverted=True)
+    pair = SaliencyPair(real_a=DARK, fake_b=bright, real_b=bright, fake_a=DARK)
+    colour_a, colour_b = torch.tensor([-0.9]), torch.tensor([0.9, 0.8, 0.9])
+    ctx = StepContext(TrainConfig(), pair, 1.0, np.random.default_rng(0),
+                      (ImagePool(0), ImagePool(0)), contextlib.nullcontext, 4,
+                      (colour_a, colour_b))
+    real_a, fake_b = source_and_fake()
+    real_b, fake_a = fake_b, real_a  # B's bright background, A's dark one
+    assert float(background_of(ctx, 0, real_a, fake_b)) < 1e-4
+    assert abs(float(background_of(ctx, 1, real_b, fake_a)) - 0.1) < 1e-4  # −1 against −0.9
+    ctx.background = (None, colour_b)
+    assert background_of(ctx, 1, real_b, fake_a) is None
 
 
 def test_the_colour_is_the_mean_of_the_background_pixels(tmp_path):

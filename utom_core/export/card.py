@@ -99,8 +99,10 @@ class Card:
         for side, inputs in (("A", self.meta.inputs_a), ("B", self.meta.inputs_b)):
             lines.append(f"- Domain {side}: {_files(inputs)}.")
         weights = [f"{symbol} {getattr(cfg, name):g}" for name, symbol in
-                   (("lambda_cycle", "λ"), ("rho0", "ρ₀"), ("lambda_shift", "λ_shift"))
-                   if name not in self.unused]
+                   (("lambda_cycle", "λ"), ("rho0", "ρ₀"), ("lambda_shift", "λ_shift"),
+                    ("lambda_background", "λ_background"))
+                   if name not in self.unused and (name != "lambda_background"
+                                                   or cfg.lambda_background)]
         lines += [f"- {self.state.get('iteration', '?')} of {cfg.iterations} iterations, "
                   f"{cfg.tile} px tiles, batch {cfg.batch_size}, lr {cfg.lr:g}, seed "
                   f"{cfg.seed}" + "".join(f"; {weight}" for weight in weights) + ".", ""]

@@ -21,7 +21,8 @@ Pillow's bitmap font has no arrows)."""
 PANELS = {"gan": "adversarial (generators)",
           "disc": "discriminators (0.25: balanced; near 0: won)",
           "generator": "generator objective (total)", "l1": "L1 to the target (supervised)",
-          "shift": "shift term (what a grid costs G)"}
+          "shift": "shift term (what a grid costs G)",
+          "background": "background term (distance to the target's background colour)"}
 NOT_LOSSES = ("iteration", "rho", "lr")
 
 
