@@ -12,14 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from utom_core.data.images import DomainImages, lattice
+from utom_core.data.images import COLOUR_PIXELS, COLOUR_WINDOW, DomainImages
 from utom_core.domain import Normalisation
 from utom_core.saliency import SaliencyOperator
-
-SAMPLED_PIXELS = 2**19
-"""Pixels sampled per domain, on the fixed lattice of ``lattice`` (the same on every call)."""
-WINDOW = 256
-"""Side of the sampled windows: the content map's blur needs a neighbourhood."""
 
 
 def background_colour(images: DomainImages, normalisation: Normalisation,
@@ -28,9 +23,8 @@ def background_colour(images: DomainImages, normalisation: Normalisation,
     where the sample holds no background)."""
     total = np.zeros(images.domain.channels)
     weight = 0.0
-    shapes = [plane.shape for plane in images.planes]
-    for index, y, x, height, width in lattice(shapes, SAMPLED_PIXELS, WINDOW):
-        unit = normalisation.apply(images.read_window(images.planes[index], y, x, height, width))
+    for raw in images.lattice_windows(COLOUR_PIXELS, COLOUR_WINDOW):
+        unit = normalisation.apply(raw)
         with torch.no_grad():
             background = 1.0 - saliency(torch.from_numpy(unit)[None])[0, 0].double().numpy()
         total += (unit * background).reshape(unit.shape[0], -1).sum(axis=1)

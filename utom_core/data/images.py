@@ -5,6 +5,7 @@ Images are never pre-cut: windows are read on the fly from the (possibly huge) s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,13 @@ from utom_core.domain import Domain
 from utom_core.errors import InputError
 from utom_core.io import FormatTable, list_images, open_image
 from utom_core.io.base import ImageSource
+
+COLOUR_PIXELS = 2**19
+"""Pixels of a domain's images sampled for its colour statistics (``lattice_windows``): the
+target colours of the model choice and the background colour of the background term; about
+two validation crops."""
+COLOUR_WINDOW = 256
+"""Side of those windows: the content map's blur needs a neighbourhood."""
 
 
 @dataclass(frozen=True)
@@ -97,14 +105,18 @@ class DomainImages:
         index, y, x = self.random_position(rng, size)
         return self.read(self.planes[index], y, x, size)
 
+    def lattice_windows(self, count: int, side: int) -> Iterator[np.ndarray]:
+        """(C, ≤ side, ≤ side) raw windows laid on an even lattice over every plane, about
+        ``count`` pixels in all (whole planes when there are fewer): no randomness, so the
+        same files always give the same windows."""
+        for index, y, x, height, width in lattice([plane.shape for plane in self.planes],
+                                                  count, side):
+            yield self.read_window(self.planes[index], y, x, height, width)
+
     def lattice_pixels(self, count: int, side: int) -> np.ndarray:
-        """(C, ~count) raw pixels from windows of ``side`` pixels laid on an even lattice over
-        every plane (all pixels when there are fewer): no randomness, so the same files
-        always give the same pixels."""
-        pixels = [self.read_window(self.planes[index], y, x, height, width).reshape(
-            self.domain.channels, -1) for index, y, x, height, width in lattice(
-            [plane.shape for plane in self.planes], count, side)]
-        return np.concatenate(pixels, axis=1)
+        """(C, ~count) raw pixels of ``lattice_windows``."""
+        return np.concatenate([window.reshape(self.domain.channels, -1)
+                               for window in self.lattice_windows(count, side)], axis=1)
 
 
 def lattice(shapes: list[tuple[int, int]], count: int, side: int

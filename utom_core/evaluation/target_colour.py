@@ -14,17 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from utom_core.data.images import DomainImages, lattice
+from utom_core.data.images import COLOUR_PIXELS, COLOUR_WINDOW, DomainImages
 from utom_core.domain import Normalisation
 from utom_core.evaluation.base import Evaluator, Sample
 from utom_core.evaluation.lab import REGIONS, LabStats, srgb_to_lab, to_srgb8
 from utom_core.evaluation.metrics import content_mask
 from utom_core.saliency import SaliencyOperator
-
-TARGET_PIXELS = 2**19
-"""Pixels of the target domain sampled: about two validation crops."""
-TARGET_WINDOW = 256
-"""Side of the sampled windows (the content mask's blur needs a neighbourhood)."""
 
 
 def region_stats(unit: np.ndarray, normalisation: Normalisation,
@@ -53,9 +48,7 @@ class TargetColour(Evaluator):
                   saliency: SaliencyOperator) -> TargetColour:
         """Sampled from every plane of ``images`` (the same windows on every call)."""
         stats = {key: LabStats() for key in REGIONS}
-        shapes = [plane.shape for plane in images.planes]
-        for index, y, x, height, width in lattice(shapes, TARGET_PIXELS, TARGET_WINDOW):
-            raw = images.read_window(images.planes[index], y, x, height, width)
+        for raw in images.lattice_windows(COLOUR_PIXELS, COLOUR_WINDOW):
             region_stats(normalisation.apply(raw), normalisation, saliency, stats)
         return cls(stats)
 
