@@ -96,7 +96,7 @@ def main() -> None:
 
         predictor = load_model(args.run, build_generator=get_registry().build_generator)
         generator, norm_in, norm_out = (predictor.generator, predictor.source_norm,
-                                        predictor.target_norm)
+                                        predictor.output_norm)
         model = f"trained run {args.run}"
     else:
         torch.manual_seed(0)

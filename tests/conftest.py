@@ -89,6 +89,11 @@ def installed_plugin(tmp_path, monkeypatch, fresh_registry) -> Callable[[str, st
 @pytest.fixture
 def blob_tiffs(tmp_path):
     """Two unpaired uint16 images per domain: noisy blobs (A) and clean blobs (B)."""
+    return write_blob_tiffs(tmp_path)
+
+
+def write_blob_tiffs(folder: Path) -> dict[str, list[Path]]:
+    """``blob_tiffs`` written to ``folder`` (for fixtures of wider scope)."""
     import numpy as np
     import tifffile
 
@@ -97,7 +102,7 @@ def blob_tiffs(tmp_path):
     for domain, noise in (("a", 1500), ("b", 0)):
         for i in range(2):
             image = 1000 + 20000 * blobs(rng) + rng.normal(0, noise or 1e-9, (96, 96))
-            path = tmp_path / f"{domain}{i}.tif"
+            path = folder / f"{domain}{i}.tif"
             tifffile.imwrite(path, image.clip(0, 65535).astype("uint16"))
             paths[domain].append(path)
     return paths

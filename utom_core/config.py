@@ -8,9 +8,7 @@ configs (config.json, checkpoints) are read back leniently: they were valid when
 from __future__ import annotations
 
 import json
-import tomllib
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -109,6 +107,9 @@ class TrainConfig(BaseModel):
     """Weight of |G(a shifted by 1–3 px) − G(a) shifted|₁, what a grid costs G (0: off)."""
     lambda_background: float = Field(0.0, ge=0)
     """Weight of |G(a) − B's background colour|₁ where a is background, and of F's (0: off)."""
+    white_balance: bool = True
+    """Every saved model carries one gain per channel that gives its outputs the target images'
+    background colour, where that background is bright (bright-field; docs/training.md)."""
     identity: bool = False
     """UTOM only: the identity term |F(a) − a| + |G(b) − b| (equal channels only) keeps levels
     where the input already looks like the target (off for cyclegan, on for -identity)."""
@@ -214,7 +215,7 @@ BUDGET_NOTES: dict[Budget, str] = {
                   "recognisable result",
     Budget.bench: "about 1.5 min a run on one core; what `utom bench` compares",
     Budget.demo: "4-20 min on an idle 2-core CPU, by its speed (a run prints its own "
-                 "estimate); the documented demo results (stain-he: content IoU 0.75, no grid)",
+                 "estimate); the documented demo results (stain-he: content IoU 0.72, no grid)",
     Budget.full: "the paper's networks and 40 000 iterations; hours, for a GPU",
 }
 """Each budget's expected time and quality (``--help`` and the docs)."""
@@ -224,44 +225,6 @@ RESUME_SETTINGS = frozenset({"iterations", "checkpoint_every", "log_every", "pre
                              "val_every", "num_workers", "compile", "channels_last"})
 """Settings a resumed run may change: when it ends, how often it writes or validates, how its
 steps run; never what it learns (networks, data, objective, optimiser, seed)."""
-
-
-def parse_value(text: str) -> Any:
-    """A --set value: TOML scalar or array syntax, falling back to a plain string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except (tomllib.TOMLDecodeError, RecursionError):  # RecursionError: absurdly deep arrays
-        return text
-
-
-def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """``key=value`` strings from the command line into a dict; ``section.key=value`` sets
-    ``key`` in the section (``method_settings.nce_patches=128``)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UtomError(f"--set {pair!r}: expected key=value")
-        if "\n" in pair or "\r" in pair:  # TOML would read one line and drop the rest
-            raise UtomError(f"--set {pair!r}: one setting per --set, on one line")
-        section, dot, name = key.strip().partition(".")
-        if dot and not (section and name):
-            raise UtomError(f"--set {pair!r}: expected section.key=value")
-        layer = {name: parse_value(value.strip())} if dot else parse_value(value.strip())
-        out = merge_layers(out, {section: layer})
-    return out
-
-
-def load_config_file(path: Path) -> dict[str, Any]:
-    """Settings from a TOML file (a flat table of TrainConfig keys)."""
-    try:
-        return tomllib.loads(Path(path).read_text())
-    except OSError as err:
-        raise UtomError(f"{path}: cannot read config ({err.strerror or err})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise UtomError(f"{path}: not valid TOML ({err})") from None
-    except RecursionError:
-        raise UtomError(f"{path}: not valid TOML (nested too deeply)") from None
 
 
 def describe_validation_error(err: ValidationError, source: str, within: str = "") -> str:

@@ -66,7 +66,14 @@ class ImageRow(_Part):
     """Its fidelity map (None: not written, or a record from before fidelity maps)."""
 
 
-class LastModel(_Part):
+class _Used(_Part):
+    """What any model that predicted the tests says of itself."""
+
+    white_balance: list[float] | None = None
+    """The gains its outputs took per channel (``training.white_balance``; None: none)."""
+
+
+class LastModel(_Used):
     """The tests were predicted with the run's last model."""
 
     model: Literal["last"]
@@ -81,7 +88,7 @@ KEEPING_RULES = {"content_kept": "the latest model", "resolution": "the finest r
 (``training.model_choice``), and what each keeps."""
 
 
-class BestModel(_Part):
+class BestModel(_Used):
     """The tests were predicted with ``model_best.pt`` (``run_checkpoint = "best"``)."""
 
     model: Literal["best"]

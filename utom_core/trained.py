@@ -3,7 +3,8 @@
     RUN_DIR/config.json          the TrainConfig (every setting)
     RUN_DIR/run.json             task, domains, fitted normalisations, thresholds, inputs
     RUN_DIR/checkpoints/last.pt  full training state (resume)
-    RUN_DIR/model.pt             generator weights (raw and EMA) + config + run meta (predict)
+    RUN_DIR/model.pt             generator weights (raw and EMA), their white balance, config
+                                 and run meta (predict)
     RUN_DIR/log.jsonl            every loss term per iteration
     RUN_DIR/previews/            PNG previews during training
     RUN_DIR/val.jsonl            validation metrics (``utom train --val``), and val_curve.png
@@ -105,6 +106,21 @@ class TrainedModel:
     reverse: Generator | None = None
     """The generator of the other direction (target → source), loaded on request where the
     run holds one (two-sided methods): the fidelity map's cycle residual needs it."""
+    output_gains: tuple[float, ...] | None = None
+    """The model's white balance (``training.white_balance``): per channel, the factor its raw
+    outputs take; None where none was fitted."""
+
+    @property
+    def output_norm(self) -> Normalisation:
+        """How outputs map to raw units: ``target_norm`` with the white balance's gains
+        (``target_norm`` alone judges outputs on the [-1, 1] scale, as training did)."""
+        if self.output_gains is None:
+            return self.target_norm
+        scaled = [(g * low, g * high) for g, low, high in
+                  zip(self.output_gains, self.target_norm.low, self.target_norm.high,
+                      strict=True)]
+        return self.target_norm.model_copy(update={"low": tuple(lo for lo, _ in scaled),
+                                                   "high": tuple(hi for _, hi in scaled)})
 
 
 def _model_file(path: Path) -> Path:
@@ -190,4 +206,18 @@ def load_model(
         task=meta.task,
         config=cfg,
         reverse=backward,
+        output_gains=_gains(path, state, key, target.channels),
     )
+
+
+def _gains(path: Path, state: dict[str, Any], key: str, channels: int
+           ) -> tuple[float, ...] | None:
+    """The white balance of weights ``key``, checked (None: the file has none for them)."""
+    gains = state.get("white_balance", {}).get(key)
+    if gains is None:
+        return None
+    if (not isinstance(gains, list) or len(gains) != channels
+            or not all(isinstance(g, float) and 0 < g < float("inf") for g in gains)):
+        raise InputError(_model_file(Path(path)), f"white balance of {key} is not "
+                         f"{channels} positive gains")
+    return tuple(gains)

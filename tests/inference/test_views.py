@@ -150,7 +150,7 @@ def test_a_cluster_jobs_identity_includes_the_views(tmp_path):
 
     image = tmp_path / "in.tif"
     image.write_bytes(b"x")
-    model = SimpleNamespace(generator=Identity(1), source_norm=UNIT, target_norm=UNIT)
+    model = SimpleNamespace(generator=Identity(1), source_norm=UNIT, output_norm=UNIT)
     identity = [job_identity(image, ImageInfo((1, 8, 8), np.dtype("uint16")),
                              ModelSpec("m", "a2b", True, "cpu", TileOptions(views=views),
                                        print), model)  # type: ignore[arg-type]

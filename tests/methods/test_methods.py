@@ -11,7 +11,8 @@ import tifffile
 import torch
 from helpers import blobs, build_generator, train
 
-from utom_core.config import TrainConfig, build_config, parse_overrides
+from utom_core.config import TrainConfig, build_config
+from utom_core.config_layers import parse_overrides
 from utom_core.errors import UtomError
 from utom_core.methods.contrastive import CUT, FASTCUT
 from utom_core.methods.cycle import UTOM

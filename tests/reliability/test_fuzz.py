@@ -12,13 +12,8 @@ from helpers import Identity, Memory, stitch_identity
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from utom_core.config import (
-    TrainConfig,
-    build_config,
-    load_config_file,
-    parse_overrides,
-    parse_value,
-)
+from utom_core.config import TrainConfig, build_config
+from utom_core.config_layers import load_config_file, parse_overrides, parse_value
 from utom_core.domain import Domain, Normalisation, fit_normalisation
 from utom_core.errors import UtomError
 from utom_core.inference import Norm, TileOptions, output_info, predict_image

@@ -152,4 +152,4 @@ def test_utom_run_predicts_with_the_model_content_iou_picked(cli, tmp_path, blob
     last = cli(*base, "--out", tmp_path / "last", "--set", "run_checkpoint=last")
     assert last.code == 0, last.err
     used = json.loads((tmp_path / "last" / "metrics.json").read_text())["predicted_with"]
-    assert used == {"model": "last", "iteration": 4}
+    assert used == {"model": "last", "iteration": 4, "white_balance": None}  # a dark target

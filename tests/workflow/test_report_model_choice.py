@@ -38,3 +38,17 @@ def test_the_report_gives_each_kept_rule_and_its_tolerance(tmp_path, used, said)
     write_report(tmp_path / "report.md", run_record(predicted_with={"model": "best", **used},
                                                     metrics={}), tmp_path, UTOM)
     assert said in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize("model", ["last", "best"])
+def test_the_report_gives_the_white_balance_where_the_model_has_one(tmp_path, model):
+    used = {"model": model, "iteration": 1050, "white_balance": [0.9769, 0.9643, 0.9784]}
+    if model == "best":
+        used |= {"metric": "content_iou", "score": 0.84}
+    write_report(tmp_path / "report.md", run_record(predicted_with=used, metrics={}),
+                 tmp_path, UTOM)
+    assert "white balance ×0.977, ×0.964, ×0.978 per channel" in (
+        tmp_path / "report.md").read_text()
+    write_report(tmp_path / "plain.md", run_record(predicted_with={**used, "white_balance": None},
+                                                   metrics={}), tmp_path, UTOM)
+    assert "white balance" not in (tmp_path / "plain.md").read_text()

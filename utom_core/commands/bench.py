@@ -31,7 +31,8 @@ from utom_core.bench import (
     summarise,
 )
 from utom_core.commands.common import THREADS_OPTION, use_threads
-from utom_core.config import Budget, parse_overrides
+from utom_core.config import Budget
+from utom_core.config_layers import parse_overrides
 from utom_core.console import console
 from utom_core.errors import Interrupted, UtomError
 from utom_core.evaluation.figures.bars import bar_plot

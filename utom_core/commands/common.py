@@ -18,9 +18,8 @@ from utom_core.config import (
     Budget,
     TrainConfig,
     build_config,
-    load_config_file,
-    parse_overrides,
 )
+from utom_core.config_layers import load_config_file, parse_overrides
 from utom_core.errors import InputError, UtomError, first_line
 from utom_core.methods import BUILTIN
 from utom_core.plugins import Registry, Resolved

@@ -9,6 +9,8 @@ this colour outright.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 
@@ -21,17 +23,44 @@ def background_colour(images: DomainImages, normalisation: Normalisation,
                       saliency: SaliencyOperator) -> tuple[float, ...] | None:
     """Per channel, the [-1, 1]-scale mean of the sampled pixels weighted by 1 − T (None
     where the sample holds no background)."""
-    total = np.zeros(images.domain.channels)
-    weight = 0.0
-    for raw in images.lattice_windows(COLOUR_PIXELS, COLOUR_WINDOW):
-        unit = normalisation.apply(raw)
+    found = background_pixels(
+        (normalisation.apply(raw) for raw in images.lattice_windows(COLOUR_PIXELS, COLOUR_WINDOW)),
+        saliency)
+    if found is None:
+        return None
+    values, weights = found
+    return tuple(float(v) for v in values @ weights / weights.sum())
+
+
+def background_pixels(units: Iterable[np.ndarray], saliency: SaliencyOperator
+                      ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The pixels of (C, H, W) [-1, 1]-scale images as (C, N) values and their (N,) weights
+    1 − T (None where they hold less than a pixel's worth of background)."""
+    values, weights = [], []
+    for unit in units:
         with torch.no_grad():
             background = 1.0 - saliency(torch.from_numpy(unit)[None])[0, 0].double().numpy()
-        total += (unit * background).reshape(unit.shape[0], -1).sum(axis=1)
-        weight += float(background.sum())
-    if weight < 1.0:
+        values.append(unit.reshape(unit.shape[0], -1).astype(np.float64))
+        weights.append(background.ravel())
+    if not weights or sum(float(w.sum()) for w in weights) < 1.0:
         return None
-    return tuple(float(v) for v in total / weight)
+    return np.concatenate(values, axis=1), np.concatenate(weights)
+
+
+def background_median(units: Iterable[np.ndarray], saliency: SaliencyOperator
+                      ) -> tuple[float, ...] | None:
+    """Per channel, the median of the pixels weighted by 1 − T: the colour of the bare glass,
+    which the pale rims of tissue that the mean takes in do not move."""
+    found = background_pixels(units, saliency)
+    if found is None:
+        return None
+    values, weights = found
+    medians = []
+    for channel in values:
+        order = np.argsort(channel, kind="stable")
+        cumulative = np.cumsum(weights[order])
+        medians.append(float(channel[order][np.searchsorted(cumulative, cumulative[-1] / 2)]))
+    return tuple(medians)
 
 
 Background = tuple[DomainImages, Normalisation, SaliencyOperator]

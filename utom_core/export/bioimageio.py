@@ -129,7 +129,7 @@ def _tensors(v: Any, p: TrainedModel, card: Card, work: Path) -> tuple[Any, Any]
         data=v.IntervalOrRatioDataDescr(type="float32"),
         test_tensor=_file(v, work / "test_output.npy"),
         sample_tensor=_file(v, work / "sample_output.tif"),
-        postprocessing=[denormalise(v, p.target_norm), as_float])
+        postprocessing=[denormalise(v, p.output_norm), as_float])
     return inputs, outputs
 
 
@@ -180,12 +180,13 @@ def describe(card: Card, work: Path, authors: list[str]) -> Any:
         covers=[_file(v, work / "cover.png")], tags=card.tags, inputs=[inputs], outputs=[outputs],
         weights=_weights(v, card, work),
         config=v.Config(bioimageio=v.BioimageioConfig(reproducibility_tolerance=[
-            v.ReproducibilityTolerance(absolute_tolerance=raw_tolerance(p.target_norm),
+            v.ReproducibilityTolerance(absolute_tolerance=raw_tolerance(p.output_norm),
                                        mismatched_elements_per_million=0)]), utom=dict(
             version=__version__, task=card.meta.task, direction=card.direction,
             weights=card.weights, generator=p.config.generator, views=card.views,
             source_normalisation=p.source_norm.model_dump(mode="json"),
             target_normalisation=p.target_norm.model_dump(mode="json"),
+            white_balance=None if p.output_gains is None else list(p.output_gains),
             thresholds=dict(source=p.source_threshold, target=p.target_threshold))))
 
 

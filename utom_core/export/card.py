@@ -27,6 +27,15 @@ TASK_TAGS = {
 """The zoo's tag categories (modality, content, task) of the built-in tasks."""
 
 
+def _balance(gains: tuple[float, ...] | None) -> str:
+    """The white balance the output scale holds, where the run fitted one."""
+    if gains is None:
+        return ""
+    return (" The range holds the run's white balance, " + ", ".join(f"×{g:.3f}" for g in gains)
+            + " per channel: the gains that give the background of its predictions the "
+            "colour of the target images' glass.")
+
+
 @dataclass(frozen=True)
 class Card:
     """What the README and the rdf say about one exported generator."""
@@ -136,8 +145,9 @@ class Card:
                 f"- Preprocessing: the run's fitted range {_range(p.source_norm)} mapped to "
                 "[-1, 1] (`scale_linear`, then clipped), exactly as `utom predict` does.",
                 f"- Output: {p.target.channels} channel(s) in the target's raw units "
-                f"(`scale_linear` back from [-1, 1] to {_range(p.target_norm)}), float32; "
-                f"`utom predict` rounds the same values to {p.target.dtype.value}.",
+                f"(`scale_linear` back from [-1, 1] to {_range(p.output_norm)}), float32; "
+                f"`utom predict` rounds the same values to {p.target.dtype.value}."
+                + _balance(p.output_gains),
                 f"- Halo {self.halo} px: the generator's receptive radius; tiles must overlap "
                 "by at least this much.", ""]
 

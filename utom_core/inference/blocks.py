@@ -211,7 +211,7 @@ def write_unit_task(spec: ModelSpec, store: str, unit: Unit,
             total[:, ys.start - rows.start:ys.stop - rows.start,
                   xs.start - cols.start:xs.stop - cols.start] += (
                 data[:, ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0])
-    raw = model.target_norm.invert(total)
+    raw = model.output_norm.invert(total)
     plane = unit[0]
     if plane is None:
         array[:, rows, cols] = raw

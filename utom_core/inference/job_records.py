@@ -28,7 +28,7 @@ def stamp(path: Path) -> dict[str, Any]:
 def model_fingerprint(model: TrainedModel) -> str:
     """SHA-256 of the loaded generator's tensors and of the normalisations: a model rewritten
     in place (``cp`` over it, even keeping its size and time) is another model."""
-    digest = hashlib.sha256(repr((model.source_norm, model.target_norm)).encode())
+    digest = hashlib.sha256(repr((model.source_norm, model.output_norm)).encode())
     for name, tensor in model.generator.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

@@ -141,7 +141,7 @@ class Predictor:
                 sinks.append(create_fidelity(output_info(source.info, 1, "float32")))
             model = self.model
             fidelity = (self.terms, sinks[1]) if len(sinks) > 1 else None
-            predict_checked(source, model.generator, model.source_norm, model.target_norm,
+            predict_checked(source, model.generator, model.source_norm, model.output_norm,
                             sinks[0], options, model.slicing, progress, fidelity)
             for sink in reversed(sinks):
                 sink.commit(replace=replace)

@@ -17,7 +17,7 @@ SUPERVISED = Method(
     source="the bench's reference row (not an unpaired method)",
     ignores=SALIENCY_SETTINGS | {"n_blocks", "ndf", "lambda_cycle", "identity",
                                  "lambda_identity", "lambda_shift", "lambda_background",
-                                 "pool_size"})
+                                 "white_balance", "pool_size"})
 
 BUILTIN = (UTOM, CYCLEGAN, CYCLEGAN_IDENTITY, CUT, FASTCUT, UTOM_CUT, SUPERVISED)
 

@@ -41,6 +41,7 @@ from utom_core.training.schedules import lr_factor, rho
 from utom_core.training.signals import stop_on_signals
 from utom_core.training.state import own_part, rank_state, restore_rank_state
 from utom_core.training.validation import Validator, ValPair
+from utom_core.training.white_balance import WhiteBalance
 
 POOL_KEY = 3
 """Second word of the seed of the run's own generator (pools, patch positions; [seed, 1]:
@@ -109,13 +110,12 @@ class Trainer:
         t_a = task.domain_a.saliency(meta.normalisation_a, meta.threshold_a)
         t_b = task.domain_b.saliency(meta.normalisation_b, meta.threshold_b)
         self.saliency = saliency_pair(t_a, t_b, cfg.saliency_variant)
-        self.background = (background_colours(
-            (self.images_a, meta.normalisation_a, t_a), (self.images_b, meta.normalisation_b, t_b),
-            self.device) if cfg.lambda_background else None)
-        samplers = (TileSampler(self.images_a, meta.normalisation_a, t_a, cfg.tile,
-                                cfg.min_content, cfg.augment),
-                    TileSampler(self.images_b, meta.normalisation_b, t_b, cfg.tile,
-                                cfg.min_content, cfg.augment))
+        side_a, side_b = ((self.images_a, meta.normalisation_a, t_a),
+                          (self.images_b, meta.normalisation_b, t_b))
+        self.background = (background_colours(side_a, side_b, self.device)
+                           if cfg.lambda_background else None)
+        samplers = (TileSampler(*side_a, cfg.tile, cfg.min_content, cfg.augment),
+                    TileSampler(*side_b, cfg.tile, cfg.min_content, cfg.augment))
         self.streams = TileStreams(samplers, cfg.batch_size, cfg.seed, self.ranks.rank,
                                    worker_count(cfg.num_workers, self.device), self.device)
         self._build_networks()
@@ -124,9 +124,12 @@ class Trainer:
         self.validator = Validator(task, meta, self.cfg, val, cut_axes(task)[0],
                                    self.g_ab.size_multiple, self.device,
                                    self.formats, self.images_b) if val else None
+        held_out = [crop.raw for crop in self.validator.crops] if self.validator else []
+        self.balance = (WhiteBalance.of_run((task.domain_a, task.domain_b), side_a, side_b,
+                                            held_out, self.device)
+                        if cfg.white_balance and self.ranks.main else None)  # rank 0 saves
         self.iteration = 0
-        self.images_seen = 0
-        """Images of each domain all ranks have trained on together (ρ counts them)."""
+        self.images_seen = 0  # of each domain, by all ranks together (ρ counts them)
         self.lr_resumed: tuple[int, float] | None = None  # see lr_factor
         self.stop_signalled = False
         """Set by Ctrl-C or SIGTERM on this rank (signals.py)."""
@@ -176,13 +179,14 @@ class Trainer:
 
     def model_state(self) -> dict[str, Any]:
         """What prediction loads: the generators and their EMA copies (``runs``)."""
-        generators = {name: self.modules[name].state_dict() for name in GENERATORS
-                      if name in self.modules}
+        generators = {**{name: cast(Generator, self.modules[name]) for name in GENERATORS
+                         if name in self.modules}, **self.emas}
         return dict(
             format=trained.MODEL_FORMAT,
             config=self.cfg.model_dump(mode="json"), meta=self.meta.model_dump(mode="json"),
-            **generators, **{name: ema.state_dict() for name, ema in self.emas.items()},
+            **{name: net.state_dict() for name, net in generators.items()},
             iteration=self.iteration,
+            **(self.balance.state(generators, self.iteration) if self.balance else {}),
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -245,11 +249,10 @@ class Trainer:
 
     # -- previews ----------------------------------------------------------------------
     def preview(self) -> None:
-        if not self.ranks.main:
-            return
-        save_training_previews(self.run_dir / trained.TRAINING_PREVIEW_DIR, self.iteration,
-                               self.ema_ab,
-                               self.emas.get("ema_ba"), self.saliency, *self.last_batch)
+        if self.ranks.main:
+            save_training_previews(self.run_dir / trained.TRAINING_PREVIEW_DIR, self.iteration,
+                                   self.ema_ab, self.emas.get("ema_ba"), self.saliency,
+                                   *self.last_batch)
 
     # -- the loop ----------------------------------------------------------------------
     def fit(self, stop_at: int | None = None, show_progress: bool = True) -> TrainResult:

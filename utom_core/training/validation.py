@@ -88,6 +88,18 @@ def read_crop(task: Task, axes: tuple[str, ...], path: Path, reference: Path | N
         references.close()
 
 
+def whole_prediction(generator: Generator, unit: np.ndarray, multiple: int,
+                     device: torch.device) -> np.ndarray:
+    """G of a whole normalised (C, H, W) crop, mirrored out to the generator's size multiple
+    and cut back: small crops need no tiles."""
+    _, height, width = unit.shape
+    pad = ((0, 0), (0, padded_length(height, multiple) - height),
+           (0, padded_length(width, multiple) - width))
+    x = torch.from_numpy(np.pad(unit, pad, mode="symmetric"))[None].to(device)
+    with torch.no_grad():
+        return generator(x)[0, :, :height, :width].float().cpu().numpy()
+
+
 class Validator:
     """Scores the EMA generator on the validation crops; keeps the best model."""
 
@@ -138,12 +150,7 @@ class Validator:
 
     def _scored(self, generator: Generator, crop: _Crop) -> dict[str, float]:
         unit = self.norm_a.apply(crop.raw)
-        _, height, width = unit.shape
-        pad = ((0, 0), (0, padded_length(height, self.multiple) - height),
-               (0, padded_length(width, self.multiple) - width))
-        x = torch.from_numpy(np.pad(unit, pad, mode="symmetric"))[None].to(self.device)
-        with torch.no_grad():
-            prediction = generator(x)[0, :, :height, :width].float().cpu().numpy()
+        prediction = whole_prediction(generator, unit, self.multiple, self.device)
         same = crop.raw.shape[0] == prediction.shape[0]
         sample = Sample(
             prediction=prediction, input=unit, input_saliency=self.saliency_a,

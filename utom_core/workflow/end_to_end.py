@@ -158,7 +158,7 @@ def run_workflow(resolved: Resolved, cfg: TrainConfig, budget: Budget, out: Path
                 a=meta.threshold_source_a if meta else None,
                 b=meta.threshold_source_b if meta else None),
             range_note=meta.range_note if meta else "",
-            predicted_with=_predicted_with(model, result.iteration),
+            predicted_with=_predicted_with(model, result.iteration, loaded.output_gains),
             held_out=held_out.record() if held_out else None, views=views,
             versions=Versions.current(), machine=Machine.current())
         record.write(out / METRICS_FILE)
@@ -201,16 +201,18 @@ def _picking(cfg: TrainConfig, paired: bool) -> TrainConfig:
     return cfg.model_copy(update={"val_metric": "content_iou"})
 
 
-def _predicted_with(model: Path, last: int) -> LastModel | BestModel:
+def _predicted_with(model: Path, last: int, gains: tuple[float, ...] | None
+                    ) -> LastModel | BestModel:
     """Which model predicted the tests: the last, or the best validation's (its record)."""
+    balance = None if gains is None else list(gains)
     if model.name != trained.BEST_MODEL_FILE:
-        return LastModel(model="last", iteration=last)
+        return LastModel(model="last", iteration=last, white_balance=balance)
     record = load_torch(model)["validation"]
     if record.get("tolerance") is not None:  # a gain pick: against the best IoU of the whole run
         ious = [row["content_iou"] for row in validation.rows(model.parent)
                 if "content_iou" in row]
         record["best_content_iou"] = max([record["best_content_iou"], *ious])
-    return BestModel(model="best", **record)
+    return BestModel(model="best", white_balance=balance, **record)
 
 
 def _validation(data: TaskData) -> list[tuple[Path, Path | None]]:

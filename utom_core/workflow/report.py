@@ -31,7 +31,7 @@ from utom_core.records import KEEPING_RULES, BestModel, ImageRow, LastModel, Run
 
 SETTINGS_SHOWN = ("method", "generator", "residual", "upsampling", "ngf", "n_blocks", "ndf",
                   "tile", "batch_size", "iterations", "lambda_cycle", "identity",
-                  "lambda_identity", "lambda_shift", "lambda_background", "rho0",
+                  "lambda_identity", "lambda_shift", "lambda_background", "white_balance", "rho0",
                   "images_per_epoch", "saliency_variant", "ema_decay", "seed")
 """The core settings that shape the result; those the run's method does not use are left out."""
 LOSS_CURVES = "previews/training_losses.png"
@@ -90,12 +90,22 @@ VALIDATION_VS_REPORT = (
     "the output's pixel type).")
 
 
+def _balance(used: LastModel | BestModel) -> str:
+    if used.white_balance is None:
+        return ""
+    gains = ", ".join(f"×{gain:.3f}" for gain in used.white_balance)
+    return (f" Its outputs take the white balance {gains} per channel: the gains that bring "
+            "the background of its predictions of the test images (of the training images, had "
+            "it not validated) to the B images' glass "
+            "(`white_balance`, docs/training.md).")
+
+
 def _model_used(used: LastModel | BestModel) -> list[str]:
     """Which model the scores are of, and why that one (always said: the numbers are its)."""
     if not isinstance(used, BestModel):
         return [f"Predicted with the last model (`model.pt`, iteration {used.iteration}): "
                 "`run_checkpoint = \"last\"`, or a method that does not validate. "
-                f"{VALIDATION_VS_REPORT}", ""]
+                f"{VALIDATION_VS_REPORT}{_balance(used)}", ""]
     why = f"the best {used.metric} ({used.score:.3f}) of the validations on the test images"
     if used.tolerance is not None:
         measure = "" if used.metric == "content_kept" else f" ({used.metric} {used.score:.3g})"
@@ -106,7 +116,7 @@ def _model_used(used: LastModel | BestModel) -> list[str]:
     return [f"Predicted with `model_best.pt`: iteration {used.iteration}, {why}, picked "
             "without their references "
             "(`run_checkpoint = \"best\"`; the curve is in `run/val_curve.png`). "
-            f"{VALIDATION_VS_REPORT}", ""]
+            f"{VALIDATION_VS_REPORT}{_balance(used)}", ""]
 
 
 def _thresholds(record: RunRecord) -> str:

@@ -1,0 +1,204 @@
+"""The white balance: one gain per channel, fitted on each saved model, that gives a
+bright-field target's outputs the target images' background colour, and changes no weight."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from conftest import write_blob_tiffs
+from helpers import TINY, assert_same, build_generator, train
+from training.test_model_choice import toy_stain
+from training.test_validation import held_out
+
+from utom_core.checkpoints import load_torch, save_torch
+from utom_core.config import TrainConfig
+from utom_core.data.background import background_colour, background_median
+from utom_core.data.images import DomainImages
+from utom_core.domain import Domain, Normalisation, PixelType, Polarity
+from utom_core.errors import InputError
+from utom_core.export.bioimageio import export_bioimageio
+from utom_core.inference import PredictOptions, Predictor, predict_file
+from utom_core.io import read_image
+from utom_core.networks import Generator
+from utom_core.trained import load_model
+from utom_core.training.white_balance import Direction, WhiteBalance, output_gains
+
+EIGHT_BIT = Normalisation(low=(0.0,) * 3, high=(255.0,) * 3, dtype=PixelType.uint8)
+HE = Domain(name="he", channels=3, dtype=PixelType.uint8, background=Polarity.bright,
+            threshold=220.0)
+
+
+def unit(rgb: tuple[float, ...]) -> torch.Tensor:
+    return torch.tensor([2 * v / 255 - 1 for v in rgb]).view(1, 3, 1, 1)
+
+
+class Painter(Generator):
+    """Paints background (input ≤ 0) a bright near-white and content purple."""
+
+    in_channels, out_channels = 1, 3
+
+    def __init__(self, background: tuple[float, ...] = (247.0, 247.0, 246.0)) -> None:
+        super().__init__()
+        self.background = background
+
+    @property
+    def receptive_radius(self) -> int:
+        return 0
+
+    @property
+    def size_multiple(self) -> int:
+        return 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        content = (x > 0).float()
+        return content * unit((150.0, 60.0, 140.0)) + (1 - content) * unit(self.background)
+
+
+def half_content(side: int = 64) -> np.ndarray:
+    image = -np.ones((1, side, side), np.float32)
+    image[..., : side // 2] = 1.0
+    return image
+
+
+def test_the_gain_maps_the_predicted_background_onto_the_target_colour():
+    glass = (241.0, 238.0, 241.0)
+    direction = Direction(lambda: [half_content()], EIGHT_BIT, HE.saliency(EIGHT_BIT),
+                          tuple(float(v) for v in unit(glass).flatten()))
+    gains = output_gains(Painter(), direction, torch.device("cpu"))
+    assert gains is not None
+    np.testing.assert_allclose(gains, np.array(glass) / (247.0, 247.0, 246.0), rtol=1e-5)
+
+
+def test_predictions_without_background_get_no_gain():
+    all_content = np.ones((1, 32, 32), np.float32)
+    direction = Direction(lambda: [all_content], EIGHT_BIT, HE.saliency(EIGHT_BIT),
+                          (0.9, 0.9, 0.9))
+    assert output_gains(Painter(), direction, torch.device("cpu")) is None
+
+
+def test_the_median_is_the_glass_where_the_mean_takes_in_pale_rims(tmp_path):
+    """Glass on 60 % of the background, a pale rim (still above the threshold) on 40 %: the
+    median is the glass; the mean, which the background term uses, is pulled down."""
+    rgb = np.full((200, 200, 3), (241, 238, 241), np.uint8)
+    rgb[:, :80] = (226, 224, 226)
+    rgb[80:120, 100:140] = (150, 60, 140)  # tissue
+    tifffile.imwrite(tmp_path / "he.tif", rgb, photometric="rgb")
+    images = DomainImages([tmp_path / "he.tif"], HE)
+    saliency = HE.saliency(EIGHT_BIT)
+    try:
+        median = background_median([EIGHT_BIT.apply(rgb.transpose(2, 0, 1))], saliency)
+        mean = background_colour(images, EIGHT_BIT, saliency)
+    finally:
+        images.close()
+    assert median is not None and mean is not None
+    raw_median = (np.array(median) + 1) / 2 * 255
+    raw_mean = (np.array(mean) + 1) / 2 * 255
+    np.testing.assert_allclose(raw_median, (241, 238, 241), atol=0.5)
+    assert (raw_mean < raw_median - 4).all()
+
+
+def test_only_bright_targets_are_balanced_and_held_out_images_come_first(tmp_path, blob_tiffs):
+    """Stain: A (autofluorescence) is dark, so F: B → A gets no balance; G: A → B is fitted
+    on the held-out images where the run has them, else on A's training images."""
+    rgb, task = toy_stain(tmp_path)
+    a = DomainImages(blob_tiffs["a"], task.domain_a)
+    b = DomainImages([rgb], task.domain_b)
+    norm_a = Normalisation(low=(0.0,), high=(1.0,), dtype=PixelType.uint16)
+    saliency_a = task.domain_a.saliency(norm_a, 0.5)
+    try:
+        side_a, side_b = (a, norm_a, saliency_a), (b, EIGHT_BIT, HE.saliency(EIGHT_BIT))
+        held = np.zeros((1, 40, 24), np.uint16)
+        balance = WhiteBalance.of_run((task.domain_a, task.domain_b), side_a, side_b, [held],
+                                      torch.device("cpu"))
+        assert set(balance.directions) == {"ab"}
+        assert [x.shape for x in balance.directions["ab"].inputs()] == [(1, 40, 24)]
+        unseen = WhiteBalance.of_run((task.domain_a, task.domain_b), side_a, side_b, [],
+                                     torch.device("cpu"))
+        assert len(list(unseen.directions["ab"].inputs())) == len(a.planes)
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def stain_runs(tmp_path_factory):
+    """The same tiny stain run with the balance on and off, validated on a held-out image
+    (B's threshold low enough that an untrained generator's grey counts as background)."""
+    root = tmp_path_factory.mktemp("balance")
+    rgb, task = toy_stain(root)
+    blob_tiffs = write_blob_tiffs(root)
+    noisy, _ = held_out(root)
+    runs = {}
+    for on in (True, False):
+        cfg = TrainConfig(**TINY, iterations=4, seed=2, val_every=2, threshold_b=150.0,
+                          white_balance=on)
+        runs[on] = root / f"run-{on}"
+        train(task, cfg, runs[on], blob_tiffs["a"], [rgb], show_progress=False,
+              val=[(noisy, None)])
+    return runs, noisy
+
+
+def test_the_balance_changes_no_weight_and_every_model_file_carries_it(stain_runs):
+    runs, _ = stain_runs
+    on, off = (load_torch(runs[flag] / "model.pt") for flag in (True, False))
+    for name in ("g_ab", "ema_ab", "g_ba", "ema_ba"):
+        assert_same(on[name], off[name])
+    assert set(on["white_balance"]) == {"g_ab", "ema_ab"}  # B → A's target is dark
+    assert "white_balance" not in off
+    for file in ("model_best.pt", "checkpoints/last.pt"):
+        assert set(load_torch(runs[True] / file)["white_balance"]) == {"g_ab", "ema_ab"}
+
+
+def test_predictions_take_the_gains_and_the_content_map_does_not(stain_runs, tmp_path):
+    runs, noisy = stain_runs
+    balanced = load_model(runs[True], build_generator=build_generator)
+    plain = load_model(runs[False], build_generator=build_generator)
+    assert balanced.output_gains is not None and plain.output_gains is None
+    assert balanced.target_norm == plain.target_norm  # what T judges outputs by
+    outputs = {}
+    for name, model in (("balanced", balanced), ("plain", plain)):
+        outputs[name] = tifffile.imread(predict_file(
+            Predictor(model, PredictOptions(views=1)), noisy, tmp_path / name,
+            show_progress=False)).astype(np.float64)
+    gains = np.array(balanced.output_gains)
+    expected = np.clip(outputs["plain"] * gains, 0, 255)  # HWC RGB
+    rounding = 0.5 + 0.5 * gains.max()  # the balanced output's, and the plain one's times g
+    assert np.abs(outputs["balanced"] - expected).max() <= rounding + 1e-6
+    assert np.abs(outputs["balanced"] - outputs["plain"]).max() >= 1.0
+
+
+@pytest.mark.parametrize("gains", [[1.0, -0.5, 1.0], [1.0, 1.0], "1.0"])
+def test_a_model_file_with_broken_gains_is_refused(stain_runs, tmp_path, gains):
+    runs, _ = stain_runs
+    state = load_torch(runs[True] / "model.pt")
+    state["white_balance"]["ema_ab"] = gains
+    save_torch(state, tmp_path / "model.pt")
+    with pytest.raises(InputError, match="white balance of ema_ab"):
+        load_model(tmp_path / "model.pt", build_generator=build_generator)
+
+
+@pytest.mark.slow
+def test_a_cluster_and_the_zoo_package_take_the_same_gains(stain_runs, tmp_path, cli):
+    """The other prediction surfaces: Dask workers load the model file, the zoo package holds
+    the gains in its output scale; both give ``utom predict``'s balanced output."""
+    from export.test_bioimageio_export import _array, _member, _zoo_prediction
+
+    runs, noisy = stain_runs
+    single, cluster = tmp_path / "single.tif", tmp_path / "cluster.ome.zarr"
+    assert cli("predict", runs[True], noisy, "--out", single).code == 0
+    done = cli("predict", runs[True], noisy, "--out", cluster, "--scheduler", "local:1")
+    assert done.code == 0, done.err
+    np.testing.assert_array_equal(read_image(cluster), read_image(single))
+
+    package = tmp_path / "stain.zip"
+    export_bioimageio(runs[True], package, build_generator=build_generator)
+    test_input = _array(package, "test_input.npy")
+    tifffile.imwrite(tmp_path / "test_input.tif", test_input[0, 0])
+    assert cli("predict", runs[True], tmp_path / "test_input.tif", "--out",
+               tmp_path / "utom.tif").code == 0
+    utom = np.moveaxis(tifffile.imread(tmp_path / "utom.tif"), -1, 0).astype(np.float64)
+    zoo = _zoo_prediction(package, "pytorch_state_dict", test_input)[0]
+    assert np.abs(np.clip(zoo, 0, 255) - utom).max() <= 0.5 + 1e-3
+    assert "white balance" in _member(package, "README.md").decode()
