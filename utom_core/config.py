@@ -222,9 +222,11 @@ BUDGET_NOTES: dict[Budget, str] = {
 
 
 RESUME_SETTINGS = frozenset({"iterations", "checkpoint_every", "log_every", "preview_every",
-                             "val_every", "num_workers", "compile", "channels_last"})
+                             "val_every", "num_workers", "compile", "channels_last",
+                             "white_balance"})
 """Settings a resumed run may change: when it ends, how often it writes or validates, how its
-steps run; never what it learns (networks, data, objective, optimiser, seed)."""
+steps run, whether its model files carry a white balance; never what it learns (networks,
+data, objective, optimiser, seed)."""
 
 
 def describe_validation_error(err: ValidationError, source: str, within: str = "") -> str:

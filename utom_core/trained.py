@@ -16,6 +16,7 @@ never leaves a half-written file under one of these names.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -213,7 +214,8 @@ def load_model(
 def _gains(path: Path, state: dict[str, Any], key: str, channels: int
            ) -> tuple[float, ...] | None:
     """The white balance of weights ``key``, checked (None: the file has none for them)."""
-    gains = state.get("white_balance", {}).get(key)
+    balance = state.get("white_balance", {})
+    gains = balance.get(key) if isinstance(balance, dict) else "not a table"
     if gains is None:
         return None
     if (not isinstance(gains, list) or len(gains) != channels
@@ -221,3 +223,8 @@ def _gains(path: Path, state: dict[str, Any], key: str, channels: int
         raise InputError(_model_file(Path(path)), f"white balance of {key} is not "
                          f"{channels} positive gains")
     return tuple(gains)
+
+
+def gains_text(gains: Iterable[float]) -> str:
+    """A white balance as the report and the zoo card print it: "×0.977, ×0.964, ×0.978"."""
+    return ", ".join(f"×{gain:.3f}" for gain in gains)

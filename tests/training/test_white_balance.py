@@ -3,12 +3,14 @@ bright-field target's outputs the target images' background colour, and changes 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import tifffile
 import torch
 from conftest import write_blob_tiffs
-from helpers import TINY, assert_same, build_generator, train
+from helpers import TINY, assert_same, build_generator, resolved, train
 from training.test_model_choice import toy_stain
 from training.test_validation import held_out
 
@@ -23,7 +25,8 @@ from utom_core.inference import PredictOptions, Predictor, predict_file
 from utom_core.io import read_image
 from utom_core.networks import Generator
 from utom_core.trained import load_model
-from utom_core.training.white_balance import Direction, WhiteBalance, output_gains
+from utom_core.training.trainer import Trainer
+from utom_core.training.white_balance import BalanceFit, WhiteBalance, output_gains
 
 EIGHT_BIT = Normalisation(low=(0.0,) * 3, high=(255.0,) * 3, dtype=PixelType.uint8)
 HE = Domain(name="he", channels=3, dtype=PixelType.uint8, background=Polarity.bright,
@@ -62,20 +65,37 @@ def half_content(side: int = 64) -> np.ndarray:
     return image
 
 
+GLASS = (241.0, 238.0, 241.0)
+
+
+def fit_on(*images: np.ndarray) -> BalanceFit:
+    """A fit on ``images`` (in order of preference) to the glass colour ``GLASS``."""
+    return BalanceFit(tuple((lambda image=image: [image]) for image in images), EIGHT_BIT,
+                      HE.saliency(EIGHT_BIT), tuple(float(v) for v in unit(GLASS).flatten()))
+
+
 def test_the_gain_maps_the_predicted_background_onto_the_target_colour():
-    glass = (241.0, 238.0, 241.0)
-    direction = Direction(lambda: [half_content()], EIGHT_BIT, HE.saliency(EIGHT_BIT),
-                          tuple(float(v) for v in unit(glass).flatten()))
-    gains = output_gains(Painter(), direction, torch.device("cpu"))
+    gains = output_gains(Painter(), fit_on(half_content()), torch.device("cpu"))
     assert gains is not None
-    np.testing.assert_allclose(gains, np.array(glass) / (247.0, 247.0, 246.0), rtol=1e-5)
+    np.testing.assert_allclose(gains, np.array(GLASS) / (247.0, 247.0, 246.0), rtol=1e-5)
 
 
-def test_predictions_without_background_get_no_gain():
-    all_content = np.ones((1, 32, 32), np.float32)
-    direction = Direction(lambda: [all_content], EIGHT_BIT, HE.saliency(EIGHT_BIT),
-                          (0.9, 0.9, 0.9))
-    assert output_gains(Painter(), direction, torch.device("cpu")) is None
+def test_inputs_with_too_little_background_give_way_to_the_next():
+    """A held-out crop that is all tissue but for a sliver (under 1 %) fits nothing; the
+    training images, next in line, do; with nothing else, no gain."""
+    sliver = np.ones((1, 64, 64), np.float32)
+    sliver[..., :1, :20] = -1.0  # 20 of 4096 pixels
+    fallback = half_content()
+    assert output_gains(Painter(), fit_on(sliver), torch.device("cpu")) is None
+    np.testing.assert_allclose(output_gains(Painter(), fit_on(sliver, fallback), "cpu"),
+                               output_gains(Painter(), fit_on(fallback), "cpu"))
+
+
+def test_implausible_gains_are_refused():
+    """A generator whose background is far from any glass (here grey, 110) is not balanced
+    into one: the gain would be 2.2."""
+    grey = Painter(background=(110.0, 110.0, 110.0))
+    assert output_gains(grey, fit_on(half_content()), torch.device("cpu")) is None
 
 
 def test_the_median_is_the_glass_where_the_mean_takes_in_pale_rims(tmp_path):
@@ -101,25 +121,47 @@ def test_the_median_is_the_glass_where_the_mean_takes_in_pale_rims(tmp_path):
 
 def test_only_bright_targets_are_balanced_and_held_out_images_come_first(tmp_path, blob_tiffs):
     """Stain: A (autofluorescence) is dark, so F: B → A gets no balance; G: A → B is fitted
-    on the held-out images where the run has them, else on A's training images."""
+    on the validation crops, then on A's training images."""
     rgb, task = toy_stain(tmp_path)
     a = DomainImages(blob_tiffs["a"], task.domain_a)
     b = DomainImages([rgb], task.domain_b)
     norm_a = Normalisation(low=(0.0,), high=(1.0,), dtype=PixelType.uint16)
     saliency_a = task.domain_a.saliency(norm_a, 0.5)
+    validator = SimpleNamespace(crops=[SimpleNamespace(raw=np.zeros((1, 40, 24), np.uint16))])
     try:
         side_a, side_b = (a, norm_a, saliency_a), (b, EIGHT_BIT, HE.saliency(EIGHT_BIT))
-        held = np.zeros((1, 40, 24), np.uint16)
-        balance = WhiteBalance.of_run((task.domain_a, task.domain_b), side_a, side_b, [held],
-                                      torch.device("cpu"))
-        assert set(balance.directions) == {"ab"}
-        assert [x.shape for x in balance.directions["ab"].inputs()] == [(1, 40, 24)]
-        unseen = WhiteBalance.of_run((task.domain_a, task.domain_b), side_a, side_b, [],
-                                     torch.device("cpu"))
-        assert len(list(unseen.directions["ab"].inputs())) == len(a.planes)
+        balance = WhiteBalance.of_run(side_a, side_b, validator, torch.device("cpu"))
+        assert set(balance.fits) == {"ab"}
+        held_out, training = balance.fits["ab"].inputs
+        assert [x.shape for x in held_out()] == [(1, 40, 24)]
+        assert len(list(training())) == len(a.planes)
+        unvalidated = WhiteBalance.of_run(side_a, side_b, None, torch.device("cpu"))
+        assert list(unvalidated.fits["ab"].inputs[0]()) == []
     finally:
         a.close()
         b.close()
+
+
+def test_a_fit_is_kept_for_its_iteration_until_the_weights_are_replaced(tmp_path, blob_tiffs):
+    """Files saved at one iteration share one fit; a state loaded into the trainer (a resume,
+    the --minutes trial undone) drops it, so gains never outlive the weights they fit."""
+    rgb, task = toy_stain(tmp_path)
+    cfg = TrainConfig(**TINY, iterations=4, seed=2, threshold_b=150.0)
+    run = resolved(task, cfg)
+    trainer = Trainer(task, cfg, tmp_path / "run", blob_tiffs["a"], [rgb], method=run.method,
+                      build_generator=run.build_generator)
+    try:
+        first = trainer.model_state()["white_balance"]
+        with torch.no_grad():
+            for parameter in trainer.ema_ab.parameters():
+                parameter.mul_(0.5)
+        assert trainer.model_state()["white_balance"] == first  # the same iteration: kept
+        trainer.load_state_dict(trainer.state_dict())
+        assert trainer.model_state()["white_balance"]["ema_ab"] != first["ema_ab"]
+    finally:
+        trainer.streams.close()
+        trainer.images_a.close()
+        trainer.images_b.close()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ this colour outright.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -18,14 +18,27 @@ from utom_core.data.images import COLOUR_PIXELS, COLOUR_WINDOW, DomainImages
 from utom_core.domain import Normalisation
 from utom_core.saliency import SaliencyOperator
 
+MIN_BACKGROUND = 0.01
+"""Share of the sampled pixels that must be background (weights 1 − T) for a colour to be
+measured on them."""
+
+Background = tuple[DomainImages, Normalisation, SaliencyOperator]
+"""A domain's images with the normalisation and content map they are judged by."""
+
+
+def lattice_units(side: Background) -> Callable[[], Iterator[np.ndarray]]:
+    """The [-1, 1]-scale windows of the fixed lattice the colours are measured on, read anew
+    at each call."""
+    images, normalisation, _ = side
+    return lambda: (normalisation.apply(raw)
+                    for raw in images.lattice_windows(COLOUR_PIXELS, COLOUR_WINDOW))
+
 
 def background_colour(images: DomainImages, normalisation: Normalisation,
                       saliency: SaliencyOperator) -> tuple[float, ...] | None:
     """Per channel, the [-1, 1]-scale mean of the sampled pixels weighted by 1 − T (None
     where the sample holds no background)."""
-    found = background_pixels(
-        (normalisation.apply(raw) for raw in images.lattice_windows(COLOUR_PIXELS, COLOUR_WINDOW)),
-        saliency)
+    found = background_pixels(lattice_units((images, normalisation, saliency))(), saliency)
     if found is None:
         return None
     values, weights = found
@@ -35,14 +48,16 @@ def background_colour(images: DomainImages, normalisation: Normalisation,
 def background_pixels(units: Iterable[np.ndarray], saliency: SaliencyOperator
                       ) -> tuple[np.ndarray, np.ndarray] | None:
     """The pixels of (C, H, W) [-1, 1]-scale images as (C, N) values and their (N,) weights
-    1 − T (None where they hold less than a pixel's worth of background)."""
+    1 − T (None where less than ``MIN_BACKGROUND`` of them is background: a colour measured
+    on a sliver of glass would be one of its few pixels)."""
     values, weights = [], []
     for unit in units:
         with torch.no_grad():
             background = 1.0 - saliency(torch.from_numpy(unit)[None])[0, 0].double().numpy()
         values.append(unit.reshape(unit.shape[0], -1).astype(np.float64))
         weights.append(background.ravel())
-    if not weights or sum(float(w.sum()) for w in weights) < 1.0:
+    total = sum(float(w.sum()) for w in weights)
+    if not weights or total < max(1.0, MIN_BACKGROUND * sum(w.size for w in weights)):
         return None
     return np.concatenate(values, axis=1), np.concatenate(weights)
 
@@ -61,10 +76,6 @@ def background_median(units: Iterable[np.ndarray], saliency: SaliencyOperator
         cumulative = np.cumsum(weights[order])
         medians.append(float(channel[order][np.searchsorted(cumulative, cumulative[-1] / 2)]))
     return tuple(medians)
-
-
-Background = tuple[DomainImages, Normalisation, SaliencyOperator]
-"""A domain's images with the normalisation and content map they are judged by."""
 
 
 def background_colours(a: Background, b: Background, device: torch.device

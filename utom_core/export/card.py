@@ -12,7 +12,7 @@ from utom_core import __version__
 from utom_core.domain import Domain, Normalisation
 from utom_core.records import RunRecord
 from utom_core.run_folders import METRICS_FILE
-from utom_core.trained import InputFile, RunMeta, TrainedModel
+from utom_core.trained import InputFile, RunMeta, TrainedModel, gains_text
 
 PAPER = ("Li, X., Zhang, G., Qiao, H. et al. Unsupervised content-preserving transformation for "
          "optical microscopy. Light: Science & Applications 10, 60 (2021)")
@@ -31,9 +31,9 @@ def _balance(gains: tuple[float, ...] | None) -> str:
     """The white balance the output scale holds, where the run fitted one."""
     if gains is None:
         return ""
-    return (" The range holds the run's white balance, " + ", ".join(f"×{g:.3f}" for g in gains)
-            + " per channel: the gains that give the background of its predictions the "
-            "colour of the target images' glass.")
+    return (f" The range holds the run's white balance, {gains_text(gains)} per channel: the "
+            "gains that give the background of its predictions the colour of the target "
+            "images' glass.")
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,9 @@ def raw_output(predictor: TrainedModel, unit: np.ndarray) -> np.ndarray:
 
 
 def save_cover(path: Path, predictor: TrainedModel, window: np.ndarray, unit: np.ndarray) -> None:
-    save_panel(path, [predictor.source_norm.apply(window), unit], ["input", "prediction"])
+    """Input and prediction as the package gives it (its white balance included)."""
+    shown = predictor.target_norm.apply(raw_output(predictor, unit))
+    save_panel(path, [predictor.source_norm.apply(window), shown], ["input", "prediction"])
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

@@ -124,9 +124,7 @@ class Trainer:
         self.validator = Validator(task, meta, self.cfg, val, cut_axes(task)[0],
                                    self.g_ab.size_multiple, self.device,
                                    self.formats, self.images_b) if val else None
-        held_out = [crop.raw for crop in self.validator.crops] if self.validator else []
-        self.balance = (WhiteBalance.of_run((task.domain_a, task.domain_b), side_a, side_b,
-                                            held_out, self.device)
+        self.balance = (WhiteBalance.of_run(side_a, side_b, self.validator, self.device)
                         if cfg.white_balance and self.ranks.main else None)  # rank 0 saves
         self.iteration = 0
         self.images_seen = 0  # of each domain, by all ranks together (ρ counts them)
@@ -200,6 +198,8 @@ class Trainer:
         resumed = state.get("lr_resumed")  # absent from checkpoints before it was kept
         self.lr_resumed = None if resumed is None else (int(resumed[0]), float(resumed[1]))
         self.saved_at = self.iteration
+        if self.balance is not None:
+            self.balance.forget()
 
     def save(self) -> None:
         """Checkpoint (full state, every rank's part gathered) and model file, each replaced

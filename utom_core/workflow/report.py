@@ -91,13 +91,12 @@ VALIDATION_VS_REPORT = (
 
 
 def _balance(used: LastModel | BestModel) -> str:
+    """The white balance the model's outputs took, where it has one."""
     if used.white_balance is None:
         return ""
-    gains = ", ".join(f"×{gain:.3f}" for gain in used.white_balance)
-    return (f" Its outputs take the white balance {gains} per channel: the gains that bring "
-            "the background of its predictions of the test images (of the training images, had "
-            "it not validated) to the B images' glass "
-            "(`white_balance`, docs/training.md).")
+    return (f" Its outputs take the white balance {trained.gains_text(used.white_balance)} per "
+            "channel: the gains that bring the background of its predictions of the test "
+            "images to the B images' glass (`white_balance`, docs/training.md).")
 
 
 def _model_used(used: LastModel | BestModel) -> list[str]:
