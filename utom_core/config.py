@@ -215,7 +215,7 @@ BUDGET_NOTES: dict[Budget, str] = {
                   "recognisable result",
     Budget.bench: "about 1.5 min a run on one core; what `utom bench` compares",
     Budget.demo: "4-20 min on an idle 2-core CPU, by its speed (a run prints its own "
-                 "estimate); the documented demo results (stain-he: content IoU 0.72, no grid)",
+                 "estimate); the documented demo results (stain-he: content IoU 0.70, no grid)",
     Budget.full: "the paper's networks and 40 000 iterations; hours, for a GPU",
 }
 """Each budget's expected time and quality (``--help`` and the docs)."""
