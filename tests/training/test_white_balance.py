@@ -211,6 +211,20 @@ def test_predictions_take_the_gains_and_the_content_map_does_not(stain_runs, tmp
     assert np.abs(outputs["balanced"] - outputs["plain"]).max() >= 1.0
 
 
+def test_predict_without_the_balance_gives_the_plain_output(stain_runs, tmp_path, cli):
+    """``utom predict --no-white-balance``: the network's output as trained, the same as a
+    run trained without the balance gives."""
+    runs, noisy = stain_runs
+    written = {}
+    for name, run, flags in (("off", runs[True], ["--no-white-balance"]),
+                             ("plain", runs[False], []), ("on", runs[True], [])):
+        done = cli("predict", run, noisy, "--out", tmp_path / f"{name}.tif", *flags)
+        assert done.code == 0, done.err
+        written[name] = tifffile.imread(tmp_path / f"{name}.tif")
+    np.testing.assert_array_equal(written["off"], written["plain"])
+    assert not np.array_equal(written["on"], written["plain"])
+
+
 @pytest.mark.parametrize("gains", [[1.0, -0.5, 1.0], [1.0, 1.0], "1.0"])
 def test_a_model_file_with_broken_gains_is_refused(stain_runs, tmp_path, gains):
     runs, _ = stain_runs
@@ -233,6 +247,12 @@ def test_a_cluster_and_the_zoo_package_take_the_same_gains(stain_runs, tmp_path,
     done = cli("predict", runs[True], noisy, "--out", cluster, "--scheduler", "local:1")
     assert done.code == 0, done.err
     np.testing.assert_array_equal(read_image(cluster), read_image(single))
+    plain, unbalanced = tmp_path / "plain.tif", tmp_path / "unbalanced.ome.zarr"
+    assert cli("predict", runs[False], noisy, "--out", plain).code == 0
+    done = cli("predict", runs[True], noisy, "--out", unbalanced, "--scheduler", "local:1",
+               "--no-white-balance")
+    assert done.code == 0, done.err
+    np.testing.assert_array_equal(read_image(unbalanced), read_image(plain))
 
     package = tmp_path / "stain.zip"
     export_bioimageio(runs[True], package, build_generator=build_generator)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -138,13 +139,17 @@ views_option = click.option(
               help="bf16 where the CPU/GPU computes it natively (AVX512-BF16, AMX, CUDA), else "
                    "fp32: 1.2-2x faster, outputs within 0.4 % of the fp32 ones for utom's "
                    "generators (docs/results/prediction.md).")
+@click.option("--white-balance/--no-white-balance", default=True, show_default=True,
+              help="Apply the gains per channel that bring the model's background to its "
+                   "target images' glass, where the run fitted them (bright-field targets; "
+                   "docs/training.md#white-balance).")
 @THREADS_OPTION
 def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction: Direction,
                     tile: int, overlap: float | None, stitch: str, norm: str, batch: int | None,
                     views: int, fidelity: bool,
                     fmt: str | None, overwrite: bool, device: str, raw_weights: bool,
                     checkpoint: Literal["last", "best"],
-                    scheduler: str | None, resume: bool, amp: bool,
+                    scheduler: str | None, resume: bool, amp: bool, white_balance: bool,
                     threads: int | None) -> None:
     """Predict every INPUT (image or folder) with the generator of MODEL (run dir or checkpoint)."""
     from utom_core.device import resolve_device
@@ -167,9 +172,10 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction:
                                fidelity)
         torch_device = resolve_device(device, "--device")
         model_file = chosen_model(model, checkpoint)
-        trained = load_model(model_file, direction, ema=not raw_weights,
-                             device=str(torch_device), build_generator=registry.build_generator,
-                             reverse=fidelity)
+        trained = balanced(load_model(model_file, direction, ema=not raw_weights,
+                                      device=str(torch_device),
+                                      build_generator=registry.build_generator,
+                                      reverse=fidelity), white_balance)
         predictor = Predictor(trained, PredictOptions(tile, overlap, Stitch(stitch), Norm(norm),
                                                       batch, views, fidelity, amp),
                               formats=formats)
@@ -184,9 +190,14 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction:
         new_folders = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
         try:
             if scheduler:
-                _predict_on_cluster([sources[image] for image in images], outputs, predictor,
-                                    model_file, direction, not raw_weights, str(torch_device),
-                                    scheduler, resume, overwrite)
+                from utom_core.inference.blocks import ModelSpec
+                from utom_core.inference.dask import predict_on_cluster
+
+                spec = ModelSpec(str(Path(model_file).resolve()), direction, not raw_weights,
+                                 str(torch_device), predictor.tile_options(), load_on_worker,
+                                 white_balance)
+                predict_on_cluster([sources[image] for image in images], outputs, predictor,
+                                   spec, scheduler, resume, overwrite)
                 return
             for image, output in zip(images, outputs, strict=True):
                 write_prediction(predictor, sources[image], output, overwrite=overwrite)
@@ -199,15 +210,9 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction:
             raise
 
 
-def _predict_on_cluster(sources: list[ImageSource], outputs: list[Path], predictor: Predictor,
-                        model_file: Path, direction: Direction, ema: bool, device: str,
-                        scheduler: str, resume: bool, overwrite: bool) -> None:
-    from utom_core.inference.blocks import ModelSpec
-    from utom_core.inference.dask import predict_on_cluster
-
-    spec = ModelSpec(str(Path(model_file).resolve()), direction, ema, device,
-                     predictor.tile_options(), load_on_worker)
-    predict_on_cluster(sources, outputs, predictor, spec, scheduler, resume, overwrite)
+def balanced(model: TrainedModel, white_balance: bool) -> TrainedModel:
+    """``model`` as ``--white-balance`` asks: with its gains, or without them."""
+    return model if white_balance else replace(model, output_gains=None)
 
 
 def load_on_worker(spec: ModelSpec) -> tuple[TrainedModel, FormatTable]:
@@ -218,4 +223,4 @@ def load_on_worker(spec: ModelSpec) -> tuple[TrainedModel, FormatTable]:
     registry = get_registry()
     model = load_model(Path(spec.path), spec.direction, spec.ema, spec.device,
                        build_generator=registry.build_generator)
-    return model, registry.formats
+    return balanced(model, spec.white_balance), registry.formats

@@ -58,6 +58,9 @@ class ModelSpec:
     """Loads the model and the formats in a worker process: a module-level function of the
     composition root (a worker is a process of its own, with its own registry), sent to the
     workers by reference."""
+    white_balance: bool = True
+    """Whether the outputs take the model's white balance (``utom predict
+    --no-white-balance``: not)."""
 
 
 WorkerLoader = Callable[[ModelSpec], tuple[TrainedModel, FormatTable]]
