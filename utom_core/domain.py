@@ -136,14 +136,20 @@ class Normalisation(BaseModel):
             unit = 2.0 * (raw.astype(np.float32) - low) / (high - low) - 1.0
         return np.clip(unit, -1.0, 1.0)
 
+    def unrounded(self, unit: np.ndarray, channel_axis: int = 0) -> np.ndarray:
+        """[-1, 1] floats → raw values as float32, before ``invert`` rounds them to ``dtype``
+        (what a zoo package gives)."""
+        low, high = self._params(unit, channel_axis)
+        return ((np.asarray(unit, dtype=np.float32) + 1.0) / 2.0 * (high - low) + low
+                ).astype(np.float32)
+
     def invert(self, unit: np.ndarray, channel_axis: int = 0) -> np.ndarray:
         """[-1, 1] floats → raw pixels in ``dtype`` (rounded and clipped for integer types)."""
-        low, high = self._params(unit, channel_axis)
-        raw = (np.asarray(unit, dtype=np.float32) + 1.0) / 2.0 * (high - low) + low
+        raw = self.unrounded(unit, channel_axis)
         if self.dtype in DTYPE_RANGE:
             lo, hi = DTYPE_RANGE[self.dtype]
             return np.clip(np.rint(raw), lo, hi).astype(self.dtype.value)
-        return raw.astype(np.float32)
+        return raw
 
     def channel_weights(self) -> tuple[float, ...] | None:
         """Weights of the normalised channel mean that make it an affine map of the raw

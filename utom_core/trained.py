@@ -115,13 +115,12 @@ class TrainedModel:
     def output_norm(self) -> Normalisation:
         """How outputs map to raw units: ``target_norm`` with the white balance's gains
         (``target_norm`` alone judges outputs on the [-1, 1] scale, as training did)."""
-        if self.output_gains is None:
-            return self.target_norm
-        scaled = [(g * low, g * high) for g, low, high in
-                  zip(self.output_gains, self.target_norm.low, self.target_norm.high,
-                      strict=True)]
-        return self.target_norm.model_copy(update={"low": tuple(lo for lo, _ in scaled),
-                                                   "high": tuple(hi for _, hi in scaled)})
+        gains, norm = self.output_gains, self.target_norm
+        if gains is None:
+            return norm
+        return norm.model_copy(update={
+            "low": tuple(g * lo for g, lo in zip(gains, norm.low, strict=True)),
+            "high": tuple(g * hi for g, hi in zip(gains, norm.high, strict=True))})
 
 
 def _model_file(path: Path) -> Path:

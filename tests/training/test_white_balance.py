@@ -10,7 +10,7 @@ import pytest
 import tifffile
 import torch
 from conftest import write_blob_tiffs
-from helpers import TINY, assert_same, build_generator, resolved, train
+from helpers import TINY, Identity, assert_same, build_generator, resolved, train
 from training.test_model_choice import toy_stain
 from training.test_validation import held_out
 
@@ -23,7 +23,6 @@ from utom_core.errors import InputError
 from utom_core.export.bioimageio import export_bioimageio
 from utom_core.inference import PredictOptions, Predictor, predict_file
 from utom_core.io import read_image
-from utom_core.networks import Generator
 from utom_core.trained import load_model
 from utom_core.training.trainer import Trainer
 from utom_core.training.white_balance import BalanceFit, WhiteBalance, output_gains
@@ -37,22 +36,13 @@ def unit(rgb: tuple[float, ...]) -> torch.Tensor:
     return torch.tensor([2 * v / 255 - 1 for v in rgb]).view(1, 3, 1, 1)
 
 
-class Painter(Generator):
+class Painter(Identity):
     """Paints background (input ≤ 0) a bright near-white and content purple."""
 
-    in_channels, out_channels = 1, 3
-
     def __init__(self, background: tuple[float, ...] = (247.0, 247.0, 246.0)) -> None:
-        super().__init__()
+        super().__init__(1)
+        self.out_channels = 3
         self.background = background
-
-    @property
-    def receptive_radius(self) -> int:
-        return 0
-
-    @property
-    def size_multiple(self) -> int:
-        return 4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         content = (x > 0).float()

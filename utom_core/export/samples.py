@@ -127,8 +127,7 @@ def predict_unit(predictor: TrainedModel, window: np.ndarray, views: int) -> np.
 
 def raw_output(predictor: TrainedModel, unit: np.ndarray) -> np.ndarray:
     """Target raw units as float32: what utom predict writes before rounding."""
-    exact = predictor.output_norm.model_copy(update={"dtype": PixelType.float32})
-    return exact.invert(unit)
+    return predictor.output_norm.unrounded(unit)
 
 
 def save_cover(path: Path, predictor: TrainedModel, window: np.ndarray, unit: np.ndarray) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from utom_core.data.background import Background, background_median, lattice_units
-from utom_core.domain import Normalisation, PixelType, Polarity
+from utom_core.domain import Normalisation, Polarity
 from utom_core.networks.base import Generator
 from utom_core.saliency import SaliencyOperator
 from utom_core.training.validation import Validator, whole_prediction
@@ -45,12 +45,6 @@ class BalanceFit:
     """The target images' background colour on the [-1, 1] scale."""
 
 
-def raw_colour(unit: tuple[float, ...], norm: Normalisation) -> np.ndarray:
-    """A [-1, 1]-scale colour in raw units, unrounded."""
-    exact = norm.model_copy(update={"dtype": PixelType.float32})
-    return exact.invert(np.asarray(unit, np.float32)[:, None])[:, 0].astype(np.float64)
-
-
 def output_gains(generator: Generator, fit: BalanceFit, device: torch.device
                  ) -> tuple[float, ...] | None:
     """Per channel, the target colour over the background median of the generator's
@@ -70,8 +64,8 @@ def output_gains(generator: Generator, fit: BalanceFit, device: torch.device
         generator.train(was_training)
     if predicted is None:
         return None
-    made = raw_colour(predicted, fit.target_norm)
-    wanted = raw_colour(fit.colour, fit.target_norm)
+    made, wanted = (fit.target_norm.unrounded(np.array(colour)[:, None])[:, 0].astype(np.float64)
+                    for colour in (predicted, fit.colour))
     if min(made) <= 0:
         return None
     gains = wanted / made
