@@ -1,6 +1,8 @@
-"""``SmoothResize`` computes what ``smooth`` upsampling computed in two steps (a bilinear 2x
-resize, then the reflect-padded [1 2 1]² blur), values and gradients, on odd and tiny sizes,
-and a generator keeps the layer numbers its saved weights are named by."""
+"""``SmoothUpConv`` computes ``smooth`` upsampling's resize, blur and conv (a bilinear 2x resize,
+the [1 2 1]² blur, a 3x3 conv) with the conv first, at the low resolution: the same values and
+gradients as the three steps in their order on the input extended by replicating its edge, on
+odd and tiny sizes; inside the image the same as the conv of the reflect-padded resize; and a
+generator keeps the layer numbers its saved weights are named by."""
 
 from __future__ import annotations
 
@@ -8,28 +10,47 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from utom_core.networks.base import Blur, SmoothResize
+from utom_core.networks.base import Blur, SmoothUpConv
 from utom_core.networks.resnet import ResnetGenerator
 
 
+def resized(x: torch.Tensor) -> torch.Tensor:
+    """The bilinear 2x resize and its blur, step by step."""
+    return Blur(x.shape[1])(F.interpolate(x, scale_factor=2, mode="bilinear"))
+
+
 @pytest.mark.parametrize("shape", [(1, 5, 2, 2), (2, 3, 7, 9), (1, 8, 33, 20)])
-def test_smooth_resize_is_the_resize_then_the_blur(shape):
+def test_the_conv_first_is_the_resize_then_the_conv(shape):
     torch.manual_seed(0)
+    layer = SmoothUpConv(shape[1], 4)
     x = torch.randn(*shape, requires_grad=True)
-    fused = SmoothResize(shape[1])(x)
-    two_step = Blur(shape[1])(F.interpolate(x, scale_factor=2, mode="bilinear"))
-    assert fused.shape == two_step.shape
-    torch.testing.assert_close(fused, two_step, atol=1e-6, rtol=0)
+    fused = layer(x)
+    height, width = shape[-2:]
+    # the resize of the input extended by two pixels of its edge; the conv's window reaches
+    # one pixel past the image, where the resize of the extension is
+    extended = resized(F.pad(x, (2, 2, 2, 2), mode="replicate"))
+    stepwise = F.conv2d(extended[..., 3:2 * height + 5, 3:2 * width + 5], layer.weight,
+                        layer.bias)
+    assert fused.shape == stepwise.shape == (shape[0], 4, 2 * height, 2 * width)
+    torch.testing.assert_close(fused, stepwise, atol=2e-6, rtol=0)
     weights = torch.randn_like(fused)
     grad_fused, = torch.autograd.grad((fused * weights).sum(), x)
-    grad_two_step, = torch.autograd.grad((two_step * weights).sum(), x)
-    torch.testing.assert_close(grad_fused, grad_two_step, atol=1e-5, rtol=0)
+    grad_stepwise, = torch.autograd.grad((stepwise * weights).sum(), x)
+    torch.testing.assert_close(grad_fused, grad_stepwise, atol=2e-5, rtol=0)
+    # inside, where no border reaches, the conv of the reflect-padded resize (the layers
+    # before the fusion)
+    padded = F.conv2d(F.pad(resized(x), (1, 1, 1, 1), mode="reflect"), layer.weight, layer.bias)
+    torch.testing.assert_close(fused[..., 2:-2, 2:-2], padded[..., 2:-2, 2:-2], atol=2e-6,
+                               rtol=0)
 
 
-def test_smooth_resize_computes_in_fp32_under_bf16_autocast():
-    x = torch.randn(1, 4, 6, 6).bfloat16()
+def test_the_conv_first_runs_in_bf16_under_autocast():
+    layer = SmoothUpConv(4, 3)
+    x = torch.randn(1, 4, 6, 6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert SmoothResize(4)(x).dtype == torch.float32
+        out = layer(x)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), layer(x), atol=0.05, rtol=0.02)
 
 
 def test_a_smooth_generator_names_its_weights_as_before_the_fusion():

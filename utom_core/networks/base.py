@@ -91,37 +91,39 @@ class Blur(nn.Module):
         return F.conv2d(padded, self.kernel.to(padded.dtype), groups=x.shape[1])
 
 
-class SmoothResize(nn.Module):
-    """``smooth`` upsampling's bilinear 2x resize and [1 2 1]² blur in one transposed
-    convolution (per axis the taps [1 5 10 10 5 1] / 16): the same numbers, one pass over the
-    upsampled image instead of three (docs/results/training-speed.md). The outermost rows and
-    columns, where the blur reflects, are computed the two-step way. Always in fp32: bf16
-    depthwise transposed convolutions are slower on CPUs."""
+SMOOTH_TAPS = (1.0, 5.0, 10.0, 10.0, 5.0, 1.0)
+"""Per axis, sixteenths: the bilinear 2x resize ([1 3 3 1] / 4 on the zero-filled grid) and the
+[1 2 1] / 4 blur after it, as one filter."""
 
-    kernel: torch.Tensor
 
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        line = torch.tensor([1.0, 5.0, 10.0, 10.0, 5.0, 1.0]) / 16
-        self.register_buffer("kernel", torch.outer(line, line).expand(channels, 1, 6, 6).clone(),
+class SmoothUpConv(nn.Conv2d):
+    """``smooth`` upsampling's bilinear 2x resize, [1 2 1]² blur and 3x3 conv, computed in the
+    other order: the conv as a transposed convolution at the low resolution, then the fixed
+    resize-and-blur filter on its output channels. Linear filters commute, so it is the same
+    function at a quarter of the multiply-adds (docs/results/training-speed.md). At the
+    borders the resize sees the input extended by replicating its edge, which leaves the conv
+    nothing to pad. Its weight and bias are the 3x3 conv's, named as saved models name them."""
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, 3)
+        line = torch.tensor(SMOOTH_TAPS) / 16
+        self.register_buffer("rows", line.view(1, 1, 6, 1).expand(out_channels, 1, 6, 1).clone(),
                              persistent=False)
-        self.blur = Blur(channels)
-
-    def _two_step(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blur(F.interpolate(x, scale_factor=2, mode="bilinear"))
+        self.register_buffer("cols", line.view(1, 1, 1, 6).expand(out_channels, 1, 1, 6).clone(),
+                             persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            x = x.float()
-            height, width = x.shape[-2:]
-            padded = F.pad(x, (2, 2, 2, 2), mode="replicate")
-            y = F.conv_transpose2d(padded, self.kernel, stride=2, groups=x.shape[1])
-            y = y[..., 6:6 + 2 * height, 6:6 + 2 * width]
-            y[..., 0, :] = self._two_step(x[..., :2, :])[..., 0, :]
-            y[..., -1, :] = self._two_step(x[..., -2:, :])[..., -1, :]
-            y[..., 0] = self._two_step(x[..., :2])[..., 0]
-            y[..., -1] = self._two_step(x[..., -2:])[..., -1]
-            return y
+        height, width = x.shape[-2:]
+        spread = F.conv_transpose2d(F.pad(x, (2, 2, 2, 2), mode="replicate"),
+                                    self.weight.flip(-1, -2).transpose(0, 1), stride=2)
+        # the rows and columns that every tap of the conv and of the filter reach
+        spread = spread[..., 2:2 * height + 7, 2:2 * width + 7]
+        channels, dtype = spread.shape[1], spread.dtype
+        spread = F.conv2d(spread, self.rows.to(dtype), groups=channels)
+        return F.conv2d(spread, self.cols.to(dtype), self.bias, groups=channels)
 
 
 def low_pass(sigma: float) -> LowPass | None:

@@ -10,7 +10,7 @@ from torch import nn
 from utom_core.networks.base import (
     Blur,
     Generator,
-    SmoothResize,
+    SmoothUpConv,
     anchor_radius,
     init_weights,
     low_pass,
@@ -31,13 +31,14 @@ def upsample_block(in_ch: int, out_ch: int, mode: Upsampling,
     if mode == "transpose":
         return [nn.ConvTranspose2d(in_ch, out_ch, 3, stride=2, padding=1, output_padding=1),
                 InstanceNorm(out_ch, affine=affine), nn.ReLU(inplace=True)]
-    conv = [nn.ReflectionPad2d(1), nn.Conv2d(in_ch, out_ch, 3),
-            InstanceNorm(out_ch, affine=affine), nn.ReLU(inplace=True)]
+    after = [InstanceNorm(out_ch, affine=affine), nn.ReLU(inplace=True)]
     if mode == "resize":
-        return [nn.Upsample(scale_factor=2, mode="nearest"), *conv]
-    # the identity holds the place of the blur that SmoothResize took in, so the layers keep
-    # the numbers under which saved models name their weights
-    return [SmoothResize(in_ch), nn.Identity(), *conv, Blur(out_ch)]
+        return [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1),
+                nn.Conv2d(in_ch, out_ch, 3), *after]
+    # the identities hold the places of the resize, its blur and the pad that SmoothUpConv
+    # took in, so the layers keep the numbers under which saved models name their weights
+    return [nn.Identity(), nn.Identity(), nn.Identity(), SmoothUpConv(in_ch, out_ch), *after,
+            Blur(out_ch)]
 
 
 class ResidualBlock(nn.Module):
