@@ -32,6 +32,20 @@ def native_bf16(device: torch.device) -> bool:
     return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
+FUSED_ADAM_CPU = "2.4"
+"""The torch release whose Adam has a fused kernel for CPU tensors."""
+
+
+def fused_adam(device: torch.device) -> bool:
+    """Whether torch's fused Adam kernel runs on ``device``: one pass over the parameters
+    instead of a dozen, a quarter of the multi-tensor Adam's time in a CPU training step
+    (docs/results/training-speed.md)."""
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and torch.torch_version.TorchVersion(
+        torch.__version__) >= FUSED_ADAM_CPU
+
+
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
     """bf16 autocast when ``enabled`` and ``device`` runs bf16 natively (``native_bf16``), for
     training (``amp``) and prediction (``--amp``): about half a training step's time on such

@@ -53,3 +53,22 @@ def test_inductor_compiles_a_generator_here(fresh_dynamo):
     x = torch.rand(1, 1, 32, 32) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(torch.compile(generator)(x), generator(x), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_inductor_compiles_a_generators_backward_here(fresh_dynamo):
+    """The training step's backward through inductor: the default upsampling's edge
+    replication once failed inductor's stride check there (``replicate_edges``)."""
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("torch.compile (inductor) needs a C++ compiler on a CPU; none is installed")
+    cfg = TrainConfig(**TINY)
+    assert cfg.upsampling == "smooth"
+    generator = get_registry().build_generator(cfg, 1, 1)
+    x = torch.rand(1, 1, 32, 32) * 2 - 1
+    gradients = []
+    for run in (generator, torch.compile(generator)):
+        generator.zero_grad()
+        run(x).square().mean().backward()
+        gradients.append([p.grad.clone() for p in generator.parameters()])
+    for eager, compiled in zip(*gradients, strict=True):
+        assert torch.allclose(eager, compiled, atol=1e-5, rtol=1e-4)

@@ -11,6 +11,7 @@ import torch
 from helpers import DENOISE, TINY, assert_same, blobs, build_generator, train, weights
 
 from utom_core.config import TrainConfig
+from utom_core.device import fused_adam
 from utom_core.domain import Domain, PixelType, Polarity
 from utom_core.errors import UtomError
 from utom_core.task import Task
@@ -46,6 +47,10 @@ def test_resume_is_bit_exact(tmp_path, blob_tiffs, method):
     assert {"g_ab", "d_b", "ema_ab"} <= set(networks)
     for name in networks:
         assert_same(straight[name], resumed[name])
+    # Adam's fused kernel where torch has it for the CPU; a resume restores the kind saved
+    kinds = {(group["fused"], group["foreach"]) for name in ("opt_g", "opt_d")
+             for group in resumed[name]["param_groups"]}
+    assert kinds == ({(True, None)} if fused_adam(torch.device("cpu")) else {(None, True)})
     assert straight["images_seen"] == resumed["images_seen"] == 20
     log_text = (tmp_path / "resumed" / "log.jsonl").read_text()
     log = [json.loads(line) for line in log_text.splitlines()]

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from torch import nn
 
 from utom_core.config import TrainConfig, describe_validation_error
+from utom_core.device import fused_adam
 from utom_core.errors import UtomError
 from utom_core.methods.losses import SaliencyPair, background_term, shift_term
 from utom_core.methods.pool import ImagePool
@@ -171,6 +172,10 @@ class TrainingMethod(Method, ABC):
 
 
 def adam(modules: dict[str, nn.Module], cfg: TrainConfig, *names: str) -> torch.optim.Optimizer:
-    """One Adam (the run's lr and betas) over the parameters of the named modules, in order."""
+    """One Adam (the run's lr and betas) over the parameters of the named modules, in order:
+    the fused kernel where the parameters' device has one (``fused_adam``), else multi-tensor.
+    A resumed run continues with the kind its checkpoint saved (Adam's settings are restored
+    with its state)."""
     params = [p for name in names for p in modules[name].parameters()]
-    return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, foreach=True)
+    kind = {"fused": True} if fused_adam(params[0].device) else {"foreach": True}
+    return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, **kind)

@@ -96,6 +96,19 @@ SMOOTH_TAPS = (1.0, 5.0, 10.0, 10.0, 5.0, 1.0)
 [1 2 1] / 4 blur after it, as one filter."""
 
 
+def replicate_edges(x: torch.Tensor, width: int) -> torch.Tensor:
+    """``x`` with ``width`` copies of its edge rows, then columns, around it: F.pad's replicate
+    mode built from views and cats, whose backward torch.compile gets right (inductor's
+    replication_pad2d_backward fails its own stride check on the CPU under bf16)."""
+    lead = x.shape[:-2]
+    top, bottom = (x[..., edge, :].expand(*lead, width, x.shape[-1])
+                   for edge in (slice(0, 1), slice(-1, None)))
+    x = torch.cat([top, x, bottom], dim=-2)
+    left, right = (x[..., edge].expand(*lead, x.shape[-2], width)
+                   for edge in (slice(0, 1), slice(-1, None)))
+    return torch.cat([left, x, right], dim=-1)
+
+
 class SmoothUpConv(nn.Conv2d):
     """``smooth`` upsampling's bilinear 2x resize, [1 2 1]² blur and 3x3 conv, computed in the
     other order: the conv as a transposed convolution at the low resolution, then the fixed
@@ -117,13 +130,15 @@ class SmoothUpConv(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        spread = F.conv_transpose2d(F.pad(x, (2, 2, 2, 2), mode="replicate"),
+        spread = F.conv_transpose2d(replicate_edges(x, 2),
                                     self.weight.flip(-1, -2).transpose(0, 1), stride=2)
         # the rows and columns that every tap of the conv and of the filter reach
         spread = spread[..., 2:2 * height + 7, 2:2 * width + 7]
         channels, dtype = spread.shape[1], spread.dtype
         spread = F.conv2d(spread, self.rows.to(dtype), groups=channels)
-        return F.conv2d(spread, self.cols.to(dtype), self.bias, groups=channels)
+        spread = F.conv2d(spread, self.cols.to(dtype), groups=channels)
+        # added here, not by the depthwise conv: its bias gradient is its slow path (4x)
+        return spread if self.bias is None else spread + self.bias.to(dtype).view(-1, 1, 1)
 
 
 def low_pass(sigma: float) -> LowPass | None:

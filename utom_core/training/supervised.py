@@ -25,6 +25,7 @@ from utom_core.device import resolve_device
 from utom_core.errors import InputError, UtomError
 from utom_core.io import FormatTable
 from utom_core.io.atomic import write_json, write_text
+from utom_core.methods.base import adam
 from utom_core.networks.base import GeneratorBuilder
 from utom_core.progress import LoopProgress
 from utom_core.run_folders import check_run_dir, prepare_run_dir
@@ -130,7 +131,7 @@ def train_supervised(task: Task, cfg: TrainConfig, run_dir: Path,
         torch.manual_seed(cfg.seed)
         net = build_generator(cfg, task.domain_a.channels, task.domain_b.channels).to(device)
         ema = copy.deepcopy(net).requires_grad_(False)
-        optimiser = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=cfg.betas, foreach=True)
+        optimiser = adam({"net": net}, cfg, "net")
         rng = np.random.default_rng(cfg.seed)
         prepare_run_dir(run_dir, resume=False, overwrite=overwrite)
         write_json(run_dir / trained.CONFIG_FILE, cfg.model_dump(mode="json"))
