@@ -42,8 +42,7 @@ def fused_adam(device: torch.device) -> bool:
     (docs/results/training-speed.md)."""
     if device.type == "cuda":
         return True
-    return device.type == "cpu" and torch.torch_version.TorchVersion(
-        torch.__version__) >= FUSED_ADAM_CPU
+    return device.type == "cpu" and torch.__version__ >= FUSED_ADAM_CPU  # a TorchVersion
 
 
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:

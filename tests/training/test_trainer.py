@@ -47,7 +47,7 @@ def test_resume_is_bit_exact(tmp_path, blob_tiffs, method):
     assert {"g_ab", "d_b", "ema_ab"} <= set(networks)
     for name in networks:
         assert_same(straight[name], resumed[name])
-    # Adam's fused kernel where torch has it for the CPU; a resume restores the kind saved
+    # Adam's fused kernel where torch has it for the CPU
     kinds = {(group["fused"], group["foreach"]) for name in ("opt_g", "opt_d")
              for group in resumed[name]["param_groups"]}
     assert kinds == ({(True, None)} if fused_adam(torch.device("cpu")) else {(None, True)})
@@ -55,6 +55,22 @@ def test_resume_is_bit_exact(tmp_path, blob_tiffs, method):
     log_text = (tmp_path / "resumed" / "log.jsonl").read_text()
     log = [json.loads(line) for line in log_text.splitlines()]
     assert [row["iteration"] for row in log] == list(range(1, 21))
+
+
+def test_a_fused_adam_resumes_multi_tensor_where_torch_has_no_fused_kernel(tmp_path, blob_tiffs,
+                                                                           monkeypatch):
+    """A checkpoint of a fused Adam (CUDA, torch >= 2.4) resumed where torch has no fused
+    kernel for the device (an older torch's CPU, here pretended) continues multi-tensor."""
+    if not fused_adam(torch.device("cpu")):
+        pytest.skip("this torch has no fused Adam for the CPU, so no fused checkpoint to resume")
+    cfg = TrainConfig(**TINY, iterations=6, seed=3)
+    train(DENOISE, cfg, tmp_path / "run", blob_tiffs["a"], blob_tiffs["b"], stop_at=3,
+          show_progress=False)
+    monkeypatch.setattr("utom_core.methods.base.fused_adam", lambda device: False)
+    assert train(DENOISE, cfg, tmp_path / "run", resume=True, show_progress=False).iteration == 6
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert {(group["fused"], group["foreach"]) for name in ("opt_g", "opt_d")
+            for group in state[name]["param_groups"]} == {(None, True)}
 
 
 def test_resume_with_a_new_total_trains_the_difference(tmp_path, blob_tiffs):

@@ -179,3 +179,12 @@ def adam(modules: dict[str, nn.Module], cfg: TrainConfig, *names: str) -> torch.
     params = [p for name in names for p in modules[name].parameters()]
     kind = {"fused": True} if fused_adam(params[0].device) else {"foreach": True}
     return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, **kind)
+
+
+def runnable_here(*optimisers: torch.optim.Optimizer) -> None:
+    """Resumed Adams keep the kind they saved, unless that is the fused kernel and this torch
+    has none for the device (a checkpoint of CUDA or of torch >= 2.4 resumed on an older
+    torch's CPU): then they continue multi-tensor."""
+    for group in (group for optimiser in optimisers for group in optimiser.param_groups):
+        if group.get("fused") and not fused_adam(group["params"][0].device):
+            group["fused"], group["foreach"] = None, True

@@ -26,6 +26,7 @@ from utom_core.device import autocast, resolve_device
 from utom_core.errors import DiskError, UtomError
 from utom_core.io import FormatTable
 from utom_core.methods import Method, StepContext, TrainingMethod
+from utom_core.methods.base import runnable_here
 from utom_core.methods.losses import saliency_pair
 from utom_core.methods.pool import ImagePool
 from utom_core.networks.base import Generator, GeneratorBuilder
@@ -142,10 +143,8 @@ class Trainer:
         built = self.method.build(cfg, (a, b), lambda i, o: self.build_generator(cfg, i, o))
         self.modules = {name: net.to(self.device) for name, net in built.items()}
         self.emas: dict[str, Generator] = {
-            f"ema_{name[2:]}": cast(Generator, copy.deepcopy(self.modules[name]))
-            for name in GENERATORS if name in self.modules}
-        for ema in self.emas.values():
-            ema.requires_grad_(False)
+            f"ema_{name[2:]}": cast(Generator, copy.deepcopy(net).requires_grad_(False))
+            for name, net in self.modules.items() if name in GENERATORS}
         """EMA copies of the generators (ema_ab, and ema_ba for two-sided methods)."""
         self.optimisers = self.method.optimisers(self.modules, cfg)
         self.pool_a, self.pool_b = ImagePool(cfg.pool_size), ImagePool(cfg.pool_size)
@@ -192,6 +191,7 @@ class Trainer:
             *self.modules.items(), *self.emas.items(), *self.optimisers.items()]
         for name, part in parts:
             part.load_state_dict(state[name])
+        runnable_here(*self.optimisers.values())
         self.iteration, self.images_seen = int(state["iteration"]), int(state["images_seen"])
         restore_rank_state(own_part(state, self.ranks), (self.pool_a, self.pool_b), self.rng,
                            self.streams, self.device)
