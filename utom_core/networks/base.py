@@ -143,6 +143,48 @@ class SmoothUpConv(nn.Conv2d):
         return spread if self.bias is None else spread + self.bias.to(dtype).view(-1, 1, 1)
 
 
+def gaussian_taps(sigma: float, step: int = 1) -> torch.Tensor:
+    """A normalised Gaussian of σ ``sigma`` sampled every ``step`` pixels out to 3σ."""
+    reach = math.ceil(3 * sigma / step)
+    taps = torch.arange(-reach, reach + 1, dtype=torch.float32) * step
+    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
+    return kernel / kernel.sum()
+
+
+def separable(x: torch.Tensor, taps: torch.Tensor, step: int, trim: int) -> torch.Tensor:
+    """``x`` filtered by ``taps`` spaced ``step`` pixels apart along both axes, per channel,
+    ``trim`` pixels taken off each side of the result (where ``x`` was extended)."""
+    channels, dtype, reach = x.shape[1], x.dtype, (taps.numel() // 2) * step
+    rows = taps.to(dtype).view(1, 1, -1, 1).expand(channels, 1, -1, 1)
+    cols = taps.to(dtype).view(1, 1, 1, -1).expand(channels, 1, 1, -1)
+    cut = trim - reach
+    x = x[..., :, cut:x.shape[-1] - cut]
+    x = F.conv2d(x, rows, groups=channels, dilation=(step, 1))
+    return F.conv2d(x[..., cut:x.shape[-2] - cut, :], cols, groups=channels, dilation=(1, step))
+
+
+class LatticeNotch(nn.Module):
+    """Takes a generator's stride lattice out of its output: the frequencies of the ``period``
+    (4) px lattice (the 2- and 4-px periods along the axes and diagonals), notched with a
+    Gaussian bandwidth of σ ``sigma`` px. Per pixel it subtracts the local mean of the
+    pixels in the same lattice phase and adds back the local mean of all: a pattern that
+    repeats on the lattice goes, content whose frequencies lie off it stays (a 5-px period
+    keeps 83 % of its amplitude at σ 6). Learned stride-2 upsamplings print such a pattern
+    that no discriminator or shift term removes whole (docs/results/upsampling.md); here the
+    generator cannot output it. No parameters or persistent buffers."""
+
+    def __init__(self, sigma: float, period: int = 4) -> None:
+        super().__init__()
+        self.period = period
+        self.phase, self.local = gaussian_taps(sigma, period), gaussian_taps(sigma)
+        self.radius = max(self.phase.numel() // 2 * period, self.local.numel() // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        extended = replicate_edges(x.contiguous(), self.radius)
+        same_phase = separable(extended, self.phase, self.period, self.radius)
+        return x - same_phase + separable(extended, self.local, 1, self.radius)
+
+
 def low_pass(sigma: float) -> LowPass | None:
     """The anchor of a generator with ``anchor_sigma`` σ (None where it is 0: off)."""
     return LowPass(sigma) if sigma > 0 else None
@@ -151,6 +193,16 @@ def low_pass(sigma: float) -> LowPass | None:
 def anchor_radius(anchor: LowPass | None) -> int:
     """Pixels the anchor adds to a generator's receptive radius."""
     return anchor.radius if anchor is not None else 0
+
+
+def notch_of(sigma: float) -> LatticeNotch | None:
+    """The output notch of a generator with ``lattice_notch`` σ (None where it is 0: off)."""
+    return LatticeNotch(sigma) if sigma > 0 else None
+
+
+def notch_radius(notch: LatticeNotch | None) -> int:
+    """Pixels the notch adds to a generator's receptive radius."""
+    return notch.radius if notch is not None else 0
 
 
 def anchored(output: torch.Tensor, x: torch.Tensor, anchor: LowPass | None) -> torch.Tensor:
@@ -166,9 +218,10 @@ def anchored(output: torch.Tensor, x: torch.Tensor, anchor: LowPass | None) -> t
 
 
 def tanh_output(pre: torch.Tensor, x: torch.Tensor, residual: bool,
-                anchor: LowPass | None = None) -> torch.Tensor:
+                anchor: LowPass | None = None, notch: LatticeNotch | None = None) -> torch.Tensor:
     """The generator's tanh output; ``residual`` adds atanh(input) before it, ``anchor`` then
-    gives it the input's coarse image (``anchored``).
+    gives it the input's coarse image (``anchored``), ``notch`` takes the stride lattice out
+    of the result (``LatticeNotch``).
 
     A residual generator learns a correction to its input (it is the identity at
     initialisation), which suits restoration tasks whose output lives on the input's scale.
@@ -176,7 +229,8 @@ def tanh_output(pre: torch.Tensor, x: torch.Tensor, residual: bool,
     pre = pre.float()  # a bf16 autocast's last convolution: the output is computed in fp32
     if residual:
         pre = pre + torch.atanh(x.clamp(-RESIDUAL_LIMIT, RESIDUAL_LIMIT))
-    return anchored(torch.tanh(pre), x, anchor)
+    out = anchored(torch.tanh(pre), x, anchor)
+    return out if notch is None else notch(out)
 
 
 def init_weights(module: nn.Module, gain: float = 0.02) -> None:

@@ -10,7 +10,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from utom_core.networks.base import Generator, anchor_radius, init_weights, low_pass, tanh_output
+from utom_core.networks.base import (
+    Generator,
+    anchor_radius,
+    init_weights,
+    low_pass,
+    notch_of,
+    notch_radius,
+    tanh_output,
+)
 from utom_core.networks.norm import InstanceNorm
 
 
@@ -46,7 +54,7 @@ class CycleganUnetGenerator(Generator):
 
     def __init__(self, in_channels: int, out_channels: int, ngf: int = 64, depth: int = 8,
                  residual: bool = False, norm_affine: bool = False,
-                 anchor_sigma: float = 0.0) -> None:
+                 anchor_sigma: float = 0.0, lattice_notch: float = 0.0) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.ngf, self.depth = (
             in_channels, out_channels, ngf, depth)
@@ -57,17 +65,18 @@ class CycleganUnetGenerator(Generator):
             level = SkipLevel(widths[i - 1], widths[i], level, affine=norm_affine)
         self.model = SkipLevel(out_channels, widths[0], level, in_channels, norm_affine)
         self.anchor_sigma, self.anchor = anchor_sigma, low_pass(anchor_sigma)
+        self.lattice_notch, self.notch = lattice_notch, notch_of(lattice_notch)
         init_weights(self)
 
     @property
     def receptive_radius(self) -> int:
         # each 4x4 stride-2 conv reaches one more cell of its level on either side (2^l - 1
         # pixels over the way down); each transposed conv two cells of the coarser level
-        return 3 * (2**self.depth - 1) + anchor_radius(self.anchor)
+        return 3 * (2**self.depth - 1) + anchor_radius(self.anchor) + notch_radius(self.notch)
 
     @property
     def size_multiple(self) -> int:
         return 2**self.depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return tanh_output(self.model(x), x, self.residual, self.anchor)
+        return tanh_output(self.model(x), x, self.residual, self.anchor, self.notch)

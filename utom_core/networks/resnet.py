@@ -14,6 +14,8 @@ from utom_core.networks.base import (
     anchor_radius,
     init_weights,
     low_pass,
+    notch_of,
+    notch_radius,
     tanh_output,
 )
 from utom_core.networks.norm import InstanceNorm
@@ -75,6 +77,7 @@ class ResnetGenerator(Generator):
         residual: bool = False,
         norm_affine: bool = False,
         anchor_sigma: float = 0.0,
+        lattice_notch: float = 0.0,
     ) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.ngf = in_channels, out_channels, ngf
@@ -98,13 +101,15 @@ class ResnetGenerator(Generator):
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7)]
         self.model = nn.Sequential(*layers)
         self.anchor_sigma, self.anchor = anchor_sigma, low_pass(anchor_sigma)
+        self.lattice_notch, self.notch = lattice_notch, notch_of(lattice_notch)
         init_weights(self)
 
     @property
     def receptive_radius(self) -> int:
         # 7x7 (3) + downsamplings (1 + 2) + 2 convs per block at stride 4 + upsamplings + 7x7 (3)
         up = {"transpose": 4 + 2, "resize": 8 + 4, "smooth": 12 + 6 + 2 * (2 + 1)}[self.upsampling]
-        return 3 + 1 + 2 + 8 * self.n_blocks + up + 3 + anchor_radius(self.anchor)
+        return (3 + 1 + 2 + 8 * self.n_blocks + up + 3 + anchor_radius(self.anchor)
+                + notch_radius(self.notch))
 
     @property
     def size_multiple(self) -> int:
@@ -133,4 +138,4 @@ class ResnetGenerator(Generator):
         return found
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return tanh_output(self.model(x), x, self.residual, self.anchor)
+        return tanh_output(self.model(x), x, self.residual, self.anchor, self.notch)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from utom_core.networks.base import Generator, anchor_radius, init_weights, low_pass, tanh_output
+from utom_core.networks.base import (
+    Generator,
+    anchor_radius,
+    init_weights,
+    low_pass,
+    notch_of,
+    notch_radius,
+    tanh_output,
+)
 from utom_core.networks.norm import InstanceNorm
 from utom_core.networks.resnet import Upsampling, upsample_block
 
@@ -36,6 +44,7 @@ class UnetGenerator(Generator):
         residual: bool = False,
         norm_affine: bool = False,
         anchor_sigma: float = 0.0,
+        lattice_notch: float = 0.0,
     ) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.depth = in_channels, out_channels, depth
@@ -54,13 +63,14 @@ class UnetGenerator(Generator):
                                       for i in range(depth))
         self.head = nn.Sequential(nn.Conv2d(widths[0], out_channels, 1))
         self.anchor_sigma, self.anchor = anchor_sigma, low_pass(anchor_sigma)
+        self.lattice_notch, self.notch = lattice_notch, notch_of(lattice_notch)
         init_weights(self)
 
     @property
     def receptive_radius(self) -> int:
         # two 3x3 convs per level on the way down and up, pooling and upsampling at each level
         return (sum(5 * 2**level for level in range(self.depth + 1)) + 2 ** (self.depth + 1)
-                + anchor_radius(self.anchor))
+                + anchor_radius(self.anchor) + notch_radius(self.notch))
 
     @property
     def size_multiple(self) -> int:
@@ -74,4 +84,4 @@ class UnetGenerator(Generator):
         x = skips.pop()
         for level in reversed(range(self.depth)):
             x = self.decoders[level](torch.cat([self.ups[level](x), skips.pop()], dim=1))
-        return tanh_output(self.head(x), image, self.residual, self.anchor)
+        return tanh_output(self.head(x), image, self.residual, self.anchor, self.notch)

@@ -15,17 +15,17 @@ from utom_core.networks.cyclegan_unet import CycleganUnetGenerator
 
 def _resnet(in_channels: int, out_channels: int, cfg) -> ResnetGenerator:
     return ResnetGenerator(in_channels, out_channels, cfg.ngf, cfg.n_blocks, cfg.upsampling,
-                           cfg.residual, cfg.norm_affine, cfg.anchor_sigma)
+                           cfg.residual, cfg.norm_affine, cfg.anchor_sigma, cfg.lattice_notch)
 
 
 def _unet(in_channels: int, out_channels: int, cfg) -> UnetGenerator:
     return UnetGenerator(in_channels, out_channels, cfg.ngf, cfg.unet_depth, cfg.upsampling,
-                          cfg.residual, cfg.norm_affine, cfg.anchor_sigma)
+                          cfg.residual, cfg.norm_affine, cfg.anchor_sigma, cfg.lattice_notch)
 
 
 def _cyclegan_unet(in_channels: int, out_channels: int, cfg) -> CycleganUnetGenerator:
     return CycleganUnetGenerator(in_channels, out_channels, cfg.ngf, cfg.unet_depth,
-                                 cfg.residual, cfg.norm_affine, cfg.anchor_sigma)
+                                 cfg.residual, cfg.norm_affine, cfg.anchor_sigma, cfg.lattice_notch)
 
 
 @hookimpl

@@ -110,6 +110,9 @@ class Registry:
         if getattr(generator, "anchor_sigma", 0.0) != cfg.anchor_sigma:
             raise UtomError(f"generator {cfg.generator!r} does not keep the input's low "
                             f"frequencies; set anchor_sigma=0")
+        if getattr(generator, "lattice_notch", 0.0) != cfg.lattice_notch:
+            raise UtomError(f"generator {cfg.generator!r} has no lattice notch; set "
+                            f"lattice_notch=0")
         return generator
 
 

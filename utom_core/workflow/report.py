@@ -29,8 +29,8 @@ from utom_core.io.atomic import write_text
 from utom_core.methods import Method
 from utom_core.records import KEEPING_RULES, BestModel, ImageRow, LastModel, RunRecord
 
-SETTINGS_SHOWN = ("method", "generator", "residual", "upsampling", "ngf", "n_blocks", "ndf",
-                  "tile", "batch_size", "iterations", "lambda_cycle", "identity",
+SETTINGS_SHOWN = ("method", "generator", "residual", "upsampling", "lattice_notch", "ngf",
+                  "n_blocks", "ndf", "tile", "batch_size", "iterations", "lambda_cycle", "identity",
                   "lambda_identity", "lambda_shift", "lambda_background", "white_balance", "rho0",
                   "images_per_epoch", "saliency_variant", "ema_decay", "seed")
 """The core settings that shape the result; those the run's method does not use are left out."""
@@ -133,12 +133,15 @@ def _thresholds(record: RunRecord) -> str:
             f"images and previews its mask.{doubt}")
 
 
-def upsampling_note(upsampling: str | None) -> str:
+def upsampling_note(upsampling: str | None, notch: float = 0.0) -> str:
     """How the generators upsample, and what the other choices print over an output."""
     if upsampling == "smooth":
         return ("Upsampling: smooth resize-then-convolve (the default): blurred bilinear "
                 "resizes, which leave no 2- or 4-px grid (docs/training.md; `--set "
                 "upsampling=resize` or `transpose` for the earlier and the paper's layouts).")
+    if notch > 0:
+        return (f"Upsampling: {upsampling}, with the 4-px stride lattice notched out of the "
+                f"output (σ {notch:g} px): sharp, and no 2- or 4-px grid (docs/training.md).")
     return (f"Upsampling: {upsampling}, as set; it can print a 2- or 4-px grid over the "
             "output (see the periodic artefact above; the default, smooth, does not).")
 
@@ -155,7 +158,7 @@ def _settings(cfg: TrainConfig, method: Method) -> list[str]:
     left_out = ([f"Settings {method.name} does not use are not shown.", ""]
                 if unused & set(SETTINGS_SHOWN) else [])
     return ["| setting | value |", "|---|---|", *rows, "", *left_out,
-            upsampling_note(cfg.upsampling)]
+            upsampling_note(cfg.upsampling, cfg.lattice_notch)]
 
 
 def _training(out: Path) -> list[str]:

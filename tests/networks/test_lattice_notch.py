@@ -1,0 +1,120 @@
+"""``lattice_notch``: the generator's output loses what repeats on the 4-px stride lattice and
+keeps the rest; a transposed-conv generator's checkerboard goes; tiles, saved models and the
+registry treat a notched generator like any other."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from helpers import predict_array, whole_image
+
+from utom_core.config import TrainConfig
+from utom_core.domain import Normalisation
+from utom_core.inference import Norm
+from utom_core.networks import ResnetGenerator, UnetGenerator, frozen_norm_statistics
+from utom_core.networks.base import LatticeNotch
+from utom_core.networks.cyclegan_unet import CycleganUnetGenerator
+from utom_core.plugins import get_registry
+
+UNIT = Normalisation(low=(-1.0,), high=(1.0,), dtype="float32")
+INSIDE = (slice(None), slice(None), slice(24, -24), slice(24, -24))
+"""Away from the borders, where the replicated edge stands in for the unknown outside."""
+
+
+def _grid(height: int = 100, width: int = 101) -> torch.Tensor:
+    """Every frequency of the 4-px lattice but zero, each with its own amplitude and phase."""
+    yy, xx = torch.meshgrid(torch.arange(height, dtype=torch.float32),
+                            torch.arange(width, dtype=torch.float32), indexing="ij")
+    rng = np.random.default_rng(0)
+    grid = torch.zeros(height, width)
+    for ky in range(4):
+        for kx in range(4):
+            if ky or kx:
+                phase = 2 * math.pi * (ky * yy + kx * xx) / 4 + rng.uniform(0, 2 * math.pi)
+                grid += float(rng.uniform(0.02, 0.1)) * torch.cos(phase)
+    return grid[None, None]
+
+
+def _lattice_amplitude(image: torch.Tensor) -> float:
+    """Peak-to-peak of the image's mean over each phase of the 4-px lattice, less its mean."""
+    plane = image[0, 0]
+    rows, cols = plane.shape[0] // 4 * 4, plane.shape[1] // 4 * 4
+    folded = plane[:rows, :cols].reshape(rows // 4, 4, cols // 4, 4).mean(dim=(0, 2))
+    return float(folded.max() - folded.min())
+
+
+def test_a_pattern_on_the_lattice_goes_and_content_off_it_stays():
+    notch = LatticeNotch(6.0)
+    grid = _grid()
+    assert float(notch(grid)[INSIDE].abs().max()) < 1e-3 * float(grid.abs().max())
+    yy, xx = torch.meshgrid(torch.arange(100.0), torch.arange(101.0), indexing="ij")
+    tissue = (torch.sin(xx / 3.7) * torch.cos(yy / 2.9))[None, None]  # periods 23 and 18 px
+    kept = notch(tissue + grid)
+    torch.testing.assert_close(kept[INSIDE], tissue[INSIDE], atol=2e-3, rtol=0)
+    period5 = torch.cos(2 * math.pi * xx / 5)[None, None]  # near the 4-px period
+    ratio = float(notch(period5)[INSIDE].abs().max())
+    assert 0.75 < ratio < 0.9  # 83 % at σ 6
+
+
+def test_the_notch_keeps_shapes_flat_images_and_channels_apart():
+    notch = LatticeNotch(6.0)
+    flat = torch.full((2, 3, 37, 29), 0.4)
+    torch.testing.assert_close(notch(flat), flat)
+    two = torch.cat([_grid(37, 29), torch.zeros(1, 1, 37, 29)], dim=1)
+    assert float(notch(two)[:, 1].abs().max()) == 0.0
+
+
+def test_a_transposed_generators_checkerboard_goes_with_the_notch():
+    flat = torch.full((1, 1, 96, 96), 0.2)
+    amplitudes = {}
+    for sigma in (0.0, 6.0):
+        torch.manual_seed(0)
+        net = ResnetGenerator(1, 1, ngf=8, n_blocks=1, upsampling="transpose",
+                              lattice_notch=sigma).eval()
+        for layer in net.modules():  # weights large enough to print what the strides do
+            if isinstance(layer, torch.nn.ConvTranspose2d):
+                torch.nn.init.normal_(layer.weight, 0.0, 0.5)
+        with torch.no_grad():
+            out = net(flat)
+        amplitudes[sigma] = _lattice_amplitude(out[INSIDE])
+    assert amplitudes[0.0] > 0.05, amplitudes
+    assert amplitudes[6.0] < 0.01 * amplitudes[0.0], amplitudes
+
+
+@pytest.mark.parametrize("make", [
+    lambda **kw: ResnetGenerator(1, 1, ngf=8, n_blocks=1, **kw),
+    lambda **kw: UnetGenerator(1, 1, ngf=8, depth=2, **kw),
+    lambda **kw: CycleganUnetGenerator(1, 1, ngf=8, depth=3, **kw),
+])
+def test_the_notch_adds_no_weights_and_widens_the_receptive_radius(make):
+    torch.manual_seed(0)
+    plain = make()
+    torch.manual_seed(0)
+    notched = make(lattice_notch=6.0)
+    assert list(notched.state_dict()) == list(plain.state_dict())
+    assert notched.receptive_radius == plain.receptive_radius + LatticeNotch(6.0).radius
+
+
+def test_tiles_of_a_notched_generator_equal_whole_image_inference():
+    torch.manual_seed(0)
+    net = ResnetGenerator(1, 1, ngf=8, n_blocks=1, upsampling="transpose",
+                          lattice_notch=6.0).eval()
+    data = np.random.default_rng(1).uniform(-1, 1, (1, 200, 152)).astype(np.float32)
+    tile = 128
+    with frozen_norm_statistics(net, torch.from_numpy(data[None])):
+        out = predict_array(data, net, UNIT, tile=tile,
+                            overlap=2 * net.receptive_radius / tile + 0.01, norm=Norm.tile,
+                            batch=2)
+    np.testing.assert_allclose(out, whole_image(net, data), atol=1e-4)
+
+
+def test_stain_he_trains_notched_transposed_generators_and_others_do_not():
+    registry = get_registry()
+    stain = registry.task("stain-he").training
+    assert (stain["upsampling"], stain["lattice_notch"]) == ("transpose", 6.0)
+    assert TrainConfig().lattice_notch == 0.0  # a saved run without the setting had none
+    cfg = TrainConfig(ngf=8, n_blocks=1, upsampling="transpose", lattice_notch=6.0)
+    assert registry.build_generator(cfg, 1, 3).lattice_notch == 6.0
