@@ -1,22 +1,20 @@
 """``lattice_notch``: the generator's output loses what repeats on the 4-px stride lattice and
-keeps the rest; a transposed-conv generator's checkerboard goes; tiles, saved models and the
-registry treat a notched generator like any other."""
+keeps the rest; a transposed-conv generator's checkerboard goes; tiles and the registry treat
+a notched generator like any other (its weights and radius: test_networks_anchor.py)."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import pytest
 import torch
 from helpers import predict_array, whole_image
 
 from utom_core.config import TrainConfig
 from utom_core.domain import Normalisation
 from utom_core.inference import Norm
-from utom_core.networks import ResnetGenerator, UnetGenerator, frozen_norm_statistics
+from utom_core.networks import ResnetGenerator, frozen_norm_statistics
 from utom_core.networks.base import LatticeNotch
-from utom_core.networks.cyclegan_unet import CycleganUnetGenerator
 from utom_core.plugins import get_registry
 
 UNIT = Normalisation(low=(-1.0,), high=(1.0,), dtype="float32")
@@ -82,20 +80,6 @@ def test_a_transposed_generators_checkerboard_goes_with_the_notch():
         amplitudes[sigma] = _lattice_amplitude(out[INSIDE])
     assert amplitudes[0.0] > 0.05, amplitudes
     assert amplitudes[6.0] < 0.01 * amplitudes[0.0], amplitudes
-
-
-@pytest.mark.parametrize("make", [
-    lambda **kw: ResnetGenerator(1, 1, ngf=8, n_blocks=1, **kw),
-    lambda **kw: UnetGenerator(1, 1, ngf=8, depth=2, **kw),
-    lambda **kw: CycleganUnetGenerator(1, 1, ngf=8, depth=3, **kw),
-])
-def test_the_notch_adds_no_weights_and_widens_the_receptive_radius(make):
-    torch.manual_seed(0)
-    plain = make()
-    torch.manual_seed(0)
-    notched = make(lattice_notch=6.0)
-    assert list(notched.state_dict()) == list(plain.state_dict())
-    assert notched.receptive_radius == plain.receptive_radius + LatticeNotch(6.0).radius
 
 
 def test_tiles_of_a_notched_generator_equal_whole_image_inference():

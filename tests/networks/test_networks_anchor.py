@@ -13,7 +13,7 @@ from utom_core.domain import Normalisation
 from utom_core.errors import UtomError
 from utom_core.inference import Norm
 from utom_core.networks import ResnetGenerator, UnetGenerator, frozen_norm_statistics
-from utom_core.networks.base import LowPass, anchored
+from utom_core.networks.base import LatticeNotch, LowPass, anchored
 from utom_core.networks.cyclegan_unet import CycleganUnetGenerator
 from utom_core.plugins import get_registry
 
@@ -54,20 +54,22 @@ def test_lowpass_keeps_flat_images_and_flux():
     assert float(LowPass(3.0)(spot).sum()) == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.parametrize("setting", [{"anchor_sigma": 4.0}, {"lattice_notch": 6.0}])
 @pytest.mark.parametrize("make", [
     lambda **kw: ResnetGenerator(1, 1, ngf=8, n_blocks=1, **kw),
     lambda **kw: UnetGenerator(1, 1, ngf=8, depth=2, **kw),
     lambda **kw: CycleganUnetGenerator(1, 1, ngf=8, depth=3, **kw),
 ])
-def test_the_anchor_adds_no_weights_and_widens_the_receptive_radius(make):
+def test_the_anchor_and_the_notch_add_no_weights_and_widen_the_receptive_radius(make, setting):
     torch.manual_seed(0)
     plain = make()
     torch.manual_seed(0)
-    kept = make(anchor_sigma=4.0)
+    kept = make(**setting)
     assert list(kept.state_dict()) == list(plain.state_dict())
     for key, value in plain.state_dict().items():
         assert torch.equal(kept.state_dict()[key], value)  # same seed, same weights
-    assert kept.receptive_radius == plain.receptive_radius + 12
+    widened = 12 if "anchor_sigma" in setting else LatticeNotch(6.0).radius
+    assert kept.receptive_radius == plain.receptive_radius + widened
 
 
 def test_tiles_of_an_anchored_generator_equal_whole_image_inference():
