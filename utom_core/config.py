@@ -68,9 +68,9 @@ class TrainConfig(BaseModel):
     """smooth (default): blurred bilinear resize-then-conv, no 2- or 4-px grid on tissue;
     resize: nearest-neighbour; transpose: the paper's (docs/training.md)."""
     lattice_notch: float = Field(0.0, ge=0, le=32)
-    """σ in pixels of the notch that takes the 4-px stride lattice (the 2- and 4-px periods)
-    out of the generators' output; 0: off. With it, the sharper ``transpose`` upsampling
-    prints no grid (stain-he's setting, 6; docs/training.md)."""
+    """σ in pixels of the notch that takes the 4-px lattice of the two finest stride-2 levels
+    (the 2- and 4-px periods) out of the generators' output; 0: off. With it, the sharper
+    ``transpose`` upsampling prints no grid (stain-he's setting, 6; docs/training.md)."""
     residual: bool = False
     """Generators learn a correction to their input (identity at start; equal channels only)."""
     anchor_sigma: float = Field(0.0, ge=0, le=64)

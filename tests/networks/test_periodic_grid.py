@@ -1,7 +1,7 @@
 """No 2- or 4-px grid on real tissue: the demo's generator (ResNet-6, ngf 24), trained briefly
 on the stain-he demo (real skin H&E as domain B, its pseudo-autofluorescence as A), predicts the
 tissue with a spectral peak at the strides' periods within what real images show (the real
-skin H&E scores 9.9, the authors' colorectal AF 6.1), with the default ``smooth`` upsampling
+skin H&E scores 3.1, the authors' colorectal AF 4.0), with the default ``smooth`` upsampling
 and with stain-he's notched transposed convolutions; the nearest-neighbour resize that
 preceded the default, trained the same way without the shift term, prints a grid several
 times stronger (so the measure can fail). One seed, fp32: the same numbers on CPUs with and

@@ -112,7 +112,7 @@ def test_hook_register_generators(cli, plugin, tmp_path):
     refused = cli("train", "denoise", "--a", paths["a"], "--b", paths["b"], "--out",
                   tmp_path / "no", *TINY, "--set", "generator=toy-conv", "--set",
                   "anchor_sigma=0", "--set", "lattice_notch=6")
-    assert refused.code != 0 and "has no lattice notch; set lattice_notch=0" in refused.err
+    assert refused.code != 0 and "as lattice_notch=6 asks; set lattice_notch=0" in refused.err
     run = _train(cli, tmp_path, "--set", "generator=toy-conv", "--set", "anchor_sigma=0")
     state = torch.load(run / "model.pt", weights_only=True)
     assert set(state["g_ab"]) == {"conv.weight", "conv.bias"}

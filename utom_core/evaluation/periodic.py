@@ -26,14 +26,15 @@ PEAK_BINS = 1.0
 """A peak is the largest power of the bins nearer than this to its frequency: the one bin a
 period that divides the crop falls on, else the two to four around it."""
 RING_BINS = (3.0, 8.0)
-"""The ring whose median power a peak is compared with, in bins from the peak."""
+"""The near ring whose median power a peak is compared with, in bins from the peak."""
 OUTER_RING = (0.03, 0.06)
-"""A wider ring, in cycles per pixel from the peak: a peak is compared with the larger of the
-two rings' medians, so that an output whose lattice frequencies were notched out
-(``lattice_notch``) does not read its notch's dip, 3–8 bins around the emptied peak, as a
-peak above it. On the real H&E sections and the authors' predictions the score is within 8 %
-of the near ring's alone; the AF inputs' own acquisition lines read up to half as high
-(docs/results/upsampling.md)."""
+"""A wider ring, in cycles per pixel from the peak and at least ``RING_BINS[0]`` bins from it
+(out of the peak's own window leakage; crops too small to have one use the near ring
+alone): a peak is compared with the larger of the two rings' medians, so that an output
+whose lattice frequencies were notched out (``lattice_notch``) does not read its notch's
+dip, 3–8 bins around the emptied peak, as a peak above it. On the real H&E sections and
+the authors' predictions the score is within 8 % of the near ring's alone; the AF inputs'
+own acquisition lines read up to half as high (docs/results/upsampling.md)."""
 PERIODIC_LIMIT = 5.0
 """A peak ratio above this is a visible periodic artefact (the real H&E scores about 3)."""
 
@@ -62,7 +63,8 @@ def periodic_peaks(image: np.ndarray) -> dict[str, float]:
         off_y, off_x = _wrapped(bins_y - fy * rows, rows), _wrapped(bins_x - fx * cols, cols)
         distance, cycles = np.hypot(off_y, off_x), np.hypot(off_y / rows, off_x / cols)
         ring = np.median(power[(distance >= RING_BINS[0]) & (distance <= RING_BINS[1])])
-        outer = np.median(power[(cycles >= OUTER_RING[0]) & (cycles <= OUTER_RING[1])])
+        far = (cycles >= OUTER_RING[0]) & (cycles <= OUTER_RING[1]) & (distance >= RING_BINS[0])
+        outer = np.median(power[far]) if far.any() else 0.0
         ratios[name] = float(power[distance < PEAK_BINS].max() / max(ring, outer, 1e-30))
     return ratios
 

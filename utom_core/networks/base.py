@@ -171,18 +171,27 @@ class LatticeNotch(nn.Module):
     repeats on the lattice goes, content whose frequencies lie off it stays (a 5-px period
     keeps 83 % of its amplitude at σ 6). Learned stride-2 upsamplings print such a pattern
     that no discriminator or shift term removes whole (docs/results/upsampling.md); here the
-    generator cannot output it. No parameters or persistent buffers."""
+    generator cannot output it. Only the 4-px lattice of the two finest stride-2 levels: a
+    deeper U-Net's coarser lattices stay. Computed in fp32 under any autocast, the result
+    clamped to the output range [-1, 1]. No parameters or persistent buffers."""
+
+    phase: torch.Tensor  # buffers (nn.Module's attribute access is typed Tensor | Module)
+    local: torch.Tensor
 
     def __init__(self, sigma: float, period: int = 4) -> None:
         super().__init__()
         self.period = period
-        self.phase, self.local = gaussian_taps(sigma, period), gaussian_taps(sigma)
+        self.register_buffer("phase", gaussian_taps(sigma, period), persistent=False)
+        self.register_buffer("local", gaussian_taps(sigma), persistent=False)
         self.radius = max(self.phase.numel() // 2 * period, self.local.numel() // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        extended = replicate_edges(x.contiguous(), self.radius)
-        same_phase = separable(extended, self.phase, self.period, self.radius)
-        return x - same_phase + separable(extended, self.local, 1, self.radius)
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float().contiguous()
+            extended = replicate_edges(x, self.radius)
+            same_phase = separable(extended, self.phase, self.period, self.radius)
+            local = separable(extended, self.local, 1, self.radius)
+            return torch.clamp(x - same_phase + local, -1.0, 1.0)
 
 
 def low_pass(sigma: float) -> LowPass | None:

@@ -111,8 +111,8 @@ class Registry:
             raise UtomError(f"generator {cfg.generator!r} does not keep the input's low "
                             f"frequencies; set anchor_sigma=0")
         if getattr(generator, "lattice_notch", 0.0) != cfg.lattice_notch:
-            raise UtomError(f"generator {cfg.generator!r} has no lattice notch; set "
-                            f"lattice_notch=0")
+            raise UtomError(f"generator {cfg.generator!r} does not notch its output's lattice "
+                            f"as lattice_notch={cfg.lattice_notch:g} asks; set lattice_notch=0")
         return generator
 
 

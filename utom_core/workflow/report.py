@@ -135,7 +135,7 @@ def _thresholds(record: RunRecord) -> str:
 
 def upsampling_note(upsampling: str | None, notch: float = 0.0) -> str:
     """How the generators upsample, and what the other choices print over an output."""
-    if upsampling == "smooth":
+    if upsampling == "smooth" and notch == 0:
         return ("Upsampling: smooth resize-then-convolve (the default): blurred bilinear "
                 "resizes, which leave no 2- or 4-px grid (docs/training.md; `--set "
                 "upsampling=resize` or `transpose` for the earlier and the paper's layouts).")
