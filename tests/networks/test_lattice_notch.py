@@ -65,6 +65,20 @@ def test_the_notch_keeps_shapes_flat_images_and_channels_apart():
     assert float(notch(two)[:, 1].abs().max()) == 0.0
 
 
+def test_the_notch_moves_with_its_generator_runs_in_fp32_and_keeps_the_output_range():
+    net = ResnetGenerator(1, 1, ngf=4, n_blocks=1, upsampling="transpose", lattice_notch=6.0)
+    assert {"notch.phase", "notch.local"} <= dict(net.named_buffers()).keys()
+    assert net.to(torch.float64).notch.phase.dtype == torch.float64  # and to any device
+    assert "notch.phase" not in net.state_dict()
+    notch, x = LatticeNotch(6.0), (0.9 * _grid(48, 40) / 0.3).clamp(-1, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = notch(x.to(torch.bfloat16))
+    assert under.dtype == torch.float32
+    torch.testing.assert_close(under, notch(x.to(torch.bfloat16).float()), atol=0, rtol=0)
+    saturated = torch.where(_grid(48, 40) > 0, 1.0, -1.0)
+    assert float(notch(saturated).abs().max()) <= 1.0
+
+
 def test_a_transposed_generators_checkerboard_goes_with_the_notch():
     flat = torch.full((1, 1, 96, 96), 0.2)
     amplitudes = {}
