@@ -1,5 +1,6 @@
 """Training step against the authors': seconds per iteration of utom's step (defaults, amp on
-and off, each upsampling) and of the authors' published UTOM step, one thread, one process.
+and off, each upsampling, stain-he's notched transposed generators) and of the authors'
+published UTOM step, one thread, one process.
 
 The authors' model comes from ``models/`` of their repository (github.com/cabooster/UTOM),
 imported at run time from ``--authors`` and never copied here: their CycleGANModel with their
@@ -98,6 +99,11 @@ def main() -> None:
         work.mkdir()  # what the shift term costs the default step
         steps["utom smooth, amp=true, lambda_shift=0"] = make_trainer(
             work, args.tile, args.ngf, 9, False, amp=True, lambda_shift=0.0).step
+        work = Path(tmp) / "notched"
+        work.mkdir()  # stain-he's generators
+        steps["utom transpose, notch 6, amp=true"] = make_trainer(
+            work, args.tile, args.ngf, 9, False, amp=True, upsampling="transpose",
+            lattice_notch=6.0).step
         times: dict[str, list[float]] = {name: [] for name in steps}
         for step in steps.values():
             for _ in range(args.warmup):

@@ -48,7 +48,8 @@ def test_step_vs_authors_times_every_variant(tmp_path):
         for amp in ("true", "false"):
             assert f"utom {upsampling}, amp={amp}" in out
     assert "utom smooth, amp=true, lambda_shift=0" in out
-    assert out.count("x the authors'") == 8
+    assert "utom transpose, notch 6, amp=true" in out
+    assert out.count("x the authors'") == 9
 
 
 def test_minute_buys_trains_each_run_once_and_prints_its_table(tmp_path):
