@@ -1,6 +1,6 @@
 """``lattice_notch``: the generator's output loses what repeats on the 4-px stride lattice and
-keeps the rest; a transposed-conv generator's checkerboard goes; tiles and the registry treat
-a notched generator like any other (its weights and radius: test_networks_anchor.py)."""
+keeps the rest; a transposed-conv generator's checkerboard goes; the registry builds it for
+stain-he (its weights, radius and tiles: test_networks_anchor.py)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,12 @@ import math
 
 import numpy as np
 import torch
-from helpers import predict_array, whole_image
 
 from utom_core.config import TrainConfig
-from utom_core.domain import Normalisation
-from utom_core.inference import Norm
-from utom_core.networks import ResnetGenerator, frozen_norm_statistics
+from utom_core.networks import ResnetGenerator
 from utom_core.networks.base import LatticeNotch
 from utom_core.plugins import get_registry
 
-UNIT = Normalisation(low=(-1.0,), high=(1.0,), dtype="float32")
 INSIDE = (slice(None), slice(None), slice(24, -24), slice(24, -24))
 """Away from the borders, where the replicated edge stands in for the unknown outside."""
 
@@ -94,19 +90,6 @@ def test_a_transposed_generators_checkerboard_goes_with_the_notch():
         amplitudes[sigma] = _lattice_amplitude(out[INSIDE])
     assert amplitudes[0.0] > 0.05, amplitudes
     assert amplitudes[6.0] < 0.01 * amplitudes[0.0], amplitudes
-
-
-def test_tiles_of_a_notched_generator_equal_whole_image_inference():
-    torch.manual_seed(0)
-    net = ResnetGenerator(1, 1, ngf=8, n_blocks=1, upsampling="transpose",
-                          lattice_notch=6.0).eval()
-    data = np.random.default_rng(1).uniform(-1, 1, (1, 200, 152)).astype(np.float32)
-    tile = 128
-    with frozen_norm_statistics(net, torch.from_numpy(data[None])):
-        out = predict_array(data, net, UNIT, tile=tile,
-                            overlap=2 * net.receptive_radius / tile + 0.01, norm=Norm.tile,
-                            batch=2)
-    np.testing.assert_allclose(out, whole_image(net, data), atol=1e-4)
 
 
 def test_stain_he_trains_notched_transposed_generators_and_others_do_not():

@@ -72,11 +72,14 @@ def test_the_anchor_and_the_notch_add_no_weights_and_widen_the_receptive_radius(
     assert kept.receptive_radius == plain.receptive_radius + widened
 
 
-def test_tiles_of_an_anchored_generator_equal_whole_image_inference():
+@pytest.mark.parametrize("setting, tile", [
+    (dict(residual=True, anchor_sigma=3.0), 96),
+    (dict(upsampling="transpose", lattice_notch=6.0), 128),
+])
+def test_tiles_of_an_anchored_or_notched_generator_equal_whole_image_inference(setting, tile):
     torch.manual_seed(0)
-    net = ResnetGenerator(1, 1, ngf=8, n_blocks=1, residual=True, anchor_sigma=3.0).eval()
+    net = ResnetGenerator(1, 1, ngf=8, n_blocks=1, **setting).eval()
     data = np.random.default_rng(1).uniform(-1, 1, (1, 200, 152)).astype(np.float32)
-    tile = 96
     with frozen_norm_statistics(net, torch.from_numpy(data[None])):
         out = predict_array(data, net, UNIT, tile=tile,
                             overlap=2 * net.receptive_radius / tile + 0.01, norm=Norm.tile,

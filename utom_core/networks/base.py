@@ -48,6 +48,26 @@ RESIDUAL_LIMIT = 0.999
 """Inputs are clamped to ±this before atanh, which is infinite at ±1."""
 
 
+def gaussian_taps(sigma: float, step: int = 1) -> torch.Tensor:
+    """A normalised Gaussian of σ ``sigma`` sampled every ``step`` pixels out to 3σ."""
+    reach = math.ceil(3 * sigma / step)
+    taps = torch.arange(-reach, reach + 1, dtype=torch.float32) * step
+    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
+    return kernel / kernel.sum()
+
+
+def separable(x: torch.Tensor, taps: torch.Tensor, step: int, trim: int) -> torch.Tensor:
+    """``x`` filtered by ``taps`` spaced ``step`` pixels apart along both axes, per channel,
+    ``trim`` pixels taken off each side of the result (where ``x`` was extended)."""
+    channels, dtype, reach = x.shape[1], x.dtype, (taps.numel() // 2) * step
+    rows = taps.to(dtype).view(1, 1, -1, 1).expand(channels, 1, -1, 1)
+    cols = taps.to(dtype).view(1, 1, 1, -1).expand(channels, 1, 1, -1)
+    cut = trim - reach
+    x = x[..., :, cut:x.shape[-1] - cut]
+    x = F.conv2d(x, rows, groups=channels, dilation=(step, 1))
+    return F.conv2d(x[..., cut:x.shape[-2] - cut, :], cols, groups=channels, dilation=(1, step))
+
+
 class LowPass(nn.Module):
     """A fixed separable Gaussian blur of σ ``sigma`` pixels per channel, truncated at 3σ,
     borders replicated (any tile size). No parameters, no persistent buffers: a generator's
@@ -58,20 +78,13 @@ class LowPass(nn.Module):
     def __init__(self, sigma: float) -> None:
         super().__init__()
         self.radius = math.ceil(3 * sigma)
-        taps = torch.arange(-self.radius, self.radius + 1, dtype=torch.float32)
-        kernel = torch.exp(-(taps**2) / (2 * sigma**2))
-        self.register_buffer("kernel", kernel / kernel.sum(), persistent=False)
+        self.register_buffer("kernel", gaussian_taps(sigma), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # one memory layout whatever the caller's (a zoo runner's tensors may be strided
         # otherwise), so the sums run in one order and every runtime gets the same floats
         x = x.contiguous()
-        channels, r = x.shape[1], self.radius
-        kernel = self.kernel.to(x.dtype)
-        rows = kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
-        cols = kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
-        x = F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), rows, groups=channels)
-        return F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), cols, groups=channels)
+        return separable(replicate_edges(x, self.radius), self.kernel, 1, self.radius)
 
 
 class Blur(nn.Module):
@@ -141,26 +154,6 @@ class SmoothUpConv(nn.Conv2d):
         # took 39 ms against 30, docs/results/training-speed.md); the bias is never None here,
         # but nn.Conv2d types it optional
         return spread if self.bias is None else spread + self.bias.to(dtype).view(-1, 1, 1)
-
-
-def gaussian_taps(sigma: float, step: int = 1) -> torch.Tensor:
-    """A normalised Gaussian of σ ``sigma`` sampled every ``step`` pixels out to 3σ."""
-    reach = math.ceil(3 * sigma / step)
-    taps = torch.arange(-reach, reach + 1, dtype=torch.float32) * step
-    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
-    return kernel / kernel.sum()
-
-
-def separable(x: torch.Tensor, taps: torch.Tensor, step: int, trim: int) -> torch.Tensor:
-    """``x`` filtered by ``taps`` spaced ``step`` pixels apart along both axes, per channel,
-    ``trim`` pixels taken off each side of the result (where ``x`` was extended)."""
-    channels, dtype, reach = x.shape[1], x.dtype, (taps.numel() // 2) * step
-    rows = taps.to(dtype).view(1, 1, -1, 1).expand(channels, 1, -1, 1)
-    cols = taps.to(dtype).view(1, 1, 1, -1).expand(channels, 1, 1, -1)
-    cut = trim - reach
-    x = x[..., :, cut:x.shape[-1] - cut]
-    x = F.conv2d(x, rows, groups=channels, dilation=(step, 1))
-    return F.conv2d(x[..., cut:x.shape[-2] - cut, :], cols, groups=channels, dilation=(1, step))
 
 
 class LatticeNotch(nn.Module):

@@ -107,12 +107,12 @@ class Registry:
                 raise UtomError(f"{what} need equal channel counts, not {in_channels} → "
                                 f"{out_channels}; set {off}")
         generator = self.generators[cfg.generator](in_channels, out_channels, cfg)
-        if getattr(generator, "anchor_sigma", 0.0) != cfg.anchor_sigma:
-            raise UtomError(f"generator {cfg.generator!r} does not keep the input's low "
-                            f"frequencies; set anchor_sigma=0")
-        if getattr(generator, "lattice_notch", 0.0) != cfg.lattice_notch:
-            raise UtomError(f"generator {cfg.generator!r} does not notch its output's lattice "
-                            f"as lattice_notch={cfg.lattice_notch:g} asks; set lattice_notch=0")
+        for setting, lacks in (
+                ("anchor_sigma", "does not keep the input's low frequencies"),
+                ("lattice_notch", f"does not notch its output's lattice as lattice_notch="
+                                  f"{cfg.lattice_notch:g} asks")):
+            if getattr(generator, setting, 0.0) != getattr(cfg, setting):
+                raise UtomError(f"generator {cfg.generator!r} {lacks}; set {setting}=0")
         return generator
 
 

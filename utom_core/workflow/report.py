@@ -135,13 +135,13 @@ def _thresholds(record: RunRecord) -> str:
 
 def upsampling_note(upsampling: str | None, notch: float = 0.0) -> str:
     """How the generators upsample, and what the other choices print over an output."""
-    if upsampling == "smooth" and notch == 0:
-        return ("Upsampling: smooth resize-then-convolve (the default): blurred bilinear "
-                "resizes, which leave no 2- or 4-px grid (docs/training.md; `--set "
-                "upsampling=resize` or `transpose` for the earlier and the paper's layouts).")
     if notch > 0:
         return (f"Upsampling: {upsampling}, with the 4-px stride lattice notched out of the "
                 f"output (σ {notch:g} px): sharp, and no 2- or 4-px grid (docs/training.md).")
+    if upsampling == "smooth":
+        return ("Upsampling: smooth resize-then-convolve (the default): blurred bilinear "
+                "resizes, which leave no 2- or 4-px grid (docs/training.md; `--set "
+                "upsampling=resize` or `transpose` for the earlier and the paper's layouts).")
     return (f"Upsampling: {upsampling}, as set; it can print a 2- or 4-px grid over the "
             "output (see the periodic artefact above; the default, smooth, does not).")
 
