@@ -36,6 +36,7 @@ from utom_core.trained import (
     LOG_FILE,
     META_FILE,
     MODEL_FILE,
+    RUN_SUBDIR,
     TRAINING_PREVIEW_DIR,
     VAL_CURVE_FILE,
     VAL_LOG_FILE,
@@ -46,8 +47,6 @@ MARKER_FILE = "utom.json"
 RUN_DIR_FORMAT = "utom-run-dir/1"
 RUN_OUTPUT_FORMAT = "utom-run-output/1"
 
-RUN_SUBDIR = "run"
-"""Where ``utom run`` trains, inside its output folder."""
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 DATA_SUBDIR = "data"

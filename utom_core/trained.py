@@ -35,6 +35,8 @@ CONFIG_FILE = "config.json"
 META_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoints/last.pt"
 MODEL_FILE = "model.pt"
+RUN_SUBDIR = "run"
+"""Where ``utom run`` trains, inside its output folder."""
 LOG_FILE = "log.jsonl"
 TRAINING_PREVIEW_DIR = "previews"
 BEST_MODEL_FILE = "model_best.pt"
@@ -123,12 +125,21 @@ class TrainedModel:
             "high": tuple(g * hi for g, hi in zip(gains, norm.high, strict=True))})
 
 
+def _not_a_run(path: Path) -> InputError:
+    """Why ``path`` holds no model; a ``utom run`` output folder is named as one, with its
+    run directory (the path a first-day user gives after ``utom run --out``)."""
+    if (path / RUN_SUBDIR / MODEL_FILE).is_file():
+        return InputError(path, f"is a utom run output; give its run directory "
+                                f"{path / RUN_SUBDIR}")
+    return InputError(path, f"not a run directory (no {MODEL_FILE})")
+
+
 def _model_file(path: Path) -> Path:
     if path.is_dir():
         for name in (MODEL_FILE, CHECKPOINT_FILE):
             if (path / name).is_file():
                 return path / name
-        raise InputError(path, f"not a run directory (no {MODEL_FILE})")
+        raise _not_a_run(path)
     return path
 
 
@@ -140,6 +151,8 @@ def chosen_model(path: Path, checkpoint: Literal["last", "best"]) -> Path:
     if not path.is_dir():
         raise InputError(path, "--checkpoint best takes a run directory")
     if not (path / BEST_MODEL_FILE).is_file():
+        if (path / RUN_SUBDIR).is_dir():
+            raise _not_a_run(path)
         raise InputError(path, f"has no {BEST_MODEL_FILE}: the run was trained without "
                                "validation (utom train --val)")
     return path / BEST_MODEL_FILE

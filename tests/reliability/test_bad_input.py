@@ -344,6 +344,12 @@ def _run_dir_without_model(w: Path, d: Data) -> Path:
     return w / "run"
 
 
+def _run_output(w: Path, d: Data) -> Path:
+    """What ``utom run --out out`` leaves: the run directory inside, as ``out/run``."""
+    shutil.copytree(d.model, w / "out" / "run")
+    return w / "out"
+
+
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 
 CASES: list[Case] = [
@@ -469,6 +475,9 @@ CASES: list[Case] = [
          ("unknown generator 'from-the-internet'",)),
     Case("model-folder-without-model", _model(_run_dir_without_model),
          ("run", "not a run directory")),
+    Case("model-is-a-run-output", _model(_run_output), ("is a utom run output", "out/run")),
+    Case("model-best-of-a-run-output", lambda w, d: [*_model(_run_output)(w, d), "--checkpoint",
+                                                     "best"], ("is a utom run output",)),
 ]
 
 
