@@ -15,10 +15,11 @@ from types import ModuleType
 from typing import Any
 
 from utom_core.errors import UtomError
+from utom_core.export.viewed import ViewAveraged
 from utom_core.networks.base import Generator
 
 PACKAGE = "utom_core.networks"
-VIEWED = "utom_core.export.viewed"
+VIEWED = ViewAveraged.__module__
 BUNDLED = (PACKAGE + ".", "utom_core.inference.views", VIEWED)
 """Modules that may go into a package: utom's networks and the view averaging, torch only."""
 MODEL_CLASS = "UtomModel"
@@ -82,7 +83,7 @@ def generator_source(generator: Generator) -> str:
         defined.update(dict.fromkeys(names, name))
         parts.append(f"# ---- {name}\n{text}\n")
     built = f"{type(generator).__name__}(**generator)"
-    parts.append(f"class {MODEL_CLASS}(ViewAveraged):\n"
+    parts.append(f"class {MODEL_CLASS}({ViewAveraged.__name__}):\n"
                  f"    def __init__(self, views, axial, **generator):\n"
                  f"        super().__init__({built}, views, axial)\n")
     return "\n".join(parts)
