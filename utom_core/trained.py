@@ -125,10 +125,16 @@ class TrainedModel:
             "high": tuple(g * hi for g, hi in zip(gains, norm.high, strict=True))})
 
 
+def _is_run_output(path: Path) -> bool:
+    """A ``utom run`` output folder: its run directory inside holds a model."""
+    return any((path / RUN_SUBDIR / name).is_file()
+               for name in (MODEL_FILE, CHECKPOINT_FILE, BEST_MODEL_FILE))
+
+
 def _not_a_run(path: Path) -> InputError:
     """Why ``path`` holds no model; a ``utom run`` output folder is named as one, with its
     run directory (the path a first-day user gives after ``utom run --out``)."""
-    if (path / RUN_SUBDIR / MODEL_FILE).is_file():
+    if _is_run_output(path):
         return InputError(path, f"is a utom run output; give its run directory "
                                 f"{path / RUN_SUBDIR}")
     return InputError(path, f"not a run directory (no {MODEL_FILE})")
@@ -151,7 +157,7 @@ def chosen_model(path: Path, checkpoint: Literal["last", "best"]) -> Path:
     if not path.is_dir():
         raise InputError(path, "--checkpoint best takes a run directory")
     if not (path / BEST_MODEL_FILE).is_file():
-        if (path / RUN_SUBDIR).is_dir():
+        if _is_run_output(path):
             raise _not_a_run(path)
         raise InputError(path, f"has no {BEST_MODEL_FILE}: the run was trained without "
                                "validation (utom train --val)")
