@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,6 +204,15 @@ def test_the_report_orders_metrics_explains_them_and_draws_the_losses(cli, tmp_p
     with Image.open(out / "previews" / "training_losses.png") as curves:
         assert curves.size[1] > 400  # one panel per loss term
     assert "yellow line on the panel" in report
+    # the command the report gives predicts the test image as the run did
+    command = report[report.index("```bash\nutom predict ") + 8:].splitlines()[0].split()
+    assert command[:3] == ["utom", "predict", str(out / "run")]
+    row, again = record["images"][0], tmp_path / "again"
+    given = [row["test"] if a == "IMAGE..." else again if a == "FOLDER" else a
+             for a in command[2:]]
+    assert cli("predict", *given).code == 0
+    written = again / Path(row["prediction"]).name
+    assert np.array_equal(tifffile.imread(written), tifffile.imread(row["prediction"]))
 
 
 def test_the_report_shows_a_validation_curve_when_the_run_has_one(tmp_path):

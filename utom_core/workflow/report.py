@@ -24,6 +24,7 @@ from utom_core.evaluation.guide import (
     run_warnings,
     verdict,
 )
+from utom_core.inference.views import DEFAULT_VIEWS
 from utom_core.io import image_stem
 from utom_core.io.atomic import write_text
 from utom_core.methods import Method
@@ -116,6 +117,18 @@ def _model_used(used: LastModel | BestModel) -> list[str]:
             "without their references "
             "(`run_checkpoint = \"best\"`; the curve is in `run/val_curve.png`). "
             f"{VALIDATION_VS_REPORT}{_balance(used)}", ""]
+
+
+def _predict_more(record: RunRecord, out: Path) -> list[str]:
+    """The ``utom predict`` command that predicts as this run did, with the model it kept:
+    the model lives in ``run/`` of the output folder, which a first-day user cannot guess."""
+    options = " --checkpoint best" if isinstance(record.predicted_with, BestModel) else ""
+    if record.views and record.views != DEFAULT_VIEWS:
+        options += f" --views {record.views}"
+    return ["## Predict more images", "",
+            "With the model these scores are of, under the same views:", "", "```bash",
+            f"utom predict {out / trained.RUN_SUBDIR} IMAGE... --out FOLDER{options}", "```",
+            ""]
 
 
 def _thresholds(record: RunRecord) -> str:
@@ -269,6 +282,7 @@ def write_report(path: Path, record: RunRecord, out: Path, method: Method) -> No
         *reading(record.metrics),
         "",
         *_images(record, out),
+        *_predict_more(record, out),
         *_training(out),
     ]
     write_text(path, "\n".join(lines))
