@@ -8,7 +8,7 @@ import os
 import subprocess
 
 import pytest
-from reliability.checks import CLI
+from reliability.checks import CLI, TINY
 
 
 @pytest.mark.parametrize("extra", [["--iterations", "5"], ["--set", "iterations=5"],
@@ -42,3 +42,18 @@ def test_a_planned_run_trains_its_plan_and_a_resume_keeps_it(tmp_path, blob_tiff
     assert "planned " not in more.stdout + more.stderr  # the run's own plan, not a new one
     assert f"finished iteration {planned}" in more.stdout + more.stderr
     assert json.loads((tmp_path / "run" / "config.json").read_text()) == saved
+
+
+def test_a_planned_utom_run_records_and_reports_its_plan(cli, tmp_path, blob_tiffs):
+    """metrics.json and report.md give the iterations the run trained (its plan), not the
+    budget's count that --minutes replaced."""
+    out = tmp_path / "out"
+    result = cli("run", "denoise", "--a", blob_tiffs["a"][0], "--b", blob_tiffs["b"][0],
+                 "--test", blob_tiffs["a"][1], "--out", out, *TINY, "--minutes", "0.05",
+                 "--threads", "1")
+    assert result.code == 0, result.err
+    planned = json.loads((out / "run" / "config.json").read_text())["iterations"]
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["config"]["iterations"] == planned == record["iterations"]
+    assert record["config"]["images_per_epoch"] is not None  # ρ's decay, set by the plan
+    assert f"| iterations | {planned} |" in (out / "report.md").read_text()

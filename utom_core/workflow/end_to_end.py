@@ -149,7 +149,8 @@ def run_workflow(resolved: Resolved, cfg: TrainConfig, budget: Budget, out: Path
             seed=cfg.seed, iterations=result.iteration,
             wall_seconds=round(time.perf_counter() - start, 1),
             train_seconds=round(train_seconds, 1), metrics=_mean([row.metrics for row in rows]),
-            images=rows, notes=data.notes, config=resolved.method.with_settings(cfg),
+            images=rows, notes=data.notes,
+            config=resolved.method.with_settings(loaded.config),  # as trained: --minutes' plan
             thresholds=PerDomain[float](a=loaded.source_threshold, b=loaded.target_threshold),
             content_fractions=PerDomain[float | None](
                 a=meta.content_fraction_a if meta else None,
