@@ -318,6 +318,23 @@ def test_without_bioimageio_core_the_export_says_how_to_install_it(smoke: Smoke,
     assert list(tmp_path.glob("*.zip")) == []
 
 
+def test_a_pydantic_too_new_for_bioimageio_spec_is_one_line_with_the_fix(smoke: Smoke,
+                                                                        tmp_path):
+    """A plain `pip install bioimageio.core` brings a pydantic its pinned spec cannot save
+    packages under: said before any work, with the command that fixes it (the versions a
+    user would have, reported by a patched importlib.metadata)."""
+    versions = {"pydantic": "2.14.4", "bioimageio.spec": "0.5.12.0"}
+    code = ("import importlib.metadata as m; real = m.version; "
+            f"m.version = lambda name: {versions!r}.get(name) or real(name); "
+            "from utom_core.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", code, "export", str(smoke.run), "--bioimageio",
+                           str(tmp_path / "m.zip")], capture_output=True, text=True,
+                          env=offline_env(tmp_path), timeout=120)
+    one_line_error(Result(done.returncode, done.stdout, done.stderr), "pydantic 2.14.4",
+                   "bioimageio.spec 0.5.12.0", "utom[bioimageio]")
+    assert list(tmp_path.glob("*.zip")) == []
+
+
 def test_a_one_sided_cut_run_exports_and_passes_bioimageio_test(smoke: Smoke, tmp_path):
     """Export reads the A → B generator only, so a method without F exports like any run."""
     run = tmp_path / "cut"

@@ -25,6 +25,7 @@ from utom_core.errors import DiskError, UtomError, first_line
 from utom_core.export import samples
 from utom_core.export.bundle import MODEL_CLASS, constructor_kwargs, generator_source
 from utom_core.export.card import PAPER, PAPER_DOI, Card
+from utom_core.export.spec_versions import installed_clash
 from utom_core.export.viewed import ViewAveraged
 from utom_core.inference.views import DEFAULT_VIEWS
 from utom_core.io import FormatTable
@@ -49,6 +50,8 @@ def _spec() -> Any:
         from loguru import logger
     except ImportError:
         raise UtomError(f"--bioimageio needs bioimageio.core: {INSTALL}") from None
+    if (clash := installed_clash(INSTALL)) is not None:
+        raise UtomError(f"--bioimageio: {clash}")
     logger.disable("bioimageio")  # its validation log is not utom's output
     return v0_5
 
