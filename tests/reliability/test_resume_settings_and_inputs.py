@@ -210,8 +210,21 @@ def test_resume_accepts_the_options_the_run_was_started_with(cli, tmp_path, data
                  "--resume")
     assert result.code == 0, result.err
     assert "finishediteration3" in unwrapped(result.err)
-    assert "resuming with iterations 3" in result.err  # the one real change, said
+    assert "resuming with iterations 3 (was 2)" in result.err  # the one real change, said
     assert json.loads((run / "config.json").read_text())["n_blocks"] == 1
+
+
+def test_resume_of_a_finished_run_says_how_to_train_longer(cli, tmp_path, trained_run):
+    """A finished run resumed as it was has nothing to train: said, with the option that
+    trains it longer (a silent no-op read as a broken --resume)."""
+    run = copy_run(trained_run, tmp_path / "run")
+    result = cli("train", "denoise", "--out", run, "--resume")
+    assert result.code == 0, result.err
+    said = unwrapped(result.err)
+    assert "hasfinishedits2iterations" in said and "--iterationsN" in said
+    longer = cli("train", "denoise", "--out", run, "--resume", "--iterations", "3")
+    assert longer.code == 0, longer.err
+    assert "hasfinished" not in unwrapped(longer.err)
 
 
 def test_resume_checks_given_images_against_the_recorded_fingerprints(cli, tmp_path, data,

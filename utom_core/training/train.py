@@ -91,7 +91,7 @@ def _resumed(trainer_of: Callable[..., Trainer], task: Task, run_dir: Path,
     saved, meta, state = trained.load_run(checkpoint)
     if meta.task != task.name:
         raise UtomError(f"{run_dir}: was trained for task {meta.task!r}, not {task.name!r}")
-    planned = saved.iterations
+    before = saved
     update = {**(changes or {}), **({} if iterations is None else {"iterations": iterations})}
     saved = _resumed_config(saved, update)
     distributed.join(saved.device)
@@ -117,11 +117,15 @@ def _resumed(trainer_of: Callable[..., Trainer], task: Task, run_dir: Path,
                         f"iteration {trainer.iteration}; give a larger total (--iterations)")
     if update:
         console.print(f"{run_dir}: resuming with " + ", ".join(
-            f"{key} {value}" for key, value in sorted(update.items()))
+            f"{key} {value}" + (f" (was {was})" if (was := getattr(before, key)) != value else "")
+            for key, value in sorted(update.items()))
             + "; every other setting is the run's own", soft_wrap=True)
-    if saved.iterations != planned:  # the LR continues its decay; it never restarts
-        trainer.lr_resumed = resumed_decay(trainer.iteration, planned, saved.lr_decay_start,
-                                           trainer.lr_resumed)
+    if trainer.iteration == saved.iterations:
+        console.print(f"{run_dir}: the run has finished its {saved.iterations} iterations; to "
+                      "train longer, resume with --iterations N, N above that", soft_wrap=True)
+    if saved.iterations != before.iterations:  # the LR continues its decay; never restarts
+        trainer.lr_resumed = resumed_decay(trainer.iteration, before.iterations,
+                                           saved.lr_decay_start, trainer.lr_resumed)
     return trainer
 
 
