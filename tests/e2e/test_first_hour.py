@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -90,7 +91,8 @@ def test_a_short_run_in_a_log_prints_no_progress_at_the_default_interval(cli, tm
 def test_a_test_region_is_cut_out_of_the_one_image_with_guard_gaps(cli, tmp_path, images):
     out = tmp_path / "out"
     result = cli("run", "denoise", "--a", images["a"], "--b", images["b"], "--test-region",
-                 ":,0.4:0.6", "--reference", images["reference"], "--out", out, *TINY)
+                 ":,0.4:0.6", "--reference", images["reference"], "--out", out, *TINY,
+                 "--set", "sample_pixels=1000000")  # utom threshold's sample (TINY's is less)
     assert result.code == 0, result.err
     record = json.loads((out / "metrics.json").read_text())
     held = record["held_out"]
@@ -108,7 +110,16 @@ def test_a_test_region_is_cut_out_of_the_one_image_with_guard_gaps(cli, tmp_path
     assert sorted(os.path.basename(i["path"]) for i in run["inputs_a"]) == [
         "own_train_r0-160_c0-48.tif", "own_train_r0-160_c112-160.tif"]
     assert "psnr" in record["metrics"]
-    assert "Held out of" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "Held out of" in report
+    # the report's threshold command names the pieces trained on, and gives the run's threshold
+    command = report[report.index("`utom threshold ") + 1:].split("`")[0].split()
+    assert command[2:4] == [str(out / "data" / "own_train_r0-160_c0-48.tif"),
+                            str(out / "data" / "own_train_r0-160_c112-160.tif")]
+    given = [images["b"] if part == "B_IMAGE" else part for part in command[2:]]
+    fitted = cli("threshold", *given)
+    assert fitted.code == 0, fitted.err
+    assert f"threshold {record['thresholds']['a']:.6g} " in fitted.out + fitted.err
 
 
 @pytest.mark.parametrize(("regions", "needles"), [
@@ -179,6 +190,24 @@ def test_the_h_and_e_mask_preview_is_green_with_an_outline(cli, tmp_path, images
     pixels = np.asarray(Image.open(preview).convert("RGB")).reshape(-1, 3)
     assert (pixels == (0, 200, 0)).all(axis=1).any()  # the outline, in full green
     assert not (pixels == (255, 0, 255)).all(axis=1).any()
+
+
+def test_a_preview_of_several_images_says_which_one_it_shows(cli, tmp_path, images):
+    """A folder (or several files) is fitted whole, as training fits it; the preview shows
+    one plane and names it."""
+    folder = tmp_path / "he"
+    folder.mkdir()
+    for name in ("he_left.png", "he_right.png"):
+        shutil.copy(images["he"], folder / name)
+    preview = tmp_path / "mask.png"
+    result = cli("threshold", folder, "--task", "stain-he", "--domain", "b", "--preview",
+                 preview)
+    assert result.code == 0, result.err
+    assert f"mask preview: {preview} (of he_left.png, the first of 2 planes)" in result.out
+    both = cli("threshold", folder / "he_left.png", folder / "he_right.png", "--task",
+               "stain-he", "--domain", "b")
+    assert both.code == 0, both.err
+    assert both.out.split(": ", 1)[1].strip() == result.out.splitlines()[0].split(": ", 1)[1]
 
 
 # -- 4. reports that say what good looks like --------------------------------------------------

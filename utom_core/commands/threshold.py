@@ -27,7 +27,7 @@ READ_SIDE = 2048
 
 
 @click.command("threshold")
-@click.argument("image", type=PATHS)
+@click.argument("image_paths", metavar="IMAGE...", nargs=-1, required=True, type=PATHS)
 @click.option("--task", "task_name", required=True, help="Task whose domain the image belongs to.")
 @click.option("--domain", type=click.Choice(["a", "b"]), default="a", show_default=True)
 @click.option("--method", type=click.Choice(["midpoint", "otsu", "triangle"]),
@@ -44,39 +44,44 @@ READ_SIDE = 2048
               "estimates one threshold on both domains together, as training then does.")
 @click.option("--preview", type=PATHS, default=None, help="PNG of the content mask over the image.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --preview file.")
-def threshold_command(image: Path, task_name: str, domain: str, method: str,
+def threshold_command(image_paths: tuple[Path, ...], task_name: str, domain: str, method: str,
                       value: float | str | None, others: tuple[Path, ...], preview: Path | None,
                       overwrite: bool) -> None:
-    """The content threshold training would use for IMAGE (raw units), and its mask.
+    """The content threshold training would use for IMAGE... (raw units), and its mask.
 
     Training fits on the same fixed sample of the same pixels with the same function, so
-    the threshold and the content fraction printed here are those of a run on IMAGE."""
+    the threshold and the content fraction printed here are those of a run on the same
+    images (all of a domain's images or folders, as training is given them)."""
     registry = get_registry()
     task = registry.task(task_name)
     spec = task.domain_a if domain == "a" else task.domain_b
     axes = task.cut_axes()[0 if domain == "a" else 1]
     if isinstance(value, float) and not math.isfinite(value):
         raise UtomError(f"--value {value}: the threshold must be a finite number")
-    images = DomainImages([image], spec, axes, registry.formats)
+    images = DomainImages(list(image_paths), spec, axes, registry.formats)
+    where = ", ".join(str(path) for path in image_paths)
     try:
         if preview is not None:
             check_preview(preview, [source.path for source in images.sources], overwrite)
-        samples = fitting_sample(images, TrainConfig().sample_pixels, str(image))
+        samples = fitting_sample(images, TrainConfig().sample_pixels, where)
         shared = shared_sample(task, domain, samples, list(others), registry.formats)
-        fit = fit_domain(samples, spec, "task" if value is None else value, method, str(image),
+        fit = fit_domain(samples, spec, "task" if value is None else value, method, where,
                          shared, check=False)
-        stdout.print(f"{image}: {fit.describe()} ({spec.background.value} background)",
+        stdout.print(f"{where}: {fit.describe()} ({spec.background.value} background)",
                      markup=False, soft_wrap=True)
         if shared is None and task.training.get("shared_range") and "estimate" in fit.source:
             stdout.print(f"note: task {task.name} estimates one threshold on both domains' "
                          "images together (shared_range): give the other domain's images with "
                          "--other for the value training will use", markup=False,
                          soft_wrap=True)
-        check_fit(fit, str(image))  # refused: no preview either
+        check_fit(fit, where)  # refused: no preview either
         if preview is not None:
-            raw = downsampled_plane(images, images.planes[0])
+            first = images.planes[0]
+            raw = downsampled_plane(images, first)
             save_panel(preview, [mask_overlay(raw, spec, fit.normalisation, fit.threshold)])
-            stdout.print(f"mask preview: {preview}", markup=False, soft_wrap=True)
+            shown = (f" (of {Path(images.sources[first.source].path).name}, the first of "
+                     f"{len(images.planes)} planes)" if len(images.planes) > 1 else "")
+            stdout.print(f"mask preview: {preview}{shown}", markup=False, soft_wrap=True)
     finally:
         images.close()
 
