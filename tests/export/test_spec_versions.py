@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import pytest
 
 from utom_core.export.spec_versions import clash, installed_clash, release
@@ -24,4 +26,5 @@ def test_release_reads_the_leading_numbers():
 
 def test_the_test_environment_can_export():
     """The test extras install utom[bioimageio]: a pair that saves packages."""
+    assert release(version("bioimageio.spec")) and release(version("pydantic"))
     assert installed_clash("pip install 'utom[bioimageio]'") is None

@@ -82,6 +82,16 @@ def test_run_supervised_refuses_user_data(cli, tmp_path, inverted_pairs):
     assert not (tmp_path / "out").exists()
 
 
+def test_run_supervised_refuses_a_time_budget(cli, tmp_path):
+    """The ceiling trains a fixed count: a time budget would be reported as planned and
+    not kept."""
+    result = cli("run", "denoise", "--method", "supervised", "--budget", "smoke", "--minutes",
+                 "1", "--out", tmp_path / "out")
+    assert result.code != 0 and "give --iterations instead" in result.err
+    assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_ceiling_fits_its_depth_to_the_tile(tmp_path, inverted_pairs):
     """The isotropic budget's 40-px tiles take 3 halvings, not the configured 4."""
     cfg = TrainConfig(**TINY | {"unet_depth": 4, "tile": 40, "iterations": 2})

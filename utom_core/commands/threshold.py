@@ -26,7 +26,8 @@ READ_SIDE = 2048
 """Side of the windows a preview is read in: memory stays bounded for planes of any size."""
 
 
-@click.command("threshold")
+@click.command("threshold", short_help="The content threshold training would use for the given "
+               "images (raw units), and its mask.")
 @click.argument("image_paths", metavar="IMAGE...", nargs=-1, required=True, type=PATHS)
 @click.option("--task", "task_name", required=True, help="Task whose domain the image belongs to.")
 @click.option("--domain", type=click.Choice(["a", "b"]), default="a", show_default=True)
@@ -42,11 +43,14 @@ READ_SIDE = 2048
 @click.option("--other", "others", type=PATHS, multiple=True, help="The other domain's "
               "training images (repeatable): a task with shared_range (sr, isotropic) "
               "estimates one threshold on both domains together, as training then does.")
+@click.option("--sample-pixels", type=click.IntRange(min=1), default=TrainConfig().sample_pixels,
+              show_default=True, help="Pixels the threshold is fitted on, as training's "
+              "sample_pixels.")
 @click.option("--preview", type=PATHS, default=None, help="PNG of the content mask over the image.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --preview file.")
 def threshold_command(image_paths: tuple[Path, ...], task_name: str, domain: str, method: str,
-                      value: float | str | None, others: tuple[Path, ...], preview: Path | None,
-                      overwrite: bool) -> None:
+                      value: float | str | None, others: tuple[Path, ...], sample_pixels: int,
+                      preview: Path | None, overwrite: bool) -> None:
     """The content threshold training would use for IMAGE... (raw units), and its mask.
 
     Training fits on the same fixed sample of the same pixels with the same function, so
@@ -63,8 +67,9 @@ def threshold_command(image_paths: tuple[Path, ...], task_name: str, domain: str
     try:
         if preview is not None:
             check_preview(preview, [source.path for source in images.sources], overwrite)
-        samples = fitting_sample(images, TrainConfig().sample_pixels, where)
-        shared = shared_sample(task, domain, samples, list(others), registry.formats)
+        samples = fitting_sample(images, sample_pixels, where)
+        shared = shared_sample(task, domain, samples, list(others), registry.formats,
+                               sample_pixels)
         fit = fit_domain(samples, spec, "task" if value is None else value, method, where,
                          shared, check=False)
         stdout.print(f"{where}: {fit.describe()} ({spec.background.value} background)",
@@ -79,15 +84,15 @@ def threshold_command(image_paths: tuple[Path, ...], task_name: str, domain: str
             first = images.planes[0]
             raw = downsampled_plane(images, first)
             save_panel(preview, [mask_overlay(raw, spec, fit.normalisation, fit.threshold)])
-            shown = (f" (of {Path(images.sources[first.source].path).name}, the first of "
-                     f"{len(images.planes)} planes)" if len(images.planes) > 1 else "")
+            shown = (f" (the first plane of {Path(images.sources[first.source].path).name}; "
+                     f"{len(images.planes)} planes in all)" if len(images.planes) > 1 else "")
             stdout.print(f"mask preview: {preview}{shown}", markup=False, soft_wrap=True)
     finally:
         images.close()
 
 
 def shared_sample(task: Task, domain: str, samples: np.ndarray, others: list[Path],
-                  formats: FormatTable) -> np.ndarray | None:
+                  formats: FormatTable, sample_pixels: int) -> np.ndarray | None:
     """Both domains' fitting samples, balanced as training balances them, where the task
     shares one range and threshold between its domains and the other's images are given."""
     if not others:
@@ -100,7 +105,7 @@ def shared_sample(task: Task, domain: str, samples: np.ndarray, others: list[Pat
     images = DomainImages(others, spec, task.cut_axes()[0 if other == "a" else 1], formats)
     try:
         where = ", ".join(str(path) for path in others)
-        other_samples = fitting_sample(images, TrainConfig().sample_pixels, where)
+        other_samples = fitting_sample(images, sample_pixels, where)
     finally:
         images.close()
     return (balanced(samples, other_samples) if domain == "a"

@@ -37,6 +37,6 @@ def installed_clash(install: str) -> str | None:
         return None
     if not clash(spec, pydantic):
         return None
-    return (f"bioimageio.spec {spec} cannot save packages under pydantic {pydantic} (it needs "
-            f"pydantic<{'.'.join(map(str, BREAKING_PYDANTIC))} or bioimageio.spec>="
-            f"{'.'.join(map(str, FIXED_SPEC))}): {install}")
+    below = ".".join(map(str, BREAKING_PYDANTIC))
+    return (f"bioimageio.spec {spec} cannot save packages under pydantic {pydantic}: pip "
+            f"install 'pydantic<{below}' (or {install}, which pins it)")

@@ -120,9 +120,11 @@ def _resumed(trainer_of: Callable[..., Trainer], task: Task, run_dir: Path,
             f"{key} {value}" + (f" (was {was})" if (was := getattr(before, key)) != value else "")
             for key, value in sorted(update.items()))
             + "; every other setting is the run's own", soft_wrap=True)
-    if trainer.iteration == saved.iterations:
+    if trainer.iteration == saved.iterations and "iterations" not in update:
         console.print(f"{run_dir}: the run has finished its {saved.iterations} iterations; to "
-                      "train longer, resume with --iterations N, N above that", soft_wrap=True)
+                      "train longer, resume with --iterations N, N above that"
+                      + (" (and without --minutes or --hours)" if saved.minutes else ""),
+                      soft_wrap=True)
     if saved.iterations != before.iterations:  # the LR continues its decay; never restarts
         trainer.lr_resumed = resumed_decay(trainer.iteration, before.iterations,
                                            saved.lr_decay_start, trainer.lr_resumed)

@@ -91,6 +91,9 @@ def run_workflow(resolved: Resolved, cfg: TrainConfig, budget: Budget, out: Path
     cfg = _picking(cfg, paired)
     if distributed.launched() and paired:
         raise UtomError("--method supervised trains in one process: start it without torchrun")
+    if paired and cfg.minutes is not None:
+        raise UtomError(f"--minutes/--hours: --method {cfg.method} trains a fixed count; give "
+                        "--iterations instead")
     if not distributed.ranks().main:
         return _other_rank(resolved, cfg, out)
     start = time.perf_counter()

@@ -118,8 +118,7 @@ def training_boxes(height: int, width: int, held: list[Box]) -> list[Box]:
     return boxes
 
 
-def piece_name(stem: str, role: str, box: Box) -> str:
-    """The file name of a piece cut out of the image ``stem`` (role "train" or "test")."""
+def _name(stem: str, role: str, box: Box) -> str:
     return f"{stem}_{role}_r{box[0]}-{box[1]}_c{box[2]}-{box[3]}.tif"
 
 
@@ -144,15 +143,14 @@ class HeldOut:
         (``regions.json`` records where each came from) and return the data that uses them."""
         folder.mkdir(parents=True, exist_ok=True)
         stem = image_stem(self.image, formats=self.formats)
-        training = [self._copy(self.image, box, folder / piece_name(stem, "train", box), "a")
+        training = [self._copy(self.image, box, folder / _name(stem, "train", box), "a")
                     for box in self.training]
         tests, references = [], []
         for (_, box), reference, cut in zip(self.tests, self.references, self.reference_cut,
                                             strict=True):
-            tests.append(self._copy(self.image, box, folder / piece_name(stem, "test", box),
-                                    "test"))
+            tests.append(self._copy(self.image, box, folder / _name(stem, "test", box), "test"))
             if reference is not None and cut:
-                reference = self._copy(reference, box, folder / piece_name(
+                reference = self._copy(reference, box, folder / _name(
                     stem, "test", box).replace(".tif", "_reference.tif"), "reference")
             references.append(reference)
         write_text(folder / "regions.json", json.dumps(self.files, indent=1))

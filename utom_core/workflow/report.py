@@ -29,8 +29,7 @@ from utom_core.io import image_stem
 from utom_core.io.atomic import write_text
 from utom_core.methods import Method
 from utom_core.records import KEEPING_RULES, BestModel, ImageRow, LastModel, RunRecord
-from utom_core.run_folders import DATA_SUBDIR
-from utom_core.workflow.holdout import piece_name
+from utom_core.workflow.threshold_note import threshold_line
 
 SETTINGS_SHOWN = ("method", "generator", "residual", "upsampling", "lattice_notch", "ngf",
                   "n_blocks", "ndf", "tile", "batch_size", "iterations", "lambda_cycle", "identity",
@@ -131,31 +130,6 @@ def _predict_more(record: RunRecord, out: Path) -> list[str]:
             "With the model these scores are of, under the same views:", "", "```bash",
             f"utom predict {out / trained.RUN_SUBDIR} IMAGE... --out FOLDER{options}", "```",
             ""]
-
-
-def _thresholds(record: RunRecord, out: Path) -> str:
-    def one(side: str) -> str:
-        value, share, source = (getattr(part, side) for part in (
-            record.thresholds, record.content_fractions, record.threshold_sources))
-        said = [f"marks {share:.1%} of its training pixels as content"] if share else []
-        said += [f"from the {source}" if "estimate" in source else source] if source else []
-        return f"{side.upper()} {value:.6g}" + (f" ({'; '.join(said)})" if said else "")
-
-    other = " --other B_IMAGE" if record.config.shared_range else ""
-    doubt = f" Warning: {record.range_note}." if record.range_note else ""
-    return (f"Content thresholds (raw units): {one('a')}, {one('b')}. `utom threshold "
-            f"{_trained_on(record, out)} --task {record.task} --domain a{other}` fits the same "
-            f"threshold on the same images and previews its mask.{doubt}")
-
-
-def _trained_on(record: RunRecord, out: Path) -> str:
-    """The A images the run fitted its threshold on: with a held-out region, the pieces cut
-    around it (not the whole image, whose threshold differs a little)."""
-    if record.held_out is None:
-        return "IMAGE"
-    stem = image_stem(Path(record.held_out.image))
-    return " ".join(str(out / DATA_SUBDIR / piece_name(stem, "train", (*box.rows, *box.columns)))
-                    for box in record.held_out.training)
 
 
 def upsampling_note(upsampling: str | None, notch: float = 0.0) -> str:
@@ -271,7 +245,7 @@ def write_report(path: Path, record: RunRecord, out: Path, method: Method) -> No
         "",
         *[f"- {note}" for note in record.notes],
         "",
-        _thresholds(record, out),
+        threshold_line(record, out),
         "",
         "## Settings",
         "",
