@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -221,7 +222,7 @@ def test_a_preview_of_several_images_says_which_one_it_shows(cli, tmp_path, imag
 # -- 4. reports that say what good looks like --------------------------------------------------
 
 def test_the_report_orders_metrics_explains_them_and_draws_the_losses(cli, tmp_path, images):
-    out = tmp_path / "out"
+    out = tmp_path / "first run"  # a space: the report's command quotes its path
     result = cli("run", "denoise", "--a", images["a"], "--b", images["b"], "--test-region",
                  ":,0.4:0.6", "--reference", images["reference"], "--out", out, *TINY)
     assert result.code == 0, result.err
@@ -242,7 +243,7 @@ def test_the_report_orders_metrics_explains_them_and_draws_the_losses(cli, tmp_p
         assert curves.size[1] > 400  # one panel per loss term
     assert "yellow line on the panel" in report
     # the command the report gives predicts the test image as the run did
-    command = report[report.index("```bash\nutom predict ") + 8:].splitlines()[0].split()
+    command = shlex.split(report[report.index("```bash\nutom predict ") + 8:].splitlines()[0])
     assert command[:3] == ["utom", "predict", str(out / "run")]
     row, again = record["images"][0], tmp_path / "again"
     given = [row["test"] if a == "IMAGE..." else again if a == "FOLDER" else a

@@ -8,6 +8,7 @@ are drawn from ``run/log.jsonl``, and the validation curve is shown when the run
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,8 @@ def _predict_more(record: RunRecord, out: Path) -> list[str]:
         options += f" --views {record.views}"
     return ["## Predict more images", "",
             "With the model these scores are of, under the same views:", "", "```bash",
-            f"utom predict {out / trained.RUN_SUBDIR} IMAGE... --out FOLDER{options}", "```",
+            f"utom predict {shlex.quote(str(out / trained.RUN_SUBDIR))} IMAGE... --out "
+            f"FOLDER{options}", "```",
             ""]
 
 
