@@ -113,7 +113,7 @@ def test_a_test_region_is_cut_out_of_the_one_image_with_guard_gaps(cli, tmp_path
     report = (out / "report.md").read_text()
     assert "Held out of" in report
     # the report's threshold command names the pieces trained on, and gives the run's threshold
-    command = report[report.index("`utom threshold ") + 1:].split("`")[0].split()
+    command = shlex.split(report[report.index("`utom threshold ") + 1:].split("`")[0])
     assert [Path(part).name for part in command[2:4]] == [
         "own_train_r0-160_c0-48.tif", "own_train_r0-160_c112-160.tif"]
     assert "--sample-pixels" in command  # TINY's sample, not utom threshold's default

@@ -29,12 +29,13 @@ def threshold_line(record: RunRecord, out: Path) -> str:
 
 def _as_trained(cfg: TrainConfig) -> str:
     """The options that make ``utom threshold`` fit A's threshold as this run did."""
+    defaults = TrainConfig()
     options = " --other B_IMAGE" if cfg.shared_range else ""
-    if cfg.threshold_method != TrainConfig().threshold_method:
+    if cfg.threshold_method != defaults.threshold_method:
         options += f" --method {cfg.threshold_method}"
-    if cfg.threshold_a != "task":
+    if cfg.threshold_a != defaults.threshold_a:
         options += f" --value {cfg.threshold_a}"
-    if cfg.sample_pixels != TrainConfig().sample_pixels:
+    if cfg.sample_pixels != defaults.sample_pixels:
         options += f" --sample-pixels {cfg.sample_pixels}"
     return options
 
