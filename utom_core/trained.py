@@ -164,6 +164,13 @@ def chosen_model(path: Path, checkpoint: Literal["last", "best"]) -> Path:
     return path / BEST_MODEL_FILE
 
 
+def run_pick(run: Path, run_checkpoint: Literal["last", "best"]) -> Path:
+    """The model ``utom run`` predicts with (its task's ``run_checkpoint``): the best
+    validation's where asked for and written, else ``run`` itself (its last model)."""
+    best = Path(run) / BEST_MODEL_FILE
+    return best if run_checkpoint == "best" and best.is_file() else Path(run)
+
+
 def load_run(path: Path) -> tuple[TrainConfig, RunMeta, dict[str, Any]]:
     """Config, run metadata and raw state of a run directory, model.pt or checkpoint file."""
     file = _model_file(Path(path))

@@ -124,9 +124,8 @@ def run_workflow(resolved: Resolved, cfg: TrainConfig, budget: Budget, out: Path
             raise Interrupted(f"{out}: training interrupted at iteration {result.iteration}; "
                               f"continue with `{_resume_command(task, out / RUN_SUBDIR)}`")
         train_seconds = time.perf_counter() - start
-        model = out / RUN_SUBDIR  # the last, where no validation ran (a test image too small)
-        if cfg.run_checkpoint == "best" and (model / trained.BEST_MODEL_FILE).is_file():
-            model = model / trained.BEST_MODEL_FILE
+        # the last, where no validation ran (a test image too small)
+        model = trained.run_pick(out / RUN_SUBDIR, cfg.run_checkpoint)
         loaded = load_model(model, build_generator=resolved.build_generator,
                             reverse=True)  # the fidelity map's cycle residual
         fidelity = loaded.slicing is not Slicing.xz_yz  # maps of XZ/YZ planes: not supported

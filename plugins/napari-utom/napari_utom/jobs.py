@@ -19,7 +19,7 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from napari_utom.layers import ArraySink, LayerData, image_layers
+from napari_utom.layers import ArraySink, LayerData, fidelity_overlay, image_layers
 from napari_utom.reader import read_ome_zarr
 from utom_core.errors import UtomError
 from utom_core.io.base import ImageInfo, ImageSink, ImageSource
@@ -57,6 +57,7 @@ class Job:
     """One prediction as the widget asks for it."""
 
     run: Path
+    """A run directory (its last model) or a model file (``model_best.pt``)."""
     direction: str = "a2b"
     tile: int = 512
     views: int | None = None
@@ -67,6 +68,9 @@ class Job:
     """An OME-Zarr to write as well (refused if something is there already)."""
     name: str = "prediction"
     """Name of the new layer."""
+    fidelity: bool = False
+    """Compute the fidelity map too, shown over the prediction (beside an OME-Zarr output:
+    ``STEM.fidelity.ome.zarr``, as ``utom predict --fidelity`` writes it)."""
 
 
 Progress = Callable[[int, int], None]
@@ -101,28 +105,33 @@ def predict(source: ImageSource, job: Job, progress: Progress, cancel: threading
     written. Layers come back as data for the main thread to add."""
     from utom_core.device import resolve_device
     from utom_core.inference import PredictOptions, Predictor
+    from utom_core.inference.fidelity import fidelity_path
     from utom_core.plugins import get_registry
     from utom_core.trained import load_model
 
-    if job.output is not None:
-        _check_output(job.output)
+    maps = None if job.output is None or not job.fidelity else fidelity_path(job.output)
+    for output in (job.output, maps):
+        if output is not None:
+            _check_output(output)
     registry = get_registry()  # napari is a composition root of its own
     device = resolve_device(job.device)
     model = load_model(job.run, job.direction, device=str(device),
-                       build_generator=registry.build_generator)
-    options = PredictOptions(tile=job.tile)
+                       build_generator=registry.build_generator, reverse=job.fidelity)
+    options = PredictOptions(tile=job.tile, fidelity=job.fidelity)
     options = options if job.views is None else replace(options, views=job.views)
     predictor = Predictor(model, options, formats=registry.formats)
-    made: dict[str, Any] = {}  # the output's info, and its array unless written to a file
+    made: dict[str, Any] = {}  # each output's info, and its array unless written to a file
 
-    def create_sink(info: ImageInfo) -> ImageSink:
-        if cancel.is_set():
-            raise Cancelled
-        made["info"] = info
-        if job.output is not None:
-            return OmeZarrWriter().create(job.output, info, chunk=job.tile)
-        made["array"] = _scratch(info, job.tile)
-        return ArraySink(made["array"])
+    def sink_to(output: Path | None, key: str) -> Callable[[ImageInfo], ImageSink]:
+        def create(info: ImageInfo) -> ImageSink:
+            if cancel.is_set():
+                raise Cancelled
+            made[key + " info"] = info
+            if output is not None:
+                return OmeZarrWriter().create(output, info, chunk=job.tile)
+            made[key] = _scratch(info, job.tile)
+            return ArraySink(made[key])
+        return create
 
     done = 0
 
@@ -134,11 +143,22 @@ def predict(source: ImageSource, job: Job, progress: Progress, cancel: threading
             raise Cancelled
 
     try:
-        predictor.predict(source, create_sink, advance)
+        predictor.predict(source, sink_to(job.output, "prediction"), advance,
+                          create_fidelity=sink_to(maps, "fidelity") if job.fidelity else None)
     except Cancelled:
         return None
-    if job.output is not None:
-        return read_ome_zarr(str(job.output), job.name)
-    array, info = made["array"], made["info"]
+    layers = _layers(made, "prediction", job.output, job.name)
+    if job.fidelity:
+        layers += [fidelity_overlay(layer, job.name, visible=True)
+                   for layer in _layers(made, "fidelity", maps, job.name)]
+    return layers
+
+
+def _layers(made: dict[str, Any], key: str, output: Path | None, name: str
+            ) -> list[LayerData]:
+    """The layers of one result: read back from its OME-Zarr, or its array in memory."""
+    if output is not None:
+        return read_ome_zarr(str(output), name)
+    array, info = made[key], made[key + " info"]
     levels = [array if isinstance(array, np.ndarray) else da.from_zarr(array)]
-    return image_layers(levels, job.name, info.spatial_axes, info.pixel_size)
+    return image_layers(levels, name, info.spatial_axes, info.pixel_size)

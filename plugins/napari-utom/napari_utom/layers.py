@@ -24,6 +24,10 @@ DISPLAY_PERCENTILES = (0.5, 99.8)
 16-bit image must not squash the rest to black)."""
 SAMPLE_VALUES = 1 << 22
 """Values read at most to find contrast limits (strided: any image size costs the same)."""
+FIDELITY_COLOURS = {"name": "utom fidelity",
+                    "colors": [[1.0, 0.55, 0.0, 0.0], [1.0, 0.55, 0.0, 1.0]]}
+"""A fidelity map over its prediction: transparent where trusted (0), more opaque orange the
+more it is doubted (1), so the prediction shows through where it can be trusted."""
 
 
 def _sample(array: Any) -> np.ndarray:
@@ -70,6 +74,15 @@ def image_layers(levels: list[Any], name: str, axes: str, pixel_size: dict[str, 
     return layers
 
 
+def fidelity_overlay(layer: LayerData, name: str, visible: bool) -> LayerData:
+    """A fidelity map's image layer as an overlay on its prediction (the caller places it
+    there): the map's fixed [0, 1] range, not percentiles, so full orange always means 1."""
+    data, meta, kind = layer
+    return data, {**meta, "name": f"{name} fidelity", "colormap": FIDELITY_COLOURS,
+                  "contrast_limits": (0.0, 1.0), "blending": "translucent",
+                  "visible": visible}, kind
+
+
 def pixel_size(layer: Any, axes: str) -> dict[str, float]:
     """Micrometers per pixel along ``axes`` (the layer's last axes) where its units are
     lengths; pixel units (napari's default) say nothing and are left out."""
@@ -89,6 +102,10 @@ def layer_source(layer: Any, channels: int) -> ArraySource:
     multi-channel domain, its first axis does."""
     data = layer.data[0] if layer.multiscale else layer.data
     origin = Path(layer.source.path or layer.name)
+    found = 3 if layer.rgb else 1 if data.ndim == 2 or channels == 1 else data.shape[0]
+    if found != channels:  # said before the axes: a 2D image of the wrong kind is not 1D
+        raise InputError(origin, f"has {found} channel(s) ({'an RGB' if layer.rgb else 'a'} "
+                                 f"layer of shape {tuple(data.shape)}); expected {channels}")
     split = 1 if layer.rgb else 0
     spatial = data.ndim - split - (1 if channels > 1 and not layer.rgb else 0)
     if spatial not in (2, 3):

@@ -20,7 +20,8 @@ import dask.array as da
 import numpy as np
 from PIL import Image
 
-from napari_utom.layers import LayerData
+from napari_utom.layers import LayerData, fidelity_overlay
+from utom_core.io import image_stem
 
 RUN_FILES = ("model.pt", "run.json")
 """What marks a run directory (utom_core.trained MODEL_FILE and META_FILE; importing that
@@ -33,6 +34,9 @@ CURVE_GLOB = "*curve*.png"
 OUTPUT_FORMAT, OUTPUT_MARKER = "utom-run-output/1", "utom.json"
 RUN_SUBDIR, PREDICTION_DIR = "run", "predictions"
 """A ``utom run`` output folder (utom_core.run_folders; a test keeps them equal)."""
+FIDELITY = ".fidelity"
+"""Ends the stem of a fidelity map beside its prediction (utom_core.inference.fidelity's
+SUFFIX, which imports torch; a test keeps them equal)."""
 PREVIEW_SIDE = 2048
 """Previews are shown at most this many pixels per side (larger files are box-averaged down
 by an integer factor as they are decoded)."""
@@ -135,35 +139,53 @@ def read_run(path: str | list[str]) -> list[LayerData]:
     return layers
 
 
-def _below(layers: list[LayerData], width: float, top: float) -> list[LayerData]:
-    """Panels hidden, scaled to ``width`` micrometers in all and placed from ``top`` down:
-    below the predictions, in their units (panels are figures: their scale is layout only)."""
+def _below(layers: list[LayerData], width: float, top: float, unit: str) -> list[LayerData]:
+    """Panels hidden, scaled to ``width`` in all and placed from ``top`` down: below the
+    predictions, in their ``unit`` (panels are figures: their scale is layout only; one unit
+    for all layers, or napari drops units and warns)."""
     extent = max((meta["translate"][-1] + data.shape[-2]
                   for data, meta, kind in layers if kind == "image"), default=0)
     factor = width / extent if extent and width else 1.0
     placed = []
     for data, meta, kind in layers:
         lead = [0.0] * (len(meta.get("axis_labels", "yx")) - 2)
-        placed.append((data, {**meta, "visible": False, "units": "micrometer",
+        placed.append((data, {**meta, "visible": False, "units": unit,
                               "scale": [1.0] * len(lead) + [factor, factor],
                               "translate": [*lead, top, meta.get("translate", [0])[-1] * factor]},
                        kind))
     return placed
 
 
+def predictions(folder: Path) -> list[tuple[Path, Path | None]]:
+    """A run's predictions, each with its fidelity map where one was written beside it
+    (``STEM.fidelity.tif`` for ``STEM.tif``: utom_core.inference.fidelity's naming)."""
+    files = sorted(folder.glob("*"))
+    maps = {image_stem(f): f for f in files if image_stem(f).endswith(FIDELITY)}
+    return [(f, maps.get(image_stem(f) + FIDELITY)) for f in files
+            if not image_stem(f).endswith(FIDELITY)]
+
+
 def read_output(path: str | list[str], open_image: Any) -> list[LayerData]:
-    """A ``utom run`` output folder: its predictions (each as ``open_image`` reads it), side by
-    side, and below them the run's previews and curves, hidden at first."""
+    """A ``utom run`` output folder: its predictions (each as ``open_image`` reads it) side by
+    side, each with its fidelity map over it (hidden at first), and below them the run's
+    previews and curves, hidden too. Predictions come first: napari fits its view to the
+    first layers it is given."""
     out = Path(path[0] if isinstance(path, list) else path)
     layers: list[LayerData] = []
     x = height = 0.0
-    for file in sorted((out / PREDICTION_DIR).glob("*")):
-        for data, meta, kind in open_image(file):  # side by side, in micrometers
+    unit = "pixel"
+    for file, fidelity in predictions(out / PREDICTION_DIR):
+        found = open_image(file)
+        overlays = [fidelity_overlay(layer, found[0][1]["name"], visible=False)
+                    for layer in (open_image(fidelity) if fidelity and found else [])]
+        for data, meta, kind in found + overlays:  # side by side, each map on its prediction
             level = data[0] if isinstance(data, list) else data
             n = len(meta["scale"])
-            translate = [0.0] * (n - 1) + [x]
-            layers.append((data, {**meta, "translate": translate}, kind))
-            x += level.shape[n - 1] * meta["scale"][-1] * 1.05
+            layers.append((data, {**meta, "translate": [0.0] * (n - 1) + [x]}, kind))
             height = max(height, level.shape[n - 2] * meta["scale"][-2])
+            unit = meta["units"][-1]
+        if found:
+            level = found[0][0][0] if isinstance(found[0][0], list) else found[0][0]
+            x += level.shape[len(found[0][1]["scale"]) - 1] * found[0][1]["scale"][-1] * 1.05
     run = read_run(out / RUN_SUBDIR) if is_run_dir(out / RUN_SUBDIR) else []
-    return _below(run, x, height * 1.05) + layers
+    return layers + _below(run, x, height * 1.05, unit)

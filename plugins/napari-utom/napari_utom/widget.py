@@ -129,6 +129,10 @@ class UtomWidget(QWidget):
         self.views.addItems([str(n) for n in VIEW_COUNTS])
         self.views.setCurrentText(str(DEFAULT_VIEWS))
         form.addRow("views (flips/rotations)", self.views)
+        self.model = QComboBox()  # the run's models; load_run selects the one utom run used
+        form.addRow("model", self.model)
+        self.fidelity = QCheckBox("fidelity map over the prediction (orange: doubted)")
+        form.addRow(self.fidelity)
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda"])
         form.addRow("device", self.device)
@@ -160,10 +164,10 @@ class UtomWidget(QWidget):
 
     def load_run(self, path: Path) -> None:
         """Read a run's task, domains, normalisations and thresholds (not its generator)."""
-        from utom_core.trained import load_run
+        from utom_core.trained import BEST_MODEL_FILE, load_run, run_pick
 
         try:
-            _, meta, _ = load_run(Path(path))
+            cfg, meta, _ = load_run(Path(path))
         except UtomError as err:
             self.status.setText(_message(err))
             return
@@ -177,6 +181,11 @@ class UtomWidget(QWidget):
         self.domain_combo.clear()
         self.domain_combo.addItems([f"A: {meta.domain_a.name}", f"B: {meta.domain_b.name}"])
         self.domain_combo.blockSignals(False)
+        self.model.clear()
+        self.model.addItems(["last", "best"] if (Path(path) / BEST_MODEL_FILE).is_file()
+                            else ["last"])
+        picked = run_pick(Path(path), cfg.run_checkpoint).name == BEST_MODEL_FILE
+        self.model.setCurrentText("best" if picked else "last")  # as utom run predicted
         self._follow_direction()
         self.status.setText("")
         self._idle()
@@ -261,11 +270,15 @@ class UtomWidget(QWidget):
         output = self.zarr_edit.text().strip() if self.write_zarr.isChecked() else ""
         if self.write_zarr.isChecked() and not output:
             raise UtomError("OME-Zarr output: choose a path (…)")
-        direction = self.direction.currentText()
-        return jobs.Job(run=self.run_path, direction=direction, tile=self.tile.value(),
+        from utom_core.trained import BEST_MODEL_FILE
+
+        direction, best = self.direction.currentText(), self.model.currentText() == "best"
+        return jobs.Job(run=self.run_path / BEST_MODEL_FILE if best else self.run_path,
+                        direction=direction, tile=self.tile.value(),
                         views=int(self.views.currentText()),
                         device=self.device.currentText(), output=Path(output) if output else None,
-                        name=f"{layer.name} ({self.meta.task} {direction})")
+                        name=f"{layer.name} ({self.meta.task} {direction})",
+                        fidelity=self.fidelity.isChecked())
 
     def predict(self) -> None:
         """Predict the current layer in a worker thread; the result becomes a new layer."""

@@ -12,6 +12,7 @@ from PIL import Image
 
 from utom_core import run_folders, trained
 from utom_core.errors import InputError
+from utom_core.inference import fidelity
 from utom_core.io.base import ImageInfo
 from utom_core.io.ometiff import TiledTiffSink
 from utom_core.io.omezarr import OmeZarrWriter
@@ -155,7 +156,8 @@ def test_huge_previews_are_read_lazily_and_shrunk(tmp_path, run_dir):
 
 
 def test_run_output_folder_opens_whole(tmp_path, run_dir, make_napari_viewer):
-    """The folder `utom run` writes: its predictions side by side, its run's panels hidden."""
+    """The folder `utom run` writes: its predictions side by side, each fidelity map over its
+    prediction, the run's panels hidden below; one unit for all, the view on the predictions."""
     out = tmp_path / "out"
     shutil.copytree(run_dir, out / "run")
     png(out / "run" / "previews" / "a2b_0000100.png", (20, 50), 1)
@@ -164,15 +166,28 @@ def test_run_output_folder_opens_whole(tmp_path, run_dir, make_napari_viewer):
     one = np.arange(40 * 30, dtype=np.uint16).reshape(40, 30)
     tifffile.imwrite(out / "predictions" / "a.tif", one, imagej=True,
                      resolution=(2.0, 2.0), metadata={"unit": "um"})
+    doubt = np.linspace(0, 1, 40 * 30, dtype=np.float32).reshape(40, 30)
+    tifffile.imwrite(out / "predictions" / "a.fidelity.tif", doubt, imagej=True,
+                     resolution=(2.0, 2.0), metadata={"unit": "um"})
     write(out / "predictions" / "b.ome.zarr", one[None] * 2, {"y": 0.5, "x": 0.5})
-    layers = make_napari_viewer().open(str(out), plugin="napari-utom")
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(out), plugin="napari-utom")
     names = [layer.name for layer in layers]
-    assert names == ["run a2b previews", "run a2b previews iteration", "a", "b"]
-    assert [layer.visible for layer in layers] == [False, False, True, True]
-    np.testing.assert_array_equal(np.asarray(layers[2].data), one)
-    np.testing.assert_array_equal(np.asarray(layers[3].data), one * 2)
-    np.testing.assert_allclose(layers[2].scale, [0.5, 0.5])
-    assert layers[3].translate[-1] >= 30 * 0.5  # beside "a", not on it
+    assert names == ["a", "a fidelity", "b", "run a2b previews", "run a2b previews iteration"]
+    assert [layer.visible for layer in layers] == [True, False, True, False, False]
+    np.testing.assert_array_equal(np.asarray(layers[0].data), one)
+    np.testing.assert_array_equal(np.asarray(layers[1].data), doubt)
+    np.testing.assert_array_equal(np.asarray(layers[2].data), one * 2)
+    np.testing.assert_allclose(layers[0].scale, [0.5, 0.5])
+    overlay = layers[1]  # on its prediction, in the map's own [0, 1] range
+    np.testing.assert_allclose(overlay.scale, layers[0].scale)
+    np.testing.assert_allclose(overlay.translate, layers[0].translate)
+    assert overlay.contrast_limits == [0.0, 1.0] and overlay.colormap.name == "utom fidelity"
+    assert layers[2].translate[-1] >= 30 * 0.5  # beside "a", not on it
+    assert len({str(unit) for layer in layers for unit in layer.units[-2:]}) == 1
+    # napari fits its view to the first layers it adds: the predictions, not the panels
+    y, x = viewer.scene.camera.center[-2:]
+    assert 0 <= y <= 40 * 0.5 and 0 <= x <= layers[2].translate[-1] + 30 * 0.5
 
 
 def test_other_paths_are_left_to_other_readers(tmp_path, run_dir, image):
@@ -193,3 +208,4 @@ def test_run_markers_are_utoms():
                                                         run_folders.MARKER_FILE)
     assert (runs.RUN_SUBDIR, runs.PREDICTION_DIR) == (run_folders.RUN_SUBDIR,
                                                       run_folders.PREDICTION_DIR)
+    assert runs.FIDELITY == fidelity.SUFFIX

@@ -190,8 +190,10 @@ def test_layer_the_run_cannot_read_is_one_line(widget, qtbot):
     widget.viewer.add_image(colour, name="colour", rgb=True)
     widget.predict()
     finish(qtbot, widget)
-    assert widget.status.text() == ("error: colour: expected 1 channel(s), found 3 "
-                                    "(shape (3, 40, 40))")
+    refusal = "error: colour: has 3 channel(s) (an RGB layer of shape (40, 40, 3)); expected 1"
+    assert widget.status.text() == refusal
+    widget.preview()  # the content mask of a 1-channel domain: refused alike, not empty
+    assert widget.status.text() == refusal
     assert [layer.name for layer in widget.viewer.layers] == ["colour"]
 
 
@@ -260,3 +262,52 @@ def test_views_default_is_utom_predicts(widget, run_dir):
     widget.views.setCurrentText("2")
     layer = widget.viewer.add_image(np.zeros((16, 16), np.uint16))
     assert widget.job(layer).views == 2
+
+
+def test_fidelity_map_is_utom_predicts_over_the_prediction(widget, qtbot, expected, tmp_path):
+    """With the box ticked the map comes too, equal to `utom predict --fidelity`'s, laid over
+    the prediction in its fixed [0, 1] range."""
+    data, _ = expected["plane"]
+    tifffile.imwrite(tmp_path / "plane.tif", data)
+    utom("predict", str(widget.run_path), str(tmp_path / "plane.tif"), "--out",
+         str(tmp_path / "out.tif"), "--fidelity")
+    widget.viewer.add_image(data, name="plane", scale=(0.5, 0.5))
+    widget.fidelity.setChecked(True)
+    widget.predict()
+    finish(qtbot, widget)
+    prediction, overlay = (widget.viewer.layers[f"plane (denoise a2b){s}"]
+                           for s in ("", " fidelity"))
+    np.testing.assert_array_equal(prediction.data, read_image(tmp_path / "out.tif")[0])
+    np.testing.assert_array_equal(overlay.data, read_image(tmp_path / "out.fidelity.tif")[0])
+    np.testing.assert_allclose(overlay.scale, prediction.scale)
+    assert overlay.contrast_limits == [0.0, 1.0] and overlay.colormap.name == "utom fidelity"
+
+
+def test_the_model_is_the_one_utom_run_predicted_with(make_napari_viewer, qtbot, run_dir,
+                                                     expected, tmp_path):
+    """A run whose task predicts with its best validation's model: the widget picks it as
+    `utom run` did (`utom predict --checkpoint best`), and "last" is still there to choose."""
+    from utom_core.checkpoints import load_torch, save_torch
+
+    run = tmp_path / "run"
+    run.mkdir()
+    state = load_torch(run_dir / "model.pt")
+    state["config"]["run_checkpoint"] = "best"
+    save_torch(state, run / "model.pt")
+    state["ema_ab"] = {k: v * 0.5 if v.is_floating_point() else v
+                       for k, v in state["ema_ab"].items()}
+    save_torch(state, run / "model_best.pt")
+    data, last = expected["plane"]
+    tifffile.imwrite(tmp_path / "plane.tif", data)
+    utom("predict", str(run), str(tmp_path / "plane.tif"), "--out", str(tmp_path / "best.tif"),
+         "--checkpoint", "best")
+    widget = UtomWidget(make_napari_viewer())
+    widget.load_run(run)
+    assert widget.model.currentText() == "best"
+    assert [widget.model.itemText(i) for i in range(widget.model.count())] == ["last", "best"]
+    widget.viewer.add_image(data, name="plane")
+    widget.predict()
+    finish(qtbot, widget)
+    result = widget.viewer.layers["plane (denoise a2b)"].data
+    np.testing.assert_array_equal(result, read_image(tmp_path / "best.tif")[0])
+    assert not np.array_equal(result, last)
