@@ -46,7 +46,8 @@ Reader = Callable[[slice, slice], np.ndarray]
 Writer = Callable[[slice, slice, np.ndarray], None]
 """Receives (rows, columns, (C, rows, columns)) of one plane once final, in [-1, 1]."""
 Progress = Callable[[int, int, int], None]
-"""(tiles just done, total tiles, output pixels just done)."""
+"""(tiles just done, total tiles, output pixels just done): after every batch of tiles, and
+after every tile row written (0 tiles, its pixels)."""
 Fidelity = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """(inputs, the views' mean prediction, their mean square) → (N, 1, H, W) fidelity map
 (``inference.fidelity``)."""
@@ -221,17 +222,17 @@ class PlanePredictor:
         with self.statistics(read, grid):
             for row in range(len(grid.rows)):
                 for first in range(0, len(grid.cols), self.options.batch):
-                    for col, tile in enumerate(self.predict_batch(read, grid, row, first),
-                                               start=first):
+                    batch = self.predict_batch(read, grid, row, first)
+                    for col, tile in enumerate(batch, start=first):
                         stitcher.add(col, tile)
+                    self.progress(len(batch), self.total, 0)  # per batch: a cancel is heard
                 finished = stitcher.end_row()
                 if finished is not None:
                     rows, data = finished
                     self._write(write, rows, data[:-1] if extra else data)
                     if write_fidelity is not None:
                         self._write(write_fidelity, rows, data[-1:])
-                self.progress(len(grid.cols), self.total,
-                              0 if finished is None else finished[1].shape[1] * grid.shape[1])
+                    self.progress(0, self.total, finished[1].shape[1] * grid.shape[1])
 
     def _write(self, write: Writer, rows: slice, data: np.ndarray) -> None:
         """Hand finished rows on in blocks one tile wide (bounded temporaries, aligned chunks)."""

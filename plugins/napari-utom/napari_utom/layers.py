@@ -94,6 +94,18 @@ def pixel_size(layer: Any, axes: str) -> dict[str, float]:
     return sizes
 
 
+def _channels(layer: Any, channels: int) -> int:
+    """How many channels a layer holds, read as for a domain of ``channels``: RGB layers 3,
+    other 2D layers 1, and for a multi-channel domain the first axis of a larger layer."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    return 3 if layer.rgb else 1 if data.ndim == 2 or channels == 1 else int(data.shape[0])
+
+
+def layer_fits(layer: Any, channels: int) -> bool:
+    """Whether a layer holds the channels of a domain of ``channels``."""
+    return _channels(layer, channels) == channels
+
+
 def layer_source(layer: Any, channels: int) -> ArraySource:
     """The image of a napari layer as a lazy utom ImageSource (finest level of a multiscale
     layer; dask-backed data is read region by region, never whole).
@@ -102,7 +114,7 @@ def layer_source(layer: Any, channels: int) -> ArraySource:
     multi-channel domain, its first axis does."""
     data = layer.data[0] if layer.multiscale else layer.data
     origin = Path(layer.source.path or layer.name)
-    found = 3 if layer.rgb else 1 if data.ndim == 2 or channels == 1 else data.shape[0]
+    found = _channels(layer, channels)
     if found != channels:  # said before the axes: a 2D image of the wrong kind is not 1D
         raise InputError(origin, f"has {found} channel(s) ({'an RGB' if layer.rgb else 'a'} "
                                  f"layer of shape {tuple(data.shape)}); expected {channels}")

@@ -140,12 +140,13 @@ def read_run(path: str | list[str]) -> list[LayerData]:
 
 
 def _below(layers: list[LayerData], width: float, top: float, unit: str) -> list[LayerData]:
-    """Panels hidden, scaled to ``width`` in all and placed from ``top`` down: below the
-    predictions, in their ``unit`` (panels are figures: their scale is layout only; one unit
-    for all layers, or napari drops units and warns)."""
+    """Panels hidden, placed from ``top`` down: below the predictions, in their ``unit``
+    (panels are figures: their scale is layout only; one unit for all layers, or napari drops
+    units and warns), as wide in all as the predictions, or as they are tall where that is
+    more (a narrow prediction would leave the panels unreadably small)."""
     extent = max((meta["translate"][-1] + data.shape[-2]
                   for data, meta, kind in layers if kind == "image"), default=0)
-    factor = width / extent if extent and width else 1.0
+    factor = max(width, top) / extent if extent and width else 1.0
     placed = []
     for data, meta, kind in layers:
         lead = [0.0] * (len(meta.get("axis_labels", "yx")) - 2)

@@ -1,7 +1,7 @@
 """The utom dock widget: pick a run, preview its content masks, predict the current layer.
 
 Predictions run in a worker thread (``napari.qt.threading``) and report progress through a
-Qt signal, so the viewer stays responsive; Cancel stops at the next tile row and removes what
+Qt signal, so the viewer stays responsive; Cancel stops after the current tile and removes what
 was written. torch is loaded when a run is chosen, not when napari starts.
 """
 
@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 from napari_utom import jobs
-from napari_utom.layers import layer_source
+from napari_utom.layers import layer_fits, layer_source
 from utom_core.errors import UtomError, first_line
 
 MASK_COLOURS = {None: "transparent", 0: "transparent", 1: "magenta"}
@@ -107,10 +107,10 @@ class UtomWidget(QWidget):
         buttons = QHBoxLayout()
         self.preview_button = QPushButton("Preview mask")
         self.preview_button.clicked.connect(self.preview)
-        reset = QPushButton("Run's threshold")
-        reset.clicked.connect(self._reset_threshold)
+        self.reset_button = QPushButton("Run's threshold")
+        self.reset_button.clicked.connect(self._reset_threshold)
         buttons.addWidget(self.preview_button)
-        buttons.addWidget(reset)
+        buttons.addWidget(self.reset_button)
         form.addRow(buttons)
         return box
 
@@ -223,6 +223,18 @@ class UtomWidget(QWidget):
         self.layer_label.setText(f"image: {layer.name}" if layer else
                                  "image: select an image layer")
 
+    def _ready(self) -> Image | None:
+        """The current image layer, once a run is chosen; else None, and the status says
+        which of the two is missing."""
+        layer = self.current_layer()
+        if self.meta is None:
+            self.status.setText("error: choose a run first (Choose run…)")
+        elif layer is None:
+            active = self.viewer.layers.selection.active
+            self.status.setText("error: select an image layer" + (
+                f" ({active.name} is a {type(active).__name__} layer)" if active else ""))
+        return layer if self.meta is not None else None
+
     def _mask_name(self, layer: Image) -> str:
         return f"{layer.name} content"
 
@@ -230,9 +242,8 @@ class UtomWidget(QWidget):
     def preview(self) -> None:
         """Show the current layer's content mask at the slider's threshold as a Labels layer
         (replacing the data of an earlier preview of the same layer)."""
-        layer = self.current_layer()
-        if self.meta is None or layer is None:
-            self.status.setText("error: choose a run and select an image layer first")
+        layer = self._ready()
+        if layer is None:
             return
         domain, norm, _ = self._domain()
         try:
@@ -282,17 +293,21 @@ class UtomWidget(QWidget):
 
     def predict(self) -> None:
         """Predict the current layer in a worker thread; the result becomes a new layer."""
-        layer = self.current_layer()
-        if self.meta is None or layer is None:
-            self.status.setText("error: choose a run and select an image layer first")
+        layer = self._ready()
+        if layer is None:
             return
-        source_domain = self.meta.domain_a if self.direction.currentText() == "a2b" \
-            else self.meta.domain_b
+        a2b = self.direction.currentText() == "a2b"
+        source_domain, other = ((self.meta.domain_a, self.meta.domain_b) if a2b
+                                else (self.meta.domain_b, self.meta.domain_a))
         try:
             job = self.job(layer)
             source = layer_source(layer, source_domain.channels)
         except UtomError as err:
-            self.status.setText(_message(err))
+            fits_other = (other.channels != source_domain.channels
+                          and layer_fits(layer, other.channels))
+            self.status.setText(_message(err) + (
+                f" (direction {'b2a' if a2b else 'a2b'} reads {other.name}: "
+                f"{other.channels} channel(s))" if fits_other else ""))
             return
         self.cancel = cancel = threading.Event()
         self.destroyed.connect(lambda *_: cancel.set())  # a closed widget stops its job
@@ -310,7 +325,7 @@ class UtomWidget(QWidget):
         self.worker.start()
 
     def request_cancel(self) -> None:
-        """Stop the running prediction at its next tile row; nothing is added or written."""
+        """Stop the running prediction after its current tile; nothing is added or written."""
         self.cancel.set()
         if self.worker is not None:
             self.status.setText("cancelling…")
@@ -324,9 +339,9 @@ class UtomWidget(QWidget):
             self.progress.setValue(0)
             self.status.setText("cancelled: no layer was added and nothing was written")
             return
-        for data, kwargs, kind in layers:  # placed where the input layer is
-            self.viewer.add_layer(Layer.create(data, {**kwargs, **self.geometry}, kind))
-        self.status.setText(f"added {', '.join(kwargs['name'] for _, kwargs, _ in layers)}")
+        added = [self.viewer.add_layer(Layer.create(data, {**kwargs, **self.geometry}, kind))
+                 for data, kwargs, kind in layers]  # placed where the input layer is
+        self.status.setText(f"added {', '.join(layer.name for layer in added)}")
 
     def _busy(self) -> None:
         self.predict_button.setEnabled(False)
@@ -336,6 +351,7 @@ class UtomWidget(QWidget):
         self.worker = None
         self.predict_button.setEnabled(self.meta is not None)
         self.preview_button.setEnabled(self.meta is not None)
+        self.reset_button.setEnabled(self.meta is not None)
         self.cancel_button.setEnabled(False)
         if self.progress.maximum() == 0:  # stopped before any tile row: not busy any more
             self.progress.setRange(0, 1)

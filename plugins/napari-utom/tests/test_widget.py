@@ -311,3 +311,35 @@ def test_the_model_is_the_one_utom_run_predicted_with(make_napari_viewer, qtbot,
     result = widget.viewer.layers["plane (denoise a2b)"].data
     np.testing.assert_array_equal(result, read_image(tmp_path / "best.tif")[0])
     assert not np.array_equal(result, last)
+
+
+def test_what_is_missing_is_said(make_napari_viewer, run_dir):
+    """No run: the widget says so (and offers no threshold to go back to); a run but a
+    Labels layer current: it names the layer."""
+    viewer = make_napari_viewer()
+    widget = UtomWidget(viewer)
+    assert not widget.reset_button.isEnabled()
+    viewer.add_image(np.zeros((16, 16), np.uint16), name="plane")
+    widget.predict()
+    assert widget.status.text() == "error: choose a run first (Choose run…)"
+    widget.load_run(run_dir)
+    viewer.add_labels(np.zeros((16, 16), np.uint8), name="mask")
+    widget.preview()
+    assert widget.status.text() == "error: select an image layer (mask is a Labels layer)"
+
+
+def test_a_layer_for_the_other_direction_is_named(make_napari_viewer, tmp_path):
+    """An RGB layer predicted a2b on a 1 → 3-channel run: the refusal names the direction
+    that reads it."""
+    from reliability.checks import save_model
+
+    from utom_tasks.stain_he import TASK
+
+    run = save_model(tmp_path / "stain", TASK.domain_a, TASK.domain_b, "stain-he")
+    widget = UtomWidget(make_napari_viewer())
+    widget.load_run(run)
+    widget.viewer.add_image(np.zeros((40, 40, 3), np.uint8), name="he", rgb=True)
+    widget.predict()
+    assert widget.status.text() == (
+        "error: he: has 3 channel(s) (an RGB layer of shape (40, 40, 3)); expected 1 "
+        f"(direction b2a reads {TASK.domain_b.name}: 3 channel(s))")
