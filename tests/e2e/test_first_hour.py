@@ -251,6 +251,9 @@ def test_the_report_orders_metrics_explains_them_and_draws_the_losses(cli, tmp_p
     assert cli("predict", *given).code == 0
     written = again / Path(row["prediction"]).name
     assert np.array_equal(tifffile.imread(written), tifffile.imread(row["prediction"]))
+    # and the napari command opens this folder with utom's reader
+    napari = shlex.split(report[report.index("```bash\nnapari ") + 8:].splitlines()[0])
+    assert napari == ["napari", "--plugin", "napari-utom", str(out)]
 
 
 def test_the_report_shows_a_validation_curve_when_the_run_has_one(tmp_path):

@@ -96,3 +96,32 @@ def test_utom_run_predicts_in_fp32_whatever_its_training_amp(cli, tmp_path, monk
                f"amp={amp}", "--out", tmp_path / "out")
     assert done.code == 0, done.err
     assert [options.amp for options in used] == [False]
+
+
+def test_sampled_statistics_are_recorded_as_the_tiles_run(denoise_model):
+    """Tiles under bf16 normalise with statistics recorded under the same autocast, at bf16's
+    cost: the first norm's, of a convolution's output only, equal those of a bf16 pass
+    exactly (and, where bf16 is native, not the fp32 pass's; deeper norms differ from a plain
+    pass by more than precision: its norms are per image, not pooled and frozen)."""
+    from utom_core.device import autocast
+    from utom_core.inference.view_statistics import instance_norms
+    from utom_core.networks import frozen_norm_statistics
+
+    generator = load_model(denoise_model[0], build_generator=get_registry().build_generator
+                           ).generator
+    x = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, (2, 1, 64, 64))).float()
+    first = instance_norms(generator)[0]
+
+    def recorded(bf16: bool) -> torch.Tensor:
+        with frozen_norm_statistics(generator, x, bf16):
+            assert first.frozen is not None
+            return torch.cat(first.frozen)
+
+    seen: list[torch.Tensor] = []
+    hook = first.register_forward_pre_hook(lambda norm, args: seen.append(torch.cat(
+        torch.var_mean(args[0].float(), dim=(0, 2, 3), keepdim=True, correction=0)[::-1])))
+    with torch.no_grad(), autocast(torch.device("cpu"), True):
+        generator(x)
+    hook.remove()
+    assert torch.equal(recorded(True), seen[0])
+    assert torch.equal(recorded(False), seen[0]) is not native_bf16(torch.device("cpu"))

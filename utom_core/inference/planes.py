@@ -195,7 +195,8 @@ class PlanePredictor:
     def _per_view(self, reference: torch.Tensor) -> Iterator[None]:
         """Each view's statistics of ``reference``, held by the runner for the plane's tiles
         (and recorded from it for the workers of a cluster: ``blocks``)."""
-        with statistics_per_view(self.generator, reference, self.runner.views) as frozen:
+        with statistics_per_view(self.generator, reference, self.runner.views,
+                                 self.options.bf16) as frozen:
             self.runner.frozen = frozen
             try:
                 yield

@@ -27,14 +27,15 @@ def instance_norms(model: nn.Module) -> list[InstanceNorm]:
 
 
 @contextmanager
-def statistics_per_view(model: nn.Module, reference: torch.Tensor, views: tuple[View, ...]
-                        ) -> Iterator[list[Statistics]]:
+def statistics_per_view(model: nn.Module, reference: torch.Tensor, views: tuple[View, ...],
+                        bf16: bool = False) -> Iterator[list[Statistics]]:
     """Each view's frozen statistics of ``reference`` (the sample a plane's tiles share),
-    for ``use_statistics``; every norm is unfrozen again on exit."""
+    recorded under the tiles' bf16 autocast where they run under it, for
+    ``use_statistics``; every norm is unfrozen again on exit."""
     norms, recorded = instance_norms(model), []
     try:
         for view in views:
-            with frozen_norm_statistics(model, view.apply(reference)):
+            with frozen_norm_statistics(model, view.apply(reference), bf16):
                 recorded.append([n.frozen for n in norms if n.frozen is not None])  # all are
         yield recorded
     finally:

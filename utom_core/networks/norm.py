@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utom_core.device import autocast
+
 
 class InstanceNorm(nn.Module):
     """``nn.InstanceNorm2d`` that uses ``frozen`` (mean, var) when they are set.
@@ -50,23 +52,29 @@ class InstanceNorm(nn.Module):
 
 
 @contextmanager
-def frozen_norm_statistics(model: nn.Module, crops: torch.Tensor) -> Iterator[None]:
+def frozen_norm_statistics(model: nn.Module, crops: torch.Tensor, bf16: bool = False
+                           ) -> Iterator[None]:
     """Freeze every InstanceNorm at the statistics of ``crops`` taken together as one image.
 
     Each layer pools over all crops and pixels and normalises with the pooled values at once,
     so deeper layers see inputs normalised as the whole image would be (one forward pass).
-    ``crops`` is the whole image when it fits, else crops sampled across it.
+    ``crops`` is the whole image when it fits, else crops sampled across it. ``bf16``: that
+    pass under the bf16 autocast the tiles will run under (``device.autocast``: where the
+    device computes it natively), so its statistics are those of the activations the tiles
+    normalise, at the tiles' cost (pooled in fp32 either way, a few channels at a time: no
+    fp32 copy of a whole bf16 activation).
     """
     norms = [m for m in model.modules() if isinstance(m, InstanceNorm)]
 
     def record(norm: InstanceNorm, args: tuple[torch.Tensor, ...]) -> None:
-        var, mean = torch.var_mean(args[0].float(), dim=(0, 2, 3), keepdim=True, correction=0)
-        norm.frozen = (mean, var)
+        pooled = [torch.var_mean(part.float(), dim=(0, 2, 3), keepdim=True, correction=0)
+                  for part in args[0].split(8, dim=1)]
+        norm.frozen = (torch.cat([m for _, m in pooled], 1), torch.cat([v for v, _ in pooled], 1))
 
     hooks = [norm.register_forward_pre_hook(record) for norm in norms]
     try:
         try:
-            with torch.no_grad():
+            with torch.no_grad(), autocast(crops.device, bf16):
                 model(crops)
         finally:
             for hook in hooks:

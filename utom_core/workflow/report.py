@@ -130,8 +130,11 @@ def _predict_more(record: RunRecord, out: Path) -> list[str]:
     return ["## Predict more images", "",
             "With the model these scores are of, under the same views:", "", "```bash",
             f"utom predict {shlex.quote(str(out / trained.RUN_SUBDIR))} IMAGE... --out "
-            f"FOLDER{options}", "```",
-            ""]
+            f"FOLDER{options}", "```", "",
+            "To look at this folder in napari — the predictions, each fidelity map over its "
+            "prediction, the training previews — with the napari plugin "
+            "(docs/napari.md):", "", "```bash",
+            f"napari --plugin napari-utom {shlex.quote(str(out))}", "```", ""]
 
 
 def upsampling_note(upsampling: str | None, notch: float = 0.0) -> str:

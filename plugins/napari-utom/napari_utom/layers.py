@@ -24,10 +24,12 @@ DISPLAY_PERCENTILES = (0.5, 99.8)
 16-bit image must not squash the rest to black)."""
 SAMPLE_VALUES = 1 << 22
 """Values read at most to find contrast limits (strided: any image size costs the same)."""
+FIDELITY_TINT, FIDELITY_OPACITY = (0.0, 200 / 255, 1.0), 0.7
+"""A fidelity map over its prediction: transparent where trusted (0), cyan the more it is
+doubted, 70 % opaque at 1, so the prediction shows through; the tint of the report's fidelity
+panel (utom_core.evaluation.figures.fidelity; a test keeps them equal)."""
 FIDELITY_COLOURS = {"name": "utom fidelity",
-                    "colors": [[1.0, 0.55, 0.0, 0.0], [1.0, 0.55, 0.0, 1.0]]}
-"""A fidelity map over its prediction: transparent where trusted (0), more opaque orange the
-more it is doubted (1), so the prediction shows through where it can be trusted."""
+                    "colors": [[*FIDELITY_TINT, 0.0], [*FIDELITY_TINT, FIDELITY_OPACITY]]}
 
 
 def _sample(array: Any) -> np.ndarray:
@@ -76,7 +78,7 @@ def image_layers(levels: list[Any], name: str, axes: str, pixel_size: dict[str, 
 
 def fidelity_overlay(layer: LayerData, name: str, visible: bool) -> LayerData:
     """A fidelity map's image layer as an overlay on its prediction (the caller places it
-    there): the map's fixed [0, 1] range, not percentiles, so full orange always means 1."""
+    there): the map's fixed [0, 1] range, not percentiles, so the full tint always means 1."""
     data, meta, kind = layer
     return data, {**meta, "name": f"{name} fidelity", "colormap": FIDELITY_COLOURS,
                   "contrast_limits": (0.0, 1.0), "blending": "translucent",

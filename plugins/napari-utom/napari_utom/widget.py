@@ -131,7 +131,7 @@ class UtomWidget(QWidget):
         form.addRow("views (flips/rotations)", self.views)
         self.model = QComboBox()  # the run's models; load_run selects the one utom run used
         form.addRow("model", self.model)
-        self.fidelity = QCheckBox("fidelity map over the prediction (orange: doubted)")
+        self.fidelity = QCheckBox("fidelity map over the prediction (cyan: doubted)")
         form.addRow(self.fidelity)
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda"])

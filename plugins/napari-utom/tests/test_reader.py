@@ -7,11 +7,12 @@ import shutil
 import numpy as np
 import pytest
 import tifffile
-from napari_utom import reader, runs
+from napari_utom import layers, reader, runs
 from PIL import Image
 
 from utom_core import run_folders, trained
 from utom_core.errors import InputError
+from utom_core.evaluation.figures import fidelity as fidelity_panel
 from utom_core.inference import fidelity
 from utom_core.io.base import ImageInfo
 from utom_core.io.ometiff import TiledTiffSink
@@ -209,3 +210,5 @@ def test_run_markers_are_utoms():
     assert (runs.RUN_SUBDIR, runs.PREDICTION_DIR) == (run_folders.RUN_SUBDIR,
                                                       run_folders.PREDICTION_DIR)
     assert runs.FIDELITY == fidelity.SUFFIX
+    assert np.allclose(np.array(layers.FIDELITY_TINT) * 255, fidelity_panel.TINT)
+    assert layers.FIDELITY_OPACITY == fidelity_panel.OPACITY
