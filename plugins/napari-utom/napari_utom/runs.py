@@ -109,17 +109,19 @@ def _iteration_text(name: str, iterations: list[int], x: float) -> LayerData:
         "out_of_slice_display": False, "axis_labels": ("preview", "y", "x")}, "points")
 
 
-def read_run(path: str | list[str]) -> list[LayerData]:
+def read_run(path: str | list[str], last_only: bool = False) -> list[LayerData]:
     """A run's previews, one RGB layer per direction with a ``preview`` axis (panels of
-    different sizes stay separate layers), and its learning curves, side by side."""
+    different sizes stay separate layers), and its learning curves, side by side; with
+    ``last_only``, each direction's last preview alone (no axis to scroll)."""
     run = Path(path[0] if isinstance(path, list) else path)
     layers: list[LayerData] = []
     x = 0.0
-    for direction, files in previews(run).items():
+    for direction, found in previews(run).items():
+        files = found[-1:] if last_only else found
         panels = [panel(file) for file in files]
         iterations = [int(PREVIEW_NAME.fullmatch(f.name)[2]) for f in files]  # type: ignore[index]
         name = f"{run.name} {direction} previews"
-        if len({p.shape for p in panels}) == 1:
+        if len({p.shape for p in panels}) == 1 and not last_only:
             layers.append((da.stack(panels), {
                 "name": name, "rgb": True, "translate": (0, 0, x),
                 "axis_labels": ("preview", "y", "x"),
@@ -168,9 +170,9 @@ def predictions(folder: Path) -> list[tuple[Path, Path | None]]:
 
 def read_output(path: str | list[str], open_image: Any) -> list[LayerData]:
     """A ``utom run`` output folder: its predictions (each as ``open_image`` reads it) side by
-    side, each with its fidelity map over it (hidden at first), and below them the run's
-    previews and curves, hidden too. Predictions come first: napari fits its view to the
-    first layers it is given."""
+    side, each with its fidelity map over it (hidden at first), and below them the run's last
+    previews and curves, hidden too (the run directory itself shows every preview).
+    Predictions come first: napari fits its view to the first layers it is given."""
     out = Path(path[0] if isinstance(path, list) else path)
     layers: list[LayerData] = []
     x = height = 0.0
@@ -188,5 +190,5 @@ def read_output(path: str | list[str], open_image: Any) -> list[LayerData]:
         if found:
             level = found[0][0][0] if isinstance(found[0][0], list) else found[0][0]
             x += level.shape[len(found[0][1]["scale"]) - 1] * found[0][1]["scale"][-1] * 1.05
-    run = read_run(out / RUN_SUBDIR) if is_run_dir(out / RUN_SUBDIR) else []
+    run = read_run(out / RUN_SUBDIR, last_only=True) if is_run_dir(out / RUN_SUBDIR) else []
     return layers + _below(run, x, height * 1.05, unit)

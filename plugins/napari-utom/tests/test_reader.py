@@ -162,6 +162,7 @@ def test_run_output_folder_opens_whole(tmp_path, run_dir, make_napari_viewer):
     out = tmp_path / "out"
     shutil.copytree(run_dir, out / "run")
     png(out / "run" / "previews" / "a2b_0000100.png", (20, 50), 1)
+    png(out / "run" / "previews" / "a2b_0000200.png", (20, 50), 2)
     (out / "utom.json").write_text('{"format": "utom-run-output/1"}')
     (out / "predictions").mkdir()
     one = np.arange(40 * 30, dtype=np.uint16).reshape(40, 30)
@@ -174,8 +175,10 @@ def test_run_output_folder_opens_whole(tmp_path, run_dir, make_napari_viewer):
     viewer = make_napari_viewer()
     layers = viewer.open(str(out), plugin="napari-utom")
     names = [layer.name for layer in layers]
-    assert names == ["a", "a fidelity", "b", "run a2b previews", "run a2b previews iteration"]
-    assert [layer.visible for layer in layers] == [True, False, True, False, False]
+    assert names == ["a", "a fidelity", "b", "run a2b_0000200"]  # the last preview alone
+    assert [layer.visible for layer in layers] == [True, False, True, False]
+    assert viewer.dims.ndim == 2  # no preview axis: no slider over the predictions
+    assert np.asarray(layers[3].data).max() == 2
     np.testing.assert_array_equal(np.asarray(layers[0].data), one)
     np.testing.assert_array_equal(np.asarray(layers[1].data), doubt)
     np.testing.assert_array_equal(np.asarray(layers[2].data), one * 2)
