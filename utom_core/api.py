@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from utom_core.inference.predictor import PredictOptions, Predictor
-    from utom_core.trained import Direction
+    from utom_core.trained import Checkpoint, Direction
     from utom_core.training.trainer import TrainResult
 
 Paths = Sequence[str | PathLike[str]]
@@ -44,10 +44,11 @@ def train(task: str, a: Paths, b: Paths, out: str | PathLike[str], *, budget: st
 def load_run(run: str | PathLike[str], direction: Direction = "a2b", *,
              options: PredictOptions | None = None, device: str = "auto",
              weights: Literal["ema", "raw"] = "ema",
-             checkpoint: Literal["last", "best"] = "last") -> Predictor:
+             checkpoint: Checkpoint = "run") -> Predictor:
     """The generator of a run directory (or model file) for ``direction``, ready to predict
     with ``options`` (None: ``utom predict``'s defaults); its ``.model`` is the loaded
-    ``TrainedModel`` (domains, normalisations, thresholds)."""
+    ``TrainedModel`` (domains, normalisations, thresholds). ``checkpoint``: as ``utom predict
+    --checkpoint`` (default: the model the run predicts with)."""
     from utom_core.device import resolve_device
     from utom_core.inference.predictor import Predictor
     from utom_core.plugins import get_registry

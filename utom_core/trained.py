@@ -149,11 +149,20 @@ def _model_file(path: Path) -> Path:
     return path
 
 
-def chosen_model(path: Path, checkpoint: Literal["last", "best"]) -> Path:
-    """``utom predict --checkpoint``: the run's last model (``path`` as given), or the model of
-    its best validation score."""
-    if checkpoint == "last":
+Checkpoint = Literal["run", "last", "best"]
+"""Which of a run's models predicts: the one the run predicts with (its task's pick), its last,
+or its best validation's (``utom predict --checkpoint``, ``utom export``, the Python API)."""
+
+
+def chosen_model(path: Path, checkpoint: Checkpoint = "run") -> Path:
+    """``--checkpoint``: ``run``, the model ``utom run`` predicts with (``run_pick``: the best
+    validation's where the task picks it and the run validated, else the last; a model file
+    is itself), ``last`` (``path`` as given), or ``best``, the model of its best validation
+    score."""
+    if checkpoint == "last" or (checkpoint == "run" and not path.is_dir()):
         return path
+    if checkpoint == "run":
+        return run_pick(path, load_run(path)[0].run_checkpoint)
     if not path.is_dir():
         raise InputError(path, "--checkpoint best takes a run directory")
     if not (path / BEST_MODEL_FILE).is_file():

@@ -89,6 +89,12 @@ def test_predict_chooses_the_best_or_the_last_model(cli, tmp_path, blob_tiffs):
         assert result.code == 0, result.err
     same = np.array_equal(*(tifffile.imread(p) for p in outputs.values()))
     assert same == (best["iteration"] == 4)
+    # by default, the model the run predicts with: denoise's pick is its best validation's
+    assert trained.load_run(run)[0].run_checkpoint == "best"
+    result = cli("predict", run, val[0], "--out", tmp_path / "default.tif")
+    assert result.code == 0, result.err
+    assert np.array_equal(tifffile.imread(tmp_path / "default.tif"),
+                          tifffile.imread(outputs["best"]))
 
 
 def test_validation_refusals_are_one_line_and_write_nothing(cli, tmp_path, blob_tiffs):

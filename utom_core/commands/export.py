@@ -12,7 +12,7 @@ from utom_core.console import console
 from utom_core.inference.views import DEFAULT_VIEWS, VIEW_COUNTS
 
 if TYPE_CHECKING:
-    from utom_core.trained import Direction
+    from utom_core.trained import Checkpoint, Direction
 
 
 @click.command("export")
@@ -33,18 +33,24 @@ if TYPE_CHECKING:
               default=str(DEFAULT_VIEWS), show_default=True,
               help="Test-time flips/rotations the packaged model averages, as `utom predict "
                    "--views` (the default is its default).")
+@click.option("--checkpoint", type=click.Choice(["run", "last", "best"]), default="run",
+              show_default=True,
+              help="Which of a run directory's models, as `utom predict --checkpoint` (run: "
+                   "the one the run predicts with).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing package.")
 def export_command(run: Path, package: Path, direction: Direction, weights: str,
                    sample: Path | None, authors: tuple[str, ...], views: str,
-                   overwrite: bool) -> None:
+                   checkpoint: Checkpoint, overwrite: bool) -> None:
     """Package the generator of RUN (run directory or model file) for the BioImage Model Zoo;
     the package is tested with bioimageio.core first and written only if it passes."""
     from utom_core.export.bioimageio import export_bioimageio
     from utom_core.plugins import get_registry
+    from utom_core.trained import chosen_model
 
     registry = get_registry()
-    card = export_bioimageio(run, package, direction, weights, overwrite, sample,
-                             list(authors), build_generator=registry.build_generator,
+    card = export_bioimageio(chosen_model(run, checkpoint), package, direction, weights,
+                             overwrite, sample, list(authors),
+                             build_generator=registry.build_generator,
                              formats=registry.formats, views=int(views),
                              find_method=registry.method)
     console.print(f"{package}: {card.name} ({direction}, {card.weights} weights); passed "

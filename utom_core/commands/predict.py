@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
@@ -24,7 +24,7 @@ from utom_core.task import Slicing
 
 if TYPE_CHECKING:
     from utom_core.inference.blocks import ModelSpec
-    from utom_core.trained import Direction, TrainedModel
+    from utom_core.trained import Checkpoint, Direction, TrainedModel
 
 
 def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool,
@@ -127,9 +127,11 @@ views_option = click.option(
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
 @click.option("--raw-weights", is_flag=True, help="Use the last weights instead of their EMA.")
-@click.option("--checkpoint", type=click.Choice(["last", "best"]), default="last",
+@click.option("--checkpoint", type=click.Choice(["run", "last", "best"]), default="run",
               show_default=True,
-              help="The run's last model, or the one of its best validation score (--val).")
+              help="run: the model the run predicts with (utom run's: its task's pick, the "
+                   "best validation's for the built-in tasks where it validated, else the "
+                   "last); last; best: its best validation score's (--val).")
 @click.option("--scheduler", default=None, metavar="local[:N]|tcp://HOST:PORT",
               help="Predict on a Dask cluster: N local worker processes, or a running "
                    "scheduler (needs utom[distributed]; docs/predict.md).")
@@ -148,7 +150,7 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction:
                     tile: int, overlap: float | None, stitch: str, norm: str, batch: int | None,
                     views: int, fidelity: bool,
                     fmt: str | None, overwrite: bool, device: str, raw_weights: bool,
-                    checkpoint: Literal["last", "best"],
+                    checkpoint: Checkpoint,
                     scheduler: str | None, resume: bool, amp: bool, white_balance: bool,
                     threads: int | None) -> None:
     """Predict every INPUT (image or folder) with the generator of MODEL (run dir or checkpoint)."""

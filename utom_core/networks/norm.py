@@ -14,8 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utom_core.device import autocast
-
 
 class InstanceNorm(nn.Module):
     """``nn.InstanceNorm2d`` that uses ``frozen`` (mean, var) when they are set.
@@ -59,10 +57,10 @@ def frozen_norm_statistics(model: nn.Module, crops: torch.Tensor, bf16: bool = F
     Each layer pools over all crops and pixels and normalises with the pooled values at once,
     so deeper layers see inputs normalised as the whole image would be (one forward pass).
     ``crops`` is the whole image when it fits, else crops sampled across it. ``bf16``: that
-    pass under the bf16 autocast the tiles will run under (``device.autocast``: where the
-    device computes it natively), so its statistics are those of the activations the tiles
-    normalise, at the tiles' cost (pooled in fp32 either way, a few channels at a time: no
-    fp32 copy of a whole bf16 activation).
+    pass under bf16 autocast, as the tiles will run (the caller decides, where the device
+    computes bf16 natively: ``device.native_bf16``), so its statistics are those of the
+    activations the tiles normalise, at the tiles' cost (pooled in fp32 either way, a few
+    channels at a time: no fp32 copy of a whole bf16 activation).
     """
     norms = [m for m in model.modules() if isinstance(m, InstanceNorm)]
 
@@ -74,7 +72,7 @@ def frozen_norm_statistics(model: nn.Module, crops: torch.Tensor, bf16: bool = F
     hooks = [norm.register_forward_pre_hook(record) for norm in norms]
     try:
         try:
-            with torch.no_grad(), autocast(crops.device, bf16):
+            with torch.no_grad(), torch.autocast(crops.device.type, torch.bfloat16, bf16):
                 model(crops)
         finally:
             for hook in hooks:

@@ -122,11 +122,10 @@ def _model_used(used: LastModel | BestModel) -> list[str]:
 
 
 def _predict_more(record: RunRecord, out: Path) -> list[str]:
-    """The ``utom predict`` command that predicts as this run did, with the model it kept:
-    the model lives in ``run/`` of the output folder, which a first-day user cannot guess."""
-    options = " --checkpoint best" if isinstance(record.predicted_with, BestModel) else ""
-    if record.views and record.views != DEFAULT_VIEWS:
-        options += f" --views {record.views}"
+    """The ``utom predict`` command that predicts as this run did, with the model it kept
+    (``--checkpoint``'s default): the model lives in ``run/`` of the output folder, which a
+    first-day user cannot guess."""
+    options = f" --views {record.views}" if record.views and record.views != DEFAULT_VIEWS else ""
     return ["## Predict more images", "",
             "With the model these scores are of, under the same views:", "", "```bash",
             f"utom predict {shlex.quote(str(out / trained.RUN_SUBDIR))} IMAGE... --out "
