@@ -124,16 +124,16 @@ def _model_used(used: LastModel | BestModel) -> list[str]:
 def _predict_more(record: RunRecord, out: Path) -> list[str]:
     """The ``utom predict`` command that predicts as this run did, with the model it kept
     (``--checkpoint``'s default): the model lives in ``run/`` of the output folder, which a
-    first-day user cannot guess."""
+    first-day user cannot guess. Paths are absolute: the report is read from anywhere."""
     options = f" --views {record.views}" if record.views and record.views != DEFAULT_VIEWS else ""
     return ["## Predict more images", "",
             "With the model these scores are of, under the same views:", "", "```bash",
-            f"utom predict {shlex.quote(str(out / trained.RUN_SUBDIR))} IMAGE... --out "
-            f"FOLDER{options}", "```", "",
+            f"utom predict {shlex.quote(str(out.absolute() / trained.RUN_SUBDIR))} IMAGE... "
+            f"--out FOLDER{options}", "```", "",
             "To look at this folder in napari — the predictions, each fidelity map over its "
             "prediction, the training previews — with the napari plugin "
             "(docs/napari.md):", "", "```bash",
-            f"napari --plugin napari-utom {shlex.quote(str(out))}", "```", ""]
+            f"napari --plugin napari-utom {shlex.quote(str(out.absolute()))}", "```", ""]
 
 
 def upsampling_note(upsampling: str | None, notch: float = 0.0) -> str:

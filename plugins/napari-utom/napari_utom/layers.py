@@ -115,7 +115,7 @@ def layer_source(layer: Any, channels: int) -> ArraySource:
     Channels: RGB layers carry them last; a non-RGB layer holds one channel, or, for a
     multi-channel domain, its first axis does."""
     data = layer.data[0] if layer.multiscale else layer.data
-    origin = Path(layer.source.path or layer.name)
+    origin = Path(layer.name)  # what the layer list shows (a folder's layers share its path)
     found = _channels(layer, channels)
     if found != channels:  # said before the axes: a 2D image of the wrong kind is not 1D
         raise InputError(origin, f"has {found} channel(s) ({'an RGB' if layer.rgb else 'a'} "

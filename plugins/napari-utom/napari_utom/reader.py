@@ -15,8 +15,15 @@ import dask.array as da
 import tifffile
 import zarr
 
-from napari_utom.layers import LayerData, image_layers, lazy
-from napari_utom.runs import is_run_dir, is_run_output, previews, read_output, read_run
+from napari_utom.layers import LayerData, fidelity_overlay, image_layers, lazy
+from napari_utom.runs import (
+    FIDELITY,
+    is_run_dir,
+    is_run_output,
+    previews,
+    read_output,
+    read_run,
+)
 from utom_core.errors import InputError
 from utom_core.io.lazy import ArraySource
 from utom_core.io.omezarr import OmeZarrSource, check_complete
@@ -95,7 +102,7 @@ def read_ome_zarr(path: str | list[str], name: str | None = None) -> list[LayerD
         check_complete(store, array, dataset["path"])
     levels = [_canonical(da.from_zarr(array), names) for array in arrays]
     axes = "".join(n for n in names if n != "c")
-    return image_layers(levels, name or _name(store), axes, source.info.pixel_size)
+    return _shown(image_layers(levels, name or _name(store), axes, source.info.pixel_size))
 
 
 def _canonical(array: da.Array, names: list[str]) -> da.Array:
@@ -123,7 +130,14 @@ def read_ome_tiff(path: str | list[str]) -> list[LayerData]:
                                    f"the image {source.info.shape}")
         levels.append(lazy(level))
     axes = "zyx"[-(len(source.info.shape) - 1):]
-    return image_layers(levels, _name(file), axes, source.info.pixel_size)
+    return _shown(image_layers(levels, _name(file), axes, source.info.pixel_size))
+
+
+def _shown(layers: list[LayerData]) -> list[LayerData]:
+    """A fidelity map (``STEM.fidelity.ome.zarr`` beside ``STEM.ome.zarr``, as ``utom predict
+    --fidelity`` writes it) as the overlay it is, on its prediction's place; else as read."""
+    return [fidelity_overlay(layer, layer[1]["name"].removesuffix(FIDELITY), visible=True)
+            if layer[1]["name"].endswith(FIDELITY) else layer for layer in layers]
 
 
 def open_image(path: Path) -> list[LayerData]:

@@ -2,7 +2,8 @@
 
 Predictions run in a worker thread (``napari.qt.threading``) and report progress through a
 Qt signal, so the viewer stays responsive; Cancel stops after the current tile and removes what
-was written. torch is loaded when a run is chosen, not when napari starts.
+was written. torch is loaded when the widget opens (its views choices are utom predict's), not
+when napari starts or reads a file.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class UtomWidget(QWidget):
         self.worker: Any = None
         self.geometry: dict[str, Any] = {}
         """Scale, translate and units of the layer being predicted, for its result."""
+        self.input: Image | None = None
+        """The layer being predicted: current again once its result is added."""
         self.cancel = threading.Event()
         self._build()
         self.progressed.connect(self._show_progress)
@@ -232,7 +235,7 @@ class UtomWidget(QWidget):
         elif layer is None:
             active = self.viewer.layers.selection.active
             self.status.setText("error: select an image layer" + (
-                f" ({active.name} is a {type(active).__name__} layer)" if active else ""))
+                f" ({active.name} is a {active.__class__.__name__} layer)" if active else ""))
         return layer if self.meta is not None else None
 
     def _mask_name(self, layer: Image) -> str:
@@ -313,6 +316,7 @@ class UtomWidget(QWidget):
         self.destroyed.connect(lambda *_: cancel.set())  # a closed widget stops its job
         self.geometry = {key: getattr(layer, key)[-len(source.info.shape[1:]):]
                          for key in ("scale", "translate", "units")}
+        self.input = layer
         self.worker = create_worker(jobs.predict, source, job, self.progressed.emit,
                                     self.cancel, _start_thread=False, _ignore_errors=True)
         self.worker.returned.connect(self._add_result)
@@ -341,6 +345,8 @@ class UtomWidget(QWidget):
             return
         added = [self.viewer.add_layer(Layer.create(data, {**kwargs, **self.geometry}, kind))
                  for data, kwargs, kind in layers]  # placed where the input layer is
+        if self.input in self.viewer.layers:  # a second Predict predicts the input again
+            self.viewer.layers.selection.active = self.input
         self.status.setText(f"added {', '.join(layer.name for layer in added)}")
 
     def _busy(self) -> None:

@@ -194,6 +194,22 @@ def test_run_output_folder_opens_whole(tmp_path, run_dir, make_napari_viewer):
     assert 0 <= y <= 40 * 0.5 and 0 <= x <= layers[2].translate[-1] + 30 * 0.5
 
 
+def test_a_fidelity_map_opened_alone_is_an_overlay(tmp_path, make_napari_viewer):
+    """`utom predict --fidelity`'s pair opened one after the other: the map over its
+    prediction, in its cyan on the fixed 0–1 range."""
+    one = np.arange(40 * 30, dtype=np.uint16).reshape(1, 40, 30)
+    doubt = np.linspace(0, 1, 40 * 30, dtype=np.float32).reshape(1, 40, 30)
+    write(tmp_path / "s.ome.zarr", one, {"y": 0.5, "x": 0.5})
+    write(tmp_path / "s.fidelity.ome.zarr", doubt, {"y": 0.5, "x": 0.5})
+    viewer = make_napari_viewer()
+    for name in ("s.ome.zarr", "s.fidelity.ome.zarr"):
+        viewer.open(str(tmp_path / name), plugin="napari-utom")
+    prediction, overlay = viewer.layers
+    assert (prediction.name, overlay.name) == ("s", "s fidelity") and overlay.visible
+    assert overlay.contrast_limits == [0.0, 1.0] and overlay.colormap.name == "utom fidelity"
+    np.testing.assert_allclose(overlay.scale, prediction.scale)
+
+
 def test_other_paths_are_left_to_other_readers(tmp_path, run_dir, image):
     plain = tmp_path / "plain.zarr"
     plain.mkdir()

@@ -281,6 +281,7 @@ def test_fidelity_map_is_utom_predicts_over_the_prediction(widget, qtbot, expect
     np.testing.assert_array_equal(overlay.data, read_image(tmp_path / "out.fidelity.tif")[0])
     np.testing.assert_allclose(overlay.scale, prediction.scale)
     assert overlay.contrast_limits == [0.0, 1.0] and overlay.colormap.name == "utom fidelity"
+    assert widget.viewer.layers.selection.active.name == "plane"  # Predict again: the input
 
 
 def test_the_model_is_the_one_utom_run_predicted_with(make_napari_viewer, qtbot, run_dir,
