@@ -137,6 +137,15 @@ def test_the_readme_reports_utom_runs_held_out_metrics(smoke: Smoke, tmp_path):
     assert "| psnr | 27.25 |" in validation.split("##")[0]
     assert "No held-out metrics" in make_card(smoke.run, "a2b", "ema",
                                               build_generator).readme()
+    # a run that predicted its tests with model_best.pt: that file's card has them (what
+    # `utom export RUN` packages by default), the last model's has not
+    shutil.copy(run / "model.pt", run / "model_best.pt")
+    run_record(metrics={"psnr": 27.25}, predicted_with={
+        "model": "best", "iteration": 1, "metric": "content_iou", "score": 0.9,
+        "best_content_iou": 0.9}).write(run.parent / "metrics.json")
+    cards = {name: make_card(file, "a2b", "ema", build_generator).readme()
+             for name, file in (("best", run / "model_best.pt"), ("last", run))}
+    assert "| psnr | 27.25 |" in cards["best"] and "No held-out metrics" in cards["last"]
 
 
 def test_the_readme_gives_only_the_settings_its_method_uses(smoke: Smoke):

@@ -130,8 +130,8 @@ views_option = click.option(
 @click.option("--checkpoint", type=click.Choice(["run", "last", "best"]), default="run",
               show_default=True,
               help="run: the model the run predicts with (utom run's: its task's pick, the "
-                   "best validation's for the built-in tasks where it validated, else the "
-                   "last); last; best: its best validation score's (--val).")
+                   "best validation's for stain-he, denoise, sr, isotropic where it "
+                   "validated, else the last); last; best: its best validation score's (--val).")
 @click.option("--scheduler", default=None, metavar="local[:N]|tcp://HOST:PORT",
               help="Predict on a Dask cluster: N local worker processes, or a running "
                    "scheduler (needs utom[distributed]; docs/predict.md).")

@@ -10,9 +10,16 @@ from typing import Any
 
 from utom_core import __version__
 from utom_core.domain import Domain, Normalisation
-from utom_core.records import RunRecord
+from utom_core.records import BestModel, RunRecord
 from utom_core.run_folders import METRICS_FILE
-from utom_core.trained import InputFile, RunMeta, TrainedModel, gains_text
+from utom_core.trained import (
+    BEST_MODEL_FILE,
+    MODEL_FILE,
+    InputFile,
+    RunMeta,
+    TrainedModel,
+    gains_text,
+)
 
 PAPER = ("Li, X., Zhang, G., Qiao, H. et al. Unsupervised content-preserving transformation for "
          "optical microscopy. Light: Science & Applications 10, 60 (2021)")
@@ -132,9 +139,15 @@ class Card:
         return lines
 
     def _metrics(self) -> dict[str, float]:
-        """``utom run``'s test metrics, when RUN is the run inside its output folder."""
-        record = RunRecord.read(self.run.parent / METRICS_FILE)
-        return record.metrics if record is not None and self.direction == "a2b" else {}
+        """``utom run``'s test metrics, when RUN is the run inside its output folder (or one
+        of its model files) and the model packaged is the one its tests were predicted with."""
+        folder = self.run if self.run.is_dir() else self.run.parent
+        record = RunRecord.read(folder.parent / METRICS_FILE)
+        if record is None or self.direction != "a2b":
+            return {}
+        used = BEST_MODEL_FILE if isinstance(record.predicted_with, BestModel) else MODEL_FILE
+        return record.metrics if (self.run / MODEL_FILE if self.run.is_dir() else self.run
+                                  ).name == used else {}
 
     def _usage(self) -> list[str]:
         p = self.predictor

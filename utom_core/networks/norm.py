@@ -7,6 +7,7 @@ them for every tile makes tiled inference match whole-image inference.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -72,7 +73,9 @@ def frozen_norm_statistics(model: nn.Module, crops: torch.Tensor, bf16: bool = F
     hooks = [norm.register_forward_pre_hook(record) for norm in norms]
     try:
         try:
-            with torch.no_grad(), torch.autocast(crops.device.type, torch.bfloat16, bf16):
+            bf16_pass = (torch.autocast(crops.device.type, torch.bfloat16) if bf16
+                         else contextlib.nullcontext())  # off: leave a caller's autocast be
+            with torch.no_grad(), bf16_pass:
                 model(crops)
         finally:
             for hook in hooks:

@@ -97,10 +97,13 @@ def pixel_size(layer: Any, axes: str) -> dict[str, float]:
 
 
 def _channels(layer: Any, channels: int) -> int:
-    """How many channels a layer holds, read as for a domain of ``channels``: RGB layers 3,
-    other 2D layers 1, and for a multi-channel domain the first axis of a larger layer."""
+    """How many channels a layer holds, read as for a domain of ``channels``: RGB(A) layers
+    their last axis, other 2D layers 1, and for a multi-channel domain the first axis of a
+    larger layer."""
     data = layer.data[0] if layer.multiscale else layer.data
-    return 3 if layer.rgb else 1 if data.ndim == 2 or channels == 1 else int(data.shape[0])
+    if layer.rgb:
+        return int(data.shape[-1])
+    return 1 if data.ndim == 2 or channels == 1 else int(data.shape[0])
 
 
 def layer_fits(layer: Any, channels: int) -> bool:
@@ -118,8 +121,9 @@ def layer_source(layer: Any, channels: int) -> ArraySource:
     origin = Path(layer.name)  # what the layer list shows (a folder's layers share its path)
     found = _channels(layer, channels)
     if found != channels:  # said before the axes: a 2D image of the wrong kind is not 1D
-        raise InputError(origin, f"has {found} channel(s) ({'an RGB' if layer.rgb else 'a'} "
-                                 f"layer of shape {tuple(data.shape)}); expected {channels}")
+        kind = ("an RGBA" if found == 4 else "an RGB") if layer.rgb else "a"
+        raise InputError(origin, f"has {found} channel(s) ({kind} layer of shape "
+                                 f"{tuple(data.shape)}); expected {channels}")
     split = 1 if layer.rgb else 0
     spatial = data.ndim - split - (1 if channels > 1 and not layer.rgb else 0)
     if spatial not in (2, 3):

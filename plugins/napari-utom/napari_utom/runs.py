@@ -179,7 +179,7 @@ def read_output(path: str | list[str], open_image: Any) -> list[LayerData]:
     unit = "pixel"
     for file, fidelity in predictions(out / PREDICTION_DIR):
         found = open_image(file)
-        overlays = [fidelity_overlay(layer, found[0][1]["name"], visible=False)
+        overlays = [fidelity_overlay(layer, image_stem(file), visible=False)
                     for layer in (open_image(fidelity) if fidelity and found else [])]
         for data, meta, kind in found + overlays:  # side by side, each map on its prediction
             level = data[0] if isinstance(data, list) else data

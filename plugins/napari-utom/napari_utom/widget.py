@@ -1,9 +1,10 @@
 """The utom dock widget: pick a run, preview its content masks, predict the current layer.
 
 Predictions run in a worker thread (``napari.qt.threading``) and report progress through a
-Qt signal, so the viewer stays responsive; Cancel stops after the current tile and removes what
-was written. torch is loaded when the widget opens (its views choices are utom predict's), not
-when napari starts or reads a file.
+Qt signal, so the viewer stays responsive; Cancel stops after the current batch of tiles (one
+on the CPU; a plane predicted whole is one) and removes what was written. torch is loaded
+when the widget opens (its views choices are utom predict's), not when napari starts or
+reads a file.
 """
 
 from __future__ import annotations
@@ -189,6 +190,9 @@ class UtomWidget(QWidget):
                             else ["last"])
         picked = run_pick(Path(path), cfg.run_checkpoint).name == BEST_MODEL_FILE
         self.model.setCurrentText("best" if picked else "last")  # as utom run predicted
+        planes = meta.slicing.value == "xy"  # no fidelity maps of XZ/YZ planes (isotropic)
+        self.fidelity.setEnabled(planes)
+        self.fidelity.setChecked(self.fidelity.isChecked() and planes)
         self._follow_direction()
         self.status.setText("")
         self._idle()
@@ -287,7 +291,8 @@ class UtomWidget(QWidget):
         from utom_core.trained import BEST_MODEL_FILE
 
         direction, best = self.direction.currentText(), self.model.currentText() == "best"
-        return jobs.Job(run=self.run_path / BEST_MODEL_FILE if best else self.run_path,
+        run = Path(self.run_path or ".")  # set: a job is made once a run is chosen
+        return jobs.Job(run=run / BEST_MODEL_FILE if best else run,
                         direction=direction, tile=self.tile.value(),
                         views=int(self.views.currentText()),
                         device=self.device.currentText(), output=Path(output) if output else None,
@@ -322,14 +327,15 @@ class UtomWidget(QWidget):
         self.worker.returned.connect(self._add_result)
         self.worker.errored.connect(lambda err: self.status.setText(_message(err)))
         self.worker.finished.connect(self._idle)
-        self.progress.setRange(0, 0)  # busy until the first tile row reports
+        self.progress.setRange(0, 0)  # busy until the first batch of tiles reports
         self.progress.setValue(0)
         self.status.setText(f"predicting {layer.name}…")
         self._busy()
         self.worker.start()
 
     def request_cancel(self) -> None:
-        """Stop the running prediction after its current tile; nothing is added or written."""
+        """Stop the running prediction after its current batch of tiles; nothing is added or
+        written."""
         self.cancel.set()
         if self.worker is not None:
             self.status.setText("cancelling…")
@@ -359,5 +365,5 @@ class UtomWidget(QWidget):
         self.preview_button.setEnabled(self.meta is not None)
         self.reset_button.setEnabled(self.meta is not None)
         self.cancel_button.setEnabled(False)
-        if self.progress.maximum() == 0:  # stopped before any tile row: not busy any more
+        if self.progress.maximum() == 0:  # stopped before any batch: not busy any more
             self.progress.setRange(0, 1)

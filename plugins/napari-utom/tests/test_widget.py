@@ -206,6 +206,7 @@ def test_isotropic_run_predicts_xz_and_yz_planes(make_napari_viewer, qtbot, iso_
     viewer = make_napari_viewer()
     widget = UtomWidget(viewer)
     widget.load_run(iso_run_dir)
+    assert not widget.fidelity.isEnabled()  # no fidelity maps of XZ/YZ planes
     viewer.add_image(volume, name="vol")
     widget.predict()
     finish(qtbot, widget)
@@ -272,6 +273,7 @@ def test_fidelity_map_is_utom_predicts_over_the_prediction(widget, qtbot, expect
     utom("predict", str(widget.run_path), str(tmp_path / "plane.tif"), "--out",
          str(tmp_path / "out.tif"), "--fidelity")
     widget.viewer.add_image(data, name="plane", scale=(0.5, 0.5))
+    assert widget.fidelity.isEnabled()
     widget.fidelity.setChecked(True)
     widget.predict()
     finish(qtbot, widget)
@@ -344,3 +346,7 @@ def test_a_layer_for_the_other_direction_is_named(make_napari_viewer, tmp_path):
     assert widget.status.text() == (
         "error: he: has 3 channel(s) (an RGB layer of shape (40, 40, 3)); expected 1 "
         f"(direction b2a reads {TASK.domain_b.name}: 3 channel(s))")
+    widget.viewer.add_image(np.zeros((40, 40, 4), np.uint8), name="rgba", rgb=True)
+    widget.predict()  # RGBA: counted as it is, and no direction reads 4
+    assert widget.status.text() == ("error: rgba: has 4 channel(s) (an RGBA layer of shape "
+                                    "(40, 40, 4)); expected 1")
