@@ -141,13 +141,12 @@ class Card:
     def _metrics(self) -> dict[str, float]:
         """``utom run``'s test metrics, when RUN is the run inside its output folder (or one
         of its model files) and the model packaged is the one its tests were predicted with."""
-        folder = self.run if self.run.is_dir() else self.run.parent
-        record = RunRecord.read(folder.parent / METRICS_FILE)
+        packaged = self.run / MODEL_FILE if self.run.is_dir() else self.run
+        record = RunRecord.read(packaged.parent.parent / METRICS_FILE)
         if record is None or self.direction != "a2b":
             return {}
         used = BEST_MODEL_FILE if isinstance(record.predicted_with, BestModel) else MODEL_FILE
-        return record.metrics if (self.run / MODEL_FILE if self.run.is_dir() else self.run
-                                  ).name == used else {}
+        return record.metrics if packaged.name == used else {}
 
     def _usage(self) -> list[str]:
         p = self.predictor

@@ -7,9 +7,8 @@ them for every tile makes tiled inference match whole-image inference.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -74,7 +73,7 @@ def frozen_norm_statistics(model: nn.Module, crops: torch.Tensor, bf16: bool = F
     try:
         try:
             bf16_pass = (torch.autocast(crops.device.type, torch.bfloat16) if bf16
-                         else contextlib.nullcontext())  # off: leave a caller's autocast be
+                         else nullcontext())  # off: leave a caller's autocast be
             with torch.no_grad(), bf16_pass:
                 model(crops)
         finally:

@@ -124,7 +124,7 @@ def run_workflow(resolved: Resolved, cfg: TrainConfig, budget: Budget, out: Path
             raise Interrupted(f"{out}: training interrupted at iteration {result.iteration}; "
                               f"continue with `{_resume_command(task, out / RUN_SUBDIR)}`")
         train_seconds = time.perf_counter() - start
-        # the last, where no validation ran (a test image too small)
+        # the task's pick; the last where no validation ran (a test image too small)
         model = trained.run_pick(out / RUN_SUBDIR, cfg.run_checkpoint)
         loaded = load_model(model, build_generator=resolved.build_generator,
                             reverse=True)  # the fidelity map's cycle residual

@@ -120,17 +120,17 @@ def predict(source: ImageSource, job: Job, progress: Progress, cancel: threading
     options = PredictOptions(tile=job.tile, fidelity=job.fidelity)
     options = options if job.views is None else replace(options, views=job.views)
     predictor = Predictor(model, options, formats=registry.formats)
-    made: dict[str, Any] = {}  # each output's info, and its array unless written to a file
+    made: dict[str, tuple[ImageInfo, Any]] = {}  # each output's info, and its array if kept
 
     def sink_to(output: Path | None, key: str) -> Callable[[ImageInfo], ImageSink]:
         def create(info: ImageInfo) -> ImageSink:
             if cancel.is_set():
                 raise Cancelled
-            made[key + " info"] = info
             if output is not None:
+                made[key] = info, None
                 return OmeZarrWriter().create(output, info, chunk=job.tile)
-            made[key] = _scratch(info, job.tile)
-            return ArraySink(made[key])
+            made[key] = info, _scratch(info, job.tile)
+            return ArraySink(made[key][1])
         return create
 
     done = 0
@@ -154,11 +154,11 @@ def predict(source: ImageSource, job: Job, progress: Progress, cancel: threading
     return layers
 
 
-def _layers(made: dict[str, Any], key: str, output: Path | None, name: str
+def _layers(made: dict[str, tuple[ImageInfo, Any]], key: str, output: Path | None, name: str
             ) -> list[LayerData]:
     """The layers of one result: read back from its OME-Zarr, or its array in memory."""
     if output is not None:
         return read_ome_zarr(str(output), name)
-    array, info = made[key], made[key + " info"]
+    info, array = made[key]
     levels = [array if isinstance(array, np.ndarray) else da.from_zarr(array)]
     return image_layers(levels, name, info.spatial_axes, info.pixel_size)

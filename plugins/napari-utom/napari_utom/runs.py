@@ -20,7 +20,7 @@ import dask.array as da
 import numpy as np
 from PIL import Image
 
-from napari_utom.layers import LayerData, fidelity_overlay
+from napari_utom.layers import LayerData
 from utom_core.io import image_stem
 
 RUN_FILES = ("model.pt", "run.json")
@@ -179,16 +179,16 @@ def read_output(path: str | list[str], open_image: Any) -> list[LayerData]:
     unit = "pixel"
     for file, fidelity in predictions(out / PREDICTION_DIR):
         found = open_image(file)
-        overlays = [fidelity_overlay(layer, image_stem(file), visible=False)
-                    for layer in (open_image(fidelity) if fidelity and found else [])]
+        overlays = [(data, {**meta, "visible": False}, kind)  # the reader's overlay, hidden
+                    for data, meta, kind in (open_image(fidelity) if fidelity and found else [])]
+        width = 0.0
         for data, meta, kind in found + overlays:  # side by side, each map on its prediction
             level = data[0] if isinstance(data, list) else data
             n = len(meta["scale"])
             layers.append((data, {**meta, "translate": [0.0] * (n - 1) + [x]}, kind))
             height = max(height, level.shape[n - 2] * meta["scale"][-2])
+            width = max(width, level.shape[n - 1] * meta["scale"][-1])
             unit = meta["units"][-1]
-        if found:
-            level = found[0][0][0] if isinstance(found[0][0], list) else found[0][0]
-            x += level.shape[len(found[0][1]["scale"]) - 1] * found[0][1]["scale"][-1] * 1.05
+        x += width * 1.05
     run = read_run(out / RUN_SUBDIR, last_only=True) if is_run_dir(out / RUN_SUBDIR) else []
     return layers + _below(run, x, height * 1.05, unit)
