@@ -10,6 +10,8 @@ measure reading, normalising, the network and stitching, not disk writes.
     python benchmarks/predict_throughput.py --size 4096 --tile 1024 --device cuda
     python benchmarks/predict_throughput.py --memory             # + peak RSS, whole vs auto
     python benchmarks/predict_throughput.py --quick --amp        # both sides under bf16
+    python benchmarks/predict_throughput.py --child auto --size 4096 --sample-tiles 4 --amp
+                                     # one fresh-process side (or --child whole): utom's default
 
 ``--overlap auto`` (``utom_core.inference.halo``) measures the generator's halo on the image
 and tiles with the smallest overlap that keeps it out of the output; ``--memory`` runs whole-
@@ -86,15 +88,15 @@ def timed(generator: ResnetGenerator, data: np.ndarray, options: TileOptions) ->
     return time.perf_counter() - start
 
 
-def auto_options(generator: ResnetGenerator, data: np.ndarray, tile: int
+def auto_options(generator: ResnetGenerator, data: np.ndarray, tile: int, sample_tiles: int = 1
                  ) -> tuple[TileOptions, int | None]:
-    """``--overlap auto``: the halo measured on the image's middle, the overlap it needs."""
+    """``--overlap auto``: the halo measured on the image's middle, the overlap it needs;
+    statistics from a sample of ``sample_tiles`` tiles' pixels."""
     side = min(512, *data.shape[1:]) // generator.size_multiple * generator.size_multiple
     y0, x0 = (data.shape[1] - side) // 2, (data.shape[2] - side) // 2
     halo = measure_halo(generator, NORM_IN.apply(data[:, y0:y0 + side, x0:x0 + side]))
-    base = TileOptions(tile=tile, norm=Norm.image, max_pixels=tile * tile)
-    overlap = overlap_for(halo, base, generator.size_multiple)
-    return TileOptions(tile=tile, overlap=overlap, norm=Norm.image, max_pixels=tile * tile), halo
+    base = TileOptions(tile=tile, norm=Norm.image, max_pixels=sample_tiles * tile * tile)
+    return dataclasses.replace(base, overlap=overlap_for(halo, base, generator.size_multiple)), halo
 
 
 def peak_mb() -> float:
@@ -112,7 +114,8 @@ def child(args: argparse.Namespace) -> None:
     data = generated(args.size)
     options = None
     if args.child == "auto":
-        options = dataclasses.replace(auto_options(generator, data, args.tile)[0], bf16=args.amp)
+        options = dataclasses.replace(auto_options(generator, data, args.tile,
+                                                   args.sample_tiles)[0], bf16=args.amp)
     Path("/proc/self/clear_refs").write_text("5")  # peak RSS from here on
     before = peak_mb()
     start = time.perf_counter()
@@ -129,6 +132,7 @@ def memory(args: argparse.Namespace) -> None:
     for mode in ("whole", "auto"):
         command = [sys.executable, __file__, "--child", mode, "--size", str(args.size),
                    "--tile", str(args.tile), "--ngf", str(args.ngf), "--blocks", str(args.blocks),
+                   "--sample-tiles", str(args.sample_tiles),
                    *(["--amp"] if args.amp else [])]
         found[mode] = json.loads(subprocess.run(command, capture_output=True, text=True,
                                                 check=True).stdout.splitlines()[-1])
@@ -152,6 +156,9 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="Peak RSS: whole vs auto.")
     parser.add_argument("--amp", action="store_true",
                         help="bf16 autocast on both sides, where the device computes it natively.")
+    parser.add_argument("--sample-tiles", type=int, default=1,
+                        help="Statistics sample of N tiles' pixels (utom's default 4; 1 forces "
+                             "tiling of a 1024² plane, which utom's default predicts whole).")
     parser.add_argument("--child", choices=["whole", "auto"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -181,7 +188,7 @@ def main() -> None:
             tile=t, overlap=0.125, norm=Norm.image, max_pixels=t * t)),
         ("default (image norm: whole up to 4 tiles, else tiles)", TileOptions(tile=t)),
     ]
-    auto, halo = auto_options(generator, data, t)
+    auto, halo = auto_options(generator, data, t, args.sample_tiles)
     settings.append((f"overlap auto {auto.overlap:.3f} (halo {halo} px), sampled stats", auto))
     for label, options in settings[:1] + settings[-1:] if args.quick else settings:
         options = dataclasses.replace(options, bf16=args.amp)
