@@ -11,7 +11,7 @@ measure reading, normalising, the network and stitching, not disk writes.
     python benchmarks/predict_throughput.py --memory             # + peak RSS, whole vs auto
     python benchmarks/predict_throughput.py --quick --amp        # both sides under bf16
     python benchmarks/predict_throughput.py --child auto --size 4096 --sample-tiles 4 --amp
-                                     # one fresh-process side (or --child whole): utom's default
+                        # one side in this process, on the CPU (or --child whole): utom's default
 
 ``--overlap auto`` (``utom_core.inference.halo``) measures the generator's halo on the image
 and tiles with the smallest overlap that keeps it out of the output; ``--memory`` runs whole-
@@ -161,6 +161,8 @@ def main() -> None:
                              "tiling of a 1024² plane, which utom's default predicts whole).")
     parser.add_argument("--child", choices=["whole", "auto"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sample_tiles < 1:
+        parser.error("--sample-tiles must be at least 1")
     if args.child:
         return child(args)
     device = torch.device(args.device)

@@ -96,19 +96,6 @@ def test_sampled_reference_for_planes_over_the_budget(resnet):
     assert np.isfinite(sink.data).all() and np.abs(sink.data).max() <= 1.0
 
 
-def test_sample_crops_of_large_tiles_stay_small(resnet):
-    """1024-px tiles sample 128-px crops, not a quarter tile: larger crops at the same budget
-    tracked whole-image inference half as well."""
-    unit = Normalisation(low=(-1.0,), high=(1.0,), dtype="float32")
-    source = Memory(np.random.default_rng(2).uniform(-1, 1, (1, 300, 1100)).astype(np.float32))
-    sink = Memory(np.zeros((2, 300, 1100), np.float32))
-    predict_image(source, resnet, unit, Normalisation(low=(-1.0,) * 2, high=(1.0,) * 2,
-                                                      dtype="float32"), sink,
-                  TileOptions(tile=1024, max_pixels=4 * 128 * 128))
-    crops = [region for _, region in source.log[:4]]
-    assert all(r.stop - r.start == 128 for region in crops for r in region)
-
-
 def test_sample_windows_at_grid_centres():
     windows = sample_windows((1000, 1000), 4 * 64 * 64, 64, 4)
     assert len(windows) == 4

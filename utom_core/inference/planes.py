@@ -143,12 +143,6 @@ def check_channels(source: ImageSource, generator: Generator) -> None:
                                       f"found {found} (shape {source.info.shape})")
 
 
-SAMPLE_SIDE = 128
-"""The sample's crops are a quarter tile, at most this side: at the same budget, 256-px crops
-(of 1024-px tiles) tracked whole-image inference half as well as 128-px ones
-(docs/results/prediction.md)."""
-
-
 def sample_windows(shape: tuple[int, int], budget: int, side: int, multiple: int
                    ) -> list[tuple[slice, slice]]:
     """Square crops of about ``side`` pixels centred on the cells of a regular grid over a plane
@@ -190,8 +184,7 @@ class PlanePredictor:
         if self.options.norm is Norm.tile or len(grid) == 1:
             return contextlib.nullcontext()
         multiple = self.generator.size_multiple
-        side = min(self.options.tile // 4, SAMPLE_SIDE)
-        windows = sample_windows(grid.shape, self.max_pixels, side, multiple)
+        windows = sample_windows(grid.shape, self.max_pixels, self.options.tile // 4, multiple)
         crops = [pad_to(read(rows, cols), padded_length(rows.stop - rows.start, multiple),
                         padded_length(cols.stop - cols.start, multiple))
                  for rows, cols in windows]
