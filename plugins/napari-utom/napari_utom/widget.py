@@ -288,11 +288,12 @@ class UtomWidget(QWidget):
         output = self.zarr_edit.text().strip() if self.write_zarr.isChecked() else ""
         if self.write_zarr.isChecked() and not output:
             raise UtomError("OME-Zarr output: choose a path (…)")
-        from utom_core.trained import BEST_MODEL_FILE
+        from utom_core.trained import Checkpoint, chosen_model
 
-        direction, best = self.direction.currentText(), self.model.currentText() == "best"
+        direction = self.direction.currentText()
+        checkpoint: Checkpoint = "best" if self.model.currentText() == "best" else "last"
         run = Path(self.run_path or ".")  # set: a job is made once a run is chosen
-        return jobs.Job(run=run / BEST_MODEL_FILE if best else run,
+        return jobs.Job(run=chosen_model(run, checkpoint),
                         direction=direction, tile=self.tile.value(),
                         views=int(self.views.currentText()),
                         device=self.device.currentText(), output=Path(output) if output else None,
