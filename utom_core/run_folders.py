@@ -143,6 +143,22 @@ def _check_replaceable(path: Path, fmt: str, what: str) -> None:
                         "by hand")
 
 
+def _already_exists(path: Path, fmt: str, what: str, resumable: bool = False) -> str:
+    """That ``path`` is taken, with only the ways out that would work: --resume where a run
+    checkpointed there, --overwrite where utom may replace it, else another --out."""
+    ways = ["--resume to continue it"] if resumable and (path / CHECKPOINT_FILE).is_file() \
+        else []
+    try:
+        _check_replaceable(path, fmt, what)
+        ways.append("--overwrite to replace it")
+    except UtomError:
+        pass
+    if ways:
+        return f"{path}: already exists; use {' or '.join(ways)}"
+    return (f"{path}: already exists and is not a utom {what} that --overwrite may replace; "
+            "choose another --out")
+
+
 def _nothing_to_resume(path: Path) -> str:
     """Why --resume cannot continue ``path``, and what to do instead (never --resume again)."""
     if (path / RUN_SUBDIR / CHECKPOINT_FILE).is_file():
@@ -175,8 +191,7 @@ def check_run_dir(path: Path, resume: bool, overwrite: bool,
     refuse_inputs_inside(path, inputs)
     if _is_used(path) and not _unstarted(path):
         if not overwrite:
-            raise UtomError(f"{path}: already exists; use --resume to continue it or "
-                            "--overwrite to replace it")
+            raise UtomError(_already_exists(path, RUN_DIR_FORMAT, "run directory", True))
         _check_replaceable(path, RUN_DIR_FORMAT, "run directory")
 
 
@@ -207,12 +222,13 @@ def output_folder(out: Path, overwrite: bool,
     prediction, report). An old output that --overwrite replaces is moved aside and deleted
     only once the body has ended, its new report written; on any failure or interrupt before,
     the old output is put back, and a new run that had trained (a checkpoint) is kept beside
-    it as ``OUT.interrupted-TIME`` (``resume_command(run)`` says how to continue it). A new
-    folder that failed before training anything is removed again."""
+    it as ``OUT.interrupted-TIME`` (``resume_command(run)`` says what to do with it, as it
+    does for a new output's run interrupted after training). A new folder that failed before
+    training anything is removed again."""
     existed, aside = out.exists(), None
     if _is_used(out):
         if not overwrite:
-            raise UtomError(f"{out}: already exists; use --overwrite to replace it")
+            raise UtomError(_already_exists(out, RUN_OUTPUT_FORMAT, "run output"))
         _check_replaceable(out, RUN_OUTPUT_FORMAT, "run output")
         aside = move_aside(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -229,11 +245,14 @@ def output_folder(out: Path, overwrite: bool,
             if existed:
                 out.mkdir()
         aside = None
+        run = (kept or out) / RUN_SUBDIR
+        hint = f": {resume_command(run)}" if resume_command else ""
         if kept is not None and isinstance(err, (Interrupted, KeyboardInterrupt)):
-            hint = f": continue it with `{resume_command(kept / RUN_SUBDIR)}`" \
-                if resume_command else ""
             raise Interrupted(f"{out}: interrupted; the previous output is back in place and "
                               f"the new run is kept in {kept}{hint}") from None
+        if trained and isinstance(err, KeyboardInterrupt):  # not training's own Interrupted
+            raise Interrupted(f"{out}: interrupted; the trained run is kept in {run}{hint}"
+                              ) from None
         raise
     finally:
         if aside is not None:

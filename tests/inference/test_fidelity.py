@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +146,74 @@ def test_utom_predict_refuses_to_clobber_a_map_before_predicting(cli, tmp_path):
     result = cli("predict", run, image, "--out", tmp_path / "new.tif", "--fidelity")
     assert result.code == 0, result.err
     assert tifffile.imread(tmp_path / "new.fidelity.tif").shape == (40, 40)
+
+
+def test_a_map_never_lands_on_another_output(cli, tmp_path):
+    """An input named like another's map (``a.fidelity.tif`` beside ``a.tif``) is refused
+    before any work, with or without --overwrite: one would silently replace the other."""
+    run = save_model(tmp_path / "run", TASK.domain_a, TASK.domain_b, "denoise")
+    (tmp_path / "in").mkdir()
+    for name in ("a.tif", "a.fidelity.tif"):
+        tifffile.imwrite(tmp_path / "in" / name, np.full((40, 40), 5000, np.uint16))
+    for extra in ((), ("--overwrite",)):
+        result = cli("predict", run, tmp_path / "in", "--out", tmp_path / "out", "--fidelity",
+                     *extra)
+        assert result.code != 0 and len(result.err.strip().splitlines()) == 1
+        assert "a.fidelity.tif would hold both" in result.err, result.err
+        assert not (tmp_path / "out").exists()
+    result = cli("predict", run, tmp_path / "in", "--out", tmp_path / "out")  # no maps: fine
+    assert result.code == 0, result.err
+
+
+def test_an_existing_output_is_refused_before_its_map_is_made(tmp_path):
+    """The Python API refuses an existing output up front (not after predicting it), and
+    leaves no map of a prediction it did not write."""
+    run = save_model(tmp_path / "run", TASK.domain_a, TASK.domain_b, "denoise")
+    image = tmp_path / "in.tif"
+    tifffile.imwrite(image, np.full((40, 40), 5000, np.uint16))
+    (tmp_path / "out.tif").write_bytes(b"an earlier prediction")
+    predictor = Predictor(load_model(run, build_generator=get_registry().build_generator),
+                          PredictOptions(views=1, fidelity=True))
+    with pytest.raises(UtomError, match=r"out\.tif already exists"):
+        predict_file(predictor, image, tmp_path / "out.tif", show_progress=False)
+    assert not (tmp_path / "out.fidelity.tif").exists()
+    assert (tmp_path / "out.tif").read_bytes() == b"an earlier prediction"
+
+
+class _Sink:
+    """A sink that records its commit, or fails it."""
+
+    def __init__(self, log: list[str], name: str, fails: bool = False) -> None:
+        self.log, self.name, self.fails = log, name, fails
+
+    def write(self, region: tuple[slice, ...], data: np.ndarray) -> None:
+        pass
+
+    def commit(self, replace: bool = False) -> None:
+        if self.fails:
+            raise UtomError(f"{self.name}: appeared while utom was writing it")
+        self.log.append(f"commit {self.name}")
+
+    def abort(self) -> None:
+        self.log.append(f"abort {self.name}")
+
+
+@pytest.mark.parametrize(("fails", "expected"), [
+    (False, ["commit prediction", "commit map"]), (True, ["abort prediction", "abort map"])])
+def test_the_map_is_committed_after_its_prediction(tmp_path, fails, expected):
+    """A prediction whose commit fails takes its map with it: no map is left of an image that
+    was not written."""
+    run = save_model(tmp_path / "run", TASK.domain_a, TASK.domain_b, "denoise")
+    image = tmp_path / "in.tif"
+    tifffile.imwrite(image, np.full((40, 40), 5000, np.uint16))
+    predictor = Predictor(load_model(run, build_generator=get_registry().build_generator),
+                          PredictOptions(views=1, fidelity=True))
+    log: list[str] = []
+    source = predictor.open(image)
+    try:
+        with pytest.raises(UtomError, match="appeared") if fails else contextlib.nullcontext():
+            predictor.predict(source, lambda info: _Sink(log, "prediction", fails),
+                              create_fidelity=lambda info: _Sink(log, "map"))
+    finally:
+        source.close()
+    assert log == expected

@@ -75,6 +75,12 @@ def tiff_truncated(w: Path) -> Path:
     return w / "bad.tif"
 
 
+def tiff_zero_rows(w: Path) -> Path:
+    with pytest.warns(UserWarning, match="zero-size"):
+        tifffile.imwrite(w / "bad.tif", np.zeros((0, 10), np.uint16))
+    return w / "bad.tif"
+
+
 def tiff_corrupt(w: Path) -> Path:
     (w / "bad.tif").write_bytes(b"II*\x00" + np.random.default_rng(3).bytes(600))
     return w / "bad.tif"
@@ -211,6 +217,7 @@ FILES: dict[str, tuple[Maker, tuple[str, ...]]] = {
     "tiff-empty": (tiff_empty, ("bad.tif", "not a readable TIFF")),
     "tiff-truncated": (tiff_truncated, ("bad.tif", "truncated")),
     "tiff-corrupt": (tiff_corrupt, ("bad.tif", "not a readable TIFF")),
+    "tiff-zero-rows": (tiff_zero_rows, ("bad.tif", "image is empty")),
     "png-empty": (png_empty, ("bad.png", "not a readable PNG")),
     "png-truncated": (png_truncated, ("bad.png", "not a readable PNG")),
     "png-corrupt": (png_corrupt, ("bad.png", "not a readable PNG")),
@@ -292,6 +299,11 @@ def _predict_opts(*options: str, out: str = "pred.tif") -> Build:
 
 def _model(make: Callable[[Path, Data], Path]) -> Build:
     return lambda w, d: ["predict", make(w, d), d.a[0], "--out", w / "pred.tif"]
+
+
+def _copy(image: Path, to: Path) -> Path:
+    to.parent.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(image, to))
 
 
 def _state(d: Data) -> dict:
@@ -387,6 +399,14 @@ CASES: list[Case] = [
     Case("run-reference-wrong-shape", lambda w, d: [
         "run", "denoise", "--a", d.a[0], "--b", d.b[0], "--test", d.a[1], "--reference",
         tiff_rgb(w), "--out", w / "out", *TINY], ("rgb.tif", "does not fit", "a1.tif")),
+    Case("run-tests-one-name", lambda w, d: [
+        "run", "denoise", "--a", d.a[0], "--b", d.b[0], "--test", _copy(d.a[1], w / "x" / "t.tif"),
+        "--test", _copy(d.a[1], w / "y" / "t.tif"), "--out", w / "out", *TINY],
+        ("t.tif would hold both", "rename")),
+    Case("run-test-named-like-a-map", lambda w, d: [
+        "run", "denoise", "--a", d.a[0], "--b", d.b[0], "--test", _copy(d.a[1], w / "t.tif"),
+        "--test", _copy(d.a[1], w / "t.fidelity.tif"), "--out", w / "out", *TINY],
+        ("t.fidelity.tif would hold both",)),
     Case("run-a-without-b", lambda w, d: ["run", "denoise", "--a", d.a[0], "--out", w / "out"],
          ("--a and --b",)),
     Case("run-unknown-task", lambda w, d: ["run", "nope", "--out", w / "out"],
@@ -413,6 +433,8 @@ CASES: list[Case] = [
          ("tile 32", "too small")),
     Case("set-unet-too-deep", _train_opts("--set", "generator=unet", "--set", "unet_depth=8"),
          ("tile 32", "multiple of 256")),
+    Case("set-unet-too-deep-for-the-shift-term", _train_opts("--set", "generator=unet"),
+         ("tile 32, and 16 px for the shift term", "too small")),
     Case("set-unknown-generator", _train_opts("--set", "generator=evil"),
          ("unknown generator 'evil'",)),
     Case("set-iterations-negative", _train_opts("--set", "iterations=-1"), ("iterations",)),

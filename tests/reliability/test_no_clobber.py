@@ -98,6 +98,20 @@ def test_run_refuses_an_existing_output(cli, old_output, data):
     assert snapshot(old_output) == before
 
 
+@pytest.mark.parametrize("command", ["run", "train"])
+def test_a_folder_of_yours_is_not_offered_to_overwrite(cli, tmp_path, data, command):
+    """The refusal names only the ways out that work: a folder utom did not write can neither
+    be resumed nor replaced, so it says to choose another --out."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    args = ["--a", data.a[0], "--b", data.b[0], "--out", mine, *TINY]
+    result = cli(command, "denoise", *args)
+    one_line_error(result, "already exists", "choose another --out")
+    assert "--overwrite to" not in result.err and "--resume" not in result.err
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+
 @pytest.mark.parametrize("problem", ["corrupt-a", "bad-reference", "bad-setting"])
 def test_run_overwrite_that_fails_before_training_keeps_the_old_output(cli, old_output,
                                                                        tmp_path, data,

@@ -180,6 +180,31 @@ def test_interrupting_run_overwrite_restores_the_old_output_and_keeps_the_new_ru
     assert done.returncode == 0, done.stderr
 
 
+def test_a_run_interrupted_while_predicting_says_its_model_is_kept(tmp_path, data: Data):
+    """Training done, Ctrl-C during the test image's prediction: one line that names the
+    kept run and the command that predicts with it (the partial prediction removed), and
+    that command works."""
+    test = tmp_path / "large.tif"
+    tifffile.imwrite(test, np.random.default_rng(0).integers(0, 20000, (1536, 1536), np.uint16))
+    out = tmp_path / "out"
+    proc = spawn(["run", "denoise", "--a", data.a[0], "--b", data.b[0], "--test", test,
+                  "--out", out, *TINY, "--iterations", "2", "--views", "8"], tmp_path)
+    wait_for(lambda: list((out / "predictions").glob(".large.tif.*.partial")), proc,
+             timeout=180)
+    proc.send_signal(signal.SIGINT)
+    code, lines = _ended(proc, tmp_path)
+    errors = [line for line in lines if line.startswith("error:")]
+    assert code == INTERRUPTED and len(errors) == 1 and errors == lines[-1:], lines
+    assert f"the trained run is kept in {out / 'run'}: predict with it" in errors[0]
+    assert leftovers(tmp_path) == [] and not list((out / "predictions").iterdir())
+    command = re.search(r"`utom (predict .*)`", errors[0]).group(1).split()
+    assert command[:2] == ["predict", str(out / "run")]
+    done = subprocess.run([*CLI, "predict", command[1], data.a[1], "--out", tmp_path / "p.tif"],
+                          text=True, capture_output=True, env={**os.environ, **ONE_THREAD},
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
 def test_a_kept_interrupted_run_resumes_on_the_demo_data_it_made(tmp_path):
     """Its demo data (recorded inside OUT, where the old output is back) is found where the
     new output was moved, so a run with another seed (other demo data) resumes on its own."""

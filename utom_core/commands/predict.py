@@ -13,8 +13,12 @@ from utom_core.commands.common import PATHS, THREADS_OPTION, use_threads
 from utom_core.console import console
 from utom_core.errors import InputError, UtomError
 from utom_core.inference import Norm, PredictOptions, Predictor, write_prediction
-from utom_core.inference.fidelity import fidelity_path
-from utom_core.inference.files import FORMAT_SUFFIXES, OpenImages, output_name
+from utom_core.inference.files import (
+    FORMAT_SUFFIXES,
+    OpenImages,
+    distinct_outputs,
+    output_name,
+)
 from utom_core.inference.tiling import Stitch
 from utom_core.inference.views import DEFAULT_VIEWS, VIEW_COUNTS
 from utom_core.io import FormatTable, ImageSource, can_write, list_images, writer_for
@@ -46,11 +50,8 @@ def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool
         if out.suffix and not out.is_dir():  # "x.jpg" is a file name, not a folder
             writer_for(out, formats=formats)
         outputs = [out / output_name(sources[p], fmt, formats) for p in inputs]
-    if len(set(outputs)) != len(outputs):
-        raise UtomError(f"several inputs would be written to the same file in {out}: rename them")
     resolved = {p.resolve() for p in inputs}
-    siblings = [fidelity_path(path, formats) for path in outputs] if fidelity else []
-    for path in outputs + siblings:
+    for path in distinct_outputs(dict(zip(inputs, outputs, strict=True)), fidelity, formats):
         writer_for(path, formats=formats)
         if path.resolve() in resolved:
             raise UtomError(f"{path}: output would overwrite its input; choose another --out")

@@ -51,10 +51,10 @@ def train_command(ctx: click.Context, task_name: str, a_paths: tuple[Path, ...],
 
     With --resume (the command that started the run, with --resume added, or just TASK --out
     RUN --resume), only --iterations and --set iterations, checkpoint_every, log_every,
-    preview_every, val_every, num_workers, compile or channels_last may change: the run keeps
-    every other setting it was trained with (and its validation images); an option equal to
-    the run's own is accepted. --minutes M plans the iterations to fill M minutes of training
-    (a resumed run keeps the plan). Under torchrun
+    preview_every, val_every, num_workers, compile, channels_last or white_balance may change:
+    the run keeps every other setting it was trained with (and its validation images); an
+    option equal to the run's own is accepted. --minutes M plans the iterations to fill M
+    minutes of training (a resumed run keeps the plan). Under torchrun
     (``torchrun --nproc-per-node N -m utom_core train …``) every rank trains; rank 0 writes."""
     use_threads(threads)
     registry = get_registry()

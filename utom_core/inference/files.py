@@ -45,6 +45,22 @@ def output_name(source: ImageSource, fmt: str | None = None,
             + FORMAT_SUFFIXES[fmt or default_format(source.info)])
 
 
+def distinct_outputs(outputs: dict[Path, Path], fidelity: bool,
+                     formats: FormatTable | None = None) -> list[Path]:
+    """Every file a batch writes (each input's prediction, with ``fidelity`` its map too),
+    refusing, before any work, two that would share a path: the second would replace the
+    first (``a.fidelity.tif`` predicted beside ``a.tif``'s map, two tests named ``t.tif``)."""
+    written: dict[Path, str] = {}
+    for image, output in outputs.items():
+        maps = [(fidelity_path(output, formats), "fidelity map")] if fidelity else []
+        for path, what in [(output, "prediction"), *maps]:
+            if path in written:
+                raise UtomError(f"{path} would hold both {written[path]} and the {what} of "
+                                f"{image}: rename one of the inputs")
+            written[path] = f"the {what} of {image}"
+    return list(written)
+
+
 class OpenImages:
     """A batch's inputs, each opened once, on first use, for all a prediction asks of it (its
     output's name, the check, the overlap, the prediction); closed once predicted, or at the
@@ -129,11 +145,12 @@ def write_prediction(predictor: Predictor, source: ImageSource, output: Path,
     predictor's ``fidelity``, its map goes beside it (``fidelity_path``)."""
     created = []
     sibling = fidelity_path(output, predictor.formats) if predictor.options.fidelity else None
-    if sibling is not None and sibling.exists() and not overwrite:
-        raise UtomError(f"{sibling} already exists (use --overwrite to replace it)")
-    for path in (output, *([sibling] if sibling is not None else [])) if overwrite else ():
-        # only what utom writes there, refused before any tile for every caller (CLI, napari…)
-        check_replaceable(path, writer_for(path, formats=predictor.formats).name)
+    for path in (output, *([sibling] if sibling is not None else [])):
+        # refused before any tile for every caller (CLI, utom run, napari, the Python API)
+        if overwrite:  # only what utom writes there
+            check_replaceable(path, writer_for(path, formats=predictor.formats).name)
+        elif path.exists() or path.is_symlink():
+            raise UtomError(f"{path} already exists (use --overwrite to replace it)")
 
     def create(info: ImageInfo, path: Path = output) -> _OutputSink:
         path.parent.mkdir(parents=True, exist_ok=True)

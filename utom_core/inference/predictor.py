@@ -131,7 +131,8 @@ class Predictor:
         tile row by tile row and commit (replacing what is there by then only with
         ``replace``); on any failure the output is aborted, leaving nothing. With
         ``create_fidelity``, the fidelity map (float32, one channel) is written too and
-        committed just before the prediction."""
+        committed just after the prediction: a failure in between leaves the prediction
+        without its map, never a map of a prediction that was not written."""
         info = self.output_info(source)
         del self._checked[id(source)]  # its last use: predicting it again checks it again
         options = self.tile_options([source])
@@ -143,7 +144,7 @@ class Predictor:
             fidelity = (self.terms, sinks[1]) if len(sinks) > 1 else None
             predict_checked(source, model.generator, model.source_norm, model.output_norm,
                             sinks[0], options, model.slicing, progress, fidelity)
-            for sink in reversed(sinks):
+            for sink in sinks:
                 sink.commit(replace=replace)
         except BaseException:
             for sink in sinks:

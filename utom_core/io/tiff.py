@@ -81,6 +81,8 @@ def _pixel_size(tf: tifffile.TiffFile) -> dict[str, float]:
 def _open_array(path: Path, tf: tifffile.TiffFile, series: tifffile.TiffPageSeries):
     """The series as an indexable array: a windowed memmap when possible, else a zarr view
     (refused when one of its strips or tiles, always decoded whole, cannot fit in memory)."""
+    if 0 in series.shape:  # tifffile's offset of no pixels would read as truncation
+        raise InputError(path, f"image is empty (shape {tuple(series.shape)})")
     offset = series.dataoffset
     if offset is not None:
         nbytes = math.prod(series.shape) * np.dtype(series.dtype).itemsize

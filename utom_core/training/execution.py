@@ -45,15 +45,19 @@ def check_tile(cfg: TrainConfig, g_ab: Generator, d_b: nn.Module | None, channel
     if cfg.tile % multiple:
         raise UtomError(f"tile {cfg.tile}: the {cfg.generator} generator needs a multiple "
                         f"of {multiple} pixels")
-    x = torch.zeros(1, channels, cfg.tile, cfg.tile, device=device)
-    try:  # one dry forward pass through G and D; the RNG is left as it was
+    # the shift term predicts a crop one lattice smaller (methods.losses.shift_term)
+    crop = cfg.tile - multiple if cfg.lambda_shift > 0 and multiple >= 2 else None
+    try:  # dry forward passes through G and D; the RNG is left as it was
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            out = g_ab(x)
+            out = g_ab(torch.zeros(1, channels, cfg.tile, cfg.tile, device=device))
             if d_b is not None:
                 d_b(out)
+            if crop is not None:
+                g_ab(torch.zeros(1, channels, crop, crop, device=device))
     except (RuntimeError, ValueError) as err:
         if type(err).__name__ == "OutOfMemoryError":
             raise
-        raise UtomError(f"tile {cfg.tile}: too small for these networks (generator "
+        shift = f", and {crop} px for the shift term" if crop is not None else ""
+        raise UtomError(f"tile {cfg.tile}{shift}: too small for these networks (generator "
                         f"{cfg.generator}, d_layers {cfg.d_layers}): {first_line(err, 160)}; "
                         "use a larger tile or shallower networks") from None

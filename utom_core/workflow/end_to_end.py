@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from shlex import quote
 from typing import cast
@@ -103,7 +102,14 @@ def run_workflow(resolved: Resolved, cfg: TrainConfig, budget: Budget, out: Path
         if paired:  # user_data keeps one side of any aligned pair
             raise UtomError(f"--method {cfg.method} trains on a task's demo pairs; it does not "
                             "take --a/--b")
-    with output_folder(out, overwrite, partial(_resume_command, task)):
+    finished = False  # training has ended: what is left to do with its run is predicting
+
+    def next_step(run: Path) -> str:
+        if finished:
+            return f"predict with it: `utom predict {quote(str(run))} IMAGE --out FOLDER`"
+        return f"continue it with `{_resume_command(task, run)}`"
+
+    with output_folder(out, overwrite, next_step):
         if data is None:
             if task.demo_data is None:
                 raise UtomError(f"task {task.name} has no demo data: give --a and --b")
@@ -123,7 +129,7 @@ def run_workflow(resolved: Resolved, cfg: TrainConfig, budget: Budget, out: Path
         if result.interrupted:
             raise Interrupted(f"{out}: training interrupted at iteration {result.iteration}; "
                               f"continue with `{_resume_command(task, out / RUN_SUBDIR)}`")
-        train_seconds = time.perf_counter() - start
+        train_seconds, finished = time.perf_counter() - start, True
         # the task's pick; the last where no validation ran (a test image too small)
         model = trained.run_pick(out / RUN_SUBDIR, cfg.run_checkpoint)
         loaded = load_model(model, build_generator=resolved.build_generator,

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from utom_core.errors import InputError, UtomError
+from utom_core.inference.files import distinct_outputs, output_name
 from utom_core.io import FormatTable, list_images, open_image
-from utom_core.run_folders import refuse_inputs_inside
-from utom_core.task import Task, TaskData
+from utom_core.run_folders import PREDICTION_DIR, refuse_inputs_inside
+from utom_core.task import Slicing, Task, TaskData
 
 
 def user_data(a: list[Path], b: list[Path], test: list[Path], reference: list[Path],
@@ -51,12 +52,15 @@ def check_user_data(task: Task, data: TaskData, out: Path, more: list[Path] | No
                     formats: FormatTable | None = None) -> None:
     """Refuse an --out that is or holds an input (``more``: inputs besides ``data``'s); open
     every test image and reference (with ``formats``) before anything is trained, so a bad
-    one is refused in seconds, not after the training."""
+    one is refused in seconds, not after the training; so are tests whose predictions or
+    fidelity maps would share a file."""
     refuse_inputs_inside(out, [*data.a, *data.b, *data.test, *(r for r in data.reference if r),
                                *(more or [])])
+    outputs = {}
     for test, reference in zip(data.test, data.reference, strict=True):
         source = open_image(test, formats=formats)
         shape = source.info.shape
+        outputs[test] = out / PREDICTION_DIR / output_name(source, formats=formats)
         source.close()
         if shape[0] != task.domain_a.channels:
             raise InputError(test, f"has {shape[0]} channel(s), the {task.domain_a.name} "
@@ -69,3 +73,4 @@ def check_user_data(task: Task, data: TaskData, out: Path, more: list[Path] | No
         if found != (task.domain_b.channels, *shape[1:]):
             raise InputError(reference, f"shape {found} does not fit test image {test.name} "
                                         f"(expected {(task.domain_b.channels, *shape[1:])})")
+    distinct_outputs(outputs, task.slicing is not Slicing.xz_yz, formats)  # utom run's maps
