@@ -181,9 +181,10 @@ def _unstarted(path: Path) -> bool:
     return next(_foreign(path, RUN_DIR_LAYOUT), None) is None
 
 
-def check_run_dir(path: Path, resume: bool, overwrite: bool,
-                  inputs: Iterable[Path] = ()) -> None:
-    """Refuse to reuse a run directory unless resuming or overwriting (changes nothing)."""
+def check_run_dir(path: Path, resume: bool, overwrite: bool, inputs: Iterable[Path] = (),
+                  resumable: bool = False) -> None:
+    """Refuse to reuse a run directory unless resuming or overwriting (changes nothing);
+    ``resumable``: the command can --resume (its refusal offers it)."""
     if resume:
         if not (path / CHECKPOINT_FILE).is_file():
             raise UtomError(_nothing_to_resume(path))
@@ -191,7 +192,7 @@ def check_run_dir(path: Path, resume: bool, overwrite: bool,
     refuse_inputs_inside(path, inputs)
     if _is_used(path) and not _unstarted(path):
         if not overwrite:
-            raise UtomError(_already_exists(path, RUN_DIR_FORMAT, "run directory", True))
+            raise UtomError(_already_exists(path, RUN_DIR_FORMAT, "run directory", resumable))
         _check_replaceable(path, RUN_DIR_FORMAT, "run directory")
 
 
@@ -221,10 +222,10 @@ def output_folder(out: Path, overwrite: bool,
     """Create and mark ``utom run``'s ``out`` for the body of the ``with`` (data, training,
     prediction, report). An old output that --overwrite replaces is moved aside and deleted
     only once the body has ended, its new report written; on any failure or interrupt before,
-    the old output is put back, and a new run that had trained (a checkpoint) is kept beside
-    it as ``OUT.interrupted-TIME`` (``resume_command(run)`` says what to do with it, as it
-    does for a new output's run interrupted after training). A new folder that failed before
-    training anything is removed again."""
+    the old output is put back, and a new run that had trained (a checkpoint, or a paired
+    method's model) is kept beside it as ``OUT.interrupted-TIME`` (``resume_command(run)``
+    says what to do with it, as it does for a new output's run interrupted after training).
+    A new folder that failed before training anything is removed again."""
     existed, aside = out.exists(), None
     if _is_used(out):
         if not overwrite:
@@ -236,7 +237,8 @@ def output_folder(out: Path, overwrite: bool,
     try:
         yield
     except BaseException as err:
-        trained = (out / RUN_SUBDIR / CHECKPOINT_FILE).exists()
+        trained = any((out / RUN_SUBDIR / name).exists()  # a paired method writes no
+                      for name in (CHECKPOINT_FILE, MODEL_FILE))  # checkpoint
         kept = _keep_interrupted(out) if trained and aside is not None else None
         if aside is not None:
             restore(aside, out)

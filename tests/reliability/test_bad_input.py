@@ -434,7 +434,7 @@ CASES: list[Case] = [
     Case("set-unet-too-deep", _train_opts("--set", "generator=unet", "--set", "unet_depth=8"),
          ("tile 32", "multiple of 256")),
     Case("set-unet-too-deep-for-the-shift-term", _train_opts("--set", "generator=unet"),
-         ("tile 32, and 16 px for the shift term", "too small")),
+         ("tile 32 (the shift term's 16-px crop)", "too small")),
     Case("set-unknown-generator", _train_opts("--set", "generator=evil"),
          ("unknown generator 'evil'",)),
     Case("set-iterations-negative", _train_opts("--set", "iterations=-1"), ("iterations",)),
@@ -482,6 +482,14 @@ CASES: list[Case] = [
     Case("predict-several-inputs-one-file", lambda w, d: ["predict", d.model, d.a[0], d.a[1],
                                                           "--out", w / "pred.tif"],
          ("several inputs need a folder",)),
+    Case("predict-input-given-twice", lambda w, d: ["predict", d.model, d.a[0], d.a[0],
+                                                    "--out", w / "out"], ("given twice",)),
+    Case("predict-file-and-its-folder", lambda w, d: ["predict", d.model, d.a[0].parent,
+                                                      d.a[0], "--out", w / "out"],
+         ("given twice",)),
+    Case("run-test-given-twice", lambda w, d: [
+        "run", "denoise", "--a", d.a[0], "--b", d.b[0], "--test", d.a[1], "--test", d.a[1],
+        "--out", w / "out", *TINY], ("given twice",)),
     # models that are not what they claim (see also test_untrusted_files.py)
     Case("model-missing", lambda w, d: ["predict", w / "m.pt", d.a[0], "--out", w / "p.tif"],
          ("m.pt", "no such checkpoint")),

@@ -169,6 +169,8 @@ def test_interrupting_run_overwrite_restores_the_old_output_and_keeps_the_new_ru
     assert len(errors) == 1 and errors == lines[-1:], lines
     (kept,) = tmp_path.glob("out.interrupted-*")
     assert f"previous output is back in place and the new run is kept in {kept}" in errors[0]
+    again = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"  # what a second one is, by name
+    assert f"saving a checkpoint after this iteration ({again} again" in "\n".join(lines)
     assert snapshot(out) == before
     stopped = torch.load(kept / "run" / "checkpoints" / "last.pt", weights_only=True)["iteration"]
     assert 2 <= stopped < 5000

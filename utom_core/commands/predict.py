@@ -51,7 +51,8 @@ def plan_outputs(inputs: list[Path], out: Path, fmt: str | None, overwrite: bool
             writer_for(out, formats=formats)
         outputs = [out / output_name(sources[p], fmt, formats) for p in inputs]
     resolved = {p.resolve() for p in inputs}
-    for path in distinct_outputs(dict(zip(inputs, outputs, strict=True)), fidelity, formats):
+    for path in distinct_outputs(list(zip(inputs, outputs, strict=True)), fidelity,
+                                 formats):
         writer_for(path, formats=formats)
         if path.resolve() in resolved:
             raise UtomError(f"{path}: output would overwrite its input; choose another --out")

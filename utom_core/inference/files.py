@@ -45,19 +45,24 @@ def output_name(source: ImageSource, fmt: str | None = None,
             + FORMAT_SUFFIXES[fmt or default_format(source.info)])
 
 
-def distinct_outputs(outputs: dict[Path, Path], fidelity: bool,
+def distinct_outputs(pairs: list[tuple[Path, Path]], fidelity: bool,
                      formats: FormatTable | None = None) -> list[Path]:
-    """Every file a batch writes (each input's prediction, with ``fidelity`` its map too),
+    """Every file a batch of (input, output) pairs writes (with ``fidelity``, each map too),
     refusing, before any work, two that would share a path: the second would replace the
-    first (``a.fidelity.tif`` predicted beside ``a.tif``'s map, two tests named ``t.tif``)."""
-    written: dict[Path, str] = {}
-    for image, output in outputs.items():
+    first (an input given twice, ``a.fidelity.tif`` predicted beside ``a.tif``'s map, two
+    tests named ``t.tif``)."""
+    written: dict[Path, tuple[Path, str]] = {}
+    for image, output in pairs:
         maps = [(fidelity_path(output, formats), "fidelity map")] if fidelity else []
         for path, what in [(output, "prediction"), *maps]:
             if path in written:
-                raise UtomError(f"{path} would hold both {written[path]} and the {what} of "
-                                f"{image}: rename one of the inputs")
-            written[path] = f"the {what} of {image}"
+                first, was = written[path]
+                if first.resolve() == image.resolve():
+                    raise UtomError(f"{image}: given twice (its prediction would be {path} "
+                                    "twice); give each input once")
+                raise UtomError(f"{path} would hold both the {was} of {first} and the {what} "
+                                f"of {image}: rename one of the inputs")
+            written[path] = (image, what)
     return list(written)
 
 

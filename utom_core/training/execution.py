@@ -39,25 +39,27 @@ def step_input(batch: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
 
 
 def check_tile(cfg: TrainConfig, g_ab: Generator, d_b: nn.Module | None, channels: int,
-               device: torch.device) -> None:
-    """Refuse a tile size the networks cannot process, before anything is written."""
+               device: torch.device, shift_term: bool = True) -> None:
+    """Refuse a tile size the networks cannot process, before anything is written; with
+    ``shift_term`` (the method computes it), also the crop that term predicts."""
     multiple = g_ab.size_multiple
     if cfg.tile % multiple:
         raise UtomError(f"tile {cfg.tile}: the {cfg.generator} generator needs a multiple "
                         f"of {multiple} pixels")
     # the shift term predicts a crop one lattice smaller (methods.losses.shift_term)
-    crop = cfg.tile - multiple if cfg.lambda_shift > 0 and multiple >= 2 else None
-    try:  # dry forward passes through G and D; the RNG is left as it was
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            out = g_ab(torch.zeros(1, channels, cfg.tile, cfg.tile, device=device))
-            if d_b is not None:
-                d_b(out)
-            if crop is not None:
-                g_ab(torch.zeros(1, channels, crop, crop, device=device))
-    except (RuntimeError, ValueError) as err:
-        if type(err).__name__ == "OutOfMemoryError":
-            raise
-        shift = f", and {crop} px for the shift term" if crop is not None else ""
-        raise UtomError(f"tile {cfg.tile}{shift}: too small for these networks (generator "
-                        f"{cfg.generator}, d_layers {cfg.d_layers}): {first_line(err, 160)}; "
-                        "use a larger tile or shallower networks") from None
+    crop = cfg.tile - multiple if shift_term and cfg.lambda_shift > 0 and multiple >= 2 \
+        else None
+    passes = [(cfg.tile, "", d_b), *([(crop, f" (the shift term's {crop}-px crop)", None)]
+                                     if crop is not None else [])]
+    for side, which, discriminator in passes:
+        try:  # a dry forward pass through G (and D); the RNG is left as it was
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                out = g_ab(torch.zeros(1, channels, side, side, device=device))
+                if discriminator is not None:
+                    discriminator(out)
+        except (RuntimeError, ValueError) as err:
+            if type(err).__name__ == "OutOfMemoryError":
+                raise
+            raise UtomError(f"tile {cfg.tile}{which}: too small for these networks (generator "
+                            f"{cfg.generator}, d_layers {cfg.d_layers}): {first_line(err, 160)}; "
+                            "use a larger tile or shallower networks") from None

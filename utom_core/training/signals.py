@@ -42,8 +42,9 @@ def stop_on_signals(trainer: Stoppable):
         first.append(time.monotonic())
         trainer.stop_signalled = True
         if not grace:  # under torchrun the signal may mean a rank died: rank 0 says what ends
-            console.print("interrupt: saving a checkpoint after this iteration (Ctrl-C again "
-                          "to abort)")
+            again = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            console.print(f"interrupt: saving a checkpoint after this iteration ({again} "
+                          "again to abort)")
 
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:

@@ -50,7 +50,8 @@ def train(
     run_dir = Path(run_dir)
     trainer_of = partial(Trainer, method=method, build_generator=build_generator,
                          formats=formats)
-    check_run_dir(run_dir, resume, overwrite, inputs=[*(a_paths or []), *(b_paths or [])])
+    check_run_dir(run_dir, resume, overwrite, inputs=[*(a_paths or []), *(b_paths or [])],
+                  resumable=True)
     if resume:
         trainer = _resumed(trainer_of, task, run_dir, a_paths, b_paths, iterations, changes,
                            val)

@@ -56,11 +56,11 @@ def check_user_data(task: Task, data: TaskData, out: Path, more: list[Path] | No
     fidelity maps would share a file."""
     refuse_inputs_inside(out, [*data.a, *data.b, *data.test, *(r for r in data.reference if r),
                                *(more or [])])
-    outputs = {}
+    outputs = []
     for test, reference in zip(data.test, data.reference, strict=True):
         source = open_image(test, formats=formats)
         shape = source.info.shape
-        outputs[test] = out / PREDICTION_DIR / output_name(source, formats=formats)
+        outputs.append((test, out / PREDICTION_DIR / output_name(source, formats=formats)))
         source.close()
         if shape[0] != task.domain_a.channels:
             raise InputError(test, f"has {shape[0]} channel(s), the {task.domain_a.name} "
