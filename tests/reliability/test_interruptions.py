@@ -214,3 +214,27 @@ def test_ctrl_c_mid_prediction_removes_its_partial_output(cli, tmp_path, data: D
     assert [line for line in result.err.splitlines() if line.strip()] == ["error: interrupted"]
     assert not (tmp_path / "out.tif").exists()
     assert leftovers(tmp_path) == []
+
+
+def _raising(error: BaseException):
+    def command(*args, **kwargs):
+        raise error
+    return command
+
+
+def test_an_interrupt_wrapped_by_python_is_still_an_interrupt(cli, monkeypatch):
+    """A signal landing in a class body's ``__set_name__`` (a lazy import: PIL's GIF plugin on
+    a first PNG save) reaches the command line as a RuntimeError caused by the interrupt: it
+    ends like Ctrl-C; an error that merely happened while handling one stays a bug report."""
+    from utom_core import cli as cli_module
+
+    wrapped = RuntimeError("Error calling __set_name__ on 'cached_property' instance")
+    wrapped.__cause__ = KeyboardInterrupt()
+    monkeypatch.setattr(cli_module.cli, "main", _raising(wrapped))
+    result = cli("tasks")
+    assert (result.code, result.err.strip()) == (130, "error: interrupted")
+    during = RuntimeError("a bug in clean-up")
+    during.__context__ = KeyboardInterrupt()
+    monkeypatch.setattr(cli_module.cli, "main", _raising(during))
+    with pytest.raises(RuntimeError, match="a bug in clean-up"):
+        cli("tasks")

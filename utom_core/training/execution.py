@@ -11,7 +11,7 @@ from torch import nn
 
 from utom_core.config import TrainConfig
 from utom_core.errors import UtomError, first_line
-from utom_core.methods.base import StepNetworks
+from utom_core.methods.base import Method, StepNetworks
 from utom_core.networks.base import Generator
 from utom_core.training.distributed import data_parallel
 
@@ -39,9 +39,10 @@ def step_input(batch: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
 
 
 def check_tile(cfg: TrainConfig, g_ab: Generator, d_b: nn.Module | None, channels: int,
-               device: torch.device, shift_term: bool = True) -> None:
-    """Refuse a tile size the networks cannot process, before anything is written; with
-    ``shift_term`` (the method computes it), also the crop that term predicts."""
+               device: torch.device, method: Method) -> None:
+    """Refuse a tile size the networks cannot process, before anything is written; where
+    ``method`` computes the shift term, also the crop that term predicts."""
+    shift_term = "lambda_shift" not in method.unused_settings(cfg)
     multiple = g_ab.size_multiple
     if cfg.tile % multiple:
         raise UtomError(f"tile {cfg.tile}: the {cfg.generator} generator needs a multiple "

@@ -120,8 +120,7 @@ class Trainer:
         self.streams = TileStreams(samplers, cfg.batch_size, cfg.seed, self.ranks.rank,
                                    worker_count(cfg.num_workers, self.device), self.device)
         self._build_networks()
-        check_tile(self.cfg, self.g_ab, self.modules.get("d_b"), a_channels, self.device,
-                   "lambda_shift" not in self.method.unused_settings(cfg))
+        check_tile(self.cfg, self.g_ab, self.modules.get("d_b"), a_channels, self.device, method)
         self.nets = step_networks(self.modules, self.cfg, self.device)
         self.validator = Validator(task, meta, self.cfg, val, cut_axes(task)[0],
                                    self.g_ab.size_multiple, self.device,
