@@ -41,6 +41,7 @@ import torch
 from utom_core.io import FormatTable, image_stem, open_image
 from utom_core.networks.base import Generator
 from utom_core.saliency import SaliencyOperator, gaussian_blur
+from utom_core.task import Slicing
 from utom_core.trained import TrainedModel
 
 SPREAD_FULL = 0.5
@@ -122,6 +123,12 @@ class FidelityTerms:
         if not found["views"].any():
             del found["views"]
         return gaussian_blur(torch.stack(list(found.values())).mean(dim=0), SMOOTH)
+
+
+def maps_made(slicing: Slicing) -> bool:
+    """Whether fidelity maps are made for models of planes cut this way: not yet for XZ/YZ
+    planes (isotropic), whose views and masks run along another axis."""
+    return slicing is not Slicing.xz_yz
 
 
 def fidelity_path(output: Path, formats: FormatTable | None = None) -> Path:

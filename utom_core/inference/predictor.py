@@ -19,7 +19,7 @@ import torch
 from utom_core.data.images import check_planes
 from utom_core.device import native_bf16
 from utom_core.errors import UtomError
-from utom_core.inference.fidelity import FidelityTerms
+from utom_core.inference.fidelity import FidelityTerms, maps_made
 from utom_core.inference.halo import PAPER_OVERLAP, auto_overlap
 from utom_core.inference.planes import (
     Fidelity,
@@ -88,7 +88,7 @@ class Predictor:
                                   else options.overlap)
         self._overlap_known = options.overlap is not None
         self._checked: dict[int, ImageSource] = {}
-        if options.fidelity and model.slicing is Slicing.xz_yz:
+        if options.fidelity and not maps_made(model.slicing):
             raise UtomError("--fidelity: not available for models of XZ/YZ planes (isotropic)")
 
     def open(self, path: Path) -> ImageSource:

@@ -65,11 +65,17 @@ def background_of(ctx: StepContext, side: int, real: torch.Tensor,
     return background_term(judge, real, fake, colour)
 
 
+def shift_term_on(cfg: TrainConfig, size_multiple: int) -> bool:
+    """Whether a method that adds the shift term computes it: ``lambda_shift`` above 0 and a
+    generator with a stride lattice (``size_multiple`` of 2 or more)."""
+    return cfg.lambda_shift > 0 and size_multiple >= 2
+
+
 def shift_of(ctx: StepContext, generator: nn.Module, real: torch.Tensor,
              fake: torch.Tensor) -> torch.Tensor | None:
     """The shift term of ``generator`` (``losses.shift_term``; ``fake`` is its output for
     ``real``), or None where ``lambda_shift`` is 0 or the generator has no stride lattice."""
-    if ctx.cfg.lambda_shift <= 0 or ctx.size_multiple < 2:
+    if not shift_term_on(ctx.cfg, ctx.size_multiple):
         return None
     return shift_term(generator, real, fake, ctx.rng, ctx.size_multiple)
 

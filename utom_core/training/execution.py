@@ -11,7 +11,7 @@ from torch import nn
 
 from utom_core.config import TrainConfig
 from utom_core.errors import UtomError, first_line
-from utom_core.methods.base import Method, StepNetworks
+from utom_core.methods.base import Method, StepNetworks, shift_term_on
 from utom_core.networks.base import Generator
 from utom_core.training.distributed import data_parallel
 
@@ -42,25 +42,23 @@ def check_tile(cfg: TrainConfig, g_ab: Generator, d_b: nn.Module | None, channel
                device: torch.device, method: Method) -> None:
     """Refuse a tile size the networks cannot process, before anything is written; where
     ``method`` computes the shift term, also the crop that term predicts."""
-    shift_term = "lambda_shift" not in method.unused_settings(cfg)
     multiple = g_ab.size_multiple
     if cfg.tile % multiple:
         raise UtomError(f"tile {cfg.tile}: the {cfg.generator} generator needs a multiple "
                         f"of {multiple} pixels")
-    # the shift term predicts a crop one lattice smaller (methods.losses.shift_term)
-    crop = cfg.tile - multiple if shift_term and cfg.lambda_shift > 0 and multiple >= 2 \
-        else None
-    passes = [(cfg.tile, "", d_b), *([(crop, f" (the shift term's {crop}-px crop)", None)]
-                                     if crop is not None else [])]
-    for side, which, discriminator in passes:
-        try:  # a dry forward pass through G (and D); the RNG is left as it was
+    sides = [cfg.tile]
+    if "lambda_shift" not in method.unused_settings(cfg) and shift_term_on(cfg, multiple):
+        sides.append(cfg.tile - multiple)  # the crop losses.shift_term predicts
+    for side in sides:
+        try:  # a dry forward pass through G (and D on the tile); the RNG is left as it was
             with torch.no_grad(), torch.random.fork_rng(devices=[]):
                 out = g_ab(torch.zeros(1, channels, side, side, device=device))
-                if discriminator is not None:
-                    discriminator(out)
+                if d_b is not None and side == cfg.tile:
+                    d_b(out)
         except (RuntimeError, ValueError) as err:
             if type(err).__name__ == "OutOfMemoryError":
                 raise
+            which = "" if side == cfg.tile else f" (the shift term's {side}-px crop)"
             raise UtomError(f"tile {cfg.tile}{which}: too small for these networks (generator "
                             f"{cfg.generator}, d_layers {cfg.d_layers}): {first_line(err, 160)}; "
                             "use a larger tile or shallower networks") from None

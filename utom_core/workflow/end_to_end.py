@@ -20,7 +20,7 @@ from utom_core.errors import Interrupted, UtomError
 from utom_core.evaluation.guide import run_warnings
 from utom_core.evaluation.streamed import evaluate_prediction
 from utom_core.inference import PredictOptions, Predictor, predict_file
-from utom_core.inference.fidelity import LEVEL, fidelity_path, fraction_above
+from utom_core.inference.fidelity import LEVEL, fidelity_path, fraction_above, maps_made
 from utom_core.inference.views import DEFAULT_VIEWS
 from utom_core.plugins import Resolved
 from utom_core.records import (
@@ -44,7 +44,7 @@ from utom_core.run_folders import (
     output_folder,
     record_outputs,
 )
-from utom_core.task import Slicing, Task, TaskData
+from utom_core.task import Task, TaskData
 from utom_core.trained import load_model
 from utom_core.training import distributed, validation
 from utom_core.training.supervised import train_supervised
@@ -134,7 +134,7 @@ def run_workflow(resolved: Resolved, cfg: TrainConfig, budget: Budget, out: Path
         model = trained.run_pick(out / RUN_SUBDIR, cfg.run_checkpoint)
         loaded = load_model(model, build_generator=resolved.build_generator,
                             reverse=True)  # the fidelity map's cycle residual
-        fidelity = loaded.slicing is not Slicing.xz_yz  # maps of XZ/YZ planes: not supported
+        fidelity = maps_made(loaded.slicing)
         predictor = Predictor(loaded, PredictOptions(views=views, fidelity=fidelity),
                               formats=resolved.formats)  # otherwise utom predict's
         rows = []

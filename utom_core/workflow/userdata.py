@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from utom_core.errors import InputError, UtomError
+from utom_core.inference.fidelity import maps_made
 from utom_core.inference.files import distinct_outputs, output_name
 from utom_core.io import FormatTable, list_images, open_image
 from utom_core.run_folders import PREDICTION_DIR, refuse_inputs_inside
-from utom_core.task import Slicing, Task, TaskData
+from utom_core.task import Task, TaskData
 
 
 def user_data(a: list[Path], b: list[Path], test: list[Path], reference: list[Path],
@@ -73,4 +74,4 @@ def check_user_data(task: Task, data: TaskData, out: Path, more: list[Path] | No
         if found != (task.domain_b.channels, *shape[1:]):
             raise InputError(reference, f"shape {found} does not fit test image {test.name} "
                                         f"(expected {(task.domain_b.channels, *shape[1:])})")
-    distinct_outputs(outputs, task.slicing is not Slicing.xz_yz, formats)  # utom run's maps
+    distinct_outputs(outputs, maps_made(task.slicing), formats)  # and utom run's maps
