@@ -435,6 +435,8 @@ CASES: list[Case] = [
          ("tile 32", "multiple of 256")),
     Case("set-unet-too-deep-for-the-shift-term", _train_opts("--set", "generator=unet"),
          ("tile 32 (the shift term's 16-px crop)", "too small")),
+    Case("set-tile-larger-than-every-image", _train_opts("--set", "tile=128"),
+         ("tile 128", "larger than every", "96 × 96 px", "a0.tif", "at most 96 px")),
     Case("set-unknown-generator", _train_opts("--set", "generator=evil"),
          ("unknown generator 'evil'",)),
     Case("set-iterations-negative", _train_opts("--set", "iterations=-1"), ("iterations",)),

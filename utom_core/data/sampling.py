@@ -11,6 +11,7 @@ import torch
 
 from utom_core.data.images import DomainImages
 from utom_core.domain import Normalisation
+from utom_core.errors import UtomError
 from utom_core.saliency import SaliencyOperator
 
 CONTENT_TRIES = 8
@@ -28,6 +29,19 @@ def random_orientation(rng: np.random.Generator, *windows: np.ndarray,
     return [w[:, :, ::-1] for w in turned] if flip else turned
 
 
+def check_tile_fits(images: DomainImages, tile: int) -> None:
+    """Refuse a tile larger than every plane of a domain along both sides: its tiles would be
+    mostly mirrored padding, and the networks' memory grows with the tile, not the image. A
+    plane shorter than the tile along one side (45 z-slices, 64-px tiles) is padded as usual."""
+    side = max(max(plane.shape) for plane in images.planes)
+    if tile > side:
+        largest = max(images.planes, key=lambda plane: max(plane.shape))
+        name = images.sources[largest.source].path.name
+        raise UtomError(f"tile {tile}: larger than every {images.domain.name} image (the largest "
+                        f"plane is {largest.shape[0]} × {largest.shape[1]} px, {name}); use a "
+                        f"tile of at most {side} px")
+
+
 class TileSampler:
     """Draws normalised, augmented, content-biased training tiles of one domain."""
 
@@ -40,6 +54,7 @@ class TileSampler:
         min_content: float,
         augment: bool,
     ) -> None:
+        check_tile_fits(images, tile)
         self.images, self.normalisation, self.saliency = images, normalisation, saliency
         self.tile, self.min_content, self.augment = tile, min_content, augment
 
