@@ -82,7 +82,7 @@ class LastModel(_Used):
 
 
 KEEPING_RULES = {"content_kept": "the latest model", "resolution": "the finest resolution",
-                 "anisotropy": "the anisotropy closest to 1",
+                 "anisotropy": "the anisotropy closest to 1 with the lateral resolution kept",
                  "target_colour": "the colours closest to the target domain's images"}
 """The rules that keep a model among those within a content-IoU tolerance
 (``training.model_choice``), and what each keeps."""

@@ -62,6 +62,18 @@ def test_the_evaluators_score_prediction_and_input(terra):
     assert found["anisotropy_input"] > 1.5 * found["anisotropy"], found
 
 
+def test_each_direction_is_reported_so_a_lateral_loss_shows():
+    """Blurring across z also brings the ratio closer to 1; the lateral resolution says so."""
+    volume = gaussian_filter(bundled("nuclei.tif").astype(np.float64), (3, 0, 0))
+    lateral_blur = gaussian_filter(volume, (0, 2, 2))
+    found = Anisotropy().evaluate(Sample(prediction=lateral_blur[None], input=volume[None]))
+    assert found["anisotropy"] < found["anisotropy_input"], found
+    assert found["lateral_resolution"] > 1.3 * found["lateral_resolution_input"], found
+    assert found["axial_resolution"] >= found["axial_resolution_input"], found
+    assert math.isclose(found["anisotropy"],
+                        found["axial_resolution"] / found["lateral_resolution"])
+
+
 def test_the_guide_reads_lower_and_closest_to_one_the_right_way():
     assert verdict("resolution", 3.0, 6.0) == "finer than the input"
     assert "not finer" in verdict("resolution", 6.0, 3.0)

@@ -63,6 +63,23 @@ def test_anisotropy_keeps_the_ratio_closest_to_one():
     assert kept(choice, logged) == [0, 1, 3]  # |log 0.85| < |log 1.3| < |log 0.7|
 
 
+def test_anisotropy_does_not_count_a_ratio_bought_by_lateral_blur():
+    floor = {"lateral_resolution_input": 2.8}
+    logged = [{"iteration": 1, "content_iou": 0.99, "anisotropy": 1.40,
+               "lateral_resolution": 2.8, **floor},
+              {"iteration": 2, "content_iou": 0.99, "anisotropy": 1.05,  # blurred across z
+               "lateral_resolution": 3.2, **floor},
+              {"iteration": 3, "content_iou": 0.99, "anisotropy": 1.30,
+               "lateral_resolution": 2.85, **floor}]
+    assert kept(ModelChoice("anisotropy"), logged) == [1, 3]
+    first_blurred = ModelChoice("anisotropy")
+    assert kept(first_blurred, logged[1:]) == [2, 3]  # kept only until a model keeps it
+    blurred_only, resumed = ModelChoice("anisotropy"), ModelChoice("anisotropy")
+    kept(blurred_only, logged[1:2])
+    resumed.resume(blurred_only.kept, logged[1:2])
+    assert kept(resumed, logged[2:]) == [3]  # the same decision after --resume
+
+
 def test_target_colour_keeps_the_closest_colour_among_models_that_keep_the_content():
     choice = ModelChoice("target_colour")
     logged = [{"iteration": 1, "content_iou": 0.80, "target_colour": 9.0},

@@ -80,7 +80,15 @@ GUIDE: dict[str, Guide] = {
         "axial over lateral resolution (decorrelation analysis of the XZ and YZ planes' "
         "spectra near the z and the x/y frequency axes, in pixels); no reference needed",
         "1 = as fine along z as across; closer to 1 than the floor (the input's), the "
-        "volume became more isotropic", "", "one"),
+        "volume became more isotropic, if the axial resolution got finer: a lateral "
+        "resolution coarser than the input's brings the ratio closer to 1 too", "", "one"),
+    "axial_resolution": Guide(
+        "resolution along z (the anisotropy's numerator), in pixels", "lower is finer; below "
+        "the floor (the input's), axial detail was recovered", " px", "lower"),
+    "lateral_resolution": Guide(
+        "resolution across z, along x or y (the anisotropy's denominator), in pixels",
+        "near the floor (the input's): lateral detail kept; above it, lateral detail was lost",
+        " px", "lower"),
     "target_colour": Guide(
         "CIELAB distance of the prediction's colours to the target domain's training images "
         "(earth mover's, tissue and background each by its own mask, averaged); no reference "

@@ -208,24 +208,21 @@ def _central(plane: np.ndarray) -> np.ndarray:
     return plane[top:top + CROP, left:left + CROP]
 
 
-def _prediction_and_input(sample: Sample, name: str,
-                          measure: Callable[[np.ndarray], float]) -> dict[str, float]:
-    """``name``: ``measure`` of the prediction, ``name_input`` of the input (channels
-    averaged), each where it is finite."""
+def _prediction_and_input(sample: Sample, measure: Callable[[np.ndarray], dict[str, float]]
+                          ) -> dict[str, float]:
+    """``measure``'s values of the prediction, and of the input with ``_input`` added to their
+    names (channels averaged), each where it is finite."""
     found = {}
-    for key, image in ((name, sample.prediction), (f"{name}_input", sample.input)):
-        value = math.nan if image is None else measure(_grey(image))
-        if math.isfinite(value):
-            found[key] = value
+    for suffix, image in (("", sample.prediction), ("_input", sample.input)):
+        values = {} if image is None else measure(_grey(image))
+        found.update({name + suffix: value for name, value in values.items()
+                      if math.isfinite(value)})
     return found
 
 
-def _middle_plane_resolution(grey: np.ndarray) -> float:
-    return resolution(_central(grey if grey.ndim == 2 else grey[grey.shape[0] // 2]))
-
-
-def _any_anisotropy(grey: np.ndarray) -> float:
-    return anisotropy(grey) if grey.ndim == 2 else volume_anisotropy(grey)
+def _middle_plane_resolution(grey: np.ndarray) -> dict[str, float]:
+    return {"resolution": resolution(_central(grey if grey.ndim == 2
+                                              else grey[grey.shape[0] // 2]))}
 
 
 class Resolution(Evaluator):
@@ -236,19 +233,21 @@ class Resolution(Evaluator):
     name = "resolution"
 
     def evaluate(self, sample: Sample) -> dict[str, float]:
-        return _prediction_and_input(sample, self.name, _middle_plane_resolution)
+        return _prediction_and_input(sample, _middle_plane_resolution)
 
 
-def volume_anisotropy(volume: np.ndarray) -> float:
-    """Axial over lateral resolution of a (Z, Y, X) volume: the medians of up to ``PLANES``
-    evenly spaced XZ and as many YZ planes' directional resolutions (rows along z)."""
-    planes = [volume[:, y, :] for y in _spaced(volume.shape[1])]
-    planes += [volume[:, :, x] for x in _spaced(volume.shape[2])]
+def axial_lateral(grey: np.ndarray) -> tuple[float, float]:
+    """(axial, lateral) resolution in pixels of one XZ/YZ plane (rows along z), or of a
+    (Z, Y, X) volume: the medians of up to ``PLANES`` evenly spaced XZ and as many YZ planes'
+    directional resolutions. NaN where no plane resolves that direction."""
+    if grey.ndim == 2:
+        return directional_resolution(grey)
+    planes = [grey[:, y, :] for y in _spaced(grey.shape[1])]
+    planes += [grey[:, :, x] for x in _spaced(grey.shape[2])]
     pairs = np.array([directional_resolution(plane) for plane in planes])
-    if np.isnan(pairs).all(axis=0).any():
-        return math.nan
-    axial, lateral = np.nanmedian(pairs, axis=0)
-    return float(axial / lateral)
+    axial, lateral = (math.nan if np.isnan(column).all() else float(np.nanmedian(column))
+                      for column in pairs.T)
+    return axial, lateral
 
 
 def _spaced(length: int) -> list[int]:
@@ -257,11 +256,19 @@ def _spaced(length: int) -> list[int]:
 
 class Anisotropy(Evaluator):
     """``anisotropy``: axial over lateral resolution of the prediction (and of the input,
-    ``anisotropy_input``); 1 = isotropic. A volume (C, Z, Y, X) pools its XZ and YZ planes
-    (``volume_anisotropy``); a 2D sample is taken to be one such plane, rows along z (the
-    validation crop of an XZ/YZ task). No reference needed."""
+    ``anisotropy_input``); 1 = isotropic. Also each direction's resolution
+    (``axial_resolution``, ``lateral_resolution`` and their ``_input``), since the ratio
+    also comes closer to 1 where the lateral detail is lost. A volume (C, Z, Y, X) pools its
+    XZ and YZ planes (``axial_lateral``); a 2D sample is taken to be one such plane, rows
+    along z (the validation crop of an XZ/YZ task). No reference needed."""
 
     name = "anisotropy"
 
     def evaluate(self, sample: Sample) -> dict[str, float]:
-        return _prediction_and_input(sample, self.name, _any_anisotropy)
+        return _prediction_and_input(sample, _directions)
+
+
+def _directions(grey: np.ndarray) -> dict[str, float]:
+    axial, lateral = axial_lateral(grey)
+    return {"anisotropy": axial / lateral, "axial_resolution": axial,
+            "lateral_resolution": lateral}

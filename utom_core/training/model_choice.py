@@ -5,9 +5,9 @@ on a model that has barely left its input, while a restoration's gain keeps grow
 model can buy a gain by moving content (a GAN inventing detail). So the tolerant rules keep a
 model among validations whose content IoU is within a tolerance (``tolerance_of``) of the best
 content IoU seen so far: ``content_kept`` the latest of them (training's gain, unless it cost
-content), ``resolution`` the finest and ``anisotropy`` the closest to 1
-(``evaluation.resolution``), ``target_colour`` the colours closest to the target domain's
-images (``evaluation.target_colour``).
+content), ``resolution`` the finest and ``anisotropy`` the closest to 1 among those that keep
+their lateral resolution (``evaluation.resolution``), ``target_colour`` the colours closest
+to the target domain's images (``evaluation.target_colour``).
 It is decided as the run goes: a validation that raises the best IoU can make the kept model
 ineligible, and then it (eligible by construction) replaces it. The kept model's record says
 the rule and its figures; a resumed run reads it back, and the best IoU from ``val.jsonl``.
@@ -31,6 +31,12 @@ COLOUR_TOLERANCE = 0.01
 target's colours and keep less content. On three seeds of the real core, scored on an unseen
 core against the best-IoU pick, 0.02 cost 0.050 content IoU for the colour that 0.01 reached
 at a cost of 0.011 (docs/results/model-choice.md)."""
+
+LATERAL_TOLERANCE = 0.05
+"""How much coarser than its input's a model's lateral resolution may be and its anisotropy
+still count: blurring across z brings the ratio closer to 1 as surely as sharpening along it
+(an isotropic run without the identity term went from 1.43 to 1.25 that way,
+docs/results/model-choice.md). A model beyond it counts as unmeasured."""
 
 
 def tolerance_of(metric: str) -> float:
@@ -56,6 +62,8 @@ class ModelChoice:
         """The kept model's record (what ``model_best.pt`` says of it)."""
         self.best_iou = -math.inf
         self.tolerance = tolerance_of(metric)
+        self.kept_shortfall = math.inf
+        """How far the kept model's gain measure is from ideal (``_shortfall``)."""
 
     def offer(self, iteration: int, metrics: dict[str, float]) -> dict[str, Any] | None:
         """The record to save the new model with, or None where the kept one stays."""
@@ -67,9 +75,10 @@ class ModelChoice:
             return self.kept
         iou = metrics["content_iou"]
         self.best_iou = max(self.best_iou, iou)
-        if iou < self.floor() or not self._better(iou, metrics.get(self.metric)):
+        if iou < self.floor() or not self._better(iou, metrics):
             return None
         score = iou if self.metric == "content_kept" else metrics.get(self.metric, math.nan)
+        self.kept_shortfall = self._shortfall(metrics)
         self.kept = {"iteration": iteration, "metric": self.metric, "score": score,
                      "content_iou": iou, "best_content_iou": self.best_iou,
                      "tolerance": self.tolerance}
@@ -79,18 +88,29 @@ class ModelChoice:
         """The lowest content IoU a model may keep and be chosen for its gain."""
         return self.best_iou - self.tolerance
 
-    def _better(self, iou: float, value: float | None) -> bool:
+    def _better(self, iou: float, metrics: dict[str, float]) -> bool:
         kept = self.kept
         if kept is None or kept["content_iou"] < self.floor() or self.metric == "content_kept":
             return True
-        return ((shortfall(self.metric, value), -iou)
-                < (shortfall(self.metric, kept["score"]), -kept["content_iou"]))
+        return (self._shortfall(metrics), -iou) < (self.kept_shortfall, -kept["content_iou"])
+
+    def _shortfall(self, metrics: dict[str, float]) -> float:
+        """The gain measure's distance from ideal; inf where ``anisotropy`` came closer to 1
+        by a lateral resolution coarser than the input's (``LATERAL_TOLERANCE``)."""
+        lateral, floor = metrics.get("lateral_resolution"), metrics.get("lateral_resolution_input")
+        if (self.metric == "anisotropy" and lateral is not None and floor is not None
+                and lateral > floor * (1 + LATERAL_TOLERANCE)):
+            return math.inf
+        return shortfall(self.metric, metrics.get(self.metric))
 
     def resume(self, record: dict[str, Any] | None, rows: list[dict[str, float]]) -> None:
         """Continue from the kept model's record and the logged validations' best IoU (a kill
         may have come after a validation and before the checkpoint the run resumes from)."""
         if record is not None and record.get("metric") == self.metric:
             self.kept = record
+            logged = [row for row in rows if row.get("iteration") == record["iteration"]]
+            self.kept_shortfall = (self._shortfall(logged[-1]) if logged
+                                   else shortfall(self.metric, record["score"]))
         ious = [row["content_iou"] for row in rows if "content_iou" in row]
         recorded = [] if self.kept is None else [self.kept.get("best_content_iou", -math.inf)]
         self.best_iou = max([self.best_iou, *ious, *recorded])
