@@ -19,6 +19,7 @@ import torch
 
 from utom_core.config import Budget, TrainConfig, build_config
 from utom_core.errors import Interrupted, UtomError
+from utom_core.evaluation.guide import guide
 from utom_core.io.atomic import write_json
 from utom_core.plugins import Resolved, get_registry
 from utom_core.records import RunRecord
@@ -206,6 +207,8 @@ def _pair_rows(task: str, methods: dict[str, dict[str, list[float]]], with_: str
 def _floor_rows(task: str, methods: dict[str, dict[str, list[float]]]) -> list[str]:
     lines = []
     for metric, values in methods.get(FLOOR, {}).items():
+        if guide(metric).better == "input":  # to be kept, not beaten (lateral resolution)
+            continue
         level = float(np.mean(values))
         below = [f"{m} {float(np.mean(v[metric])):.4g}" for m, v in methods.items()
                  if m != FLOOR and metric in v

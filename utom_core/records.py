@@ -82,7 +82,7 @@ class LastModel(_Used):
 
 
 KEEPING_RULES = {"content_kept": "the latest model", "resolution": "the finest resolution",
-                 "anisotropy": "the anisotropy closest to 1 with the lateral resolution kept",
+                 "anisotropy": "the anisotropy closest to 1",
                  "target_colour": "the colours closest to the target domain's images"}
 """The rules that keep a model among those within a content-IoU tolerance
 (``training.model_choice``), and what each keeps."""
@@ -104,6 +104,9 @@ class BestModel(_Used):
     (None: picked by ``score`` alone)."""
     best_content_iou: float | None = None
     tolerance: float | None = None
+    lateral_kept: bool | None = None
+    """``anisotropy``'s pick: whether its lateral resolution was within the rule's tolerance
+    of its input's (False: no validated model's was, and this one was kept anyway)."""
 
 
 PredictedWith = Annotated[LastModel | BestModel, Field(discriminator="model")]

@@ -74,9 +74,11 @@ def test_anisotropy_does_not_count_a_ratio_bought_by_lateral_blur():
     assert kept(ModelChoice("anisotropy"), logged) == [1, 3]
     first_blurred = ModelChoice("anisotropy")
     assert kept(first_blurred, logged[1:]) == [2, 3]  # kept only until a model keeps it
+    assert first_blurred.kept is not None and first_blurred.kept["lateral_kept"] is True
     blurred_only, resumed = ModelChoice("anisotropy"), ModelChoice("anisotropy")
     kept(blurred_only, logged[1:2])
-    resumed.resume(blurred_only.kept, logged[1:2])
+    assert blurred_only.kept is not None and blurred_only.kept["lateral_kept"] is False
+    resumed.resume(blurred_only.kept, [])  # killed before the row of its validation was kept
     assert kept(resumed, logged[2:]) == [3]  # the same decision after --resume
 
 

@@ -23,6 +23,20 @@ def test_the_report_gives_the_gain_rule_and_its_figures(tmp_path):
     assert "worse than the input" not in text
 
 
+def test_the_report_reads_the_lateral_resolution_as_kept_or_lost(tmp_path):
+    metrics = {"anisotropy": 1.2, "anisotropy_input": 1.66, "axial_resolution": 3.6,
+               "axial_resolution_input": 4.43, "lateral_resolution": 2.98,
+               "lateral_resolution_input": 2.66}
+    write_report(tmp_path / "report.md", run_record(metrics=metrics), tmp_path, UTOM)
+    text = (tmp_path / "report.md").read_text()
+    assert "| axial_resolution | 3.6 | 4.43 | finer than the input |" in text
+    lost = "| lateral_resolution | 2.98 | 2.66 | **coarser than the input's: detail lost** |"
+    assert lost in text
+    kept = {**metrics, "lateral_resolution": 2.7}
+    write_report(tmp_path / "kept.md", run_record(metrics=kept), tmp_path, UTOM)
+    assert "| 2.7 | 2.66 | kept (within 5% of the input's) |" in (tmp_path / "kept.md").read_text()
+
+
 @pytest.mark.parametrize(("used", "said"), [
     ({"iteration": 1500, "metric": "content_kept", "score": 0.997, "content_iou": 0.997,
       "best_content_iou": 1.0, "tolerance": 0.02},
@@ -33,6 +47,11 @@ def test_the_report_gives_the_gain_rule_and_its_figures(tmp_path):
      "iteration 1050, the colours closest to the target domain's images (target_colour 2.86) "
      "among the validations on the test images whose content IoU was within 0.01 of the best "
      "(0.837; this one's 0.831)"),
+    ({"iteration": 300, "metric": "anisotropy", "score": 1.12, "content_iou": 0.99,
+      "best_content_iou": 1.0, "tolerance": 0.02, "lateral_kept": False},
+     "(1.000; this one's 0.990), picked without their references (`run_checkpoint = \"best\"`; "
+     "the curve is in `run/val_curve.png`). No validated model kept its lateral resolution "
+     "within 5% of its input's, this one included: its anisotropy may owe to lateral blur."),
 ])
 def test_the_report_gives_each_kept_rule_and_its_tolerance(tmp_path, used, said):
     write_report(tmp_path / "report.md", run_record(predicted_with={"model": "best", **used},

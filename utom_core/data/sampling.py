@@ -6,12 +6,13 @@ times, so empty background does not dominate training.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
 from utom_core.data.images import DomainImages
 from utom_core.domain import Normalisation
-from utom_core.errors import UtomError
 from utom_core.saliency import SaliencyOperator
 
 CONTENT_TRIES = 8
@@ -29,17 +30,28 @@ def random_orientation(rng: np.random.Generator, *windows: np.ndarray,
     return [w[:, :, ::-1] for w in turned] if flip else turned
 
 
-def check_tile_fits(images: DomainImages, tile: int) -> None:
-    """Refuse a tile larger than every plane of a domain along both sides: its tiles would be
-    mostly mirrored padding, and the networks' memory grows with the tile, not the image. A
-    plane shorter than the tile along one side (45 z-slices, 64-px tiles) is padded as usual."""
-    side = max(max(plane.shape) for plane in images.planes)
-    if tile > side:
-        largest = max(images.planes, key=lambda plane: max(plane.shape))
-        name = images.sources[largest.source].path.name
-        raise UtomError(f"tile {tile}: larger than every {images.domain.name} image (the largest "
-                        f"plane is {largest.shape[0]} × {largest.shape[1]} px, {name}); use a "
-                        f"tile of at most {side} px")
+class TileWarning(UserWarning):
+    """A training tile larger than every image of a domain (``warn_tile_exceeds``)."""
+
+
+def warn_tile_exceeds(images: DomainImages, tile: int, multiple: int) -> None:
+    """Warn of a tile larger than every plane of a domain along both sides: its tiles are then
+    mostly mirrored padding, at the memory and time of the tile, not of the images (a 4000-px
+    tile on 1000-px images ran out of memory, with no word of why). Images smaller than a
+    tile still train, as they should; a plane shorter than the tile along one side (45
+    z-slices, 64-px tiles) is padded without a word. ``multiple``: the generator's size
+    multiple, which the tile it suggests respects."""
+    largest = max(images.planes, key=lambda plane: max(plane.shape))
+    side = max(largest.shape)
+    if tile <= side:
+        return
+    fits = side // multiple * multiple
+    instead = f"; --set tile={fits} trains on real pixels only" if fits else ""
+    warnings.warn(f"tile {tile} is larger than every {images.domain.name} image (the largest "
+                  f"plane is {largest.shape[0]} × {largest.shape[1]} px, in "
+                  f"{images.sources[largest.source].path}): its tiles are mostly mirrored "
+                  f"padding, at the memory and time of {tile}-px tiles{instead}", TileWarning,
+                  stacklevel=2)
 
 
 class TileSampler:
@@ -54,7 +66,6 @@ class TileSampler:
         min_content: float,
         augment: bool,
     ) -> None:
-        check_tile_fits(images, tile)
         self.images, self.normalisation, self.saliency = images, normalisation, saliency
         self.tile, self.min_content, self.augment = tile, min_content, augment
 

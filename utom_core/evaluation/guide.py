@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from utom_core.evaluation.periodic import PERIODIC_LIMIT
+from utom_core.evaluation.resolution import LATERAL_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,9 @@ class Guide:
     """What good looks like: the direction, and a floor, ceiling or typical range."""
     unit: str = ""
     better: str = "higher"
-    """Which way is better: higher, lower, or "one" (closest to 1); only "higher" metrics
-    compare with a reference, and only they can make a prediction "worse than its input"."""
+    """Which way is better: higher, lower, "one" (closest to 1) or "input" (the input's value,
+    kept); only "higher" metrics compare with a reference, and only they can make a
+    prediction "worse than its input"."""
 
 
 GUIDE: dict[str, Guide] = {
@@ -87,8 +89,9 @@ GUIDE: dict[str, Guide] = {
         "the floor (the input's), axial detail was recovered", " px", "lower"),
     "lateral_resolution": Guide(
         "resolution across z, along x or y (the anisotropy's denominator), in pixels",
-        "near the floor (the input's): lateral detail kept; above it, lateral detail was lost",
-        " px", "lower"),
+        f"within {LATERAL_TOLERANCE:.0%} of the floor (the input's): lateral detail kept; "
+        "coarser, lateral detail was lost (and the anisotropy owes its gain to it)", " px",
+        "input"),
     "target_colour": Guide(
         "CIELAB distance of the prediction's colours to the target domain's training images "
         "(earth mover's, tissue and background each by its own mask, averaged); no reference "
@@ -150,6 +153,11 @@ def verdict(name: str, value: float, floor: float | None) -> str:
     if floor is None:
         return ""
     about = guide(name)
+    if about.better == "input":
+        if value > floor * (1 + LATERAL_TOLERANCE):
+            return "**coarser than the input's: detail lost**"
+        return (f"kept (within {LATERAL_TOLERANCE:.0%} of the input's)"
+                if value >= floor * (1 - LATERAL_TOLERANCE) else "finer than the input's")
     if about.better != "higher":
         ahead = from_ideal(about.better, value) <= from_ideal(about.better, floor)
         word = "finer" if about.better == "lower" else "closer to 1"

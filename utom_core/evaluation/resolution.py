@@ -196,6 +196,12 @@ CROP = 1024
 """Side of the central crop of the middle plane that ``Resolution`` measures."""
 PLANES = 8
 """XZ and YZ planes of a volume, each, whose directional resolutions ``Anisotropy`` pools."""
+LATERAL_TOLERANCE = 0.05
+"""How much coarser than its input's a prediction's lateral resolution may be and still count
+as kept: blurring across z brings the anisotropy closer to 1 as surely as sharpening along it
+(an isotropic run without the identity term went from 1.43 to 1.25 that way,
+docs/results/model-choice.md), so the ``anisotropy`` model choice does not count a model
+beyond it, and the report says it lost lateral detail."""
 
 
 def _grey(array: np.ndarray) -> np.ndarray:

@@ -4,12 +4,15 @@ channels_last (bf16 autocast: ``device.autocast``). The plain modules stay the t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import cast
 
 import torch
 from torch import nn
 
 from utom_core.config import TrainConfig
+from utom_core.data.images import DomainImages
+from utom_core.data.sampling import warn_tile_exceeds
 from utom_core.errors import UtomError, first_line
 from utom_core.methods.base import Method, StepNetworks, shift_term_on
 from utom_core.networks.base import Generator
@@ -38,11 +41,16 @@ def step_input(batch: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     return batch.contiguous(memory_format=torch.channels_last) if cfg.channels_last else batch
 
 
-def check_tile(cfg: TrainConfig, g_ab: Generator, d_b: nn.Module | None, channels: int,
-               device: torch.device, method: Method) -> None:
-    """Refuse a tile size the networks cannot process, before anything is written; where
-    ``method`` computes the shift term, also the crop that term predicts."""
+def check_tile(cfg: TrainConfig, modules: dict[str, nn.Module], channels: int,
+               device: torch.device, method: Method, images: Sequence[DomainImages]) -> None:
+    """Refuse a tile size the networks (``g_ab``, and ``d_b`` where the method has it) cannot
+    process, before anything is written; where ``method`` computes the shift term, also the
+    crop that term predicts. Warn of one larger than every plane of ``images`` (the domains'
+    images; none on a resume, whose tile is fixed)."""
+    g_ab, d_b = cast(Generator, modules["g_ab"]), modules.get("d_b")
     multiple = g_ab.size_multiple
+    for domain in images:
+        warn_tile_exceeds(domain, cfg.tile, multiple)
     if cfg.tile % multiple:
         raise UtomError(f"tile {cfg.tile}: the {cfg.generator} generator needs a multiple "
                         f"of {multiple} pixels")

@@ -19,6 +19,7 @@ import math
 from typing import Any
 
 from utom_core.evaluation.guide import from_ideal, guide
+from utom_core.evaluation.resolution import LATERAL_TOLERANCE
 from utom_core.records import KEEPING_RULES
 
 IOU_TOLERANCE = 0.02
@@ -32,11 +33,11 @@ target's colours and keep less content. On three seeds of the real core, scored 
 core against the best-IoU pick, 0.02 cost 0.050 content IoU for the colour that 0.01 reached
 at a cost of 0.011 (docs/results/model-choice.md)."""
 
-LATERAL_TOLERANCE = 0.05
-"""How much coarser than its input's a model's lateral resolution may be and its anisotropy
-still count: blurring across z brings the ratio closer to 1 as surely as sharpening along it
-(an isotropic run without the identity term went from 1.43 to 1.25 that way,
-docs/results/model-choice.md). A model beyond it counts as unmeasured."""
+def _lateral_lost(metrics: dict[str, float]) -> bool:
+    """Whether the lateral resolution is over ``LATERAL_TOLERANCE`` coarser than the input's
+    (False where either was not measured: a plane whose lateral detail resolves nothing)."""
+    lateral, floor = metrics.get("lateral_resolution"), metrics.get("lateral_resolution_input")
+    return lateral is not None and floor is not None and lateral > floor * (1 + LATERAL_TOLERANCE)
 
 
 def tolerance_of(metric: str) -> float:
@@ -82,6 +83,8 @@ class ModelChoice:
         self.kept = {"iteration": iteration, "metric": self.metric, "score": score,
                      "content_iou": iou, "best_content_iou": self.best_iou,
                      "tolerance": self.tolerance}
+        if self.metric == "anisotropy":
+            self.kept["lateral_kept"] = not _lateral_lost(metrics)
         return self.kept
 
     def floor(self) -> float:
@@ -96,10 +99,8 @@ class ModelChoice:
 
     def _shortfall(self, metrics: dict[str, float]) -> float:
         """The gain measure's distance from ideal; inf where ``anisotropy`` came closer to 1
-        by a lateral resolution coarser than the input's (``LATERAL_TOLERANCE``)."""
-        lateral, floor = metrics.get("lateral_resolution"), metrics.get("lateral_resolution_input")
-        if (self.metric == "anisotropy" and lateral is not None and floor is not None
-                and lateral > floor * (1 + LATERAL_TOLERANCE)):
+        by a lateral resolution coarser than the input's (``_lateral_lost``)."""
+        if self.metric == "anisotropy" and _lateral_lost(metrics):
             return math.inf
         return shortfall(self.metric, metrics.get(self.metric))
 
@@ -108,8 +109,7 @@ class ModelChoice:
         may have come after a validation and before the checkpoint the run resumes from)."""
         if record is not None and record.get("metric") == self.metric:
             self.kept = record
-            logged = [row for row in rows if row.get("iteration") == record["iteration"]]
-            self.kept_shortfall = (self._shortfall(logged[-1]) if logged
+            self.kept_shortfall = (math.inf if record.get("lateral_kept") is False
                                    else shortfall(self.metric, record["score"]))
         ious = [row["content_iou"] for row in rows if "content_iou" in row]
         recorded = [] if self.kept is None else [self.kept.get("best_content_iou", -math.inf)]

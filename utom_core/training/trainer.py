@@ -1,5 +1,4 @@
-"""The training loop: a registered method's networks and step, image pools, EMA, full-state
-resume.
+"""The training loop: a registered method's networks and step, image pools, EMA, full-state resume.
 
 No module-level state: everything a run needs lives on its ``Trainer``, so several runs, or the
 ranks of a torchrun job (``training.distributed``), never share anything by accident.
@@ -102,6 +101,7 @@ class Trainer:
             raise UtomError(f"method {method.name} on task {task.name}: {reason}")
         cfg = method.with_settings(cfg)  # the run records every one of its method's settings
         self.method = method
+        fits = () if meta else (self.images_a, self.images_b)  # a resume keeps its tile
         if meta is None:  # fitted once, on rank 0, so that every rank uses the same
             meta = distributed.from_rank0(lambda: fit_run_meta(
                 task, cfg, self.images_a, self.images_b, self.ranks.world))
@@ -120,7 +120,7 @@ class Trainer:
         self.streams = TileStreams(samplers, cfg.batch_size, cfg.seed, self.ranks.rank,
                                    worker_count(cfg.num_workers, self.device), self.device)
         self._build_networks()
-        check_tile(self.cfg, self.g_ab, self.modules.get("d_b"), a_channels, self.device, method)
+        check_tile(self.cfg, self.modules, a_channels, self.device, method, fits)
         self.nets = step_networks(self.modules, self.cfg, self.device)
         self.validator = Validator(task, meta, self.cfg, val, cut_axes(task)[0],
                                    self.g_ab.size_multiple, self.device,

@@ -25,6 +25,7 @@ from utom_core.evaluation.guide import (
     run_warnings,
     verdict,
 )
+from utom_core.evaluation.resolution import LATERAL_TOLERANCE
 from utom_core.inference.views import DEFAULT_VIEWS
 from utom_core.io import image_stem
 from utom_core.io.atomic import write_text
@@ -118,7 +119,16 @@ def _model_used(used: LastModel | BestModel) -> list[str]:
     return [f"Predicted with `model_best.pt`: iteration {used.iteration}, {why}, picked "
             "without their references "
             "(`run_checkpoint = \"best\"`; the curve is in `run/val_curve.png`). "
-            f"{VALIDATION_VS_REPORT}{_balance(used)}", ""]
+            f"{_lateral_lost(used)}{VALIDATION_VS_REPORT}{_balance(used)}", ""]
+
+
+def _lateral_lost(used: BestModel) -> str:
+    """The caveat of an anisotropy pick that kept no lateral resolution (none did)."""
+    if used.lateral_kept is not False:
+        return ""
+    return ("No validated model kept its lateral resolution within "
+            f"{LATERAL_TOLERANCE:.0%} of its input's, this one included: its anisotropy may "
+            "owe to lateral blur. ")
 
 
 def _predict_more(record: RunRecord, out: Path) -> list[str]:
