@@ -61,6 +61,7 @@ def test_anisotropy_keeps_the_ratio_closest_to_one():
     logged = [{"iteration": i, "content_iou": 0.99, "anisotropy": a}
               for i, a in enumerate((2.5, 1.3, 0.7, 0.85))]
     assert kept(choice, logged) == [0, 1, 3]  # |log 0.85| < |log 1.3| < |log 0.7|
+    assert choice.kept is not None and choice.kept["lateral_kept"] is None  # not measured
 
 
 def test_anisotropy_does_not_count_a_ratio_bought_by_lateral_blur():

@@ -50,8 +50,9 @@ def test_the_report_reads_the_lateral_resolution_as_kept_or_lost(tmp_path):
     ({"iteration": 300, "metric": "anisotropy", "score": 1.12, "content_iou": 0.99,
       "best_content_iou": 1.0, "tolerance": 0.02, "lateral_kept": False},
      "(1.000; this one's 0.990), picked without their references (`run_checkpoint = \"best\"`; "
-     "the curve is in `run/val_curve.png`). No validated model kept its lateral resolution "
-     "within 5% of its input's, this one included: its anisotropy may owe to lateral blur."),
+     "the curve is in `run/val_curve.png`). Its lateral resolution was over 5% coarser than "
+     "its input's (the rule keeps such a model only while no eligible one keeps it): its "
+     "anisotropy may owe to lateral blur."),
 ])
 def test_the_report_gives_each_kept_rule_and_its_tolerance(tmp_path, used, said):
     write_report(tmp_path / "report.md", run_record(predicted_with={"model": "best", **used},

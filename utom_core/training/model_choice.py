@@ -33,11 +33,13 @@ target's colours and keep less content. On three seeds of the real core, scored 
 core against the best-IoU pick, 0.02 cost 0.050 content IoU for the colour that 0.01 reached
 at a cost of 0.011 (docs/results/model-choice.md)."""
 
-def _lateral_lost(metrics: dict[str, float]) -> bool:
-    """Whether the lateral resolution is over ``LATERAL_TOLERANCE`` coarser than the input's
-    (False where either was not measured: a plane whose lateral detail resolves nothing)."""
+def _lateral_kept(metrics: dict[str, float]) -> bool | None:
+    """Whether the lateral resolution is within ``LATERAL_TOLERANCE`` of the input's (None
+    where either was not measured: a crop that resolves nothing laterally)."""
     lateral, floor = metrics.get("lateral_resolution"), metrics.get("lateral_resolution_input")
-    return lateral is not None and floor is not None and lateral > floor * (1 + LATERAL_TOLERANCE)
+    if lateral is None or floor is None:
+        return None
+    return lateral <= floor * (1 + LATERAL_TOLERANCE)
 
 
 def tolerance_of(metric: str) -> float:
@@ -84,7 +86,7 @@ class ModelChoice:
                      "content_iou": iou, "best_content_iou": self.best_iou,
                      "tolerance": self.tolerance}
         if self.metric == "anisotropy":
-            self.kept["lateral_kept"] = not _lateral_lost(metrics)
+            self.kept["lateral_kept"] = _lateral_kept(metrics)
         return self.kept
 
     def floor(self) -> float:
@@ -99,8 +101,8 @@ class ModelChoice:
 
     def _shortfall(self, metrics: dict[str, float]) -> float:
         """The gain measure's distance from ideal; inf where ``anisotropy`` came closer to 1
-        by a lateral resolution coarser than the input's (``_lateral_lost``)."""
-        if self.metric == "anisotropy" and _lateral_lost(metrics):
+        by a lateral resolution coarser than the input's (``_lateral_kept``)."""
+        if self.metric == "anisotropy" and _lateral_kept(metrics) is False:
             return math.inf
         return shortfall(self.metric, metrics.get(self.metric))
 

@@ -123,12 +123,12 @@ def _model_used(used: LastModel | BestModel) -> list[str]:
 
 
 def _lateral_lost(used: BestModel) -> str:
-    """The caveat of an anisotropy pick that kept no lateral resolution (none did)."""
+    """The caveat of an anisotropy pick that lost lateral resolution."""
     if used.lateral_kept is not False:
         return ""
-    return ("No validated model kept its lateral resolution within "
-            f"{LATERAL_TOLERANCE:.0%} of its input's, this one included: its anisotropy may "
-            "owe to lateral blur. ")
+    return (f"Its lateral resolution was over {LATERAL_TOLERANCE:.0%} coarser than its "
+            "input's (the rule keeps such a model only while no eligible one keeps it): its "
+            "anisotropy may owe to lateral blur. ")
 
 
 def _predict_more(record: RunRecord, out: Path) -> list[str]:
