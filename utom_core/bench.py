@@ -8,6 +8,7 @@ the bench (no row for the run it interrupted: it is run again next time).
 from __future__ import annotations
 
 import json
+import math
 import time
 import traceback
 from dataclasses import dataclass
@@ -135,6 +136,14 @@ def better(metric: str) -> int:
     return 1 if any(part in metric for part in HIGHER_IS_BETTER) else -1
 
 
+def merit(metric: str, value: float) -> float:
+    """``value`` on a scale where larger is better: a ratio whose ideal is 1 (``anisotropy``,
+    by its guide) by its distance from 1, others by ``better``'s direction."""
+    if guide(metric).better == "one":
+        return -abs(math.log(value)) if value > 0 else -math.inf
+    return better(metric) * value
+
+
 def summarise(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, list[float]]]]:
     """task → method → metric → values across seeds (floor rows from the inputs' metrics)."""
     table: dict[str, dict[str, dict[str, list[float]]]] = {}
@@ -212,7 +221,7 @@ def _floor_rows(task: str, methods: dict[str, dict[str, list[float]]]) -> list[s
         level = float(np.mean(values))
         below = [f"{m} {float(np.mean(v[metric])):.4g}" for m, v in methods.items()
                  if m != FLOOR and metric in v
-                 and better(metric) * (float(np.mean(v[metric])) - level) <= 0]
+                 and merit(metric, float(np.mean(v[metric]))) <= merit(metric, level)]
         lines.append(f"| {task} | every method beats the floor on {metric} ({level:.4g}) | "
                      f"{'below: ' + ', '.join(below) if below else 'all above'} | "
                      f"{_verdict(not below)} |")
@@ -260,8 +269,9 @@ def markdown(results: list[dict[str, Any]], budget: Budget, appendix: str = "") 
                   "|---" * (len(metrics) + 1) + "|"]
         best = {}
         for metric in metrics:
-            scored = {m: better(metric) * float(np.mean(v[metric]))
-                      for m, v in methods.items() if metric in v and m not in (FLOOR, CEILING)}
+            scored = {m: merit(metric, float(np.mean(v[metric])))
+                      for m, v in methods.items() if metric in v and m not in (FLOOR, CEILING)
+                      and guide(metric).better != "input"}  # a kept value has no winner
             best[metric] = max(scored, key=lambda m: scored[m]) if scored else None
         for method, values in methods.items():
             cells = []

@@ -134,3 +134,18 @@ def test_the_papers_claims_are_checked_both_ways():
     assert "floor on ssim (0.55) | below: cyclegan 0.5667" not in text  # 0.567 is above
     table["denoise"]["cyclegan"]["ssim"] = [0.5, 0.5, 0.5]
     assert "| below: cyclegan 0.5 | **does not hold** |" in "\n".join(claims(table))
+
+
+def test_a_ratio_beats_its_floor_by_coming_closer_to_one():
+    """anisotropy 0.5 is further from isotropic than the input's 1.43, not "lower, better";
+    the lateral resolution is to be kept, so it makes no floor claim."""
+    from utom_core.bench import claims
+
+    table = {"isotropic": {
+        "utom": {"anisotropy": [1.2], "lateral_resolution": [2.7]},
+        "cyclegan": {"anisotropy": [0.5], "lateral_resolution": [2.8]},
+        "input (floor)": {"anisotropy": [1.43], "lateral_resolution": [2.66]},
+    }}
+    text = "\n".join(claims(table))
+    assert "floor on anisotropy (1.43) | below: cyclegan 0.5 | **does not hold** |" in text
+    assert "lateral_resolution" not in text
