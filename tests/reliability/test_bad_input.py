@@ -547,8 +547,8 @@ def test_tiny_images_stacks_and_constant_inputs_work(cli, tmp_path, data):
     said = [line for line in result.err.splitlines() if line.startswith("warning: tile 32")]
     assert said == [f"warning: tile 32 is larger than every low-SNR fluorescence image (the "
                     f"largest plane is 10 × 12 px, in {tiny}): its tiles are mostly mirrored "
-                    "padding, at the memory and time of 32-px tiles; tiles of at most 12 px "
-                    "would be real pixels only"], result.err  # once, for A only: B's image is 96 px
+                    "padding, at the memory and time of 32-px tiles; a tile of at most 12 px fits "
+                    "it along its longer side"], result.err  # once, for A only: B's image is 96 px
     for name, image in [("one-pixel", np.array([[7]], np.uint16)),
                         ("one-row", RNG.integers(0, 5000, (1, 50), dtype=np.uint16)),
                         ("flat", np.full((30, 20), 700, np.uint16))]:

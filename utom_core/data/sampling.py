@@ -40,14 +40,14 @@ def warn_tile_exceeds(images: DomainImages, tile: int, multiple: int) -> None:
     tile on 1000-px images ran out of memory, with no word of why). Images smaller than a
     tile still train, as they should; a plane shorter than the tile along one side (45
     z-slices, 64-px tiles) is padded without a word. ``multiple``: the generator's size
-    multiple, which the largest tile of real pixels it names respects (the networks may
-    still need a larger one: ``check_tile`` then says so)."""
+    multiple, which the tile it names respects (the networks may still need a larger one:
+    ``check_tile`` then says so)."""
     largest = max(images.planes, key=lambda plane: max(plane.shape))
     side = max(largest.shape)
     if tile <= side:
         return
     fits = side // multiple * multiple
-    instead = f"; tiles of at most {fits} px would be real pixels only" if fits else ""
+    instead = f"; a tile of at most {fits} px fits it along its longer side" if fits else ""
     warnings.warn(f"tile {tile} is larger than every {images.domain.name} image (the largest "
                   f"plane is {largest.shape[0]} × {largest.shape[1]} px, in "
                   f"{images.sources[largest.source].path}): its tiles are mostly mirrored "
