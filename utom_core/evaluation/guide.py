@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from utom_core.evaluation.periodic import PERIODIC_LIMIT
-from utom_core.evaluation.resolution import LATERAL_TOLERANCE
+from utom_core.evaluation.resolution import LATERAL_TOLERANCE, lateral_kept
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def verdict(name: str, value: float, floor: float | None) -> str:
         return ""
     about = guide(name)
     if about.better == "input":
-        if value > floor * (1 + LATERAL_TOLERANCE):
+        if not lateral_kept(value, floor):
             return "**coarser than the input's: detail lost**"
         return (f"kept (within {LATERAL_TOLERANCE:.0%} of the input's)"
                 if value >= floor * (1 - LATERAL_TOLERANCE) else "finer than the input's")

@@ -204,6 +204,12 @@ docs/results/model-choice.md), so the ``anisotropy`` model choice does not count
 beyond it, and the report says it lost lateral detail."""
 
 
+def lateral_kept(lateral: float, floor: float) -> bool:
+    """Whether a lateral resolution is within ``LATERAL_TOLERANCE`` of its input's ``floor``
+    (the one rule of the report's verdict and of the ``anisotropy`` model choice)."""
+    return lateral <= floor * (1 + LATERAL_TOLERANCE)
+
+
 def _grey(array: np.ndarray) -> np.ndarray:
     """Channels averaged: (C, ...) → (...)."""
     return array.astype(np.float64).mean(axis=0)

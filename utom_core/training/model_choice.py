@@ -19,7 +19,7 @@ import math
 from typing import Any
 
 from utom_core.evaluation.guide import from_ideal, guide
-from utom_core.evaluation.resolution import LATERAL_TOLERANCE
+from utom_core.evaluation.resolution import lateral_kept
 from utom_core.records import KEEPING_RULES
 
 IOU_TOLERANCE = 0.02
@@ -34,12 +34,10 @@ core against the best-IoU pick, 0.02 cost 0.050 content IoU for the colour that 
 at a cost of 0.011 (docs/results/model-choice.md)."""
 
 def _lateral_kept(metrics: dict[str, float]) -> bool | None:
-    """Whether the lateral resolution is within ``LATERAL_TOLERANCE`` of the input's (None
+    """Whether the lateral resolution was kept (``evaluation.resolution.lateral_kept``; None
     where either was not measured: a crop that resolves nothing laterally)."""
     lateral, floor = metrics.get("lateral_resolution"), metrics.get("lateral_resolution_input")
-    if lateral is None or floor is None:
-        return None
-    return lateral <= floor * (1 + LATERAL_TOLERANCE)
+    return None if lateral is None or floor is None else lateral_kept(lateral, floor)
 
 
 def tolerance_of(metric: str) -> float:
@@ -65,8 +63,6 @@ class ModelChoice:
         """The kept model's record (what ``model_best.pt`` says of it)."""
         self.best_iou = -math.inf
         self.tolerance = tolerance_of(metric)
-        self.kept_shortfall = math.inf
-        """How far the kept model's gain measure is from ideal (``_shortfall``)."""
 
     def offer(self, iteration: int, metrics: dict[str, float]) -> dict[str, Any] | None:
         """The record to save the new model with, or None where the kept one stays."""
@@ -81,7 +77,6 @@ class ModelChoice:
         if iou < self.floor() or not self._better(iou, metrics):
             return None
         score = iou if self.metric == "content_kept" else metrics.get(self.metric, math.nan)
-        self.kept_shortfall = self._shortfall(metrics)
         self.kept = {"iteration": iteration, "metric": self.metric, "score": score,
                      "content_iou": iou, "best_content_iou": self.best_iou,
                      "tolerance": self.tolerance}
@@ -97,7 +92,10 @@ class ModelChoice:
         kept = self.kept
         if kept is None or kept["content_iou"] < self.floor() or self.metric == "content_kept":
             return True
-        return (self._shortfall(metrics), -iou) < (self.kept_shortfall, -kept["content_iou"])
+        # the kept model's shortfall, from its record (the same after --resume)
+        kept_shortfall = (math.inf if kept.get("lateral_kept") is False
+                          else shortfall(self.metric, kept["score"]))
+        return (self._shortfall(metrics), -iou) < (kept_shortfall, -kept["content_iou"])
 
     def _shortfall(self, metrics: dict[str, float]) -> float:
         """The gain measure's distance from ideal; inf where ``anisotropy`` came closer to 1
@@ -111,8 +109,6 @@ class ModelChoice:
         may have come after a validation and before the checkpoint the run resumes from)."""
         if record is not None and record.get("metric") == self.metric:
             self.kept = record
-            self.kept_shortfall = (math.inf if record.get("lateral_kept") is False
-                                   else shortfall(self.metric, record["score"]))
         ious = [row["content_iou"] for row in rows if "content_iou" in row]
         recorded = [] if self.kept is None else [self.kept.get("best_content_iou", -math.inf)]
         self.best_iou = max([self.best_iou, *ious, *recorded])
