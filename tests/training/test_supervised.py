@@ -10,6 +10,7 @@ import tifffile
 from helpers import blobs, build_generator, train
 
 from utom_core.config import TrainConfig
+from utom_core.data.sampling import TileWarning
 from utom_core.domain import Domain
 from utom_core.errors import InputError, UtomError
 from utom_core.task import Task
@@ -111,3 +112,12 @@ def test_the_ceiling_is_scored_on_the_unpaired_runs_scale(tmp_path, inverted_pai
     keys = ("normalisation_a", "normalisation_b", "threshold_a", "threshold_b")
     metas = [json.loads((r.run_dir / "run.json").read_text()) for r in (unpaired, ceiling)]
     assert [metas[0][k] for k in keys] == [metas[1][k] for k in keys]
+
+
+def test_a_tile_larger_than_every_input_is_warned_of(tmp_path, inverted_pairs):
+    """The ceiling trains on the same tiles as the unpaired methods, so it warns alike."""
+    side = max(tifffile.imread(inverted_pairs[0][0]).shape)
+    cfg = TrainConfig(**TINY | {"iterations": 1, "tile": 4 * side})
+    with pytest.warns(TileWarning, match=rf"tile {4 * side} is larger than every a image"):
+        train_supervised(TASK, cfg, tmp_path / "run", inverted_pairs,
+                         build_generator=build_generator, show_progress=False)

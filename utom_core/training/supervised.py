@@ -20,7 +20,7 @@ from utom_core import trained
 from utom_core.checkpoints import save_torch
 from utom_core.config import TrainConfig
 from utom_core.data.images import DomainImages
-from utom_core.data.sampling import random_orientation
+from utom_core.data.sampling import random_orientation, warn_tile_exceeds
 from utom_core.device import resolve_device
 from utom_core.errors import InputError, UtomError
 from utom_core.io import FormatTable
@@ -130,6 +130,7 @@ def train_supervised(task: Task, cfg: TrainConfig, run_dir: Path,
         device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         net = build_generator(cfg, task.domain_a.channels, task.domain_b.channels).to(device)
+        warn_tile_exceeds(tiles.inputs, cfg.tile, net.size_multiple)
         ema = copy.deepcopy(net).requires_grad_(False)
         optimiser = adam({"net": net}, cfg, "net")
         rng = np.random.default_rng(cfg.seed)
