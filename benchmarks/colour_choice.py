@@ -22,21 +22,19 @@ import argparse
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from real_core import score, unseen_files
 from resolution_choice import picks
+from validated_models import keeping_validated, validated
 
 from utom_core import cli
-from utom_core.checkpoints import save_torch
 from utom_core.evaluation.periodic import periodic_artefact
 from utom_core.inference import PredictOptions, Predictor, predict_file
 from utom_core.io import read_image
 from utom_core.plugins import get_registry
 from utom_core.trained import load_model
-from utom_core.training import validation
 from utom_core.training.validation import rows
 from utom_tasks.stain_he import DATA_ENV
 
@@ -45,26 +43,13 @@ SCORES = ("content_iou", "ssim", "delta_e_tissue", "delta_e_background", "lab_em
           "periodic_artefact")
 HEADER = ("| iteration | validation content IoU | target_colour | content IoU | SSIM vs "
           "authors | ΔE tissue | ΔE background | Lab EMD tissue | periodic | picked by |")
-KEPT = "validated"
 
 
 def train(seed: int, out: Path, budget: str, settings: list[str]) -> None:
     """``utom run stain-he`` with a copy of the model at every validation."""
-    original = validation.Validator.run
-
-    def run(self: validation.Validator, run_dir: Path, iteration: int, *args: Any) -> Any:
-        metrics = original(self, run_dir, iteration, *args)
-        (run_dir / KEPT).mkdir(exist_ok=True)
-        save_torch({**args[1](), "validation": {"iteration": iteration}},
-                   run_dir / KEPT / f"{iteration}.pt")
-        return metrics
-
-    validation.Validator.run = run  # type: ignore[method-assign]
-    try:
+    with keeping_validated():
         cli.main(["run", "stain-he", "--seed", str(seed), "--views", "1", "--budget", budget,
                   "--out", str(out), *(f"--set={pair}" for pair in settings)])
-    finally:
-        validation.Validator.run = original  # type: ignore[method-assign]
 
 
 def scored(run: Path, unseen: Path, views: int, scratch: Path) -> list[dict[str, float]]:
@@ -73,8 +58,7 @@ def scored(run: Path, unseen: Path, views: int, scratch: Path) -> list[dict[str,
     core, authors, adjacent = unseen_files(unseen, scratch)
     logged = {int(row["iteration"]): row for row in rows(run / "run")}
     found = []
-    for model_file in sorted((run / "run" / KEPT).glob("*.pt"), key=lambda p: int(p.stem)):
-        iteration = int(model_file.stem)
+    for iteration, model_file in validated(run / "run"):
         model = load_model(model_file, build_generator=registry.build_generator)
         out = scratch / f"{run.name}-{iteration}"
         predicted = predict_file(Predictor(model, PredictOptions(views=views),
