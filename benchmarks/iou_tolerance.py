@@ -34,6 +34,8 @@ from utom_core.training.model_choice import ModelChoice
 from utom_core.training.validation import rows
 
 TOLERANCES = (0.02, 0.01, 0.005, 0.002)
+TASKS = ("sr", "isotropic", "denoise")
+"""Tasks scored by PSNR against a reference of every bundled test image."""
 
 
 def train(task: str, seed: int, budget: str, minutes: float | None, out: Path) -> None:
@@ -45,7 +47,8 @@ def train(task: str, seed: int, budget: str, minutes: float | None, out: Path) -
 
 
 def gains(out: Path, views: int, scratch: Path) -> dict[int, dict[str, float]]:
-    """Each copy's PSNR and SSIM over its input's, on the run's test images (their mean)."""
+    """Each copy's PSNR and SSIM over its input's, on the run's test images (their mean);
+    ``scratch``: a folder of this run's own, for the predictions."""
     registry = get_registry()
     record = json.loads((out / "metrics.json").read_text())
     evaluators = {k: v for k, v in registry.task_evaluators(registry.task(record["task"])).items()
@@ -57,7 +60,7 @@ def gains(out: Path, views: int, scratch: Path) -> dict[int, dict[str, float]]:
         scores = []
         for image in record["images"]:
             test, reference = Path(image["test"]), Path(image["reference"])
-            folder = scratch / f"{out.name}-{iteration}"
+            folder = scratch / str(iteration)
             predicted = predict_file(predictor, test, folder, show_progress=False)
             metrics = evaluate_prediction(evaluators, model, test, predicted, reference,
                                           folder, formats=registry.formats).metrics
@@ -89,7 +92,7 @@ def picks(out: Path, tolerances: tuple[float, ...]) -> dict[str, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default="sr")
+    parser.add_argument("--task", choices=TASKS, default="sr")
     parser.add_argument("--seeds", type=int, nargs="*", default=[])
     parser.add_argument("--budget", default="demo", help="of the runs it trains")
     parser.add_argument("--minutes", type=float, help="of the runs it trains (else the budget's)")
@@ -106,8 +109,9 @@ def main() -> None:
         train(args.task, seed, args.budget, args.minutes, runs[-1])
     summary: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="utom-iou-tolerance-") as folder:
-        for out in runs:
-            scored, logged = gains(out, args.views, Path(folder)), rows(out / "run")
+        for index, out in enumerate(runs):
+            scored = gains(out, args.views, Path(folder) / str(index))
+            logged = rows(out / "run")
             chosen = picks(out, tuple(args.tolerances))
             print(f"{out}\n\n| iteration | validation content IoU | validation PSNR gain | "
                   "test PSNR gain | test SSIM gain | kept by |\n|---|---|---|---|---|---|")

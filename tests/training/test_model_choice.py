@@ -89,12 +89,12 @@ def test_target_colour_keeps_the_closest_colour_among_models_that_keep_the_conte
     choice = ModelChoice("target_colour")
     logged = [{"iteration": 1, "content_iou": 0.80, "target_colour": 9.0},
               {"iteration": 2, "content_iou": 0.84, "target_colour": 8.0},
-              {"iteration": 3, "content_iou": 0.835, "target_colour": 6.5},
+              {"iteration": 3, "content_iou": 0.832, "target_colour": 6.5},  # within 0.01
               {"iteration": 4, "content_iou": 0.825, "target_colour": 5.0},  # lost content
               {"iteration": 5, "content_iou": 0.838, "target_colour": 7.0}]
     assert kept(choice, logged) == [1, 2, 3]
     assert choice.kept is not None and choice.kept["score"] == 6.5
-    assert choice.kept["tolerance"] == COLOUR_TOLERANCE  # 4 is 0.015 below the best IoU
+    assert choice.kept["tolerance"] == COLOUR_TOLERANCE  # 3 is 0.008 below the best, 4 0.015
 
 
 def test_a_resumed_colour_choice_keeps_its_tolerance():
@@ -105,7 +105,7 @@ def test_a_resumed_colour_choice_keeps_its_tolerance():
     resumed = ModelChoice("target_colour")
     resumed.resume(first.kept, logged[:1])
     assert resumed.floor() == 0.84 - COLOUR_TOLERANCE
-    assert kept(resumed, logged[1:]) == []  # within 0.02 of the best, not within 0.01
+    assert kept(resumed, logged[1:]) == []  # 0.015 below the best: out of 0.01
 
 
 def test_a_perfect_colour_is_the_best_not_unmeasured():
@@ -190,6 +190,7 @@ def test_target_colour_on_a_grey_target_is_refused(tmp_path, blob_tiffs):
               show_progress=False, val=[(held_out(tmp_path)[0], None)])
 
 
+@pytest.mark.slow
 def test_the_benchmark_replays_every_rule_on_a_runs_validations(tmp_path):
     """benchmarks/resolution_choice.py: the pick of each rule, and its PSNR, from val.jsonl."""
     import json
@@ -212,6 +213,7 @@ def test_the_benchmark_replays_every_rule_on_a_runs_validations(tmp_path):
     assert "resolution: iteration 4," in done.stdout  # 3 is finer but out of the tolerance
 
 
+@pytest.mark.slow
 def test_the_tolerance_benchmark_scores_every_validated_model(tmp_path):
     """benchmarks/iou_tolerance.py: a copy per validation, each scored on the test image,
     and the pick of each tolerance among them."""

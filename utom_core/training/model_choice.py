@@ -24,12 +24,12 @@ from utom_core.records import KEEPING_RULES
 
 IOU_TOLERANCE = 0.005
 """How far below the best content IoU seen a model may be and still be kept for its gain. A
-GAN that starts to move content loses its gain with it: along three 20-minute sr runs content
-IoU, within 0.004 of its best at the PSNR's peak, fell to 0.97–0.98 as the PSNR fell. Scored
-model by model on the test image, 0.005 kept +0.26 and +0.20 dB over the input (peaks +0.26,
-+0.22) where 0.02 kept −0.31 and +0.12 (docs/results/model-choice.md). Above the wander of
-models that keep the content (the demo sr run's ten validations lie within 0.004 of its
-best)."""
+GAN that starts to move content loses its gain with it: along 20-minute sr runs content IoU,
+within 0.004 of its best at the PSNR's peak, fell to 0.96–0.98 as the PSNR fell. Scored model
+by model on the test image (three runs), 0.005 kept +0.26, +0.20 and +0.22 dB over the input
+(peaks +0.26, +0.22, +0.22) where 0.02 kept −0.31, +0.12 and +0.14; 0.002 left a 5-minute
+run's last gain (+0.19 against +0.31 dB), whose IoU still drifted by 0.004
+(docs/results/model-choice.md)."""
 COLOUR_TOLERANCE = 0.01
 """``target_colour``'s tolerance: across a stain-he run, later models come closer to the
 target's colours and keep less content. On three seeds of the real core, scored on an unseen
