@@ -81,7 +81,9 @@ class LastModel(_Used):
     """The iteration the run ended at."""
 
 
-KEEPING_RULES = {"content_kept": "the latest model", "resolution": "the finest resolution",
+KEEPING_RULES = {"content_kept": "the latest model (once the content had drifted below the "
+                                 "tolerance, a later one only if at least as close)",
+                 "resolution": "the finest resolution",
                  "anisotropy": "the anisotropy closest to 1",
                  "target_colour": "the colours closest to the target domain's images"}
 """The rules that keep a model among those within a content-IoU tolerance

@@ -25,7 +25,7 @@ ROWS = [  # content IoU peaks early on a model still at its input; resolution ke
     {"iteration": 1, "content_iou": 0.999, "resolution": 6.0},
     {"iteration": 2, "content_iou": 0.997, "resolution": 4.5},
     {"iteration": 3, "content_iou": 0.990, "resolution": 3.0},  # too far below the best IoU
-    {"iteration": 4, "content_iou": 0.996, "resolution": 4.0},
+    {"iteration": 4, "content_iou": 0.9975, "resolution": 4.0},  # back, as close as 2
 ]
 
 
@@ -37,7 +37,7 @@ def test_the_finest_model_within_the_tolerance_is_kept():
     choice = ModelChoice("resolution")
     assert kept(choice, ROWS) == [1, 2, 4]
     assert choice.kept == {"iteration": 4, "metric": "resolution", "score": 4.0,
-                           "content_iou": 0.996, "best_content_iou": 0.999,
+                           "content_iou": 0.9975, "best_content_iou": 0.999,
                            "tolerance": IOU_TOLERANCE}
     assert kept(ModelChoice("content_iou"), ROWS) == [1]  # the old rule stays at the input
 
@@ -46,7 +46,25 @@ def test_content_kept_keeps_the_latest_model_within_the_tolerance():
     choice = ModelChoice("content_kept")
     assert kept(choice, ROWS) == [1, 2, 4]  # 3 moved the content: the gain it bought is not kept
     assert choice.kept is not None and choice.kept["iteration"] == 4
-    assert choice.kept["score"] == 0.996  # its content IoU: this rule measures nothing else
+    assert choice.kept["score"] == 0.9975  # its content IoU: this rule measures nothing else
+
+
+def test_content_kept_after_a_drift_keeps_only_a_model_that_came_back_as_close():
+    """A GAN that moved the content and came back within the tolerance had lost its gain on
+    the way (a 60-minute sr run: docs/results/model-choice.md); a later model replaces the
+    kept one then only with a content IoU at least the kept one's, the same after a resume."""
+    logged = [{"iteration": 1, "content_iou": 1.000},
+              {"iteration": 2, "content_iou": 0.998},  # the gain so far: kept
+              {"iteration": 3, "content_iou": 0.990},  # the content moved
+              {"iteration": 4, "content_iou": 0.996},  # back within 0.005, not as close
+              {"iteration": 5, "content_iou": 0.999}]  # as close as the kept one
+    assert kept(ModelChoice("content_kept"), logged) == [1, 2, 5]
+    steady = [{"iteration": i, "content_iou": v} for i, v in enumerate((1.0, 0.998, 0.996))]
+    assert kept(ModelChoice("content_kept"), steady) == [0, 1, 2]  # no drift: the latest
+    first, resumed = ModelChoice("content_kept"), ModelChoice("content_kept")
+    kept(first, logged[:3])
+    resumed.resume(first.kept, logged[:3])
+    assert kept(resumed, logged[3:]) == [5]
 
 
 def test_a_higher_best_iou_replaces_a_model_it_makes_ineligible():
@@ -209,7 +227,7 @@ def test_the_benchmark_replays_every_rule_on_a_runs_validations(tmp_path):
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert "content_iou: iteration 1, content IoU 0.9990, resolution 6, PSNR 28.00" in done.stdout
-    assert "content_kept: iteration 4, content IoU 0.9960, resolution 4, PSNR 28.30" in done.stdout
+    assert "content_kept: iteration 4, content IoU 0.9975, resolution 4, PSNR 28.30" in done.stdout
     assert "resolution: iteration 4," in done.stdout  # 3 is finer but out of the tolerance
 
 

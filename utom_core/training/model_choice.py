@@ -5,12 +5,15 @@ on a model that has barely left its input, while a restoration's gain keeps grow
 model can buy a gain by moving content (a GAN inventing detail). So the tolerant rules keep a
 model among validations whose content IoU is within a tolerance (``tolerance_of``) of the best
 content IoU seen so far: ``content_kept`` the latest of them (training's gain, unless it cost
-content), ``resolution`` the finest and ``anisotropy`` the closest to 1 among those that keep
+content; once a validation has fallen below the tolerance, a later model must come back at
+least as close as the kept one: a GAN that moved the content lost its gain on the way),
+``resolution`` the finest and ``anisotropy`` the closest to 1 among those that keep
 their lateral resolution (``evaluation.resolution``), ``target_colour`` the colours closest
 to the target domain's images (``evaluation.target_colour``).
 It is decided as the run goes: a validation that raises the best IoU can make the kept model
 ineligible, and then it (eligible by construction) replaces it. The kept model's record says
-the rule and its figures; a resumed run reads it back, and the best IoU from ``val.jsonl``.
+the rule and its figures; a resumed run reads it back, and the best IoU and any drift since
+the kept model from ``val.jsonl``.
 """
 
 from __future__ import annotations
@@ -66,6 +69,9 @@ class ModelChoice:
         """The kept model's record (what ``model_best.pt`` says of it)."""
         self.best_iou = -math.inf
         self.tolerance = tolerance_of(metric)
+        self.drifted = False
+        """Whether a validation since the kept model fell below the floor (``content_kept``
+        then keeps a later model only if its content IoU is at least the kept one's)."""
 
     def offer(self, iteration: int, metrics: dict[str, float]) -> dict[str, Any] | None:
         """The record to save the new model with, or None where the kept one stays."""
@@ -77,8 +83,12 @@ class ModelChoice:
             return self.kept
         iou = metrics["content_iou"]
         self.best_iou = max(self.best_iou, iou)
-        if iou < self.floor() or not self._better(iou, metrics):
+        if iou < self.floor():
+            self.drifted = self.drifted or self.kept is not None
             return None
+        if not self._better(iou, metrics):
+            return None
+        self.drifted = False
         score = iou if self.metric == "content_kept" else metrics.get(self.metric, math.nan)
         self.kept = {"iteration": iteration, "metric": self.metric, "score": score,
                      "content_iou": iou, "best_content_iou": self.best_iou,
@@ -93,8 +103,10 @@ class ModelChoice:
 
     def _better(self, iou: float, metrics: dict[str, float]) -> bool:
         kept = self.kept
-        if kept is None or kept["content_iou"] < self.floor() or self.metric == "content_kept":
+        if kept is None or kept["content_iou"] < self.floor():
             return True
+        if self.metric == "content_kept":  # the latest; after a drift, one that came back
+            return not self.drifted or iou >= kept["content_iou"]  # at least as close
         # the kept model's shortfall, from its record (the same after --resume)
         kept_shortfall = (math.inf if kept.get("lateral_kept") is False
                           else shortfall(self.metric, kept["score"]))
@@ -115,3 +127,8 @@ class ModelChoice:
         ious = [row["content_iou"] for row in rows if "content_iou" in row]
         recorded = [] if self.kept is None else [self.kept.get("best_content_iou", -math.inf)]
         self.best_iou = max([self.best_iou, *ious, *recorded])
+        best, since = -math.inf, -math.inf if self.kept is None else self.kept["iteration"]
+        for row in (row for row in rows if "content_iou" in row):
+            best = max(best, row["content_iou"])
+            if self.kept is not None and row["iteration"] > since:
+                self.drifted = self.drifted or row["content_iou"] < best - self.tolerance
