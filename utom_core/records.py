@@ -81,8 +81,8 @@ class LastModel(_Used):
     """The iteration the run ended at."""
 
 
-KEEPING_RULES = {"content_kept": "the latest model (once the content had drifted below the "
-                                 "tolerance, a later one only if at least as close)",
+KEEPING_RULES = {"content_kept": "the latest model (after a validation since the kept one fell "
+                                 "below the tolerance, a later one only if at least as close)",
                  "resolution": "the finest resolution",
                  "anisotropy": "the anisotropy closest to 1",
                  "target_colour": "the colours closest to the target domain's images"}

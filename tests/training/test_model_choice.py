@@ -61,10 +61,11 @@ def test_content_kept_after_a_drift_keeps_only_a_model_that_came_back_as_close()
     assert kept(ModelChoice("content_kept"), logged) == [1, 2, 5]
     steady = [{"iteration": i, "content_iou": v} for i, v in enumerate((1.0, 0.998, 0.996))]
     assert kept(ModelChoice("content_kept"), steady) == [0, 1, 2]  # no drift: the latest
-    first, resumed = ModelChoice("content_kept"), ModelChoice("content_kept")
-    kept(first, logged[:3])
-    resumed.resume(first.kept, logged[:3])
-    assert kept(resumed, logged[3:]) == [5]
+    for validated, logged_rows in ((3, 3), (2, 1)):  # 2's row lost to the kill: a torn row
+        first, resumed = ModelChoice("content_kept"), ModelChoice("content_kept")
+        kept(first, logged[:validated])
+        resumed.resume(first.kept, logged[:logged_rows])
+        assert kept(resumed, logged[validated:]) == [5]
 
 
 def test_a_higher_best_iou_replaces_a_model_it_makes_ineligible():

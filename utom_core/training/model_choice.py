@@ -5,8 +5,9 @@ on a model that has barely left its input, while a restoration's gain keeps grow
 model can buy a gain by moving content (a GAN inventing detail). So the tolerant rules keep a
 model among validations whose content IoU is within a tolerance (``tolerance_of``) of the best
 content IoU seen so far: ``content_kept`` the latest of them (training's gain, unless it cost
-content; once a validation has fallen below the tolerance, a later model must come back at
-least as close as the kept one: a GAN that moved the content lost its gain on the way),
+content; once a validation since the kept model has fallen below the tolerance, a later
+model must come back at least as close as the kept one: a GAN that moved the content lost
+its gain on the way),
 ``resolution`` the finest and ``anisotropy`` the closest to 1 among those that keep
 their lateral resolution (``evaluation.resolution``), ``target_colour`` the colours closest
 to the target domain's images (``evaluation.target_colour``).
