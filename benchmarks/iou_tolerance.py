@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from resolution_choice import picks as replay
 from validated_models import keeping_validated, validated
 
 from utom_core import cli
@@ -30,7 +31,6 @@ from utom_core.evaluation.streamed import evaluate_prediction
 from utom_core.inference import PredictOptions, Predictor, predict_file
 from utom_core.plugins import get_registry
 from utom_core.trained import load_model
-from utom_core.training.model_choice import ModelChoice
 from utom_core.training.validation import rows
 
 TOLERANCES = (0.02, 0.01, 0.005, 0.002)
@@ -58,9 +58,9 @@ def gains(out: Path, views: int, scratch: Path) -> dict[int, dict[str, float]]:
         model = load_model(model_file, build_generator=registry.build_generator)
         predictor = Predictor(model, PredictOptions(views=views), formats=registry.formats)
         scores = []
+        folder = scratch / str(iteration)
         for image in record["images"]:
             test, reference = Path(image["test"]), Path(image["reference"])
-            folder = scratch / str(iteration)
             predicted = predict_file(predictor, test, folder, show_progress=False)
             metrics = evaluate_prediction(evaluators, model, test, predicted, reference,
                                           folder, formats=registry.formats).metrics
@@ -71,23 +71,15 @@ def gains(out: Path, views: int, scratch: Path) -> dict[int, dict[str, float]]:
     return found
 
 
-def kept(logged: list[dict[str, float]], tolerance: float) -> int:
-    """The iteration ``content_kept`` keeps with ``tolerance``, replayed on the rows."""
-    choice, iteration = ModelChoice("content_kept"), int(logged[0]["iteration"])
-    choice.tolerance = tolerance
-    for row in logged:
-        if choice.offer(int(row["iteration"]), row) is not None:
-            iteration = int(row["iteration"])
-    return iteration
-
-
 def picks(out: Path, tolerances: tuple[float, ...]) -> dict[str, int]:
-    """Each rule's iteration: the tolerances, the best content IoU, the last model."""
+    """Each rule's iteration: ``content_kept`` at each tolerance, the best content IoU, the
+    last model (replayed on the run's validation rows by ``resolution_choice.picks``)."""
     logged = rows(out / "run")
-    chosen = {f"content_kept {t:g}": kept(logged, t) for t in tolerances}
-    best = max(logged, key=lambda row: row["content_iou"])  # the first of equals
-    return {**chosen, "content_iou": int(best["iteration"]),
-            "last": int(logged[-1]["iteration"])}
+    chosen = {f"content_kept {t:g}": replay(logged, ("content_kept",), t)["content_kept"]
+              for t in tolerances}
+    chosen["content_iou"] = replay(logged, ("content_iou",))["content_iou"]
+    chosen["last"] = len(logged) - 1
+    return {rule: int(logged[index]["iteration"]) for rule, index in chosen.items()}
 
 
 def main() -> None:

@@ -27,9 +27,13 @@ from utom_core.training.validation import rows
 MEASURES = {"sr": "resolution", "isotropic": "anisotropy"}
 
 
-def picks(logged: list[dict[str, float]], rules: tuple[str, ...]) -> dict[str, int]:
-    """Row index each rule keeps (replayed as the run went)."""
+def picks(logged: list[dict[str, float]], rules: tuple[str, ...],
+          tolerance: float | None = None) -> dict[str, int]:
+    """Row index each rule keeps (replayed as the run went), with the tolerant rules'
+    content-IoU ``tolerance`` where given (else each rule's own)."""
     choices, kept = {rule: ModelChoice(rule) for rule in rules}, dict.fromkeys(rules, 0)
+    for choice in choices.values():
+        choice.tolerance = choice.tolerance if tolerance is None else tolerance
     for index, row in enumerate(logged):
         for rule, choice in choices.items():
             if choice.offer(int(row["iteration"]), row) is not None:
