@@ -180,6 +180,40 @@ def test_an_existing_output_is_refused_before_its_map_is_made(tmp_path):
     assert (tmp_path / "out.tif").read_bytes() == b"an earlier prediction"
 
 
+def test_overwriting_without_a_map_removes_the_earlier_map(cli, tmp_path):
+    """A map left by an earlier prediction would describe an image that is gone (and napari
+    would lay it over the new one): replacing the prediction without a map removes it, only
+    once the new prediction is in place, and never a file that is one of the job's images."""
+    run = save_model(tmp_path / "run", TASK.domain_a, TASK.domain_b, "denoise")
+    image = tmp_path / "in.tif"
+    tifffile.imwrite(image, np.full((40, 40), 5000, np.uint16))
+    out, maps = tmp_path / "out.tif", tmp_path / "out.fidelity.tif"
+    assert cli("predict", run, image, "--out", out, "--fidelity").code == 0
+    result = cli("predict", run, image, "--out", out, "--overwrite")
+    assert result.code == 0, result.err
+    assert out.exists() and not maps.exists()
+    assert f"removed {maps}" in result.err
+    (tmp_path / "in2.tif").write_bytes(image.read_bytes())
+    predictor = Predictor(load_model(run, build_generator=get_registry().build_generator),
+                          PredictOptions(views=1, fidelity=True))
+    predict_file(predictor, image, out, overwrite=True, show_progress=False)
+    assert maps.exists()
+    predictor = Predictor(predictor.model, PredictOptions(views=1))
+    predict_file(predictor, tmp_path / "in2.tif", out, overwrite=True, show_progress=False)
+    assert not maps.exists()  # the Python API alike
+    folder = tmp_path / "in"  # an image named like another's map is an image of the job
+    folder.mkdir()
+    for name in ("a.tif", "a.fidelity.tif"):
+        tifffile.imwrite(folder / name, np.full((40, 40), 5000, np.uint16))
+    for _ in range(2):
+        result = cli("predict", run, folder, "--out", tmp_path / "o", "--overwrite")
+        assert result.code == 0 and "removed" not in result.err, result.err
+    assert (tmp_path / "o" / "a.fidelity.tif").exists()
+    result = cli("predict", run, folder / "a.fidelity.tif", "--out", folder / "a.tif",
+                 "--overwrite")
+    assert result.code == 0 and (folder / "a.fidelity.tif").exists(), result.err
+
+
 class _Sink:
     """A sink that records its commit, or fails it."""
 

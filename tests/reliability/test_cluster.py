@@ -113,6 +113,22 @@ def test_a_local_cluster_writes_ome_tiff_like_one_process(cli, data, images, tmp
         ".cluster.ome.tif.utom-job.json", "cluster.ome.tif", "single.ome.tif"]
 
 
+@pytest.mark.slow
+def test_replacing_a_prediction_on_the_cluster_removes_its_earlier_map(cli, client, data,
+                                                                        images, tmp_path):
+    """The cluster writes no maps; one left by an earlier prediction would describe the image
+    the cluster replaced, so it goes (as in one process)."""
+    out = tmp_path / "out.ome.zarr"
+    assert cli("predict", data.model, images["2d"], "--out", out, *TILE, "--fidelity").code == 0
+    assert (tmp_path / "out.fidelity.ome.zarr").is_dir()
+    result = cli("predict", data.model, images["2d"], "--out", out, *TILE, "--overwrite",
+                 "--scheduler", client.scheduler.address)
+    assert result.code == 0, result.err
+    assert "removed" in result.err and "out.fidelity.ome.zarr" in result.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.ome.zarr.utom-job.json",
+                                                          "out.ome.zarr"]
+
+
 def _start(data: Data, image: Path, out: Path, client, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([*CLI, "predict", str(data.model), str(image), "--out", str(out),
                              *TILE, "--scheduler", client.scheduler.address, *extra],

@@ -13,6 +13,7 @@ from utom_core.commands.common import PATHS, THREADS_OPTION, use_threads
 from utom_core.console import console
 from utom_core.errors import InputError, UtomError
 from utom_core.inference import Norm, PredictOptions, Predictor, write_prediction
+from utom_core.inference.fidelity import remove_stale_map
 from utom_core.inference.files import (
     FORMAT_SUFFIXES,
     OpenImages,
@@ -202,11 +203,13 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction:
                                  white_balance)
                 predict_on_cluster([sources[image] for image in images], outputs, predictor,
                                    spec, scheduler, resume, overwrite)
-                return
             for image, output in zip(images, outputs, strict=True):
-                write_prediction(predictor, sources[image], output, overwrite=overwrite)
-                sources.close(image)
-                console.print(f"{image} → {output}")
+                if not scheduler:
+                    write_prediction(predictor, sources[image], output, overwrite=overwrite)
+                    sources.close(image)
+                    console.print(f"{image} → {output}")
+                if overwrite and not fidelity:
+                    remove_stale_map(output, [*images, *outputs], formats)
         except BaseException:
             for path in new_folders:  # a failed first prediction leaves no empty folders
                 if path.is_dir() and not any(path.iterdir()):

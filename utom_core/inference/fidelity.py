@@ -31,14 +31,18 @@ smoothing reaches 3σ = 6 px, well inside the tiles' overlap).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from utom_core.io import FormatTable, image_stem, open_image
+from utom_core.console import console
+from utom_core.errors import UtomError
+from utom_core.io import FormatTable, image_stem, open_image, writer_for
+from utom_core.io.atomic import remove
+from utom_core.io.replaceable import check_replaceable
 from utom_core.networks.base import Generator
 from utom_core.saliency import SaliencyOperator, gaussian_blur
 from utom_core.task import Slicing
@@ -137,6 +141,24 @@ def fidelity_path(output: Path, formats: FormatTable | None = None) -> Path:
     stem = image_stem(output, formats=formats)
     suffix = output.name[len(stem):]
     return output.with_name(stem + SUFFIX + (".tif" if suffix.lower() == ".png" else suffix))
+
+
+def remove_stale_map(output: Path, keep: Iterable[Path],
+                     formats: FormatTable | None = None) -> None:
+    """After ``--overwrite`` replaced ``output`` with no map, the map an earlier prediction left
+    beside it describes an image that is gone (napari would lay it over the new one): delete
+    it, named on the terminal, if utom wrote it and it is none of ``keep`` (the job's inputs
+    and outputs: ``a.fidelity.tif`` may be an image in its own right)."""
+    stale = fidelity_path(output, formats)
+    if not stale.exists() or stale.resolve() in {path.resolve() for path in keep}:
+        return
+    try:
+        check_replaceable(stale, writer_for(stale, formats=formats).name)
+    except UtomError:
+        return
+    remove(stale)
+    console.print(f"removed {stale}: the fidelity map of the prediction it replaced",
+                  soft_wrap=True)
 
 
 def _strips(height: int, rows: int = 256) -> Iterator[slice]:

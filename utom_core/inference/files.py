@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from utom_core.errors import DiskError, UtomError
-from utom_core.inference.fidelity import fidelity_path
+from utom_core.inference.fidelity import fidelity_path, remove_stale_map
 from utom_core.inference.predictor import Predictor
 from utom_core.io import FormatTable, can_write, image_stem, open_image, writer_for
 from utom_core.io.base import ImageInfo, ImageSink, ImageSource
@@ -188,12 +188,15 @@ def write_prediction(predictor: Predictor, source: ImageSource, output: Path,
 def predict_file(predictor: Predictor, image: Path, out: Path, fmt: str | None = None,
                  overwrite: bool = False, show_progress: bool = True) -> Path:
     """Predict the file ``image`` into ``out``: an output file (its suffix chooses the format),
-    or a folder that receives it named by the output-format policy. Returns the output."""
+    or a folder that receives it named by the output-format policy (with ``overwrite`` and no
+    map, an earlier prediction's map there goes: ``remove_stale_map``). Returns the output."""
     source = predictor.open(image)
     try:
         output = out if can_write(out, formats=predictor.formats) else (
             out / output_name(source, fmt, predictor.formats))
         write_prediction(predictor, source, output, overwrite, show_progress)
+        if overwrite and not predictor.options.fidelity:
+            remove_stale_map(output, [image], predictor.formats)
         return output
     finally:
         source.close()
