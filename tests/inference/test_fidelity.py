@@ -183,7 +183,7 @@ def test_an_existing_output_is_refused_before_its_map_is_made(tmp_path):
 def test_overwriting_without_a_map_removes_the_earlier_map(cli, tmp_path):
     """A map left by an earlier prediction would describe an image that is gone (and napari
     would lay it over the new one): replacing the prediction without a map removes it, only
-    once the new prediction is in place, and never a file that is one of the job's images."""
+    once the new prediction is in place."""
     run = save_model(tmp_path / "run", TASK.domain_a, TASK.domain_b, "denoise")
     image = tmp_path / "in.tif"
     tifffile.imwrite(image, np.full((40, 40), 5000, np.uint16))
@@ -201,12 +201,26 @@ def test_overwriting_without_a_map_removes_the_earlier_map(cli, tmp_path):
     predictor = Predictor(predictor.model, PredictOptions(views=1))
     predict_file(predictor, tmp_path / "in2.tif", out, overwrite=True, show_progress=False)
     assert not maps.exists()  # the Python API alike
+
+
+def test_overwriting_keeps_what_may_not_be_that_map(cli, tmp_path):
+    """Only a map of the replaced prediction goes: not another image's (``a.png``'s map is
+    ``a.tif``'s name), not an image of the job, not a prediction named like a map."""
+    run = save_model(tmp_path / "run", TASK.domain_a, TASK.domain_b, "denoise")
+    image = tmp_path / "in.tif"
+    tifffile.imwrite(image, np.full((40, 40), 5000, np.uint16))
+    png, maps = tmp_path / "p" / "out.png", tmp_path / "p" / "out.fidelity.tif"
+    assert cli("predict", run, image, "--out", png, "--fidelity").code == 0
+    for _ in range(2):  # out.tif new, then replaced: the map is out.png's either way
+        result = cli("predict", run, image, "--out", tmp_path / "p" / "out.tif", "--overwrite")
+        assert result.code == 0 and "removed" not in result.err, result.err
+    assert maps.exists()
     folder = tmp_path / "in"  # an image named like another's map is an image of the job
     folder.mkdir()
     for name in ("a.tif", "a.fidelity.tif"):
         tifffile.imwrite(folder / name, np.full((40, 40), 5000, np.uint16))
-    for _ in range(2):
-        result = cli("predict", run, folder, "--out", tmp_path / "o", "--overwrite")
+    for inputs in ((folder,), (folder,), (folder / "a.tif",)):  # the last: a uint16 prediction
+        result = cli("predict", run, *inputs, "--out", tmp_path / "o", "--overwrite")
         assert result.code == 0 and "removed" not in result.err, result.err
     assert (tmp_path / "o" / "a.fidelity.tif").exists()
     result = cli("predict", run, folder / "a.fidelity.tif", "--out", folder / "a.tif",

@@ -13,7 +13,7 @@ from utom_core.commands.common import PATHS, THREADS_OPTION, use_threads
 from utom_core.console import console
 from utom_core.errors import InputError, UtomError
 from utom_core.inference import Norm, PredictOptions, Predictor, write_prediction
-from utom_core.inference.fidelity import remove_stale_map
+from utom_core.inference.fidelity import STALE_MAP, remove_stale_map
 from utom_core.inference.files import (
     FORMAT_SUFFIXES,
     OpenImages,
@@ -193,6 +193,17 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction:
         predictor.tile_options(sources[image] for image in images)
         folder = outputs[0].parent
         new_folders = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+        replaced = {p for p in outputs if p.exists() or p.is_symlink()} if overwrite else set()
+        keep = {p.resolve() for p in (*images, *outputs)}
+
+        def landed(image: Path, output: Path) -> None:
+            """Said as each output lands; a map it left stale goes (``remove_stale_map``)."""
+            console.print(f"{image} → {output}", soft_wrap=True)
+            if output in replaced and not fidelity:
+                removed = remove_stale_map(output, keep, formats)
+                if removed is not None:
+                    console.print(f"removed {removed}: {STALE_MAP}", soft_wrap=True)
+
         try:
             if scheduler:
                 from utom_core.inference.blocks import ModelSpec
@@ -202,14 +213,12 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction:
                                  str(torch_device), predictor.tile_options(), load_on_worker,
                                  white_balance)
                 predict_on_cluster([sources[image] for image in images], outputs, predictor,
-                                   spec, scheduler, resume, overwrite)
+                                   spec, scheduler, landed, resume, overwrite)
+                return
             for image, output in zip(images, outputs, strict=True):
-                if not scheduler:
-                    write_prediction(predictor, sources[image], output, overwrite=overwrite)
-                    sources.close(image)
-                    console.print(f"{image} → {output}")
-                if overwrite and not fidelity:
-                    remove_stale_map(output, [*images, *outputs], formats)
+                write_prediction(predictor, sources[image], output, overwrite=overwrite)
+                sources.close(image)
+                landed(image, output)
         except BaseException:
             for path in new_folders:  # a failed first prediction leaves no empty folders
                 if path.is_dir() and not any(path.iterdir()):

@@ -18,7 +18,7 @@ import itertools
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +107,8 @@ class FileJob:
         self.store = job_store(output)
         if self.store.exists() and not resume:
             if not overwrite:
-                raise UtomError(f"{output}: an interrupted job left {self.store.name} beside "
-                                "it: add --resume to continue it, or --overwrite to start "
-                                "again")
+                raise UtomError(f"{output}: an interrupted job left {self.store.name} beside it: "
+                                "add --resume to continue it, or --overwrite to start again")
             remove(self.store)
         self.resumed = self.store.exists()
         self.info = predictor.output_info(source)
@@ -228,10 +227,12 @@ def _copy(array: Any, info: Any, output: Path, chunk: int, overwrite: bool,
 
 
 def predict_on_cluster(sources: list[ImageSource], outputs: list[Path], predictor: Predictor,
-                       spec: ModelSpec, scheduler: str, resume: bool = False,
-                       overwrite: bool = False, show_progress: bool = True) -> None:
+                       spec: ModelSpec, scheduler: str, landed: Callable[[Path, Path], None],
+                       resume: bool = False, overwrite: bool = False,
+                       show_progress: bool = True) -> None:
     """Predict every image (open; the caller closes them) on the cluster with ``spec``'s
-    tiling (``predictor.tile_options()``); outputs appear one by one, each complete."""
+    tiling (``predictor.tile_options()``); outputs appear one by one, each complete (then
+    ``landed(image, output)``)."""
     local_workers(scheduler)  # a bad value is refused before any work
     model = predictor.model
     if model.slicing is Slicing.xz_yz:
@@ -265,7 +266,7 @@ def predict_on_cluster(sources: list[ImageSource], outputs: list[Path], predicto
                         progress.update(progress.done + tiles.get(future, 0), note=note)
                     job.commit(client)
                     jobs.remove(job)
-                    _say(f"{job.image} → {job.output}")
+                    landed(job.image, job.output)
     except (KeyboardInterrupt, KilledWorker) as err:
         kept = _keep_started(jobs)
         what = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed ({err})"

@@ -31,17 +31,17 @@ smoothing reaches 3σ = 6 px, well inside the tiles' overlap).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from utom_core.console import console
 from utom_core.errors import UtomError
 from utom_core.io import FormatTable, image_stem, open_image, writer_for
 from utom_core.io.atomic import remove
+from utom_core.io.base import ImageInfo
 from utom_core.io.replaceable import check_replaceable
 from utom_core.networks.base import Generator
 from utom_core.saliency import SaliencyOperator, gaussian_blur
@@ -71,6 +71,8 @@ LEVEL = 0.25
 bench-budget runs 0–4 % of the pixels of working runs (denoise, sr), 9–22 % of the
 content-mismatch and stain-he runs, 43–50 % of a failed run (label): docs/results/fidelity.md."""
 SUFFIX = ".fidelity"
+STALE_MAP = "the fidelity map of the prediction it replaced"
+"""What a removed map was (``remove_stale_map``), as the terminal says it."""
 """Inserted before the image suffix: ``a.tif`` → ``a.fidelity.tif``."""
 
 
@@ -143,22 +145,37 @@ def fidelity_path(output: Path, formats: FormatTable | None = None) -> Path:
     return output.with_name(stem + SUFFIX + (".tif" if suffix.lower() == ".png" else suffix))
 
 
-def remove_stale_map(output: Path, keep: Iterable[Path],
-                     formats: FormatTable | None = None) -> None:
-    """After ``--overwrite`` replaced ``output`` with no map, the map an earlier prediction left
-    beside it describes an image that is gone (napari would lay it over the new one): delete
-    it, named on the terminal, if utom wrote it and it is none of ``keep`` (the job's inputs
-    and outputs: ``a.fidelity.tif`` may be an image in its own right)."""
+def remove_stale_map(output: Path, keep: Collection[Path],
+                     formats: FormatTable | None = None) -> Path | None:
+    """After ``--overwrite`` replaced ``output`` with no map, delete the map an earlier
+    prediction left beside it, which describes an image that is gone (napari would lay it over
+    the new one); returns it. Only where that file is certainly such a map: of a kind utom
+    writes, one float32 channel of the output's shape, none of ``keep`` (the resolved paths of
+    the job's inputs and outputs) and no other image's (``a.png``'s map is ``a.tif``'s)."""
     stale = fidelity_path(output, formats)
-    if not stale.exists() or stale.resolve() in {path.resolve() for path in keep}:
-        return
+    stem = image_stem(output, formats=formats)
+    owners = (output.with_name(stem + suffix) for suffix in (".png", ".PNG", ".tif"))
+    if (not stale.exists() or stale.is_symlink() or stale.resolve() in keep
+            or any(p != output and fidelity_path(p, formats) == stale and p.exists()
+                   for p in owners)):
+        return None
     try:
         check_replaceable(stale, writer_for(stale, formats=formats).name)
-    except UtomError:
-        return
+        found, made = (_info(path, formats) for path in (stale, output))
+    except (UtomError, OSError):
+        return None
+    if found.shape != (1, *made.shape[1:]) or found.dtype != np.float32:
+        return None
     remove(stale)
-    console.print(f"removed {stale}: the fidelity map of the prediction it replaced",
-                  soft_wrap=True)
+    return stale
+
+
+def _info(path: Path, formats: FormatTable | None) -> ImageInfo:
+    source = open_image(path, formats=formats)
+    try:
+        return source.info
+    finally:
+        source.close()
 
 
 def _strips(height: int, rows: int = 256) -> Iterator[slice]:
