@@ -165,3 +165,31 @@ def test_thresholds_given_as_numbers_stay_per_domain_with_a_shared_range(tmp_pat
                 show_progress=False)
     meta = json.loads((run.run_dir / "run.json").read_text())
     assert (meta["threshold_a"], meta["threshold_b"]) == (3000.0, 4000.0)
+
+
+def test_a_diverging_run_stops_at_once_and_says_where(cli, tmp_path, blob_tiffs, monkeypatch):
+    """A loss that turns NaN (weights then NaN too: every later iteration, validation and
+    prediction would be lost time ending in an image of NaNs) stops the run in one line at
+    the next log write, naming the iteration and the terms; the log keeps the rows."""
+    from reliability.checks import TINY as TINY_ARGS
+
+    from utom_core.methods.cycle import CycleMethod
+
+    original = CycleMethod.step
+
+    def step(self, ctx, nets, optimisers, real_a, real_b):
+        terms = original(self, ctx, nets, optimisers, real_a, real_b)
+        if self.diverge_at.pop(0):  # the third step's cycle term turns NaN
+            terms["cycle_a"] = terms["cycle_a"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(CycleMethod, "step", step)
+    monkeypatch.setattr(CycleMethod, "diverge_at", [False, False, True, False], raising=False)
+    run = tmp_path / "run"
+    result = cli("train", "denoise", "--a", blob_tiffs["a"][0], "--b", blob_tiffs["b"][0],
+                 "--out", run, *TINY_ARGS, "--iterations", "8", "--set", "log_every=2")
+    assert result.code == 2
+    assert result.err.strip().splitlines()[-1].startswith(
+        "error: training diverged at iteration 3 (cycle_a not finite)")
+    logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [row["iteration"] for row in logged] == [1, 2, 3, 4]

@@ -4,12 +4,14 @@ resume so the resumed run's rows replace what the interrupted one logged after i
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
 
 from utom_core import trained
 from utom_core.console import is_main_process
+from utom_core.errors import UtomError
 from utom_core.io.atomic import write_text
 
 Row = tuple[int, float | None, float, torch.Tensor]
@@ -23,6 +25,7 @@ def append_rows(run_dir: Path, rows: list[Row], names: tuple[str, ...]) -> dict[
     the others write none."""
     values = torch.stack([r[3] for r in rows]).cpu().tolist()
     if not is_main_process():
+        check_finite(rows, values, names)
         return dict(zip(names, values[-1], strict=True))
     lines = []
     for (iteration, rho_now, lr, _), terms in zip(rows, values, strict=True):
@@ -33,7 +36,20 @@ def append_rows(run_dir: Path, rows: list[Row], names: tuple[str, ...]) -> dict[
         lines.append(json.dumps(record))
     with open(run_dir / trained.LOG_FILE, "a") as log:
         log.write("\n".join(lines) + "\n")
+    check_finite(rows, values, names)
     return dict(zip(names, values[-1], strict=True))
+
+
+def check_finite(rows: list[Row], values: list[list[float]], names: tuple[str, ...]) -> None:
+    """Stop a run whose loss became NaN or infinite (UtomError, after its rows are logged):
+    its weights are then NaN too, so every later iteration, validation and prediction would
+    be lost time ending in an image of NaNs. The same seed diverges again where it did."""
+    for (iteration, *_), terms in zip(rows, values, strict=True):
+        bad = [name for name, value in zip(names, terms, strict=True) if not math.isfinite(value)]
+        if bad:
+            raise UtomError(f"training diverged at iteration {iteration} ({', '.join(bad)} "
+                            "not finite) and stopped there; train anew with another --seed, a "
+                            "lower --set lr or --set amp=false")
 
 
 SHOWN = {"cyc": "cycle", "nce": "nce", "sal": "saliency"}
