@@ -38,6 +38,8 @@ ENTRY = textwrap.dedent('''
 
     def hashed(self):
         terms = step(self)
+        if os.environ["NAN_RANK"] == os.environ["RANK"] and self.iteration == 3:
+            terms = terms * float("nan")  # this rank's loss diverges at iteration 3
         digest = hashlib.sha256()
         for net in (*self.modules.values(), *self.emas.values()):
             for tensor in net.state_dict().values():
@@ -72,13 +74,14 @@ class Job:
     def run(self) -> Path:
         return self.folder / "run"
 
-    def start(self, *args: object, step_sleep: float = 0.0) -> subprocess.Popen:
+    def start(self, *args: object, step_sleep: float = 0.0,
+              nan_rank: int | None = None) -> subprocess.Popen:
         entry = self.side / "entry.py"
         entry.write_text(ENTRY)
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                    "--master-port", str(free_port()), str(entry), *map(str, args)]
         env = {**os.environ, **ONE_THREAD, "HASH_DIR": str(self.side),
-               "STEP_SLEEP": str(step_sleep)}
+               "STEP_SLEEP": str(step_sleep), "NAN_RANK": str(nan_rank)}
         for name in ("rank0", "rank1"):  # a resumed job logs its own steps
             (self.side / name).unlink(missing_ok=True)
         return subprocess.Popen(command, cwd=self.folder, env=env, start_new_session=True,
@@ -227,6 +230,23 @@ def test_utom_run_trains_on_every_rank_and_rank_0_reports_once(tmp_path, data: D
     assert job.hashes(0) == job.hashes(1) and len(job.hashes(0)) == 4
     logged = (job.run / "run" / trained.VAL_LOG_FILE).read_text().splitlines()
     assert [json.loads(line)["iteration"] for line in logged] == [2, 4]
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_rank_whose_loss_diverges_stops_every_rank_at_once(tmp_path, data: Data, rank):
+    """NaN on one rank reaches the others' weights only at the next step: every rank stops at
+    the same log write, and rank 0 alone says so in one line (no hang, no "rank stopped")."""
+    job = new_job(tmp_path)
+    proc = job.start(*train_args(data, job.run), nan_rank=rank)
+    assert proc.wait(300) != 0
+    errors = [line for line in job.stderr().splitlines() if line.startswith("error:")]
+    where = "at iteration 3 (" if rank == 0 else "in another process of the job"
+    assert len(errors) == 1 and errors[0].startswith(f"error: training diverged {where}"), (
+        job.stderr())
+    assert "stopped at iteration 3" in errors[0]
+    assert [row["iteration"] for row in log_rows(job.run)] == [1, 2, 3]
+    assert networks(job.run)["g_ab"]  # the checkpoint of iteration 2, finite
+    assert all(torch.isfinite(t).all() for t in networks(job.run)["g_ab"].values())
 
 
 def test_a_run_of_two_ranks_resumes_with_two_only(straight: Job, cli):

@@ -167,29 +167,39 @@ def test_thresholds_given_as_numbers_stay_per_domain_with_a_shared_range(tmp_pat
     assert (meta["threshold_a"], meta["threshold_b"]) == (3000.0, 4000.0)
 
 
-def test_a_diverging_run_stops_at_once_and_says_where(cli, tmp_path, blob_tiffs, monkeypatch):
-    """A loss that turns NaN (weights then NaN too: every later iteration, validation and
-    prediction would be lost time ending in an image of NaNs) stops the run in one line at
-    the next log write, naming the iteration and the terms; the log keeps the rows."""
+@pytest.mark.parametrize(("what", "said"), [("loss", "cycle_a not finite"),
+                                             ("weights", "weights not finite")])
+def test_a_diverging_run_stops_at_once_and_says_where(cli, tmp_path, blob_tiffs, monkeypatch,
+                                                      what, said):
+    """A loss that turns NaN, or an update that makes the weights NaN while its loss was
+    finite, stops the run in one line naming the iteration, before anything is saved of the
+    weights (the smoke budget checkpoints, validates and previews at iteration 3, and logs
+    every 2); the log keeps its rows."""
     from reliability.checks import TINY as TINY_ARGS
 
     from utom_core.methods.cycle import CycleMethod
 
     original = CycleMethod.step
+    diverges = iter([False, False, True] + [False] * 8)  # the third step
 
     def step(self, ctx, nets, optimisers, real_a, real_b):
         terms = original(self, ctx, nets, optimisers, real_a, real_b)
-        if self.diverge_at.pop(0):  # the third step's cycle term turns NaN
-            terms["cycle_a"] = terms["cycle_a"] * float("nan")
+        if next(diverges):
+            if what == "loss":
+                terms["cycle_a"] = terms["cycle_a"] * float("nan")
+            else:  # after the update: the loss returned is the finite one it followed
+                with torch.no_grad():
+                    next(nets.plain["g_ab"].parameters()).fill_(float("nan"))
         return terms
 
     monkeypatch.setattr(CycleMethod, "step", step)
-    monkeypatch.setattr(CycleMethod, "diverge_at", [False, False, True, False], raising=False)
     run = tmp_path / "run"
     result = cli("train", "denoise", "--a", blob_tiffs["a"][0], "--b", blob_tiffs["b"][0],
-                 "--out", run, *TINY_ARGS, "--iterations", "8", "--set", "log_every=2")
+                 "--out", run, *TINY_ARGS, "--iterations", "8")
     assert result.code == 2
     assert result.err.strip().splitlines()[-1].startswith(
-        "error: training diverged at iteration 3 (cycle_a not finite)")
+        f"error: training diverged at iteration 3 ({said}) and stopped at iteration 3")
     logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert [row["iteration"] for row in logged] == [1, 2, 3, 4]
+    assert [row["iteration"] for row in logged] == [1, 2, 3]
+    assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())
+    assert not (run / "model.pt").exists()

@@ -71,9 +71,9 @@ LEVEL = 0.25
 bench-budget runs 0–4 % of the pixels of working runs (denoise, sr), 9–22 % of the
 content-mismatch and stain-he runs, 43–50 % of a failed run (label): docs/results/fidelity.md."""
 SUFFIX = ".fidelity"
+"""Inserted before the image suffix: ``a.tif`` → ``a.fidelity.tif``."""
 STALE_MAP = "the fidelity map of the prediction it replaced"
 """What a removed map was (``remove_stale_map``), as the terminal says it."""
-"""Inserted before the image suffix: ``a.tif`` → ``a.fidelity.tif``."""
 
 
 def _per_channel(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -156,7 +156,7 @@ def remove_stale_map(output: Path, keep: Collection[Path],
     stem = image_stem(output, formats=formats)
     owners = (output.with_name(stem + suffix) for suffix in (".png", ".PNG", ".tif"))
     if (not stale.exists() or stale.is_symlink() or stale.resolve() in keep
-            or any(p != output and fidelity_path(p, formats) == stale and p.exists()
+            or any(fidelity_path(p, formats) == stale and p.exists() and not p.samefile(output)
                    for p in owners)):
         return None
     try:

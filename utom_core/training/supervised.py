@@ -32,6 +32,7 @@ from utom_core.run_folders import check_run_dir, prepare_run_dir
 from utom_core.task import Task
 from utom_core.training.ema import update_ema
 from utom_core.training.meta import cut_axes, fit_run_meta
+from utom_core.training.runlog import check_finite
 from utom_core.training.schedules import lr_factor
 from utom_core.training.trainer import TrainResult
 
@@ -162,6 +163,7 @@ def train_supervised(task: Task, cfg: TrainConfig, run_dir: Path,
     values = torch.stack(losses).cpu().tolist() if losses else []
     write_text(run_dir / trained.LOG_FILE, "".join(
         json.dumps({"iteration": i + 1, "l1": v}) + "\n" for i, v in enumerate(values)))
+    check_finite(range(1, len(values) + 1), [[v] for v in values], ("l1",))
     save_torch(
         dict(format=trained.MODEL_FORMAT, config=cfg.model_dump(mode="json"),
              meta=meta.model_dump(mode="json"), g_ab=net.state_dict(), ema_ab=ema.state_dict(),

@@ -36,7 +36,7 @@ from utom_core.training.ema import update_ema
 from utom_core.training.execution import check_tile, step_input, step_networks
 from utom_core.training.meta import cut_axes, fit_run_meta
 from utom_core.training.preview_panels import save_training_previews
-from utom_core.training.runlog import Row, append_rows, summary
+from utom_core.training.runlog import Row, append_rows, check_weights, log_due, summary
 from utom_core.training.schedules import lr_factor, rho
 from utom_core.training.signals import stop_on_signals
 from utom_core.training.state import own_part, rank_state, restore_rank_state
@@ -164,20 +164,19 @@ class Trainer:
         state.update({name: net.state_dict() for name, net in self.modules.items()
                       if name not in GENERATORS})
         state.update({name: opt.state_dict() for name, opt in self.optimisers.items()})
-        state.update(
-            ranks=ranks or [self.rank_state()], images_seen=self.images_seen,
-            lr_resumed=self.lr_resumed,
-            validation=self.validator.records() if self.validator else [],
-        )
+        state.update(ranks=ranks or [self.rank_state()], images_seen=self.images_seen,
+                     lr_resumed=self.lr_resumed,
+                     validation=self.validator.records() if self.validator else [])
         return state
 
     def rank_state(self) -> dict[str, Any]:
         return rank_state((self.pool_a, self.pool_b), self.rng, self.streams, self.device)
 
     def model_state(self) -> dict[str, Any]:
-        """What prediction loads: the generators and their EMA copies (``runs``)."""
+        """What prediction loads: the generators and their EMA copies (``runs``), finite."""
         generators = {**{name: cast(Generator, self.modules[name]) for name in GENERATORS
                          if name in self.modules}, **self.emas}
+        check_weights(generators.values(), self.iteration)
         return dict(
             format=trained.MODEL_FORMAT,
             config=self.cfg.model_dump(mode="json"), meta=self.meta.model_dump(mode="json"),
@@ -273,7 +272,7 @@ class Trainer:
                     terms = self.step()
                     rows.append((self.iteration, rho_now, lr, terms))
                     done = self.iteration
-                    if done % cfg.log_every == 0 or done == end:
+                    if log_due(done, end, cfg):
                         losses = append_rows(self.run_dir, rows, self.method.loss_terms)
                         rows.clear()
                         progress.update(done, note=summary(losses, rho_now))
