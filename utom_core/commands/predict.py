@@ -13,7 +13,7 @@ from utom_core.commands.common import PATHS, THREADS_OPTION, use_threads
 from utom_core.console import console
 from utom_core.errors import InputError, UtomError
 from utom_core.inference import Norm, PredictOptions, Predictor, write_prediction
-from utom_core.inference.fidelity import STALE_MAP, remove_stale_map
+from utom_core.inference.fidelity import remove_stale_map
 from utom_core.inference.files import (
     FORMAT_SUFFIXES,
     OpenImages,
@@ -193,16 +193,15 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, direction:
         predictor.tile_options(sources[image] for image in images)
         folder = outputs[0].parent
         new_folders = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
-        replaced = {p for p in outputs if p.exists() or p.is_symlink()} if overwrite else set()
-        keep = {p.resolve() for p in (*images, *outputs)}
+        replaced = ({p for p in outputs if p.exists() or p.is_symlink()}
+                    if overwrite and not fidelity else set())
+        keep = {p.resolve() for p in (*images, *outputs)} if replaced else set()
 
         def landed(image: Path, output: Path) -> None:
             """Said as each output lands; a map it left stale goes (``remove_stale_map``)."""
             console.print(f"{image} → {output}", soft_wrap=True)
-            if output in replaced and not fidelity:
-                removed = remove_stale_map(output, keep, formats)
-                if removed is not None:
-                    console.print(f"removed {removed}: {STALE_MAP}", soft_wrap=True)
+            if output in replaced:
+                remove_stale_map(output, keep, formats)
 
         try:
             if scheduler:

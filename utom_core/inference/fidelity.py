@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from utom_core.console import console
 from utom_core.errors import UtomError
 from utom_core.io import FormatTable, image_stem, open_image, writer_for
 from utom_core.io.atomic import remove
@@ -72,8 +73,6 @@ bench-budget runs 0–4 % of the pixels of working runs (denoise, sr), 9–22 % 
 content-mismatch and stain-he runs, 43–50 % of a failed run (label): docs/results/fidelity.md."""
 SUFFIX = ".fidelity"
 """Inserted before the image suffix: ``a.tif`` → ``a.fidelity.tif``."""
-STALE_MAP = "the fidelity map of the prediction it replaced"
-"""What a removed map was (``remove_stale_map``), as the terminal says it."""
 
 
 def _per_channel(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -146,28 +145,31 @@ def fidelity_path(output: Path, formats: FormatTable | None = None) -> Path:
 
 
 def remove_stale_map(output: Path, keep: Collection[Path],
-                     formats: FormatTable | None = None) -> Path | None:
+                     formats: FormatTable | None = None, say: bool = True) -> None:
     """After ``--overwrite`` replaced ``output`` with no map, delete the map an earlier
     prediction left beside it, which describes an image that is gone (napari would lay it over
-    the new one); returns it. Only where that file is certainly such a map: of a kind utom
-    writes, one float32 channel of the output's shape, none of ``keep`` (the resolved paths of
-    the job's inputs and outputs) and no other image's (``a.png``'s map is ``a.tif``'s)."""
+    the new one), and with ``say`` name it on the terminal. Only where that file is certainly
+    such a map: of a kind utom writes, one float32 channel of the output's shape, none of
+    ``keep`` (the resolved paths of the job's inputs and outputs) and no other image's
+    (``a.png``'s map is ``a.tif``'s)."""
     stale = fidelity_path(output, formats)
     stem = image_stem(output, formats=formats)
     owners = (output.with_name(stem + suffix) for suffix in (".png", ".PNG", ".tif"))
     if (not stale.exists() or stale.is_symlink() or stale.resolve() in keep
             or any(fidelity_path(p, formats) == stale and p.exists() and not p.samefile(output)
                    for p in owners)):
-        return None
+        return
     try:
         check_replaceable(stale, writer_for(stale, formats=formats).name)
         found, made = (_info(path, formats) for path in (stale, output))
     except (UtomError, OSError):
-        return None
+        return
     if found.shape != (1, *made.shape[1:]) or found.dtype != np.float32:
-        return None
+        return
     remove(stale)
-    return stale
+    if say:
+        console.print(f"removed {stale}: the fidelity map of the prediction it replaced",
+                      soft_wrap=True)
 
 
 def _info(path: Path, formats: FormatTable | None) -> ImageInfo:

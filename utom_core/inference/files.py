@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from utom_core.console import console
 from utom_core.errors import DiskError, UtomError
-from utom_core.inference.fidelity import STALE_MAP, fidelity_path, remove_stale_map
+from utom_core.inference.fidelity import fidelity_path, remove_stale_map
 from utom_core.inference.predictor import Predictor
 from utom_core.io import FormatTable, can_write, image_stem, open_image, writer_for
 from utom_core.io.base import ImageInfo, ImageSink, ImageSource
@@ -198,10 +197,8 @@ def predict_file(predictor: Predictor, image: Path, out: Path, fmt: str | None =
         replaced = output.exists() or output.is_symlink()
         write_prediction(predictor, source, output, overwrite, show_progress)
         if replaced and overwrite and not predictor.options.fidelity:
-            removed = remove_stale_map(output, {image.resolve(), output.resolve()},
-                                       predictor.formats)
-            if removed is not None and show_progress:
-                console.print(f"removed {removed}: {STALE_MAP}", soft_wrap=True)
+            remove_stale_map(output, {image.resolve(), output.resolve()}, predictor.formats,
+                             say=show_progress)
         return output
     finally:
         source.close()
