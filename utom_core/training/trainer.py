@@ -127,8 +127,7 @@ class Trainer:
                                    self.formats, self.images_b) if val else None
         self.balance = (WhiteBalance.of_run(side_a, side_b, self.validator, self.device)
                         if cfg.white_balance and self.ranks.main else None)  # rank 0 saves
-        self.iteration = 0
-        self.images_seen = 0  # of each domain, by all ranks together (ρ counts them)
+        self.iteration, self.images_seen = 0, 0  # images of each domain, all ranks (ρ counts)
         self.lr_resumed: tuple[int, float] | None = None  # see lr_factor
         self.stop_signalled = False
         """Set by Ctrl-C or SIGTERM on this rank (signals.py)."""
@@ -158,9 +157,10 @@ class Trainer:
         return self.emas["ema_ab"]
 
     # -- state -------------------------------------------------------------------------
-    def state_dict(self, ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """The full training state; ``ranks``: every rank's own part (this rank's alone)."""
-        state = self.model_state()
+    def state_dict(self, ranks: list[dict[str, Any]] | None = None,
+                   model: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The full training state: ``model`` (made here if not given) and every rank's part."""
+        state = dict(model or self.model_state())
         state.update({name: net.state_dict() for name, net in self.modules.items()
                       if name not in GENERATORS})
         state.update({name: opt.state_dict() for name, opt in self.optimisers.items()})
@@ -205,8 +205,9 @@ class Trainer:
         atomically, by rank 0."""
         ranks = distributed.gather(self.rank_state())
         if ranks is not None:
-            save_torch(self.state_dict(ranks), self.run_dir / trained.CHECKPOINT_FILE)
-            save_torch(self.model_state(), self.run_dir / trained.MODEL_FILE)
+            model = self.model_state()
+            save_torch(self.state_dict(ranks, model), self.run_dir / trained.CHECKPOINT_FILE)
+            save_torch(model, self.run_dir / trained.MODEL_FILE)
         self.saved_at = self.iteration
 
     # -- one iteration -----------------------------------------------------------------
