@@ -19,7 +19,7 @@ from rich.text import Text
 
 from utom_core import __version__
 from utom_core.console import console, stdout
-from utom_core.errors import UtomError
+from utom_core.errors import UtomError, interrupt_within
 
 if TYPE_CHECKING:
     from utom_core.methods import Method
@@ -150,18 +150,6 @@ def _sigterm_is_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _interrupt_within(err: BaseException) -> bool:
-    """A Ctrl-C or SIGTERM that landed where Python wraps what is raised (a class body's
-    ``__set_name__``, as a lazily imported module runs one) arrives as that wrapper's error,
-    its direct cause the interrupt."""
-    causes: list[BaseException] = []
-    cause = err.__cause__
-    while cause is not None and cause not in causes:
-        causes.append(cause)
-        cause = cause.__cause__
-    return any(isinstance(c, KeyboardInterrupt) for c in causes)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and their exit code (2 for bad input,
     1 where the disk or the system refused), interruptions 130; no traceback."""
@@ -190,10 +178,11 @@ def main(argv: list[str] | None = None) -> None:
         _error(f"{where}{err.strerror or err}")
         sys.exit(1)
     except Exception as err:
-        if _interrupt_within(err):
+        if interrupt_within(err):
             _error("interrupted")
             sys.exit(130)
         if not isinstance(err, MemoryError) and type(err).__name__ != "OutOfMemoryError":
             raise  # a bug: the traceback is what a report needs
-        _error("out of memory; use smaller tiles, batches or networks")
+        _error("out of memory; use smaller tiles, batches or networks"
+               + "".join(f"; {note}" for note in getattr(err, "__notes__", ())))
         sys.exit(1)

@@ -48,6 +48,18 @@ class Interrupted(UtomError):
     exit_code = 130
 
 
+def interrupt_within(err: BaseException) -> bool:
+    """Whether ``err`` is, or was caused by, a Ctrl-C or SIGTERM: one that landed where Python
+    wraps what is raised (a class body's ``__set_name__``, as a lazily imported module runs
+    one) arrives as that wrapper's error, its direct cause the interrupt."""
+    causes: list[BaseException] = []
+    cause: BaseException | None = err
+    while cause is not None and cause not in causes:
+        causes.append(cause)
+        cause = cause.__cause__
+    return any(isinstance(c, (KeyboardInterrupt, Interrupted)) for c in causes)
+
+
 def first_line(err: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (its type where it has none), shortened: what
     a one-line error quotes of a library's multi-line message."""

@@ -10,23 +10,18 @@ a run, a run from before markers existed, a run holding one file of the user's.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from utom_core import __version__
-from utom_core.errors import DiskError, Interrupted, UtomError
+from utom_core.errors import DiskError, UtomError
 from utom_core.io.atomic import (
-    move_aside,
     remove,
     remove_stale_temporaries,
-    restore,
     write_json,
 )
 from utom_core.trained import (
@@ -46,7 +41,6 @@ MARKER_FILE = "utom.json"
 """Written first into every folder utom creates for a run; holds the folder's format id."""
 RUN_DIR_FORMAT = "utom-run-dir/1"
 RUN_OUTPUT_FORMAT = "utom-run-output/1"
-
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 DATA_SUBDIR = "data"
@@ -77,13 +71,12 @@ RUN_DIR_LAYOUT = Layout(
              TRAINING_PREVIEW_DIR: Layout((r"(a2b|b2a)_\d+\.png",))})
 
 
-def _is_used(path: Path) -> bool:
+def is_used(path: Path) -> bool:
     return path.exists() and (not path.is_dir() or any(path.iterdir()))
 
 
 def refuse_inputs_inside(out: Path, inputs: Iterable[Path]) -> None:
-    """Refuse an output folder that is, or holds, one of the inputs: replacing it would delete
-    them."""
+    """Refuse an output folder that is, or holds, an input: replacing it would delete it."""
     root = out.resolve()
     for path in inputs:
         resolved = path.resolve()
@@ -91,7 +84,7 @@ def refuse_inputs_inside(out: Path, inputs: Iterable[Path]) -> None:
             raise UtomError(f"{out}: holds the input {path}; choose another --out")
 
 
-def _marker(path: Path, fmt: str) -> dict[str, Any] | None:
+def read_marker(path: Path, fmt: str) -> dict[str, Any] | None:
     """The marker of ``path`` if it has one of format ``fmt``."""
     try:
         marker = json.loads((path / MARKER_FILE).read_text(encoding="utf-8"))
@@ -100,7 +93,7 @@ def _marker(path: Path, fmt: str) -> dict[str, Any] | None:
     return marker if isinstance(marker, dict) and marker.get("format") == fmt else None
 
 
-def _mark(path: Path, fmt: str) -> None:
+def mark(path: Path, fmt: str) -> None:
     write_json(path / MARKER_FILE, {"format": fmt, "utom_version": __version__})
 
 
@@ -128,9 +121,9 @@ def _output_layout(marker: Mapping[str, Any]) -> Layout:
                            **{folder: Layout(tuple(names)) for folder, names in recorded.items()}})
 
 
-def _check_replaceable(path: Path, fmt: str, what: str) -> None:
+def check_replaceable(path: Path, fmt: str, what: str) -> None:
     """Refuse to replace ``path`` unless it is marked as ``fmt`` and holds only utom's files."""
-    marker = _marker(path, fmt) if path.is_dir() else None
+    marker = read_marker(path, fmt) if path.is_dir() else None
     if marker is None:
         raise UtomError(f"{path}: --overwrite refused: not a utom {what} (no {MARKER_FILE} "
                         f"of format {fmt}); if an older utom wrote it, delete it by hand")
@@ -143,13 +136,13 @@ def _check_replaceable(path: Path, fmt: str, what: str) -> None:
                         "by hand")
 
 
-def _already_exists(path: Path, fmt: str, what: str, resumable: bool = False) -> str:
+def already_exists(path: Path, fmt: str, what: str, resumable: bool = False) -> str:
     """That ``path`` is taken, with only the ways out that would work: --resume where a run
     checkpointed there, --overwrite where utom may replace it, else another --out."""
     ways = ["--resume to continue it"] if resumable and (path / CHECKPOINT_FILE).is_file() \
         else []
     try:
-        _check_replaceable(path, fmt, what)
+        check_replaceable(path, fmt, what)
         ways.append("--overwrite to replace it")
     except UtomError:
         pass
@@ -163,10 +156,10 @@ def _nothing_to_resume(path: Path) -> str:
     """Why --resume cannot continue ``path``, and what to do instead (never --resume again)."""
     if (path / RUN_SUBDIR / CHECKPOINT_FILE).is_file():
         return f"{path}: is a utom run output; resume its run with --out {path / RUN_SUBDIR}"
-    if _marker(path, RUN_DIR_FORMAT) is not None:
+    if read_marker(path, RUN_DIR_FORMAT) is not None:
         return (f"{path}: nothing to resume: training stopped before its first checkpoint "
                 f"({CHECKPOINT_FILE}); start it again with the same command without --resume")
-    if _is_used(path):
+    if is_used(path):
         return (f"{path}: nothing to resume: not a utom run directory (no {CHECKPOINT_FILE}); "
                 "point --out at the run directory")
     return f"{path}: nothing to resume (no run there); start a new run without --resume"
@@ -175,7 +168,7 @@ def _nothing_to_resume(path: Path) -> str:
 def _unstarted(path: Path) -> bool:
     """A run directory that training left before its first checkpoint: marked, no model, only
     utom's files. Nothing of value is there, so a new run simply starts in it."""
-    if _marker(path, RUN_DIR_FORMAT) is None or any(
+    if read_marker(path, RUN_DIR_FORMAT) is None or any(
             (path / name).exists() for name in (CHECKPOINT_FILE, MODEL_FILE, BEST_MODEL_FILE)):
         return False
     return next(_foreign(path, RUN_DIR_LAYOUT), None) is None
@@ -190,10 +183,10 @@ def check_run_dir(path: Path, resume: bool, overwrite: bool, inputs: Iterable[Pa
             raise UtomError(_nothing_to_resume(path))
         return
     refuse_inputs_inside(path, inputs)
-    if _is_used(path) and not _unstarted(path):
+    if is_used(path) and not _unstarted(path):
         if not overwrite:
-            raise UtomError(_already_exists(path, RUN_DIR_FORMAT, "run directory", resumable))
-        _check_replaceable(path, RUN_DIR_FORMAT, "run directory")
+            raise UtomError(already_exists(path, RUN_DIR_FORMAT, "run directory", resumable))
+        check_replaceable(path, RUN_DIR_FORMAT, "run directory")
 
 
 def prepare_run_dir(path: Path, resume: bool, overwrite: bool) -> None:
@@ -206,89 +199,20 @@ def prepare_run_dir(path: Path, resume: bool, overwrite: bool) -> None:
         if resume:
             for folder in (path, (path / CHECKPOINT_FILE).parent):
                 remove_stale_temporaries(folder)
-        elif _is_used(path):
+        elif is_used(path):
             for entry in sorted(path.iterdir()):  # checked above: every one is utom's
                 remove(entry)
         path.mkdir(parents=True, exist_ok=True)
-        if _marker(path, RUN_DIR_FORMAT) is None:
-            _mark(path, RUN_DIR_FORMAT)
+        if read_marker(path, RUN_DIR_FORMAT) is None:
+            mark(path, RUN_DIR_FORMAT)
     except OSError as err:
         raise DiskError.refused(err, path, "cannot create the run directory") from None
-
-
-@contextlib.contextmanager
-def output_folder(out: Path, overwrite: bool,
-                  resume_command: Callable[[Path], str] | None = None) -> Iterator[None]:
-    """Create and mark ``utom run``'s ``out`` for the body of the ``with`` (data, training,
-    prediction, report). An old output that --overwrite replaces is moved aside and deleted
-    only once the body has ended, its new report written; on any failure or interrupt before,
-    the old output is put back, and a new run that had trained (a checkpoint, or a paired
-    method's model) is kept beside it as ``OUT.interrupted-TIME`` (``resume_command(run)``
-    says what to do with it, as it does for a new output's run interrupted after training).
-    A new folder that failed before training anything is removed again."""
-    existed, aside = out.exists(), None
-    if _is_used(out):
-        if not overwrite:
-            raise UtomError(_already_exists(out, RUN_OUTPUT_FORMAT, "run output"))
-        _check_replaceable(out, RUN_OUTPUT_FORMAT, "run output")
-        aside = move_aside(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _mark(out, RUN_OUTPUT_FORMAT)
-    try:
-        yield
-    except BaseException as err:
-        trained = any((out / RUN_SUBDIR / name).exists()  # a paired method writes no
-                      for name in (CHECKPOINT_FILE, MODEL_FILE))  # checkpoint
-        kept = _keep_interrupted(out) if trained and aside is not None else None
-        if aside is not None:
-            restore(aside, out)
-        elif not trained:  # nothing trained: undo
-            remove(out)
-            if existed:
-                out.mkdir()
-        aside = None
-        run = (kept or out) / RUN_SUBDIR
-        hint = f": {resume_command(run)}" if resume_command else ""
-        if kept is not None and isinstance(err, (Interrupted, KeyboardInterrupt)):
-            raise Interrupted(f"{out}: interrupted; the previous output is back in place and "
-                              f"the new run is kept in {kept}{hint}") from None
-        if trained and isinstance(err, KeyboardInterrupt):  # not training's own Interrupted
-            raise Interrupted(f"{out}: interrupted; the trained run is kept in {run}{hint}"
-                              ) from None
-        raise
-    finally:
-        if aside is not None:
-            remove(aside)
-
-
-def _keep_interrupted(out: Path) -> Path:
-    """Move the interrupted new output beside ``out``, noting where it was made so that its
-    run resumes on the data it wrote there (``relocated``)."""
-    kept = out.with_name(f"{out.name}.interrupted-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.rename(out, kept)
-    marker = _marker(kept, RUN_OUTPUT_FORMAT) or {"format": RUN_OUTPUT_FORMAT}
-    write_json(kept / MARKER_FILE, {**marker, "made_in": os.path.abspath(out)})
-    return kept
-
-
-def relocated(run_dir: Path) -> Callable[[str], str]:
-    """Paths a run recorded inside its ``utom run`` output (its data), mapped to where that
-    output now is if utom moved it (``_keep_interrupted``); other paths as they are."""
-    output = Path(os.path.abspath(run_dir)).parent
-    made_in = (_marker(output, RUN_OUTPUT_FORMAT) or {}).get("made_in")
-    if not made_in or run_dir.name != RUN_SUBDIR:
-        return lambda path: path
-
-    def moved(path: str) -> str:
-        inside = Path(path).is_relative_to(made_in)
-        return str(output / Path(path).relative_to(made_in)) if inside else path
-    return moved
 
 
 def record_outputs(out: Path) -> None:
     """Record in ``out``'s marker the entries utom has written so far in its data, prediction
     and preview folders, so that a later --overwrite knows them as utom's."""
-    marker = _marker(out, RUN_OUTPUT_FORMAT) or {"format": RUN_OUTPUT_FORMAT,
+    marker = read_marker(out, RUN_OUTPUT_FORMAT) or {"format": RUN_OUTPUT_FORMAT,
                                                  "utom_version": __version__}
     written = set(marker.get("written", []))
     for folder in RECORDED_DIRS:

@@ -47,13 +47,21 @@ class Disk:
         return self.root / "work"
 
     def fill(self, room: int = 0) -> None:
-        """Allocate all free space but ``room`` bytes."""
-        stats = os.statvfs(self.root)
-        size = stats.f_bavail * stats.f_frsize - room
+        """Allocate all free space but ``room`` bytes (again where a process writing to the
+        disk took some between measuring the space and allocating it)."""
         fd = os.open(self.root / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         try:
-            if size > 0:
-                os.posix_fallocate(fd, os.fstat(fd).st_size, size)
+            for _ in range(50):
+                stats = os.statvfs(self.root)
+                size = stats.f_bavail * stats.f_frsize - room
+                try:
+                    if size > 0:
+                        os.posix_fallocate(fd, os.fstat(fd).st_size, size)
+                    return
+                except OSError as err:
+                    if err.errno != errno.ENOSPC:
+                        raise
+            raise AssertionError(f"{self.root}: could not fill it (other writers)")
         finally:
             os.close(fd)
 

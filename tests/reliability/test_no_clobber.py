@@ -12,6 +12,7 @@ import tifffile
 from reliability.checks import TINY, Data, one_line_error, snapshot
 
 from utom_core import run_folders
+from utom_core.run_output import relocated
 
 
 @pytest.fixture
@@ -155,3 +156,17 @@ def test_predict_refuses_existing_output_and_input_as_output(cli, tmp_path, data
     one_line_error(cli("predict", data.model, image, "--out", tmp_path, "--format", "tiff",
                        "--overwrite"), "would overwrite its input")
     assert snapshot(tmp_path, data.root) == before
+
+
+def test_a_kept_run_without_room_for_its_note_finds_its_data_by_its_name(tmp_path):
+    """A new run kept aside on a full disk has no ``made_in`` in its marker: the folder's
+    name says where it was made, so its data inside that output are found in the kept one."""
+    kept = tmp_path / "out.failed-20261208-101010"
+    (kept / "run").mkdir(parents=True)
+    (kept / run_folders.MARKER_FILE).write_text(
+        json.dumps({"format": run_folders.RUN_OUTPUT_FORMAT}))
+    moved = relocated(kept / "run")
+    assert moved(str(tmp_path / "out" / "data" / "a.tif")) == str(kept / "data" / "a.tif")
+    assert moved(str(tmp_path / "elsewhere" / "a.tif")) == str(tmp_path / "elsewhere" / "a.tif")
+    assert relocated(tmp_path / "out" / "run")(str(tmp_path / "out" / "a.tif")) == str(
+        tmp_path / "out" / "a.tif")

@@ -13,7 +13,16 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from reliability.checks import TINY, Data, leftovers, one_line_error, snapshot
+from reliability.checks import (
+    TINY,
+    Data,
+    iterations_logged,
+    leftovers,
+    one_line_error,
+    snapshot,
+    spawn,
+    wait_for,
+)
 from reliability.disks import NO_SPACE, READ_ONLY, ROOM, Result, utom
 
 from utom_core.io import open_image, writer_for
@@ -143,3 +152,55 @@ def test_a_read_only_file_system(disk, data, target):
         result = utom("predict", data.model, data.a[0], "--out", out)
     _failed(result, str(out), READ_ONLY)
     assert list(disk.work.iterdir()) == []
+
+
+def _logged(run: Path) -> list[int]:
+    """Iterations logged so far: none while the old output is being moved aside."""
+    try:
+        return iterations_logged(run)
+    except FileNotFoundError:
+        return []
+
+
+def test_a_disk_filling_while_run_overwrite_trains_keeps_the_old_output(disk, data, tmp_path):
+    """Another writer fills the disk to the last byte while ``utom run --overwrite`` trains,
+    after its first checkpoint: the old output is back as it was (putting it back writes
+    nothing), and one line names the failed new run kept beside it, which resumes once
+    there is room."""
+    out = disk.work / "out"
+    run = ["run", "denoise", "--a", data.a[0], "--b", data.b[0], "--out", out, *TINY]
+    assert utom(*run, "--iterations", "2").code == 0
+    before = snapshot(out)
+    proc = spawn([*run, "--iterations", "5000", "--set", "log_every=1", "--overwrite"], tmp_path)
+    # the old run logged 2 iterations and the smoke budget checkpoints at 3
+    wait_for(lambda: len(_logged(out / "run")) >= 5, proc, timeout=180)
+    disk.fill(0)
+    try:
+        code = proc.wait(120)
+    finally:
+        proc.kill()
+    err = (tmp_path / "stderr.txt").read_text()
+    assert snapshot(out) == before, err
+    (kept,) = disk.work.glob("out.failed-*")
+    line = _failed(Result(code, "", err), NO_SPACE)
+    assert f"the previous output is back in place and the failed new run is kept in {kept}: " \
+        f"continue it with `utom train denoise --resume --out {kept / 'run'}`" in line, line
+    assert str(out / "run") not in line  # what it names of the new run is in the kept one
+
+    disk.free()
+    resumed = utom("train", "denoise", "--resume", "--out", kept / "run", "--iterations", "6")
+    assert resumed.code == 0, resumed.err
+    assert _iteration(kept / "run" / "checkpoints" / "last.pt") == 6
+
+
+def test_run_overwrite_on_a_disk_already_full_keeps_the_old_output(disk, data):
+    """Not even the new output's marker fits: one line, and the old output is where it was,
+    nothing hidden beside it."""
+    out = disk.work / "out"
+    run = ["run", "denoise", "--a", data.a[0], "--b", data.b[0], "--out", out, *TINY,
+           "--iterations", "2"]
+    assert utom(*run).code == 0
+    before = snapshot(disk.work)
+    disk.fill(0)
+    _failed(utom(*run, "--overwrite"), str(out), NO_SPACE)
+    assert snapshot(disk.work) == before

@@ -167,6 +167,26 @@ def test_thresholds_given_as_numbers_stay_per_domain_with_a_shared_range(tmp_pat
     assert (meta["threshold_a"], meta["threshold_b"]) == (3000.0, 4000.0)
 
 
+def _diverging_at(monkeypatch, number: int, what: str = "loss") -> None:
+    """Make the ``number``-th training step diverge: its loss NaN, or (``what="weights"``)
+    its update, while the loss it returns is the finite one it followed."""
+    from utom_core.methods.cycle import CycleMethod
+
+    original, steps = CycleMethod.step, iter(range(1, 1000))
+
+    def step(self, ctx, nets, optimisers, real_a, real_b):
+        terms = original(self, ctx, nets, optimisers, real_a, real_b)
+        if next(steps) == number:
+            if what == "loss":
+                terms["cycle_a"] = terms["cycle_a"] * float("nan")
+            else:
+                with torch.no_grad():
+                    next(nets.plain["g_ab"].parameters()).fill_(float("nan"))
+        return terms
+
+    monkeypatch.setattr(CycleMethod, "step", step)
+
+
 @pytest.mark.parametrize(("what", "said"), [("loss", "cycle_a not finite"),
                                              ("weights", "weights not finite")])
 def test_a_diverging_run_stops_at_once_and_says_where(cli, tmp_path, blob_tiffs, monkeypatch,
@@ -177,22 +197,7 @@ def test_a_diverging_run_stops_at_once_and_says_where(cli, tmp_path, blob_tiffs,
     every 2); the log keeps its rows."""
     from reliability.checks import TINY as TINY_ARGS
 
-    from utom_core.methods.cycle import CycleMethod
-
-    original = CycleMethod.step
-    diverges = iter([False, False, True] + [False] * 8)  # the third step
-
-    def step(self, ctx, nets, optimisers, real_a, real_b):
-        terms = original(self, ctx, nets, optimisers, real_a, real_b)
-        if next(diverges):
-            if what == "loss":
-                terms["cycle_a"] = terms["cycle_a"] * float("nan")
-            else:  # after the update: the loss returned is the finite one it followed
-                with torch.no_grad():
-                    next(nets.plain["g_ab"].parameters()).fill_(float("nan"))
-        return terms
-
-    monkeypatch.setattr(CycleMethod, "step", step)
+    _diverging_at(monkeypatch, 3, what)
     run = tmp_path / "run"
     result = cli("train", "denoise", "--a", blob_tiffs["a"][0], "--b", blob_tiffs["b"][0],
                  "--out", run, *TINY_ARGS, "--iterations", "8")
@@ -203,3 +208,25 @@ def test_a_diverging_run_stops_at_once_and_says_where(cli, tmp_path, blob_tiffs,
     assert [row["iteration"] for row in logged] == [1, 2, 3]
     assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())
     assert not (run / "model.pt").exists()
+
+
+def test_a_run_diverging_over_an_old_output_puts_it_back_and_names_the_new_one(
+        cli, tmp_path, blob_tiffs, monkeypatch):
+    """``utom run --overwrite`` whose new run diverges after its first checkpoint: the old
+    output is back as it was, and the one-line error names where the failed run is kept."""
+    from reliability.checks import TINY as TINY_ARGS
+
+    out, data = tmp_path / "out", ("--a", blob_tiffs["a"][0], "--b", blob_tiffs["b"][0])
+    assert cli("run", "denoise", *data, "--out", out, *TINY_ARGS, "--iterations", "2").code == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    _diverging_at(monkeypatch, 5)
+    result = cli("run", "denoise", *data, "--out", out, *TINY_ARGS, "--iterations", "8",
+                 "--overwrite")
+    (kept,) = tmp_path.glob("out.failed-*")
+    lines = result.err.strip().splitlines()
+    assert result.code == 2 and "Traceback" not in result.err
+    assert lines[-1].startswith("error: training diverged at iteration 5")
+    assert lines[-1].endswith("; the previous output is back in place and the failed new run "
+                              f"is kept in {kept}")
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert (kept / "run" / "checkpoints" / "last.pt").exists()

@@ -132,10 +132,13 @@ def move_aside(path: Path) -> Path:
 
 def restore(aside: Path, path: Path) -> None:
     """Put back at ``path`` what ``move_aside`` moved to ``aside``, replacing whatever was
-    made at ``path`` since."""
-    remove(path)
+    made at ``path`` since: that is renamed away first and deleted last, so a slow deletion
+    (or a Ctrl-C during it) never leaves the old one hidden."""
+    made = move_aside(path) if path.exists() or path.is_symlink() else None
     os.rename(aside, path)
     sync_folder(path.parent)
+    if made is not None:
+        remove(made)
 
 
 def move_into_place(partial: Path, path: Path, replace: bool = False) -> None:

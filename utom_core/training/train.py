@@ -19,7 +19,8 @@ from utom_core.io import FormatTable
 from utom_core.io.atomic import write_json
 from utom_core.methods import Method
 from utom_core.networks.base import GeneratorBuilder
-from utom_core.run_folders import check_run_dir, prepare_run_dir, relocated
+from utom_core.run_folders import check_run_dir, prepare_run_dir
+from utom_core.run_output import relocated
 from utom_core.task import Task
 from utom_core.training import distributed
 from utom_core.training.meta import input_records, recorded_inputs, same_inputs

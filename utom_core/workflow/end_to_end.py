@@ -41,9 +41,9 @@ from utom_core.run_folders import (
     PREDICTION_DIR,
     REPORT_FILE,
     RUN_SUBDIR,
-    output_folder,
     record_outputs,
 )
+from utom_core.run_output import output_folder
 from utom_core.task import Task, TaskData
 from utom_core.trained import load_model
 from utom_core.training import distributed, validation
