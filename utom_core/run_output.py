@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from utom_core.errors import DiskError, Interrupted, UtomError, interrupt_within
+from utom_core.errors import DiskError, Interrupted, PathError, UtomError, interrupt_within
 from utom_core.io.atomic import move_aside, remove, restore, sync_folder, write_json
 from utom_core.run_folders import (
     MARKER_FILE,
@@ -64,7 +64,7 @@ def output_folder(out: Path, overwrite: bool,
             with contextlib.suppress(OSError):  # else the old output still goes back
                 kept = move_new_run(out, "interrupted" if interrupted else "failed")
         if aside is not None:
-            restore(aside, out)  # before anything is written: a full disk cannot stop it
+            _put_back(aside, out)  # renames only, before anything is written
         elif not trained:  # nothing trained: undo
             remove(out)
             if existed:
@@ -79,7 +79,7 @@ def output_folder(out: Path, overwrite: bool,
             failed = _naming_kept(err, out, kept, hint)
             if failed is err:
                 raise
-            raise failed from None
+            raise failed.with_traceback(err.__traceback__) from None
         if trained and isinstance(err, KeyboardInterrupt):  # not training's own Interrupted
             raise Interrupted(f"{out}: interrupted; the trained run is kept in {run}{hint}"
                               ) from None
@@ -89,23 +89,39 @@ def output_folder(out: Path, overwrite: bool,
             remove(aside)
 
 
+def _put_back(aside: Path, out: Path) -> None:
+    """``restore`` the old output, or say where it is whole if even that is refused."""
+    try:
+        restore(aside, out)
+    except OSError as err:
+        raise DiskError(out, f"could not put the previous output back ({err.strerror or err}); "
+                             f"it is whole in {aside}: rename it to {out.name}") from None
+
+
 def _naming_kept(err: BaseException, out: Path, kept: Path, hint: str) -> BaseException:
-    """``err`` saying that the failed new run is kept in ``kept`` (paths it names inside
-    ``out`` are there now): one line and the same exit status for what the CLI prints as
-    one line (UtomError, OSError; where the disk refused, with ``hint``, how to continue it
-    once there is room), a note for anything else."""
+    """``err`` saying that the failed new run is kept in ``kept`` (the path it names inside
+    ``out`` is there now): one line and the same exit status for what the CLI prints as one
+    line (UtomError, OSError; where the disk refused, with ``hint``, how to continue it once
+    there is room), a note for anything else."""
     said = f"the previous output is back in place and the failed new run is kept in {kept}"
     if not isinstance(err, UtomError | OSError):
         err.add_note(said)
         return err
-    if isinstance(err, OSError):
-        text = (f"{err.filename}: " if err.filename else "") + (err.strerror or str(err))
+
+    def moved(path: object) -> object:
+        inside = Path(str(path)).is_relative_to(out)
+        return kept / Path(str(path)).relative_to(out) if inside else path
+
+    if isinstance(err, PathError):
+        text = f"{moved(err.path)}: {err.problem}"
+    elif isinstance(err, OSError):
+        where = f"{moved(err.filename)}: " if err.filename else ""
+        text = where + (err.strerror or str(err))
     else:
         text = str(err)
-    code = err.exit_code if isinstance(err, UtomError) else DiskError.exit_code
-    failed = UtomError(text.replace(f"{out}{os.sep}", f"{kept}{os.sep}") + f"; {said}"
-                       + (hint if code == DiskError.exit_code else ""))
-    failed.exit_code = code
+    refused = isinstance(err, DiskError) or (isinstance(err, OSError) and err.errno is not None)
+    failed = UtomError(f"{text}; {said}" + (hint if refused else ""))
+    failed.exit_code = err.exit_code if isinstance(err, UtomError) else DiskError.exit_code
     return failed
 
 

@@ -5,6 +5,7 @@ input, bad settings) leaves the old output exactly as it was."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ import tifffile
 from reliability.checks import TINY, Data, one_line_error, snapshot
 
 from utom_core import run_folders
-from utom_core.run_output import relocated
+from utom_core.errors import DiskError, UtomError
+from utom_core.run_output import output_folder, relocated
 
 
 @pytest.fixture
@@ -170,3 +172,27 @@ def test_a_kept_run_without_room_for_its_note_finds_its_data_by_its_name(tmp_pat
     assert moved(str(tmp_path / "elsewhere" / "a.tif")) == str(tmp_path / "elsewhere" / "a.tif")
     assert relocated(tmp_path / "out" / "run")(str(tmp_path / "out" / "a.tif")) == str(
         tmp_path / "out" / "a.tif")
+
+
+@pytest.mark.parametrize("named", ["out/run/checkpoints/last.pt", "data/about/a.tif"])
+def test_a_failed_kept_run_is_named_with_the_paths_where_they_are_now(tmp_path, monkeypatch,
+                                                                      named):
+    """The error of a new run that failed after training names the folder it is kept in; a
+    path it names inside the new output is given where it is now, any other as it was (a
+    relative ``--out out`` is not rewritten inside ``data/about``)."""
+    monkeypatch.chdir(tmp_path)
+    out = Path("out")
+    out.mkdir()
+    (out / run_folders.MARKER_FILE).write_text(
+        json.dumps({"format": run_folders.RUN_OUTPUT_FORMAT}))
+    with pytest.raises(UtomError) as raised, output_folder(out, overwrite=True):
+        (out / "run" / "checkpoints").mkdir(parents=True)
+        (out / "run" / "checkpoints" / "last.pt").write_bytes(b"trained")
+        raise DiskError(Path(named), "cannot write (No space left on device)")
+    (kept,) = Path().glob("out.failed-*")
+    where = kept / "run" / "checkpoints" / "last.pt" if named.startswith("out/") else named
+    assert str(raised.value) == (f"{where}: cannot write (No space left on device); the "
+                                 f"previous output is back in place and the failed new run is "
+                                 f"kept in {kept}")
+    assert raised.value.exit_code == 1
+    assert sorted(p.name for p in out.iterdir()) == [run_folders.MARKER_FILE]

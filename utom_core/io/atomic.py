@@ -134,7 +134,12 @@ def restore(aside: Path, path: Path) -> None:
     """Put back at ``path`` what ``move_aside`` moved to ``aside``, replacing whatever was
     made at ``path`` since: that is renamed away first and deleted last, so a slow deletion
     (or a Ctrl-C during it) never leaves the old one hidden."""
-    made = move_aside(path) if path.exists() or path.is_symlink() else None
+    made = None
+    if path.exists() or path.is_symlink():
+        try:
+            made = move_aside(path)
+        except OSError:  # no room for another name in the folder: delete it where it is
+            remove(path)
     os.rename(aside, path)
     sync_folder(path.parent)
     if made is not None:
