@@ -107,15 +107,10 @@ def _naming_kept(err: BaseException, out: Path, kept: Path, hint: str) -> BaseEx
     if not isinstance(err, UtomError | OSError):
         err.add_note(said)
         return err
-
-    def moved(path: object) -> object:
-        inside = Path(str(path)).is_relative_to(out)
-        return kept / Path(str(path)).relative_to(out) if inside else path
-
     if isinstance(err, PathError):
-        text = f"{moved(err.path)}: {err.problem}"
+        text = f"{_moved(str(err.path), out, kept)}: {err.problem}"
     elif isinstance(err, OSError):
-        where = f"{moved(err.filename)}: " if err.filename else ""
+        where = f"{_moved(str(err.filename), out, kept)}: " if err.filename else ""
         text = where + (err.strerror or str(err))
     else:
         text = str(err)
@@ -155,8 +150,9 @@ def relocated(run_dir: Path) -> Callable[[str], str]:
         str(output.with_name(named["out"])) if named else None)
     if not made_in or run_dir.name != RUN_SUBDIR:
         return lambda path: path
+    return lambda path: _moved(path, made_in, output)
 
-    def moved(path: str) -> str:
-        inside = Path(path).is_relative_to(made_in)
-        return str(output / Path(path).relative_to(made_in)) if inside else path
-    return moved
+
+def _moved(path: str, old: str | Path, new: Path) -> str:
+    """``path`` at the same place inside ``new`` where it lies inside ``old``, else as it is."""
+    return str(new / Path(path).relative_to(old)) if Path(path).is_relative_to(old) else path
